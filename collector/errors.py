@@ -1,0 +1,22 @@
+"""Errors the collector answers with: always JSON, always a 4xx or 503 with a reason."""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str, errors: list | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.errors = errors or []
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        body = {"success": False, "reason": self.reason, "message": self.message}
+        if self.errors:
+            body["errors"] = self.errors
+        return JSONResponse(body, status_code=self.status, headers=self.headers)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system tools the local stack needs when they are missing: a Java 17+ runtime for Kafka
+# and Maven to fetch Kafka's jars from Maven Central. Everything else comes from PyPI into .venv.
+set -euo pipefail
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi

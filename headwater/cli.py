@@ -1,0 +1,100 @@
+"""The one command line, ``headwater``, with a subcommand per role."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from headwater.settings import get_settings
+
+
+def cmd_collector(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from collector.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app, factory=True, host=settings.collector_host, port=settings.collector_port,
+        loop="uvloop", http="httptools", access_log=False, log_level="warning",
+    )
+
+
+def cmd_mediator(args: argparse.Namespace) -> None:
+    from headwater.service import run_role
+    from mediator.service import Mediator
+
+    run_role(lambda: Mediator(get_settings()).relay)
+
+
+def cmd_processor(args: argparse.Namespace) -> None:
+    from headwater.service import run_role
+    from processors.registry import build_relay
+
+    run_role(lambda: build_relay(args.name, get_settings()))
+
+
+def cmd_indexer(args: argparse.Namespace) -> None:
+    from headwater.service import run_role
+    from indexer.service import Indexer
+
+    run_role(lambda: Indexer(get_settings()))
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from headwater.clickhouse import make_client
+    from headwater.migrations import migrate_project
+
+    settings = get_settings()
+    client = make_client(settings)
+    for project in args.project or [settings.default_project]:
+        applied = migrate_project(client, project)
+        print(f"{project}: applied {applied or 'nothing, up to date'}")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from headwater.devstack.up import run_up
+
+    run_up(get_settings())
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    if args.server == "kafka":
+        from headwater.devstack.kafka import run_broker
+
+        run_broker(get_settings())
+    else:
+        from headwater.devstack.clickhouse import serve
+
+        serve(get_settings())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headwater", description="Headwater streaming analytics")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("collector", help="run the HTTP collector").set_defaults(func=cmd_collector)
+    sub.add_parser("mediator", help="route raw events into their project's flow").set_defaults(func=cmd_mediator)
+    processor = sub.add_parser("processor", help="run one processor of the flow")
+    processor.add_argument("name", help="validate, enrich, anonymize or sessionize")
+    processor.set_defaults(func=cmd_processor)
+    sub.add_parser("indexer", help="load events into ClickHouse").set_defaults(func=cmd_indexer)
+    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations")
+    migrate.add_argument("--project", action="append", help="a project id (repeatable)")
+    migrate.set_defaults(func=cmd_migrate)
+    sub.add_parser("up", help="start Kafka, ClickHouse and every role locally").set_defaults(func=cmd_up)
+    dev = sub.add_parser("dev", help="run one local server in the foreground (for the local stack)")
+    dev.add_argument("server", choices=["kafka", "clickhouse"])
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from headwater.log import configure_logging
+
+    configure_logging(get_settings(), args.command)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

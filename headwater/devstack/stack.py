@@ -1,0 +1,194 @@
+"""Starts and stops the whole local stack: Kafka, ClickHouse and every Headwater role, each as its
+own process with its output in ``<local_dir>/logs/<name>.log``.
+
+Children run in their own process groups, so a Ctrl-C reaches only this supervisor, which then stops
+them in order: the services first (so they flush and commit), then ClickHouse, then Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from headwater.clickhouse import make_client
+from headwater.devstack import clickhouse as local_clickhouse
+from headwater.devstack import kafka as local_kafka
+from headwater.flow import PROCESSOR_STEPS
+from headwater.kafka import ensure_topics, wait_for_broker
+from headwater.migrations import migrate_project
+from headwater.settings import Settings, settings_env
+
+
+class StackError(RuntimeError):
+    """A part of the stack failed to start; the message names it and quotes its log."""
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; return the exit code (negative: killed)."""
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def role_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "headwater", *args]
+
+
+def service_roles() -> list[tuple[str, list[str]]]:
+    """Every Headwater role that ``make up`` runs, with its command line."""
+    processors = [(f"processor-{step}", ["processor", step]) for step in PROCESSOR_STEPS]
+    return [("collector", ["collector"]), ("mediator", ["mediator"]), *processors, ("indexer", ["indexer"])]
+
+
+class Stack:
+    def __init__(self, settings: Settings, projects: tuple[str, ...] | None = None) -> None:
+        self.settings = settings
+        self.projects = projects or (settings.default_project,)
+        self.env = {**os.environ, **settings_env(settings)}
+        logs = settings.local_path / "logs"
+        self.kafka = Child("kafka", role_argv("dev", "kafka"), logs / "kafka.log")
+        self.clickhouse = Child("clickhouse", role_argv("dev", "clickhouse"), logs / "clickhouse.log")
+        self.services = [Child(name, role_argv(*args), logs / f"{name}.log") for name, args in service_roles()]
+
+    @property
+    def children(self) -> list[Child]:
+        return [self.kafka, self.clickhouse, *self.services]
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def start_servers(self) -> None:
+        local_kafka.ensure_jars(self.settings)
+        self.kafka.start(self.env)
+        self.clickhouse.start(self.env)
+        self._wait(self.clickhouse, self._clickhouse_answers, 60)
+        self._wait(self.kafka, self._broker_answers, 120)
+        self.bootstrap()
+
+    def restart(self, name: str) -> int | None:
+        """Stop one child cleanly, start it again and wait until it answers; return its exit code."""
+        child = self.child(name)
+        code = child.stop()
+        child.start(self.env)
+        ready = {"kafka": self._broker_answers, "clickhouse": self._clickhouse_answers,
+                 "collector": lambda: http_ok(self.collector_url + "/readyz")}
+        if name in ready:
+            self._wait(child, ready[name], 120)
+        self.write_pids()
+        return code
+
+    def bootstrap(self) -> None:
+        """Apply migrations for each project and create the topics."""
+        client = make_client(self.settings)
+        for project in self.projects:
+            migrate_project(client, project)
+        client.disconnect()
+        asyncio.run(ensure_topics(self.settings))
+
+    def start_services(self) -> None:
+        for child in self.services:
+            child.start(self.env)
+        collector = self.child("collector")
+        self._wait(collector, lambda: http_ok(self.collector_url + "/readyz"), 60)
+        self.write_pids()
+
+    def start(self) -> None:
+        self.start_servers()
+        self.start_services()
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.pid_file.unlink(missing_ok=True)
+
+    @property
+    def collector_url(self) -> str:
+        return f"http://{self.settings.collector_host}:{self.settings.collector_port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.local_path / "stack.json"
+
+    def write_pids(self) -> None:
+        pids = {c.name: c.proc.pid for c in self.children if c.alive()}
+        self.pid_file.write_text(json.dumps(pids))
+
+    def _clickhouse_answers(self) -> bool:
+        return local_clickhouse.is_up(self.settings)
+
+    def _broker_answers(self) -> bool:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refusals are expected while it boots
+        try:
+            asyncio.run(wait_for_broker(self.settings, timeout_s=2))
+            return True
+        except TimeoutError:
+            return False
+
+    def _wait(self, child: Child, ready, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if not child.alive():
+                raise StackError(f"{child.name} exited during start-up:\n{child.log_tail()}")
+            if time.monotonic() > deadline:
+                raise StackError(f"{child.name} not ready after {timeout_s:.0f}s:\n{child.log_tail()}")
+            time.sleep(0.2)
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.status == 200
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,76 @@
+"""Kafka helpers shared by every role: producer and consumer factories, topic creation, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from headwater.settings import Settings
+from headwater.topics import topic_specs
+
+
+def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
+    """A durable producer: ``acks=all`` and idempotence, so a send is acknowledged only once it is
+    written to every in-sync replica, and retries never duplicate within a producer session."""
+    options = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.producer_linger_ms,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=int(settings.produce_timeout_s * 1000),
+    )
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_consumer(settings: Settings, topics: list[str], group_id: str, **overrides) -> AIOKafkaConsumer:
+    """A consumer with auto-commit off: callers commit offsets only after their output is durable."""
+    options = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create every topic in :func:`topic_specs` that does not exist yet; return the created names."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        if missing:
+            new = [NewTopic(s.name, s.partitions, 1, topic_configs=s.config) for s in missing]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        return [spec.name for spec in missing]
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Return once the broker answers a metadata request; raise ``TimeoutError`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return
+        except (KafkaError, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka at {settings.kafka_bootstrap} did not answer: {exc}") from exc
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)

@@ -1,0 +1,35 @@
+"""The routing slip: each message carries the steps it still has to visit.
+
+The mediator writes the slip (the project's flow) into the ``hw-route`` header and sends the event to
+the first step's topic. Each processor pops its own step and forwards the event to the next one, so
+events never travel back to the mediator. See docs/architecture.md for the reasoning.
+"""
+
+from __future__ import annotations
+
+ROUTE_HEADER = "hw-route"
+PROJECT_HEADER = "hw-project"  # set by the collector, so routing needs no body decode
+Headers = list[tuple[str, bytes]]
+
+
+def encode_route(steps: tuple[str, ...] | list[str]) -> Headers:
+    return [(ROUTE_HEADER, ",".join(steps).encode())]
+
+
+def read_route(headers: Headers | tuple | None) -> list[str]:
+    for key, value in headers or ():
+        if key == ROUTE_HEADER:
+            return value.decode().split(",") if value else []
+    return []
+
+
+def next_hop(headers: Headers | tuple | None, current: str) -> tuple[str, Headers]:
+    """Return the step after ``current`` and the headers to send along with it.
+
+    Raises ``ValueError`` when the slip is missing or does not name ``current`` first.
+    """
+    route = read_route(headers)
+    if len(route) < 2 or route[0] != current:
+        raise ValueError(f"routing slip {route!r} does not continue from step {current!r}")
+    rest = route[1:]
+    return rest[0], encode_route(rest)

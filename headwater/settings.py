@@ -1,0 +1,90 @@
+"""Typed settings, read once from the environment or a TOML file.
+
+Every field can be set as an environment variable named ``HEADWATER_<FIELD>`` (upper case), or in the
+TOML file named by ``HEADWATER_CONFIG``. The environment wins over the file; the file wins over the
+defaults below. Call :func:`get_settings` to read them; it caches the result for the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "HEADWATER_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "headwater"
+    topic_partitions: int = 4
+
+    clickhouse_host: str = "127.0.0.1"
+    clickhouse_port: int = 9000
+    clickhouse_http_port: int = 8123
+    clickhouse_user: str = "default"
+    clickhouse_password: str = ""
+
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 8080
+    produce_timeout_s: float = 5.0
+    producer_linger_ms: int = 5
+
+    # Until the project store arrives, one project is configured here.
+    default_project: str = "default"
+    default_write_key: str = "dev-write-key"
+
+    indexer_batch_rows: int = 50_000
+    indexer_batch_ms: int = 1_000
+
+    local_dir: str = ".local"
+    kafka_libs_dir: str = ".local/kafka-libs"  # shared by every local stack, so jars download once
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+
+    @property
+    def local_path(self) -> Path:
+        return Path(self.local_dir).resolve()
+
+
+def _coerce(value: Any, kind: type) -> Any:
+    if kind is bool and isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return kind(value)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from defaults, then the TOML file, then the environment."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    config_file = environ.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        values.update(tomllib.loads(Path(config_file).read_text()))
+    hints = get_type_hints(Settings)
+    for field in dataclasses.fields(Settings):
+        env_value = environ.get(ENV_PREFIX + field.name.upper())
+        if env_value is not None:
+            values[field.name] = env_value
+    unknown = set(values) - set(hints)
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    return Settings(**{name: _coerce(v, hints[name]) for name, v in values.items()})
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce ``settings`` in a child process."""
+    return {
+        ENV_PREFIX + field.name.upper(): str(getattr(settings, field.name))
+        for field in dataclasses.fields(Settings)
+    }

@@ -1,0 +1,50 @@
+"""Kafka topic names and definitions, written once.
+
+Every topic Headwater uses is listed in :func:`topic_specs`; the local stack creates them from this
+list, and the deployment files are generated from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from headwater.flow import DEFAULT_FLOW
+from headwater.settings import Settings
+
+RAW = "raw"
+DEAD = "dead"
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+
+    @property
+    def config(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms)}
+
+
+def topic_name(settings: Settings, suffix: str) -> str:
+    return f"{settings.topic_prefix}.{suffix}"
+
+
+def raw_topic(settings: Settings) -> str:
+    return topic_name(settings, RAW)
+
+
+def dead_letter_topic(settings: Settings) -> str:
+    return topic_name(settings, DEAD)
+
+
+def step_topic(settings: Settings, step: str) -> str:
+    """The topic that the processor (or indexer) for ``step`` consumes."""
+    return topic_name(settings, f"step.{step}")
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    steps = [step_topic(settings, step) for step in DEFAULT_FLOW]
+    names = [raw_topic(settings), *steps, dead_letter_topic(settings)]
+    return [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]

@@ -1,0 +1,1 @@
+"""The indexer: batched, idempotent loads from the index topic into ClickHouse."""

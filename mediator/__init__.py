@@ -1,0 +1,1 @@
+"""The mediator: reads the raw topic and sends each event into its project's flow."""

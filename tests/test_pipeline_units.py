@@ -1,0 +1,92 @@
+"""Pure parts of the pipeline, no servers: flow rules, routing slips, envelopes, clock skew, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.stamp import correct_clock_skew, stamp
+from headwater.envelope import Envelope
+from headwater.flow import DEFAULT_FLOW, FlowError, validate_flow
+from headwater.routing import encode_route, next_hop, read_route
+from headwater.settings import load_settings
+from headwater.timeutil import epoch_ms
+
+
+def test_default_flow_is_valid_and_ends_in_index():
+    assert validate_flow(DEFAULT_FLOW)[-1] == "index"
+
+
+def test_flow_errors_are_reported_together():
+    with pytest.raises(FlowError) as error:
+        validate_flow(["enrich", "validate", "bogus"])
+    message = str(error.value)
+    assert "unknown step 'bogus'" in message
+    assert "must end with 'index'" in message
+    assert "keep the order" in message
+
+
+def test_flow_may_skip_steps():
+    assert validate_flow(["validate", "index"]) == ("validate", "index")
+
+
+def test_routing_slip_pops_the_current_step():
+    headers = encode_route(["validate", "enrich", "index"])
+    step, rest = next_hop(headers, "validate")
+    assert step == "enrich"
+    assert read_route(rest) == ["enrich", "index"]
+
+
+def test_routing_slip_for_another_step_is_refused():
+    with pytest.raises(ValueError):
+        next_hop(encode_route(["enrich", "index"]), "validate")
+    with pytest.raises(ValueError):
+        next_hop([], "validate")
+
+
+def test_envelope_round_trip_and_key():
+    envelope = Envelope("shop", "m1", 1_700_000_000_000, "r1", {"anonymousId": "a1", "x": "ü"}, "1.2.3.4", "UA")
+    decoded = Envelope.decode(envelope.encode())
+    assert decoded == envelope
+    assert decoded.key() == b"shop:a1"
+
+
+@pytest.mark.parametrize("data", [b"", b"[]", b'{"v": 2}', b"\xff"])
+def test_envelope_decode_rejects_other_bytes(data):
+    with pytest.raises(ValueError):
+        Envelope.decode(data)
+
+
+def test_clock_skew_uses_sent_at():
+    received = epoch_ms("2026-01-01T00:00:10Z")
+    event = {"timestamp": "2030-05-05T10:00:00Z", "sentAt": "2030-05-05T10:00:05Z"}
+    correct_clock_skew(event, received)
+    assert event["timestamp"] == "2026-01-01T00:00:05.000Z"
+    assert event["originalTimestamp"] == "2030-05-05T10:00:00Z"
+
+
+def test_clock_skew_without_any_client_time_uses_received_at():
+    event = {}
+    correct_clock_skew(event, epoch_ms("2026-01-01T00:00:10Z"))
+    assert event["timestamp"] == "2026-01-01T00:00:10.000Z"
+
+
+def test_stamp_generates_a_message_id_only_when_missing():
+    kept = stamp({"messageId": "given"}, "p", "r", 0, None, None)
+    made = stamp({}, "p", "r", 0, None, None)
+    assert kept.message_id == "given"
+    assert made.message_id and made.message_id == made.event["messageId"]
+
+
+def test_settings_from_env_and_file(tmp_path):
+    config = tmp_path / "headwater.toml"
+    config.write_text('collector_port = 9999\ntopic_prefix = "from-file"\n')
+    settings = load_settings({"HEADWATER_CONFIG": str(config), "HEADWATER_TOPIC_PREFIX": "from-env"})
+    assert settings.collector_port == 9999
+    assert settings.topic_prefix == "from-env"
+
+
+def test_unknown_settings_are_refused(tmp_path):
+    config = tmp_path / "headwater.toml"
+    config.write_text("colector_port = 1\n")
+    with pytest.raises(ValueError, match="colector_port"):
+        load_settings({"HEADWATER_CONFIG": str(config)})
