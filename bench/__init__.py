@@ -1,0 +1,1 @@
+"""`make bench`: end-to-end load against the pipeline, figures written to bench/results/latest.json."""

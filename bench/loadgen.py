@@ -1,0 +1,110 @@
+"""The load generator: a separate process that posts events and reports what was acknowledged.
+
+Each event carries a messageId ``<run>-<n>``, so the harness can count losses and duplicates in
+ClickHouse. It prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import orjson
+import uvloop
+
+from bench.http import Connection
+
+
+def event(run: str, n: int) -> dict:
+    return {
+        "type": "track", "event": "Bench Event", "messageId": f"{run}-{n}", "anonymousId": f"v{n % 5000}",
+        "properties": {"n": n, "path": f"/page/{n % 50}", "plan": "pro"},
+        "context": {"library": {"name": "headwater-bench"}, "locale": "en-GB"},
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def phase(url_host: str, port: int, key: str, bodies, concurrency: int, path: str,
+                rate: float | None = None) -> dict:
+    """Post every body from ``bodies`` over ``concurrency`` connections; optional target rate (req/s)."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    acked: list[int] = []
+    started = time.perf_counter()
+    shared = enumerate(bodies)  # one iterator for all workers: each item goes to exactly one
+
+    async def worker() -> None:
+        conn = Connection(url_host, port, key)
+        for index, (ids, body) in shared:
+            if rate:
+                due = started + index / rate
+                if (delay := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(delay)
+            try:
+                status, seconds = await conn.post(path, body)
+            except (OSError, asyncio.IncompleteReadError):
+                conn.close()
+                status, seconds = 599, 0.0
+            statuses[status] = statuses.get(status, 0) + 1
+            latencies.append(seconds)
+            if status == 200:
+                acked.extend(ids)
+        conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {
+        "requests": len(latencies), "seconds": round(elapsed, 3),
+        "requests_per_s": round(len(latencies) / elapsed, 1), "events_acked": len(acked),
+        "events_per_s": round(len(acked) / elapsed, 1), "statuses": statuses,
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2), "acked": acked,
+    }
+
+
+def single_bodies(run: str, start: int, count: int):
+    for n in range(start, start + count):
+        yield [n], orjson.dumps(event(run, n))
+
+
+def batch_bodies(run: str, start: int, count: int, size: int):
+    for first in range(start, start + count, size):
+        ids = list(range(first, min(first + size, start + count)))
+        yield ids, orjson.dumps({"batch": [event(run, n) for n in ids]})
+
+
+async def main(args: argparse.Namespace) -> dict:
+    """Three phases: single events flat out, batches flat out, then single events at half the
+    single-event maximum, to read the latency a collector shows when it is not saturated."""
+    host, _, port = args.url.removeprefix("http://").partition(":")
+    post = lambda bodies, path, rate=None: phase(  # noqa: E731
+        host, int(port), args.key, bodies, args.concurrency, path, rate)
+    single = await post(single_bodies(args.run, 0, args.single), "/v1/track")
+    start = args.single
+    batch = await post(batch_bodies(args.run, start, args.batched, args.batch_size), "/v1/batch")
+    start += args.batched
+    half_rate = single["requests_per_s"] / 2
+    half_count = int(half_rate * args.half_load_s)
+    half = await post(single_bodies(args.run, start, half_count), "/v1/track", half_rate)
+    half["target_requests_per_s"] = round(half_rate, 1)
+    return {"single": single, "batch": batch, "single_half_load": half}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--single", type=int, default=20_000)
+    parser.add_argument("--batched", type=int, default=180_000)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--half-load-s", type=float, default=10.0)
+    result = uvloop.run(main(parser.parse_args()))
+    sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS))
