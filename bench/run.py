@@ -29,8 +29,8 @@ def run_loadgen(settings: Settings, url: str, run: str, events: int) -> dict:
     argv = [sys.executable, "-m", "bench.loadgen", "--url", url, "--key", settings.default_write_key,
             "--run", run, "--single", str(single), "--batched", str(events - single)]
     done = subprocess.run(argv, capture_output=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"the load generator failed:\n{done.stderr.decode()[-3000:]}")
+    if done.returncode != 0 or not done.stdout:
+        raise RuntimeError(f"the load generator failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}")
     return json.loads(done.stdout)
 
 

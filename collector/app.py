@@ -15,6 +15,8 @@ from collector.errors import ApiError
 from collector.ingest import EVENT_TYPES, SHORT_PATHS, accept, read_json
 from collector.sink import KafkaSink, Unavailable
 from headwater.kafka import make_producer
+from headwater.partitioning import PartitionMap
+from headwater.topics import raw_topic
 from headwater.settings import Settings, get_settings
 
 log = structlog.get_logger()
@@ -69,7 +71,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette):
         producer = make_producer(settings)
         await producer.start()
-        app.state.sink = KafkaSink(settings, producer)
+        partitions = PartitionMap()
+        await partitions.load(producer, [raw_topic(settings)])
+        app.state.sink = KafkaSink(settings, producer, partitions)
         try:
             yield
         finally:

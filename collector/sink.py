@@ -1,48 +1,103 @@
-"""Producing accepted events to Kafka, bounded in time.
+"""Producing accepted events to Kafka: coalesced, durable, bounded in time.
 
-``publish`` returns only once Kafka has acknowledged every envelope with ``acks=all``. Many concurrent
-requests share the producer's batches (``linger_ms``), so durable acks stay cheap. When Kafka does
-not acknowledge within ``produce_timeout_s`` it raises :class:`Unavailable`; the caller answers 503
-and the client retries (a retried event is deduplicated downstream by ``messageId``).
+``publish`` returns only once Kafka has acknowledged every given envelope with ``acks=all``.
+
+Events of all requests that arrive in the same turn of the event loop are coalesced: they are
+grouped by (project, partition of their ``project:visitor`` key) and each group becomes one Kafka
+message holding a list of envelopes. This keeps the per-message cost of the Kafka client off the
+per-event path while each visitor's events stay in one partition, in order. A group is closed early
+at ``MAX_MESSAGE_BYTES``.
+
+When Kafka does not acknowledge within ``produce_timeout_s`` it raises :class:`Unavailable`; the
+caller answers 503 and the client retries (a retried event is deduplicated downstream by
+``messageId``). An event whose request timed out may still be written later; it was never answered
+200, so nothing acknowledged is lost and nothing unacknowledged is promised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from headwater.envelope import Envelope
+from headwater.partitioning import PartitionMap, partition_of
 from headwater.routing import PROJECT_HEADER
 from headwater.settings import Settings
 from headwater.topics import raw_topic
+
+MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class Unavailable(Exception):
     """Kafka did not acknowledge in time."""
 
 
+@dataclasses.dataclass
+class PendingMessage:
+    project_id: str
+    key: bytes
+    parts: list[bytes] = dataclasses.field(default_factory=list)
+    size: int = 2
+    done: asyncio.Future = dataclasses.field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def value(self) -> bytes:
+        return b"[" + b",".join(self.parts) + b"]"
+
+
 class KafkaSink:
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, partitions: PartitionMap) -> None:
         self.topic = raw_topic(settings)
         self.timeout_s = settings.produce_timeout_s
         self.producer = producer
-
-    async def _send_all(self, envelopes: list[Envelope]) -> None:
-        pending = [
-            await self.producer.send(
-                self.topic, e.encode(), key=e.key(), headers=[(PROJECT_HEADER, e.project_id.encode())]
-            )
-            for e in envelopes
-        ]
-        await asyncio.gather(*pending)
+        self.partitions = partitions
+        self.open: dict[tuple[str, int], PendingMessage] = {}
+        self.flush_scheduled = False
 
     async def publish(self, envelopes: list[Envelope]) -> None:
+        waits = {self._add(envelope) for envelope in envelopes}
         try:
-            await asyncio.wait_for(self._send_all(envelopes), self.timeout_s)
+            await asyncio.wait_for(asyncio.gather(*map(asyncio.shield, waits)), self.timeout_s)
         except (asyncio.TimeoutError, KafkaError) as exc:
             raise Unavailable(str(exc) or type(exc).__name__) from exc
+
+    def _add(self, envelope: Envelope) -> asyncio.Future:
+        key = envelope.key()
+        slot = (envelope.project_id, partition_of(key, self.partitions.counts[self.topic]))
+        encoded = envelope.encode()
+        message = self.open.get(slot)
+        if message is None or message.size + len(encoded) > MAX_MESSAGE_BYTES:
+            if message is not None:
+                self._send(message)
+            message = self.open[slot] = PendingMessage(envelope.project_id, key)
+        message.parts.append(encoded)
+        message.size += len(encoded) + 1
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return message.done
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        messages, self.open = self.open, {}
+        for message in messages.values():
+            self._send(message)
+
+    def _send(self, message: PendingMessage) -> None:
+        asyncio.ensure_future(self._produce(message))
+
+    async def _produce(self, message: PendingMessage) -> None:
+        try:
+            delivery = await self.producer.send(
+                self.topic, message.value(), key=message.key,
+                headers=[(PROJECT_HEADER, message.project_id.encode())],
+            )
+            await delivery
+            message.done.set_result(None)
+        except Exception as exc:  # handed to every request waiting on this message
+            message.done.set_exception(exc)
 
     async def ready(self) -> bool:
         try:

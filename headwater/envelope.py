@@ -1,7 +1,9 @@
 """The envelope: one Segment-style event plus what the collector stamped on it.
 
-Envelopes travel as orjson-encoded Kafka message values, keyed by ``project:visitor`` so that each
-visitor's events stay in order within one partition.
+On Kafka, a message value is a *batch* of envelopes (an orjson list), all of one project and all
+belonging to the same partition (see :mod:`headwater.partitioning`). Batching many events into one
+message is what keeps Python's per-message cost off the hot path, while grouping by partition keeps
+each visitor's events in one partition, in order.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Any
 
 import orjson
 
-VERSION = 1
+FORMAT_HEADER = "hw-format"
+FORMAT = b"envelopes/1"
 
 
 @dataclasses.dataclass(slots=True)
@@ -29,34 +32,37 @@ class Envelope:
         return str(self.event.get("anonymousId") or self.event.get("userId") or "")
 
     def key(self) -> bytes:
+        """The partitioning key: ``project:visitor``."""
         return f"{self.project_id}:{self.visitor_id}".encode()
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": VERSION,
-                "project_id": self.project_id,
-                "message_id": self.message_id,
-                "received_at_ms": self.received_at_ms,
-                "request_id": self.request_id,
-                "ip": self.ip,
-                "user_agent": self.user_agent,
-                "event": self.event,
-            }
-        )
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Envelope:
+        if not isinstance(raw, dict):
+            raise ValueError("an envelope must be a JSON object")
+        try:
+            envelope = cls(**raw)
+        except TypeError as exc:
+            raise ValueError(f"not an envelope: {exc}") from exc
+        if not isinstance(envelope.event, dict) or not isinstance(envelope.project_id, str):
+            raise ValueError("an envelope needs a project_id string and an event object")
+        return envelope
 
     @classmethod
     def decode(cls, data: bytes) -> Envelope:
-        """Decode an envelope; raises ``ValueError`` (orjson's error included) on bad bytes."""
-        raw = orjson.loads(data)
-        if not isinstance(raw, dict) or raw.get("v") != VERSION:
-            raise ValueError("not a version-1 Headwater envelope")
-        return cls(
-            project_id=raw["project_id"],
-            message_id=raw["message_id"],
-            received_at_ms=raw["received_at_ms"],
-            request_id=raw["request_id"],
-            event=raw["event"],
-            ip=raw.get("ip"),
-            user_agent=raw.get("user_agent"),
-        )
+        """Decode one envelope; raises ``ValueError`` on anything else."""
+        return cls.from_dict(orjson.loads(data))
+
+
+def encode_batch(envelopes: list[Envelope]) -> bytes:
+    return orjson.dumps(envelopes)
+
+
+def decode_batch(data: bytes) -> list[Envelope]:
+    """Decode a message value; raises ``ValueError`` when it is not a non-empty list of envelopes."""
+    raw = orjson.loads(data)
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("a message must hold a non-empty list of envelopes")
+    return [Envelope.from_dict(item) for item in raw]

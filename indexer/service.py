@@ -19,7 +19,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from clickhouse_driver.errors import Error as ClickHouseError
 
 from headwater.clickhouse import make_client, project_database
-from headwater.envelope import Envelope
+from headwater.envelope import decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.kafka import make_consumer, make_producer
 from headwater.relay import Rejected, dead_letter
@@ -30,6 +30,7 @@ from indexer.rows import EVENT_COLUMNS, event_row
 log = structlog.get_logger()
 GROUP_ID = "headwater-indexer-events"
 MAX_BACKOFF_S = 30.0
+MAX_RECORDS_PER_POLL = 500
 
 
 class Batch:
@@ -40,18 +41,22 @@ class Batch:
         self.rows: dict[str, list[tuple]] = defaultdict(list)
         self.first: dict[TopicPartition, int] = {}
         self.next_offsets: dict[TopicPartition, int] = {}
-        self.count = 0
+        self.records = 0  # Kafka messages, each holding a list of events
+        self.events = 0
         self.rejected: list[tuple[ConsumerRecord, Rejected]] = []
 
     def add(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         self.first.setdefault(tp, record.offset)
         self.next_offsets[tp] = record.offset + 1
-        self.count += 1
+        self.records += 1
         try:
-            envelope = Envelope.decode(record.value)
-            self.rows[envelope.project_id].append(event_row(envelope, record.partition, record.offset))
-        except (ValueError, KeyError, TypeError) as exc:
+            envelopes = decode_batch(record.value)
+        except ValueError as exc:
             self.rejected.append((record, Rejected("unparseable", str(exc))))
+            return
+        for envelope in envelopes:
+            self.rows[envelope.project_id].append(event_row(envelope, record.partition, record.offset))
+        self.events += len(envelopes)
 
     def token(self, project_id: str) -> str:
         ranges = sorted(f"{tp.topic}/{tp.partition}/{self.first[tp]}-{n}" for tp, n in self.next_offsets.items())
@@ -85,12 +90,12 @@ class Indexer:
 
     async def _fill(self) -> Batch:
         batch = Batch()
-        while batch.count < self.settings.indexer_batch_rows and not self.stopping.is_set():
+        while batch.events < self.settings.indexer_batch_rows and not self.stopping.is_set():
             wait_ms = self.settings.indexer_batch_ms - batch.age_ms()
             if wait_ms <= 0:
                 break
             polled = await self.consumer.getmany(
-                timeout_ms=int(wait_ms), max_records=self.settings.indexer_batch_rows - batch.count
+                timeout_ms=int(wait_ms), max_records=MAX_RECORDS_PER_POLL
             )
             for tp, records in polled.items():
                 for record in records:
@@ -98,7 +103,7 @@ class Indexer:
         return batch
 
     async def _flush(self, batch: Batch) -> None:
-        if not batch.count:
+        if not batch.records:
             return
         started = time.perf_counter()
         for project_id, rows in batch.rows.items():
@@ -112,7 +117,7 @@ class Indexer:
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit_failed", error=str(exc), note="the batch will be delivered again")
         log.info(
-            "batch", rows=batch.count, projects=len(batch.rows), dead_lettered=len(batch.rejected),
+            "batch", records=batch.records, rows=batch.events, projects=len(batch.rows), dead_lettered=len(batch.rejected),
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
 

@@ -1,12 +1,13 @@
-"""The interface every processor implements, and the loop that runs one.
+"""The interface every processor implements, and the transform that runs one over Kafka records.
 
-A processor is a pure function of one envelope. :func:`transform_for` wraps it into a relay
-transform that decodes the record, calls ``process``, and forwards the result to the next step named
-by the routing slip. Each processor runs as its own consumer group, ``headwater-processor-<name>``,
-so operators scale it by adding replicas (up to the number of partitions).
+A processor is a function of one envelope. :func:`transform_for` wraps it into a relay transform:
+decode the record's batch of envelopes, call ``process`` on each, send an event it rejects to the
+dead-letter topic on its own, and forward the rest to the next step named by the routing slip,
+regrouped by the partition of their (possibly changed) ``project:visitor`` key. Each processor runs
+as its own consumer group, ``headwater-processor-<name>``, so operators scale it by adding replicas
+(up to the number of partitions).
 
-Delivery: at-least-once, as in :class:`headwater.relay.Relay`. Output keeps the input key
-(``project:visitor``), so each visitor's events stay in order.
+Delivery: at-least-once, as in :class:`headwater.relay.Relay`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
+import orjson
 from aiokafka.structs import ConsumerRecord
 
-from headwater.envelope import Envelope
-from headwater.relay import Output, Rejected, Transform
+from headwater.envelope import Envelope, decode_batch, encode_batch
+from headwater.partitioning import PartitionMap
+from headwater.relay import Output, Rejected, Transform, dead_letter
 from headwater.routing import ROUTE_HEADER, next_hop
 from headwater.settings import Settings
 from headwater.topics import step_topic
@@ -35,7 +38,7 @@ class Processor(abc.ABC):
     def process(self, envelope: Envelope) -> Envelope | None:
         """Return the envelope (changed or not), ``None`` to drop it, or raise ``Rejected``.
 
-        Must not block: it runs on the event loop, once per event.
+        Runs on the event loop once per event, so it must not block.
         """
 
 
@@ -43,19 +46,28 @@ def group_id(name: str) -> str:
     return f"headwater-processor-{name}"
 
 
-def transform_for(processor: Processor) -> Transform:
+def transform_for(processor: Processor, partitions: PartitionMap) -> Transform:
     settings = processor.settings
 
     def transform(record: ConsumerRecord) -> list[Output]:
         try:
-            envelope = Envelope.decode(record.value)
-            step, headers = next_hop(record.headers, processor.name)
-        except (ValueError, KeyError, TypeError) as exc:
+            envelopes = decode_batch(record.value)
+            step, route = next_hop(record.headers, processor.name)
+        except ValueError as exc:
             raise Rejected("unparseable", str(exc)) from exc
-        result = processor.process(envelope)
-        if result is None:
-            return []
-        kept = [(k, v) for k, v in record.headers if k != ROUTE_HEADER]
-        return [Output(step_topic(settings, step), record.key, result.encode(), kept + headers)]
+        outputs, kept = [], []
+        for envelope in envelopes:
+            try:
+                result = processor.process(envelope)
+            except Rejected as error:
+                outputs.append(dead_letter(settings, record, error, orjson.dumps(envelope)))
+                continue
+            if result is not None:
+                kept.append(result)
+        topic = step_topic(settings, step)
+        headers = [(k, v) for k, v in record.headers if k != ROUTE_HEADER] + route
+        for group in partitions.group(kept, topic):
+            outputs.append(Output(topic, group[0].key(), encode_batch(group), headers))
+        return outputs
 
     return transform

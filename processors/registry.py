@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from headwater.flow import PROCESSOR_STEPS
+from headwater.partitioning import PartitionMap
 from headwater.relay import Relay
 from headwater.settings import Settings
 from headwater.topics import step_topic
@@ -18,4 +19,6 @@ def build_processor(name: str, settings: Settings) -> Processor:
 
 def build_relay(name: str, settings: Settings) -> Relay:
     processor = build_processor(name, settings)
-    return Relay(settings, group_id(name), [step_topic(settings, name)], transform_for(processor))
+    partitions = PartitionMap()
+    return Relay(settings, group_id(name), [step_topic(settings, name)], transform_for(processor, partitions),
+                 partitions)

@@ -1,0 +1,38 @@
+"""Which partition an event belongs to, and grouping events into one message per partition.
+
+The partition of an event is Kafka's default for its key ``project:visitor``:
+``murmur2(key) & 0x7fffffff % partitions``. A message holding a group carries the key of its first
+event, so the producer's default partitioner sends it to the partition every event in it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from headwater.envelope import Envelope
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class PartitionMap:
+    """Partition counts of the topics a role produces to, read from the cluster at start."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    async def load(self, producer: AIOKafkaProducer, topics: list[str]) -> None:
+        for topic in topics:
+            self.counts[topic] = len(await producer.partitions_for(topic))
+
+    def group(self, envelopes: list[Envelope], topic: str) -> list[list[Envelope]]:
+        """Split ``envelopes`` by (project, partition of ``topic``), keeping their order."""
+        count = self.counts[topic]
+        groups: dict[tuple[str, int], list[Envelope]] = defaultdict(list)
+        for envelope in envelopes:
+            groups[(envelope.project_id, partition_of(envelope.key(), count))].append(envelope)
+        return list(groups.values())
