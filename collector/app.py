@@ -1,4 +1,4 @@
-"""The collector's Starlette application."""
+"""The collector's Starlette application: routes, CORS, health, metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -8,41 +8,73 @@ import time
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collector.errors import ApiError
-from collector.ingest import EVENT_TYPES, SHORT_PATHS, accept, read_json
+from collector.ingest import BATCH, COMPACT, EVENT_TYPES, SHORT_PATHS, Ingest
+from collector.metrics import CollectorMetrics
+from collector.openapi import openapi_document
 from collector.sink import KafkaSink, Unavailable
 from headwater.kafka import make_producer
 from headwater.partitioning import PartitionMap
-from headwater.topics import raw_topic
+from headwater.projects.store import ProjectStore
 from headwater.settings import Settings, get_settings
+from headwater.topics import raw_topic
 
 log = structlog.get_logger()
+PREFLIGHT_MAX_AGE = "86400"
 
 
-def make_ingest_route(call: str):
-    async def ingest(request: Request) -> JSONResponse:
+def cors_headers(request: Request, allowed: bool) -> dict[str, str]:
+    origin = request.headers.get("origin")
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin and allowed else {}
+
+
+async def preflight(request: Request) -> Response:
+    """Any origin may ask; the real request is then checked against its project's allowed origins."""
+    headers = {
+        "Access-Control-Allow-Origin": request.headers.get("origin", "*"),
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": request.headers.get(
+            "access-control-request-headers", "authorization, content-type"),
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+        "Vary": "Origin",
+    }
+    return Response(status_code=204, headers=headers)
+
+
+def make_ingest_route(route: str, call: str):
+    async def ingest(request: Request) -> Response:
+        state = request.app.state
         started = time.perf_counter()
-        accepted = 0
+        state.metrics.in_flight.inc()
+        project_id, accepted, rejected = None, 0, 0
         try:
-            settings: Settings = request.app.state.settings
-            payload = await read_json(request)
-            envelopes, errors = accept(settings, request, payload, call)
-            if not envelopes:
-                raise ApiError(400, "invalid_envelope", "no valid event in the request", errors)
-            await request.app.state.sink.publish(envelopes)
-            accepted = len(envelopes)
-            body = {"success": True, **({"errors": errors, "rejected": len({e["index"] for e in errors})} if errors else {})}
-            response = JSONResponse(body)
+            result = await state.ingest.accept(request, call)
+            project_id, rejected = result.project_id, result.rejected
+            produce_started = time.perf_counter()
+            await state.sink.publish(result.envelopes)
+            state.metrics.produce_seconds.observe(time.perf_counter() - produce_started)
+            accepted = len(result.envelopes)
+            body = {"success": True}
+            if result.errors:
+                body.update(accepted=accepted, rejected=rejected, errors=result.errors)
+            response = JSONResponse(body, headers=cors_headers(request, True))
         except Unavailable as exc:
-            response = ApiError(503, "kafka_unavailable", f"events not stored, retry: {exc}",
+            response = ApiError(503, "kafka_unavailable", f"events not stored, retry later: {exc}",
                                 headers={"Retry-After": "5"}).response()
         except ApiError as exc:
             response = exc.response()
-        log.info("request", route=call, status=response.status_code, accepted=accepted,
-                 ms=round((time.perf_counter() - started) * 1000, 2))
+            state.metrics.rejected.labels(exc.reason).inc()
+        finally:
+            state.metrics.in_flight.dec()
+        state.metrics.requests.labels(route, response.status_code).inc()
+        state.metrics.accepted.inc(accepted)
+        if rejected:
+            state.metrics.rejected.labels("invalid_event").inc(rejected)
+        log.info("request", route=route, status=response.status_code, project=project_id, accepted=accepted,
+                 rejected=rejected, ms=round((time.perf_counter() - started) * 1000, 2))
         return response
 
     return ingest
@@ -53,19 +85,37 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    if await request.app.state.sink.ready():
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "kafka unreachable"}, status_code=503)
+    state = request.app.state
+    if not state.store.loaded.is_set():
+        return JSONResponse({"status": "project store loading"}, status_code=503)
+    if not await state.sink.ready():
+        return JSONResponse({"status": "kafka unreachable"}, status_code=503)
+    return JSONResponse({"status": "ready"})
 
 
-def routes() -> list[Route]:
-    calls = {**{c: c for c in EVENT_TYPES}, **SHORT_PATHS, "batch": "batch", "b": "batch"}
-    ingest = [Route(f"/v1/{path}", make_ingest_route(call), methods=["POST"]) for path, call in calls.items()]
-    return [Route("/healthz", healthz), Route("/readyz", readyz), *ingest]
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(openapi_document())
+
+
+def ingest_paths() -> dict[str, str]:
+    """URL path -> call, with Segment's short browser paths (/v1/t, /v1/b, ...) and the compact one."""
+    return {**{c: c for c in EVENT_TYPES}, **SHORT_PATHS, BATCH: BATCH, "b": BATCH, "hw": COMPACT}
+
+
+def routes(metrics: CollectorMetrics) -> list[Route]:
+    ingest = []
+    for path, call in ingest_paths().items():
+        ingest.append(Route(f"/v1/{path}", make_ingest_route(f"/v1/{path}", call), methods=["POST"]))
+        ingest.append(Route(f"/v1/{path}", preflight, methods=["OPTIONS"]))
+    return [
+        Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics.endpoint),
+        Route("/openapi.json", openapi), *ingest,
+    ]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    metrics = CollectorMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -73,12 +123,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await producer.start()
         partitions = PartitionMap()
         await partitions.load(producer, [raw_topic(settings)])
+        store = ProjectStore(settings)
+        await store.start()
+        app.state.store = store
         app.state.sink = KafkaSink(settings, producer, partitions)
+        app.state.ingest = Ingest(settings, store)
         try:
             yield
         finally:
+            await store.stop()
             await producer.stop()
 
-    app = Starlette(routes=routes(), lifespan=lifespan)
+    app = Starlette(routes=routes(metrics), lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = metrics
     return app

@@ -16,7 +16,8 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def response(self) -> JSONResponse:
-        body = {"success": False, "reason": self.reason, "message": self.message}
+        # "code" repeats the reason for SDKs (RudderStack's) that read that name.
+        body = {"success": False, "reason": self.reason, "code": self.reason, "message": self.message}
         if self.errors:
             body["errors"] = self.errors
         return JSONResponse(body, status_code=self.status, headers=self.headers)

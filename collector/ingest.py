@@ -1,109 +1,125 @@
-"""Segment-compatible ingestion: parse, authenticate, check, stamp, publish.
+"""Segment-compatible ingestion: limit, parse, authenticate, check, stamp.
 
-A request is answered 200 only after Kafka has acknowledged every event it accepted. In a batch, valid
-events are accepted and invalid ones are reported back in ``errors`` with their index; the answer is
-200 when at least one event was accepted, 400 when none was.
+What happens to a request, in order:
+
+1. the client IP's request bucket is charged (429 when empty);
+2. the body is read within ``max_request_bytes`` (413), inflated if gzip (415 for other encodings),
+   parsed as a JSON object (415 for non-JSON content types, 400 when malformed);
+3. the write key is checked (401), the project must be enabled (403) and a browser's Origin allowed
+   (403);
+4. each event is checked against ``schemas/headwater/segment_event`` and ``max_event_bytes``;
+5. the project's event bucket is charged for the valid events (429 when empty);
+6. the valid events are stamped and handed to Kafka; the answer is 200 once Kafka acknowledged them.
+
+A batch with some invalid events: the valid ones are accepted, the invalid ones are listed in
+``errors`` by their index, field and reason, and the answer is 200 with ``accepted`` and ``rejected``
+counts. When no event of the request is valid the answer is 400 with the same ``errors`` (413 for a
+single event over the size limit).
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import time
 import uuid
 
 import orjson
 from starlette.requests import Request
 
+from collector.auth import authenticate, write_key
+from collector.body import read_json
+from collector.compact import expand
 from collector.errors import ApiError
+from collector.network import ClientAddress
+from collector.ratelimit import TokenBuckets, retry_after
 from collector.stamp import stamp
 from headwater.envelope import Envelope
+from headwater.projects.store import ProjectStore
+from headwater.schemas import Schema, load_schema
 from headwater.settings import Settings
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 SHORT_PATHS = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
-MAX_REQUEST_BYTES = 500 * 1024
+BATCH, COMPACT = "batch", "compact"
 
 
-async def read_json(request: Request) -> dict:
-    body = await request.body()
-    if len(body) > MAX_REQUEST_BYTES:
-        raise ApiError(413, "too_large", f"request body over {MAX_REQUEST_BYTES} bytes")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise ApiError(400, "invalid_envelope", "the body must be a JSON object")
-    return payload
+@dataclasses.dataclass
+class Accepted:
+    project_id: str
+    envelopes: list[Envelope]
+    errors: list[dict]
+
+    @property
+    def rejected(self) -> int:
+        return len({e["index"] for e in self.errors})
 
 
-def write_key(request: Request, payload: dict) -> str | None:
-    """The HTTP Basic username (password empty), or ``writeKey`` in the body."""
-    header = request.headers.get("authorization", "")
-    if header[:6].lower() == "basic ":
-        try:
-            return base64.b64decode(header[6:], validate=True).decode().partition(":")[0]
-        except (ValueError, UnicodeDecodeError):
-            return None
-    key = payload.get("writeKey")
-    return key if isinstance(key, str) else None
+class Ingest:
+    def __init__(self, settings: Settings, store: ProjectStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.schema: Schema = load_schema("headwater", "segment_event", "1-0-0")
+        self.addresses = ClientAddress(settings.trusted_proxies)
+        self.per_ip = TokenBuckets(settings.rate_limit_ip_rps, settings.rate_limit_ip_burst)
+        self.per_project = TokenBuckets(settings.rate_limit_project_eps, settings.rate_limit_project_burst)
 
+    async def accept(self, request: Request, call: str) -> Accepted:
+        ip = self.addresses.of(request)
+        if wait := self.per_ip.take(ip or "unknown"):
+            raise ApiError(429, "rate_limited", "too many requests from this address",
+                           headers={"Retry-After": retry_after(wait)})
+        payload = await read_json(request, self.settings.max_request_bytes)
+        if call == COMPACT:
+            payload, call = expand(payload), BATCH
+        received_at_ms = int(time.time() * 1000)
+        project = authenticate(self.store, write_key(request, payload), request.headers.get("origin"),
+                               received_at_ms)
+        events, errors = self.check(events_of(payload, call), single=call != BATCH)
+        if events and (wait := self.per_project.take(project.id, len(events))):
+            raise ApiError(429, "rate_limited", "this project is over its event rate",
+                           headers={"Retry-After": retry_after(wait)})
+        request_id = str(uuid.uuid4())
+        user_agent = request.headers.get("user-agent")
+        envelopes = [stamp(e, project.id, request_id, received_at_ms, ip, user_agent) for e in events]
+        return Accepted(project.id, envelopes, errors)
 
-def authenticate(settings: Settings, request: Request, payload: dict) -> str:
-    """Return the project id the write key belongs to."""
-    key = write_key(request, payload)
-    if not key:
-        raise ApiError(401, "missing_write_key", "send the write key as the Basic username or writeKey")
-    if key != settings.default_write_key:
-        raise ApiError(401, "invalid_write_key", "the write key is not known")
-    return settings.default_project
+    def check(self, events: list, single: bool) -> tuple[list[dict], list[dict]]:
+        valid, errors = [], []
+        for index, event in enumerate(events):
+            problems = self.problems(event)
+            if not problems:
+                valid.append(event)
+            elif single and problems[0]["reason"] == "too_large":
+                raise ApiError(413, "too_large", problems[0]["detail"])
+            else:
+                errors.extend({"index": index, **p} for p in problems)
+        if not valid:
+            raise ApiError(400, "invalid_envelope", "no valid event in the request", errors)
+        return valid, errors
 
-
-def check_event(event: object) -> list[dict]:
-    """Envelope problems of one event, each with the field and a reason; empty when it is fine."""
-    if not isinstance(event, dict):
-        return [{"field": "", "reason": "an event must be a JSON object"}]
-    problems = []
-    if event.get("type") not in EVENT_TYPES:
-        problems.append({"field": "type", "reason": f"must be one of {', '.join(EVENT_TYPES)}"})
-    if not (event.get("anonymousId") or event.get("userId")):
-        problems.append({"field": "anonymousId", "reason": "anonymousId or userId is required"})
-    if event.get("type") == "track" and not isinstance(event.get("event"), str):
-        problems.append({"field": "event", "reason": "a track call needs an event name"})
-    return problems
+    def problems(self, event: object) -> list[dict]:
+        if not self.schema.is_valid(event):
+            return self.schema.errors(event)
+        size = len(orjson.dumps(event))
+        if size > self.settings.max_event_bytes:
+            detail = f"the event is {size} bytes; the limit is {self.settings.max_event_bytes}"
+            return [{"field": "", "reason": "too_large", "detail": detail}]
+        return []
 
 
 def events_of(payload: dict, call: str) -> list:
-    """The request's events. A batch's top-level ``sentAt`` applies to events that carry none."""
-    if call != "batch":
+    """The request's events. A batch's top-level ``sentAt`` and ``context`` apply to events that carry
+    none."""
+    if call != BATCH:
         return [{**payload, "type": call}]
     batch = payload.get("batch")
     if not isinstance(batch, list) or not batch:
         raise ApiError(400, "invalid_envelope", "batch must be a non-empty list",
                        [{"field": "batch", "reason": "must be a non-empty list"}])
-    sent_at = payload.get("sentAt")
-    if sent_at:
+    shared = {k: payload[k] for k in ("sentAt", "context") if k in payload}
+    if shared:
         for event in batch:
             if isinstance(event, dict):
-                event.setdefault("sentAt", sent_at)
+                for name, value in shared.items():
+                    event.setdefault(name, value)
     return batch
-
-
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
-def accept(settings: Settings, request: Request, payload: dict, call: str) -> tuple[list[Envelope], list[dict]]:
-    """Split the request's events into stamped envelopes and reported errors."""
-    project_id = authenticate(settings, request, payload)
-    request_id = str(uuid.uuid4())
-    received_at_ms = int(time.time() * 1000)
-    ip, user_agent = client_ip(request), request.headers.get("user-agent")
-    accepted, errors = [], []
-    for index, event in enumerate(events_of(payload, call)):
-        problems = check_event(event)
-        if problems:
-            errors.extend({"index": index, **p} for p in problems)
-            continue
-        accepted.append(stamp(event, project_id, request_id, received_at_ms, ip, user_agent))
-    return accepted, errors

@@ -26,6 +26,11 @@ def correct_clock_skew(event: dict, received_at_ms: int) -> None:
 
 def stamp(event: dict, project_id: str, request_id: str, received_at_ms: int,
           ip: str | None, user_agent: str | None) -> Envelope:
+    """Give the event its ``messageId`` (when it has none), ``timestamp`` and ``receivedAt``, and wrap
+    it with the request's facts. Numeric ids are stored as text."""
+    for name in ("anonymousId", "userId"):
+        if isinstance(event.get(name), int):
+            event[name] = str(event[name])
     message_id = event.get("messageId")
     if not isinstance(message_id, str) or not message_id:
         message_id = event["messageId"] = str(uuid.uuid4())

@@ -20,6 +20,24 @@ def cmd_collector(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_admin(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from admin.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app, factory=True, host=settings.admin_host, port=settings.admin_port,
+        loop="uvloop", access_log=False, log_level="warning",
+    )
+
+
+def cmd_project(args: argparse.Namespace) -> None:
+    from headwater.projects.cli import main
+
+    main(get_settings(), args)
+
+
 def cmd_mediator(args: argparse.Namespace) -> None:
     from headwater.service import run_role
     from mediator.service import Mediator
@@ -73,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headwater", description="Headwater streaming analytics")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("collector", help="run the HTTP collector").set_defaults(func=cmd_collector)
+    sub.add_parser("admin", help="run the admin (configurator) API").set_defaults(func=cmd_admin)
+    from headwater.projects.cli import add_parser as add_project_parser
+
+    add_project_parser(sub)
+    sub.choices["project"].set_defaults(func=cmd_project)
     sub.add_parser("mediator", help="route raw events into their project's flow").set_defaults(func=cmd_mediator)
     processor = sub.add_parser("processor", help="run one processor of the flow")
     processor.add_argument("name", help="validate, enrich, anonymize or sessionize")

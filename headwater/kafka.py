@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from headwater.settings import Settings
-from headwater.topics import topic_specs
+from headwater.topics import MAX_MESSAGE_BYTES, topic_specs
 
 
 def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
@@ -21,7 +21,8 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=settings.producer_linger_ms,
-        max_batch_size=256 * 1024,
+        max_batch_size=512 * 1024,
+        max_request_size=MAX_MESSAGE_BYTES,
         request_timeout_ms=int(settings.produce_timeout_s * 1000),
     )
     options.update(overrides)

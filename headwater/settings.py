@@ -34,9 +34,22 @@ class Settings:
     produce_timeout_s: float = 5.0
     producer_linger_ms: int = 5
 
-    # Until the project store arrives, one project is configured here.
+    # The local stack (make up, make test) creates this project with this public write key.
     default_project: str = "default"
     default_write_key: str = "dev-write-key"
+
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8081
+    admin_token: str = ""  # required by the admin role; the local stack sets a development token
+    key_grace_s: float = 86_400.0  # how long a rotated-out key keeps working
+
+    max_request_bytes: int = 500 * 1024
+    max_event_bytes: int = 32 * 1024
+    trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For / X-Real-IP are believed
+    rate_limit_ip_rps: float = 200.0  # requests per second per client IP; 0 turns it off
+    rate_limit_ip_burst: float = 400.0
+    rate_limit_project_eps: float = 20_000.0  # events per second per project; 0 turns it off
+    rate_limit_project_burst: float = 40_000.0
 
     indexer_batch_rows: int = 50_000
     indexer_batch_ms: int = 1_000

@@ -13,18 +13,28 @@ from headwater.settings import Settings
 
 RAW = "raw"
 DEAD = "dead"
+PROJECTS = "projects"
 DAY_MS = 24 * 3600 * 1000
+
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
-    retention_ms: int
+    retention_ms: int | None  # None: compacted, kept forever
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
     @property
     def config(self) -> dict[str, str]:
-        return {"retention.ms": str(self.retention_ms)}
+        config = {"max.message.bytes": str(self.max_message_bytes)}
+        if self.retention_ms is None:
+            config["cleanup.policy"] = "compact"
+        else:
+            config["retention.ms"] = str(self.retention_ms)
+        return config
 
 
 def topic_name(settings: Settings, suffix: str) -> str:
@@ -39,6 +49,10 @@ def dead_letter_topic(settings: Settings) -> str:
     return topic_name(settings, DEAD)
 
 
+def projects_topic(settings: Settings) -> str:
+    return topic_name(settings, PROJECTS)
+
+
 def step_topic(settings: Settings, step: str) -> str:
     """The topic that the processor (or indexer) for ``step`` consumes."""
     return topic_name(settings, f"step.{step}")
@@ -47,4 +61,5 @@ def step_topic(settings: Settings, step: str) -> str:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     steps = [step_topic(settings, step) for step in DEFAULT_FLOW]
     names = [raw_topic(settings), *steps, dead_letter_topic(settings)]
-    return [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
+    pipeline = [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
+    return [*pipeline, TopicSpec(projects_topic(settings), 1, None)]

@@ -18,6 +18,12 @@ def _json(value: object) -> str:
     return orjson.dumps(value).decode() if value else "{}"
 
 
+def traits_of(event: dict) -> object:
+    """``traits``, or ``context.traits`` where RudderStack's SDKs put them."""
+    context = event.get("context")
+    return event.get("traits") or (context.get("traits") if isinstance(context, dict) else None)
+
+
 def event_row(envelope: Envelope, partition: int, offset: int) -> tuple:
     """One row, in ``EVENT_COLUMNS`` order. Track events are named by ``event``; other calls by type."""
     event = envelope.event
@@ -35,7 +41,7 @@ def event_row(envelope: Envelope, partition: int, offset: int) -> tuple:
         received_at,
         _json(event.get("context")),
         _json(event.get("properties")),
-        _json(event.get("traits")),
+        _json(traits_of(event)),
         envelope.user_agent or "",
         envelope.request_id,
         partition,

@@ -26,7 +26,31 @@ from headwater.devstack import kafka as local_kafka
 from headwater.flow import PROCESSOR_STEPS
 from headwater.kafka import ensure_topics, wait_for_broker
 from headwater.migrations import migrate_project
+from headwater.projects.admin import ProjectAdmin
+from headwater.projects.model import ANY_ORIGIN
+from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings, settings_env
+
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+async def bootstrap_projects(settings: Settings) -> None:
+    store, writer = ProjectStore(settings), ProjectWriter(settings)
+    await writer.start()
+    await store.start()
+    try:
+        admin = ProjectAdmin(settings, store, writer)
+        if store.get(settings.default_project) is None:
+            await admin.create(settings.default_project, "Default project", [ANY_ORIGIN],
+                               public_key=settings.default_write_key)
+        client = make_client(settings)
+        for project_id in store.projects:
+            migrate_project(client, project_id)
+        client.disconnect()
+    finally:
+        await store.stop()
+        await writer.stop()
 
 
 class StackError(RuntimeError):
@@ -78,13 +102,15 @@ def role_argv(*args: str) -> list[str]:
 def service_roles() -> list[tuple[str, list[str]]]:
     """Every Headwater role that ``make up`` runs, with its command line."""
     processors = [(f"processor-{step}", ["processor", step]) for step in PROCESSOR_STEPS]
-    return [("collector", ["collector"]), ("mediator", ["mediator"]), *processors, ("indexer", ["indexer"])]
+    return [("collector", ["collector"]), ("admin", ["admin"]), ("mediator", ["mediator"]), *processors,
+            ("indexer", ["indexer"])]
 
 
 class Stack:
-    def __init__(self, settings: Settings, projects: tuple[str, ...] | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.admin_token:
+            settings = dataclasses.replace(settings, admin_token=DEV_ADMIN_TOKEN)
         self.settings = settings
-        self.projects = projects or (settings.default_project,)
         self.env = {**os.environ, **settings_env(settings)}
         logs = settings.local_path / "logs"
         self.kafka = Child("kafka", role_argv("dev", "kafka"), logs / "kafka.log")
@@ -119,12 +145,10 @@ class Stack:
         return code
 
     def bootstrap(self) -> None:
-        """Apply migrations for each project and create the topics."""
-        client = make_client(self.settings)
-        for project in self.projects:
-            migrate_project(client, project)
-        client.disconnect()
+        """Create the topics, apply every project's migrations, and create the default project
+        (public key ``default_write_key``, any origin) when it does not exist yet."""
         asyncio.run(ensure_topics(self.settings))
+        asyncio.run(bootstrap_projects(self.settings))
 
     def start_services(self) -> None:
         for child in self.services:

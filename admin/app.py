@@ -1,0 +1,132 @@
+"""The admin API's Starlette application.
+
+Every route needs ``Authorization: Bearer <admin_token>``. It listens on its own port (default
+127.0.0.1:8081), apart from the public collector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from headwater.projects.admin import ProjectAdmin, ProjectError, describe
+from headwater.projects.store import ProjectStore, ProjectWriter
+from headwater.settings import Settings, get_settings
+
+
+def error(status: int, reason: str, message: str) -> JSONResponse:
+    return JSONResponse({"success": False, "reason": reason, "message": message}, status_code=status)
+
+
+async def body_of(request: Request) -> dict:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as exc:
+        raise ProjectError(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ProjectError("the body must be a JSON object")
+    return body
+
+
+def string_list(body: dict, field: str) -> list[str]:
+    value = body.get(field, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProjectError(f"{field} must be a list of strings")
+    return value
+
+
+def handler(operation):
+    """Wrap an operation: check the token, map project errors to 4xx answers."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        token = request.app.state.settings.admin_token
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return error(401, "unauthorized", "send Authorization: Bearer <admin token>")
+        try:
+            return await operation(request, request.app.state.admin)
+        except ProjectError as exc:
+            return error(exc.status, type(exc).__name__, str(exc))
+
+    return endpoint
+
+
+async def list_projects(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse({"projects": [describe(p) for p in admin.list()]})
+
+
+async def create_project(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    body = await body_of(request)
+    if not isinstance(body.get("id"), str):
+        raise ProjectError("id is required: lower-case letters, digits and _")
+    project, keys = await admin.create(body["id"], str(body.get("name") or ""), string_list(body, "origins"))
+    return JSONResponse({"project": describe(project), "keys": vars(keys)}, status_code=201)
+
+
+async def get_project(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse({"project": describe(admin.get(request.path_params["id"]))})
+
+
+async def set_origins(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    origins = string_list(await body_of(request), "origins")
+    return JSONResponse({"project": describe(await admin.set_origins(request.path_params["id"], origins))})
+
+
+async def rotate_keys(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    body = await body_of(request)
+    grace = body.get("grace_seconds", request.app.state.settings.key_grace_s)
+    if not isinstance(grace, (int, float)) or grace < 0:
+        raise ProjectError("grace_seconds must be a number >= 0")
+    project, keys = await admin.rotate_keys(request.path_params["id"], grace)
+    return JSONResponse({"project": describe(project), "keys": vars(keys)})
+
+
+async def disable(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse({"project": describe(await admin.set_enabled(request.path_params["id"], False))})
+
+
+async def enable(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse({"project": describe(await admin.set_enabled(request.path_params["id"], True))})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    if not settings.admin_token:
+        raise SystemExit("the admin API needs HEADWATER_ADMIN_TOKEN")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        store, writer = ProjectStore(settings), ProjectWriter(settings)
+        await writer.start()
+        await store.start()
+        app.state.admin = ProjectAdmin(settings, store, writer)
+        try:
+            yield
+        finally:
+            await store.stop()
+            await writer.stop()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/projects", handler(list_projects), methods=["GET"]),
+        Route("/v1/projects", handler(create_project), methods=["POST"]),
+        Route("/v1/projects/{id}", handler(get_project), methods=["GET"]),
+        Route("/v1/projects/{id}/origins", handler(set_origins), methods=["PUT"]),
+        Route("/v1/projects/{id}/rotate-keys", handler(rotate_keys), methods=["POST"]),
+        Route("/v1/projects/{id}/disable", handler(disable), methods=["POST"]),
+        Route("/v1/projects/{id}/enable", handler(enable), methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return app

@@ -1,0 +1,42 @@
+"""Who may send: the write key names the project; the project must be enabled; a browser (a request
+with an Origin header) must use the project's public key from an allowed origin."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.requests import Request
+
+from collector.errors import ApiError
+from headwater.projects.model import SERVER, Project
+from headwater.projects.store import ProjectStore
+
+
+def write_key(request: Request, payload: dict) -> str | None:
+    """The HTTP Basic username (the password is empty), else ``writeKey`` in the body."""
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            return base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")[0] or None
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    key = payload.get("writeKey")
+    return key if isinstance(key, str) and key else None
+
+
+def authenticate(store: ProjectStore, key: str | None, origin: str | None, now_ms: int) -> Project:
+    if not key:
+        raise ApiError(401, "missing_write_key", "send the write key as the HTTP Basic username or as writeKey")
+    found = store.find_key(key)
+    if found is None or not found[1].active(now_ms):
+        raise ApiError(401, "invalid_write_key", "the write key is not known or has expired")
+    project, key_record = found
+    if not project.enabled:
+        raise ApiError(403, "project_disabled", "this project is disabled")
+    if origin is not None:
+        if key_record.kind == SERVER:
+            raise ApiError(403, "origin_not_allowed", "server keys are secret: use the public key in browsers")
+        if not project.origin_allowed(origin):
+            raise ApiError(403, "origin_not_allowed", f"origin {origin[:200]!r} is not allowed for this project")
+    return project

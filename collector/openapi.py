@@ -1,0 +1,141 @@
+"""The collector's OpenAPI 3.1 document, built from the event schema in ``schemas/``.
+
+Served at ``/openapi.json``; a copy is kept in ``docs/openapi.json`` (regenerate it with
+``python -m collector.openapi > docs/openapi.json``; a test checks that they match).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+
+from headwater.schemas import load_schema
+
+CALL_REQUIRED = {"track": ["event"], "group": ["groupId"], "alias": ["previousId", "userId"]}
+SHORT = {"track": "t", "identify": "i", "page": "p", "screen": "s", "group": "g", "alias": "a"}
+ERROR_STATUSES = {
+    "400": "Malformed JSON, or no valid event; `errors` names each invalid field",
+    "401": "Missing, unknown or expired write key",
+    "403": "The project is disabled, or the Origin is not allowed for it",
+    "413": "The body (or a single event) is over the size limit",
+    "415": "A content type or encoding other than JSON (optionally gzip)",
+    "429": "Over the rate limit; retry after `Retry-After` seconds",
+    "503": "Kafka did not acknowledge in time; nothing was stored; retry after `Retry-After` seconds",
+}
+
+
+def _rewrite_refs(node):
+    if isinstance(node, dict):
+        return {k: ("#/components/schemas/" + v.rsplit("/", 1)[1] if k == "$ref" else _rewrite_refs(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rewrite_refs(v) for v in node]
+    return node
+
+
+def _components() -> dict:
+    event = copy.deepcopy(load_schema("headwater", "segment_event", "1-0-0").document)
+    defs = _rewrite_refs(event.pop("$defs"))
+    for key in ("$schema", "$id", "self"):
+        event.pop(key)
+    event = _rewrite_refs(event)
+    schemas = {**defs, "Event": event}
+    identity = event["allOf"][0]
+    for call in SHORT:
+        properties = {k: v for k, v in event["properties"].items() if k != "type"}
+        properties["writeKey"] = {"type": "string"}
+        schemas[f"{call.capitalize()}Call"] = {
+            "type": "object", "properties": properties, "required": CALL_REQUIRED.get(call, []),
+            "allOf": [identity],
+        }
+    schemas["Batch"] = {
+        "type": "object", "required": ["batch"],
+        "properties": {"batch": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Event"}},
+                       "sentAt": {"$ref": "#/components/schemas/time"}, "context": {"type": "object"},
+                       "writeKey": {"type": "string"}},
+    }
+    schemas["Compact"] = {
+        "type": "object", "required": ["e"],
+        "description": "Headwater's tracking-script format; see collector/compact.py",
+        "properties": {"k": {"type": "string"}, "s": {"type": "integer"},
+                       "e": {"type": "array", "minItems": 1, "items": {"type": "object"}}},
+    }
+    schemas["Success"] = {
+        "type": "object", "required": ["success"],
+        "properties": {"success": {"const": True}, "accepted": {"type": "integer"},
+                       "rejected": {"type": "integer"},
+                       "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}}},
+    }
+    schemas["FieldError"] = {
+        "type": "object", "required": ["field", "reason"],
+        "properties": {"index": {"type": "integer"}, "field": {"type": "string"}, "reason": {"type": "string"},
+                       "detail": {"type": "string"}},
+    }
+    schemas["Error"] = {
+        "type": "object", "required": ["success", "reason", "message"],
+        "properties": {"success": {"const": False}, "reason": {"type": "string"}, "code": {"type": "string"},
+                       "message": {"type": "string"},
+                       "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}}},
+    }
+    return {
+        "schemas": schemas,
+        "securitySchemes": {"writeKey": {"type": "http", "scheme": "basic",
+                                         "description": "the write key as the username, an empty password"}},
+    }
+
+
+def _json_body(schema_name: str) -> dict:
+    ref = {"$ref": f"#/components/schemas/{schema_name}"}
+    return {"required": True, "content": {"application/json": {"schema": ref}, "text/plain": {"schema": ref}}}
+
+
+def _responses() -> dict:
+    retry = {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}}
+    responses = {"200": {"description": "Every accepted event is durable in Kafka (acks=all)",
+                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Success"}}}}}
+    for status, text in ERROR_STATUSES.items():
+        responses[status] = {"description": text,
+                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        if status in ("429", "503"):
+            responses[status]["headers"] = retry
+    return responses
+
+
+def _ingest(summary: str, body: str, operation_id: str) -> dict:
+    return {"post": {"summary": summary, "operationId": operation_id, "requestBody": _json_body(body),
+                     "responses": _responses(), "security": [{"writeKey": []}, {}]}}
+
+
+def _status_route(summary: str, operation_id: str, ready: bool = False) -> dict:
+    responses = {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
+    if ready:
+        responses["503"] = {"description": "Kafka unreachable or the project store still loading",
+                            "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {"get": {"summary": summary, "operationId": operation_id, "responses": responses}}
+
+
+@functools.cache
+def openapi_document() -> dict:
+    paths = {}
+    for call, short in SHORT.items():
+        body = f"{call.capitalize()}Call"
+        paths[f"/v1/{call}"] = _ingest(f"Segment {call} call", body, call)
+        paths[f"/v1/{short}"] = _ingest(f"Segment {call} call (short path)", body, f"{call}_short")
+    paths["/v1/batch"] = _ingest("A batch of Segment events", "Batch", "batch")
+    paths["/v1/b"] = _ingest("A batch of Segment events (short path)", "Batch", "batch_short")
+    paths["/v1/hw"] = _ingest("Events from Headwater's tracking script", "Compact", "compact")
+    paths["/healthz"] = _status_route("The process is alive", "healthz")
+    paths["/readyz"] = _status_route("Kafka is reachable and the project store is loaded", "readyz", ready=True)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Headwater collector", "version": "1.0.0",
+                 "description": "Segment-compatible HTTP tracking API. A 200 means Kafka acknowledged every "
+                                "accepted event with acks=all."},
+        "paths": paths,
+        "components": _components(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(openapi_document(), indent=2))

@@ -1,0 +1,130 @@
+"""Project operations shared by the admin API and the ``headwater project`` CLI.
+
+Each operation reads the current record from the store, writes the whole new record to the projects
+topic (acks=all) and waits until the store has seen it, so the caller can rely on the change.
+Concurrent writers to the same project: the last write wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from headwater.clickhouse import make_client, project_database
+from headwater.migrations import migrate_project
+from headwater.projects.model import PUBLIC, SERVER, Key, Project, check_origin_pattern, key_hash, new_key
+from headwater.projects.store import ProjectStore, ProjectWriter
+from headwater.settings import Settings
+
+
+class ProjectError(Exception):
+    status = 400
+
+
+class ProjectNotFound(ProjectError):
+    status = 404
+
+
+class ProjectExists(ProjectError):
+    status = 409
+
+
+@dataclasses.dataclass
+class IssuedKeys:
+    """Keys as plain text: shown once, when they are made. Only hashes are stored for server keys."""
+
+    public_key: str
+    server_key: str
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def make_key(kind: str, value: str | None = None) -> tuple[Key, str]:
+    value = value or new_key(kind)
+    key = Key(kind, key_hash(value), value[:7], now_ms(), public_value=value if kind == PUBLIC else None)
+    return key, value
+
+
+def describe(project: Project) -> dict:
+    """A project as the API and CLI show it: never a server key, only its prefix."""
+    keys = [{"kind": k.kind, "prefix": k.prefix, "created_at_ms": k.created_at_ms,
+             "expires_at_ms": k.expires_at_ms} for k in project.keys]
+    return {"id": project.id, "name": project.name, "enabled": project.enabled, "origins": project.origins,
+            "public_key": project.public_key, "database": project_database(project.id), "keys": keys,
+            "created_at_ms": project.created_at_ms}
+
+
+class ProjectAdmin:
+    def __init__(self, settings: Settings, store: ProjectStore, writer: ProjectWriter) -> None:
+        self.settings = settings
+        self.store = store
+        self.writer = writer
+
+    def list(self) -> list[Project]:
+        return sorted(self.store.projects.values(), key=lambda p: p.id)
+
+    def get(self, project_id: str) -> Project:
+        project = self.store.get(project_id)
+        if project is None:
+            raise ProjectNotFound(f"no project {project_id!r}")
+        return project
+
+    async def create(self, project_id: str, name: str = "", origins: list[str] = (),
+                     public_key: str | None = None) -> tuple[Project, IssuedKeys]:
+        """Create the project and its ClickHouse database and tables."""
+        try:
+            project_database(project_id)
+            clean_origins = [check_origin_pattern(o) for o in origins]
+        except ValueError as exc:
+            raise ProjectError(str(exc)) from exc
+        if self.store.get(project_id):
+            raise ProjectExists(f"project {project_id!r} exists")
+        await asyncio.to_thread(self._migrate, project_id)
+        public, public_value = make_key(PUBLIC, public_key)
+        server, server_value = make_key(SERVER)
+        project = Project(project_id, name or project_id, now_ms(), True, clean_origins, [public, server])
+        await self._save(project)
+        return project, IssuedKeys(public_value, server_value)
+
+    async def set_origins(self, project_id: str, origins: list[str]) -> Project:
+        try:
+            clean = [check_origin_pattern(o) for o in origins]
+        except ValueError as exc:
+            raise ProjectError(str(exc)) from exc
+        project = dataclasses.replace(self.get(project_id), origins=clean)
+        await self._save(project)
+        return project
+
+    async def set_enabled(self, project_id: str, enabled: bool) -> Project:
+        project = dataclasses.replace(self.get(project_id), enabled=enabled)
+        await self._save(project)
+        return project
+
+    async def rotate_keys(self, project_id: str, grace_s: float) -> tuple[Project, IssuedKeys]:
+        """Issue new keys. Every key that works now keeps working for at most ``grace_s`` more seconds;
+        expired keys are dropped from the record."""
+        project = self.get(project_id)
+        now = now_ms()
+        expires = now + int(grace_s * 1000)
+        kept = [dataclasses.replace(k, expires_at_ms=min(k.expires_at_ms or expires, expires))
+                for k in project.keys if k.active(now)]
+        public, public_value = make_key(PUBLIC)
+        server, server_value = make_key(SERVER)
+        project = dataclasses.replace(project, keys=[*kept, public, server])
+        await self._save(project)
+        return project, IssuedKeys(public_value, server_value)
+
+    async def _save(self, project: Project) -> None:
+        await self.writer.write(project)
+        expected = project.to_dict()
+        await self.store.wait_for(lambda s: s.get(project.id) and s.get(project.id).to_dict() == expected)
+
+    def _migrate(self, project_id: str) -> None:
+        client = make_client(self.settings)
+        try:
+            migrate_project(client, project_id)
+        finally:
+            client.disconnect()

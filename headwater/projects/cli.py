@@ -1,0 +1,63 @@
+"""``headwater project ...``: the admin operations from the command line, straight to Kafka and
+ClickHouse (no admin API needed)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from headwater.projects.admin import ProjectAdmin, ProjectError, describe
+from headwater.projects.store import ProjectStore, ProjectWriter
+from headwater.settings import Settings
+
+
+async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
+    store, writer = ProjectStore(settings), ProjectWriter(settings)
+    await writer.start()
+    await store.start()
+    admin = ProjectAdmin(settings, store, writer)
+    try:
+        if args.action == "create":
+            project, keys = await admin.create(args.id, args.name or "", args.origin or [])
+            return {"project": describe(project), "keys": vars(keys)}
+        if args.action == "list":
+            return {"projects": [describe(p) for p in admin.list()]}
+        if args.action == "show":
+            return {"project": describe(admin.get(args.id))}
+        if args.action == "set-origins":
+            return {"project": describe(await admin.set_origins(args.id, args.origins))}
+        if args.action == "rotate-keys":
+            grace = settings.key_grace_s if args.grace_seconds is None else args.grace_seconds
+            project, keys = await admin.rotate_keys(args.id, grace)
+            return {"project": describe(project), "keys": vars(keys)}
+        return {"project": describe(await admin.set_enabled(args.id, args.action == "enable"))}
+    finally:
+        await store.stop()
+        await writer.stop()
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("project", help="create and manage projects, keys and origins")
+    actions = parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a project and its ClickHouse database")
+    create.add_argument("id")
+    create.add_argument("--name")
+    create.add_argument("--origin", action="append", help="an allowed browser origin (repeatable)")
+    actions.add_parser("list")
+    for action in ("show", "disable", "enable"):
+        actions.add_parser(action).add_argument("id")
+    origins = actions.add_parser("set-origins", help="replace the allowed origins")
+    origins.add_argument("id")
+    origins.add_argument("origins", nargs="*")
+    rotate = actions.add_parser("rotate-keys", help="issue new keys; the old ones work for a grace period")
+    rotate.add_argument("id")
+    rotate.add_argument("--grace-seconds", type=float)
+
+
+def main(settings: Settings, args: argparse.Namespace) -> None:
+    try:
+        result = asyncio.run(run_operation(settings, args))
+    except ProjectError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    print(json.dumps(result, indent=2))
