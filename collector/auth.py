@@ -15,6 +15,9 @@ from headwater.projects.store import ProjectStore
 
 def write_key(request: Request, payload: dict) -> str | None:
     """The HTTP Basic username (the password is empty), else ``writeKey`` in the body."""
+    if "writeKey" in payload and not isinstance(payload["writeKey"], str):
+        raise ApiError(400, "invalid_envelope", "writeKey must be a string",
+                       [{"field": "writeKey", "reason": "must be a string"}])
     header = request.headers.get("authorization", "")
     if header[:6].lower() == "basic ":
         try:

@@ -14,15 +14,24 @@ Segment event, which is then checked and stamped like any other::
 
 from __future__ import annotations
 
+import dataclasses
+
 from collector.errors import ApiError
+from headwater.schemas import load_schema
 from headwater.timeutil import iso_ms
 
 TYPES = {"p": "page", "t": "track", "i": "identify"}
 LIBRARY = {"name": "headwater.js"}
 
 
-def _time(value: object) -> str | object:
-    return iso_ms(int(value)) if isinstance(value, (int, float)) and 0 < value < 10**14 else value
+MAX_EPOCH_MS = 99_999_999_999_999
+
+
+@dataclasses.dataclass
+class Invalid:
+    """A compact event that broke ``schemas/headwater/compact_event``; reported, never expanded."""
+
+    problems: list[dict]
 
 
 def _context(raw: dict) -> dict:
@@ -38,12 +47,12 @@ def _context(raw: dict) -> dict:
     return context
 
 
-def expand_event(raw: object, sent_at: object) -> object:
-    """One compact event as a Segment event; anything that is not an object is passed on to fail
-    validation with a clear error."""
-    if not isinstance(raw, dict):
-        return raw
-    kind = TYPES.get(raw.get("t"), raw.get("t"))
+def expand_event(raw: object, sent_at: int | None) -> dict | Invalid:
+    """One compact event as a Segment event, or :class:`Invalid` with the reasons."""
+    schema = load_schema("headwater", "compact_event", "1-0-0")
+    if not schema.is_valid(raw):
+        return Invalid(schema.errors(raw))
+    kind = TYPES[raw["t"]]
     event = {"type": kind, "properties": raw.get("p") or {}, "context": _context(raw.get("c") or {})}
     for short, name in (("a", "anonymousId"), ("u", "userId"), ("m", "messageId"), ("tr", "traits")):
         if raw.get(short) is not None:
@@ -51,18 +60,30 @@ def expand_event(raw: object, sent_at: object) -> object:
     if raw.get("n") is not None:
         event["event" if kind == "track" else "name"] = raw["n"]
     if raw.get("ts") is not None:
-        event["timestamp"] = _time(raw["ts"])
+        event["timestamp"] = iso_ms(int(raw["ts"]))
     if sent_at is not None:
-        event["sentAt"] = _time(sent_at)
+        event["sentAt"] = iso_ms(int(sent_at))
     return event
 
 
+def is_epoch_ms(value: object) -> bool:
+    """A whole number of milliseconds in range (JSON Schema counts 1.0 as an integer too)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value)
+            and 0 < value <= MAX_EPOCH_MS)
+
+
+def _invalid(field: str, reason: str) -> ApiError:
+    return ApiError(400, "invalid_envelope", f"{field} {reason}", [{"field": field, "reason": reason}])
+
+
 def expand(payload: dict) -> dict:
-    """The compact body as a Segment batch body."""
-    events = payload.get("e")
+    """The compact body as a Segment batch body (``writeKey`` from ``k``)."""
+    events, sent_at, key = payload.get("e"), payload.get("s"), payload.get("k")
     if not isinstance(events, list) or not events:
-        raise ApiError(400, "invalid_envelope", "e must be a non-empty list of events",
-                       [{"field": "e", "reason": "must be a non-empty list"}])
-    batch = [expand_event(event, payload.get("s")) for event in events]
-    key = payload.get("k")
-    return {"batch": batch, **({"writeKey": key} if isinstance(key, str) else {})}
+        raise _invalid("e", "must be a non-empty list of events")
+    if "s" in payload and not is_epoch_ms(sent_at):
+        raise _invalid("s", "must be milliseconds since 1970 (an integer)")
+    if "k" in payload and not isinstance(key, str):
+        raise _invalid("k", "must be a string")
+    batch = [expand_event(event, sent_at) for event in events]
+    return {"batch": batch, **({"writeKey": key} if key else {})}

@@ -20,6 +20,7 @@ single event over the size limit).
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import uuid
 
@@ -28,7 +29,7 @@ from starlette.requests import Request
 
 from collector.auth import authenticate, write_key
 from collector.body import read_json
-from collector.compact import expand
+from collector.compact import Invalid, expand
 from collector.errors import ApiError
 from collector.network import ClientAddress
 from collector.ratelimit import TokenBuckets, retry_after
@@ -98,6 +99,8 @@ class Ingest:
         return valid, errors
 
     def problems(self, event: object) -> list[dict]:
+        if isinstance(event, Invalid):
+            return event.problems
         if not self.schema.is_valid(event):
             return self.schema.errors(event)
         size = len(orjson.dumps(event))
@@ -105,6 +108,11 @@ class Ingest:
             detail = f"the event is {size} bytes; the limit is {self.settings.max_event_bytes}"
             return [{"field": "", "reason": "too_large", "detail": detail}]
         return []
+
+
+def is_time(value: object) -> bool:
+    time_schema = load_schema("headwater", "segment_event", "1-0-0").document["$defs"]["time"]
+    return isinstance(value, str) and re.search(time_schema["pattern"], value) is not None
 
 
 def events_of(payload: dict, call: str) -> list:
@@ -117,6 +125,12 @@ def events_of(payload: dict, call: str) -> list:
         raise ApiError(400, "invalid_envelope", "batch must be a non-empty list",
                        [{"field": "batch", "reason": "must be a non-empty list"}])
     shared = {k: payload[k] for k in ("sentAt", "context") if k in payload}
+    if not isinstance(shared.get("context", {}), dict):
+        raise ApiError(400, "invalid_envelope", "context must be an object",
+                       [{"field": "context", "reason": "must be an object"}])
+    if "sentAt" in shared and not is_time(shared["sentAt"]):
+        raise ApiError(400, "invalid_envelope", "sentAt must be an ISO-8601 date-time",
+                       [{"field": "sentAt", "reason": "must be an ISO-8601 date-time"}])
     if shared:
         for event in batch:
             if isinstance(event, dict):

@@ -42,25 +42,35 @@ def _components() -> dict:
     event = _rewrite_refs(event)
     schemas = {**defs, "Event": event}
     identity = event["allOf"][0]
+    non_null_id = {"$ref": "#/components/schemas/id"}
     for call in SHORT:
         properties = {k: v for k, v in event["properties"].items() if k != "type"}
         properties["writeKey"] = {"type": "string"}
+        required = CALL_REQUIRED.get(call, [])
+        properties.update({name: non_null_id for name in required if name.endswith("Id")})
         schemas[f"{call.capitalize()}Call"] = {
-            "type": "object", "properties": properties, "required": CALL_REQUIRED.get(call, []),
-            "allOf": [identity],
+            "type": "object", "properties": properties, "required": required, "allOf": [identity],
         }
     schemas["Batch"] = {
         "type": "object", "required": ["batch"],
+        "description": "Each item is checked on its own: valid items are accepted, invalid ones reported in "
+                       "`errors` (see collector/ingest.py). The answer is 400 only when no item is valid.",
         "properties": {"batch": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Event"}},
                        "sentAt": {"$ref": "#/components/schemas/time"}, "context": {"type": "object"},
                        "writeKey": {"type": "string"}},
     }
     schemas["Compact"] = {
         "type": "object", "required": ["e"],
-        "description": "Headwater's tracking-script format; see collector/compact.py",
-        "properties": {"k": {"type": "string"}, "s": {"type": "integer"},
-                       "e": {"type": "array", "minItems": 1, "items": {"type": "object"}}},
+        "description": "Headwater's tracking-script format; see collector/compact.py. As with a batch, valid "
+                       "events are accepted and invalid ones reported.",
+        "properties": {"k": {"type": "string"}, "s": {"$ref": "#/components/schemas/epoch_ms"},
+                       "e": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/CompactEvent"}}},
     }
+    compact = copy.deepcopy(load_schema("headwater", "compact_event", "1-0-0").document)
+    schemas.update(_rewrite_refs(compact.pop("$defs")))
+    for key in ("$schema", "$id", "self"):
+        compact.pop(key)
+    schemas["CompactEvent"] = _rewrite_refs(compact)
     schemas["Success"] = {
         "type": "object", "required": ["success"],
         "properties": {"success": {"const": True}, "accepted": {"type": "integer"},

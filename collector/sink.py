@@ -86,6 +86,8 @@ class KafkaSink:
             self._send(message)
 
     def _send(self, message: PendingMessage) -> None:
+        # Requests that gave up waiting no longer read the outcome; mark it read so it is not logged.
+        message.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         asyncio.ensure_future(self._produce(message))
 
     async def _produce(self, message: PendingMessage) -> None:

@@ -46,3 +46,30 @@ def test_kafka_and_clickhouse_restart_on_their_own_data(stack, settings):
     # The event from before is still there, and it was not processed again: offsets survived too.
     assert counts == {before: 1, after: 1}
 
+
+
+def test_kafka_down_means_503_within_the_bound_and_never_200(stack, settings):
+    import concurrent.futures
+    import time
+
+    import httpx
+
+    bound_s = settings.produce_timeout_s + 1.5
+    stack.kafka.stop()
+    try:
+        def attempt(n: int) -> tuple[int, float, str | None]:
+            started = time.monotonic()
+            reply = post(stack.collector_url, "/v1/track", {"event": "down", "anonymousId": f"v{n}"},
+                         settings.default_write_key)
+            return reply.status_code, time.monotonic() - started, reply.headers.get("retry-after")
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(attempt, range(16)))
+        assert {status for status, _, _ in results} == {503}
+        assert max(seconds for _, seconds, _ in results) < bound_s
+        assert all(retry_after for _, _, retry_after in results)
+        assert httpx.get(stack.collector_url + "/readyz", timeout=10).status_code == 503
+    finally:
+        stack.kafka.start(stack.env)
+        wait_for(stack.kafka_ready, timeout_s=120)
+    send_and_wait(stack, settings, f"recovered-{uuid.uuid4()}")

@@ -128,8 +128,8 @@ class Stack:
         local_kafka.ensure_jars(self.settings)
         self.kafka.start(self.env)
         self.clickhouse.start(self.env)
-        self._wait(self.clickhouse, self._clickhouse_answers, 60)
-        self._wait(self.kafka, self._broker_answers, 120)
+        self._wait(self.clickhouse, self.clickhouse_ready, 60)
+        self._wait(self.kafka, self.kafka_ready, 120)
         self.bootstrap()
 
     def restart(self, name: str) -> int | None:
@@ -137,7 +137,7 @@ class Stack:
         child = self.child(name)
         code = child.stop()
         child.start(self.env)
-        ready = {"kafka": self._broker_answers, "clickhouse": self._clickhouse_answers,
+        ready = {"kafka": self.kafka_ready, "clickhouse": self.clickhouse_ready,
                  "collector": lambda: http_ok(self.collector_url + "/readyz")}
         if name in ready:
             self._wait(child, ready[name], 120)
@@ -178,10 +178,10 @@ class Stack:
         pids = {c.name: c.proc.pid for c in self.children if c.alive()}
         self.pid_file.write_text(json.dumps(pids))
 
-    def _clickhouse_answers(self) -> bool:
+    def clickhouse_ready(self) -> bool:
         return local_clickhouse.is_up(self.settings)
 
-    def _broker_answers(self) -> bool:
+    def kafka_ready(self) -> bool:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refusals are expected while it boots
         try:
             asyncio.run(wait_for_broker(self.settings, timeout_s=2))
