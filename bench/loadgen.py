@@ -58,7 +58,7 @@ async def phase(url_host: str, port: int, key: str, bodies, concurrency: int, pa
         conn.close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    elapsed = max(time.perf_counter() - started, 1e-9)
     return {
         "requests": len(latencies), "seconds": round(elapsed, 3),
         "requests_per_s": round(len(latencies) / elapsed, 1), "events_acked": len(acked),

@@ -20,9 +20,10 @@ single event over the size limit).
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
 import re
 import time
-import uuid
 
 import orjson
 from starlette.requests import Request
@@ -42,6 +43,15 @@ from headwater.settings import Settings
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 SHORT_PATHS = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
 BATCH, COMPACT = "batch", "compact"
+
+
+_REQUEST_PREFIX = os.urandom(6).hex()
+_request_counter = itertools.count(1)
+
+
+def next_request_id() -> str:
+    """Unique across processes (a random prefix per process) and cheap (a counter within it)."""
+    return f"{_REQUEST_PREFIX}-{next(_request_counter):x}"
 
 
 @dataclasses.dataclass
@@ -79,7 +89,7 @@ class Ingest:
         if events and (wait := self.per_project.take(project.id, len(events))):
             raise ApiError(429, "rate_limited", "this project is over its event rate",
                            headers={"Retry-After": retry_after(wait)})
-        request_id = str(uuid.uuid4())
+        request_id = next_request_id()
         user_agent = request.headers.get("user-agent")
         envelopes = [stamp(e, project.id, request_id, received_at_ms, ip, user_agent) for e in events]
         return Accepted(project.id, envelopes, errors)

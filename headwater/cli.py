@@ -87,6 +87,9 @@ def cmd_dev(args: argparse.Namespace) -> None:
         serve(get_settings())
 
 
+SERVICE_ROLES = {"collector", "admin", "mediator", "processor", "indexer", "up", "dev"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headwater", description="Headwater streaming analytics")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from headwater.log import configure_logging
 
-    configure_logging(get_settings(), args.command)
+    service = args.command in SERVICE_ROLES
+    configure_logging(get_settings(), args.command, None if service else sys.stderr)
     args.func(args)
 
 

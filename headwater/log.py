@@ -18,10 +18,10 @@ def _json_renderer() -> structlog.processors.JSONRenderer:
     return structlog.processors.JSONRenderer(serializer=lambda obj, **_: orjson.dumps(obj).decode())
 
 
-def configure_logging(settings: Settings, role: str) -> None:
-    use_json = settings.log_format == "json" or (
-        settings.log_format == "auto" and not sys.stdout.isatty()
-    )
+def configure_logging(settings: Settings, role: str, stream=None) -> None:
+    """Services log to stdout; commands that print results (``project``, ``migrate``) pass stderr."""
+    stream = stream or sys.stdout
+    use_json = settings.log_format == "json" or (settings.log_format == "auto" and not stream.isatty())
     level = logging.getLevelName(settings.log_level.upper())
     renderer = _json_renderer() if use_json else structlog.dev.ConsoleRenderer()
     structlog.configure(
@@ -33,7 +33,7 @@ def configure_logging(settings: Settings, role: str) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(role=role)

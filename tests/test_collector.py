@@ -216,3 +216,27 @@ def test_served_openapi_matches_the_copy_in_the_repo(stack):
     served = httpx.get(stack.collector_url + "/openapi.json").json()
     kept = orjson.loads((Path(__file__).parents[1] / "docs" / "openapi.json").read_bytes())
     assert served == kept
+
+
+def test_project_cli(stack, settings):
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "headwater", "project", *args], env=stack.env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    project_id = f"cli_{uuid.uuid4().hex[:8]}"
+    created = cli("create", project_id, "--origin", "https://cli.example")
+    key = created["keys"]["server_key"]
+    assert created["project"]["origins"] == ["https://cli.example"]
+    assert project_id in {p["id"] for p in cli("list")["projects"]}
+    wait_for(lambda: post(stack.collector_url, "/v1/track", track(), key).status_code == 200, timeout_s=5)
+    assert cli("disable", project_id)["project"]["enabled"] is False
+    wait_for(lambda: post(stack.collector_url, "/v1/track", track(), key).status_code == 403, timeout_s=5)
+    failed = subprocess.run([sys.executable, "-m", "headwater", "project", "show", "missing"], env=stack.env,
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode != 0 and "no project" in failed.stderr

@@ -150,11 +150,14 @@ class Stack:
         asyncio.run(ensure_topics(self.settings))
         asyncio.run(bootstrap_projects(self.settings))
 
-    def start_services(self) -> None:
+    def start_services(self, names: list[str] | None = None) -> None:
+        """Start the named roles (default: every one not running yet); wait for the collector."""
         for child in self.services:
-            child.start(self.env)
+            if (names is None or child.name in names) and not child.alive():
+                child.start(self.env)
         collector = self.child("collector")
-        self._wait(collector, lambda: http_ok(self.collector_url + "/readyz"), 60)
+        if collector.alive():
+            self._wait(collector, lambda: http_ok(self.collector_url + "/readyz"), 60)
         self.write_pids()
 
     def start(self) -> None:
