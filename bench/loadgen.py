@@ -36,7 +36,7 @@ async def phase(url_host: str, port: int, key: str, bodies, concurrency: int, pa
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     acked: list[int] = []
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     shared = enumerate(bodies)  # one iterator for all workers: each item goes to exactly one
 
     async def worker() -> None:
@@ -65,6 +65,7 @@ async def phase(url_host: str, port: int, key: str, bodies, concurrency: int, pa
         "events_per_s": round(len(acked) / elapsed, 1), "statuses": statuses,
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2), "acked": acked,
+        "started_at": started_at, "ended_at": time.time(),
     }
 
 

@@ -25,6 +25,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -99,8 +100,53 @@ def peak_rss_mb(settings: Settings) -> dict:
     return result
 
 
-def collector_figures(load: dict) -> dict:
+class CpuSampler:
+    """Samples one process's CPU time (user + system) every 50 ms, to turn a phase's wall-clock
+    window into CPU seconds: the per-core figure on a machine the collector shares."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/stat")
+        self.ticks = os.sysconf("SC_CLK_TCK")
+        self.samples: list[tuple[float, float]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _cpu_s(self) -> float:
+        fields = self.path.read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / self.ticks
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.05):
+            try:
+                self.samples.append((time.time(), self._cpu_s()))
+            except OSError:
+                return
+
+    def __enter__(self) -> CpuSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def cpu_between(self, start: float, end: float) -> float:
+        inside = [cpu for t, cpu in self.samples if start <= t <= end]
+        return inside[-1] - inside[0] if len(inside) > 1 else 0.0
+
+
+def per_core(load: dict, phase: str, sampler: CpuSampler | None, count: str) -> float | None:
+    """Requests (or events) per CPU-second of the collector during ``phase``."""
+    if sampler is None:
+        return None
+    cpu = sampler.cpu_between(load[phase]["started_at"], load[phase]["ended_at"])
+    return round(load[phase][count] / cpu, 1) if cpu else None
+
+
+def collector_figures(load: dict, sampler: CpuSampler | None = None) -> dict:
     return {
+        "single_requests_per_core_s": per_core(load, "single", sampler, "requests"),
+        "batched_events_per_core_s": per_core(load, "batch", sampler, "events_acked"),
         "single_requests_per_s": load["single"]["requests_per_s"],
         "single_p99_ms_flat_out": load["single"]["p99_ms"],
         "batched_events_per_s": load["batch"]["events_per_s"],
@@ -114,8 +160,10 @@ def collector_figures(load: dict) -> dict:
 def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dict:
     counter = Events(settings)
     first = f"bench{uuid.uuid4().hex[:10]}"
-    collector_load = run_loadgen(settings, url, first, events)
-    result = {"isolated": stack is not None, "collector": collector_figures(collector_load)}
+    collector_pid = json.loads((settings.local_path / "stack.json").read_text())["collector"]
+    with CpuSampler(collector_pid) as sampler:
+        collector_load = run_loadgen(settings, url, first, events)
+    result = {"isolated": stack is not None, "collector": collector_figures(collector_load, sampler)}
     if stack is not None:
         stack.start_services()
         # Timed from the first indexed row, so process start-up and group joins are not counted.
