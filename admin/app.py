@@ -18,6 +18,7 @@ from starlette.routing import Route
 from headwater.projects.admin import ProjectAdmin, ProjectError, describe
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings, get_settings
+from processors.checks import check_project
 
 
 def error(status: int, reason: str, message: str) -> JSONResponse:
@@ -96,6 +97,24 @@ async def enable(request: Request, admin: ProjectAdmin) -> JSONResponse:
     return JSONResponse({"project": describe(await admin.set_enabled(request.path_params["id"], True))})
 
 
+async def configure(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    body = await body_of(request)
+    return JSONResponse({"project": describe(await admin.configure(request.path_params["id"], body))})
+
+
+async def add_schema(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    body = await body_of(request)
+    event, version, schema = body.get("event"), body.get("version"), body.get("schema")
+    if not isinstance(event, str) or not isinstance(version, str) or not isinstance(schema, dict):
+        raise ProjectError("send event (a string), version (like 1-0-0) and schema (an object)")
+    project = await admin.add_schema(request.path_params["id"], event, version, schema)
+    return JSONResponse({"project": describe(project)}, status_code=201)
+
+
+async def rotate_hash_key(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse({"project": describe(await admin.rotate_hash_key(request.path_params["id"]))})
+
+
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
@@ -110,7 +129,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store, writer = ProjectStore(settings), ProjectWriter(settings)
         await writer.start()
         await store.start()
-        app.state.admin = ProjectAdmin(settings, store, writer)
+        app.state.admin = ProjectAdmin(settings, store, writer, check_project)
         try:
             yield
         finally:
@@ -126,6 +145,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/projects/{id}/rotate-keys", handler(rotate_keys), methods=["POST"]),
         Route("/v1/projects/{id}/disable", handler(disable), methods=["POST"]),
         Route("/v1/projects/{id}/enable", handler(enable), methods=["POST"]),
+        Route("/v1/projects/{id}/config", handler(configure), methods=["PATCH"]),
+        Route("/v1/projects/{id}/schemas", handler(add_schema), methods=["POST"]),
+        Route("/v1/projects/{id}/rotate-hash-key", handler(rotate_hash_key), methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

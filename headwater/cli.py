@@ -56,7 +56,7 @@ def cmd_indexer(args: argparse.Namespace) -> None:
     from headwater.service import run_role
     from indexer.service import Indexer
 
-    run_role(lambda: Indexer(get_settings()))
+    run_role(lambda: Indexer(get_settings(), args.table))
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -68,6 +68,36 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     for project in args.project or [settings.default_project]:
         applied = migrate_project(client, project)
         print(f"{project}: applied {applied or 'nothing, up to date'}")
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+
+    from processors.replay import run_replay
+
+    report = run_replay(get_settings(), args.project, args.reason, args.on_error)
+    print(json.dumps(dataclasses.asdict(report), indent=2))
+    if report.stopped_at:
+        raise SystemExit(1)
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from headwater.projects.store import ProjectStore
+    from processors.checks import check_configuration
+
+    async def projects():
+        store = ProjectStore(get_settings())
+        await store.start()
+        await store.stop()
+        return list(store.projects.values())
+
+    problems = check_configuration(get_settings(), asyncio.run(projects()))
+    print("\n".join(problems) or "configuration ok")
+    if problems:
+        raise SystemExit(2)
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -103,10 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     processor = sub.add_parser("processor", help="run one processor of the flow")
     processor.add_argument("name", help="validate, enrich, anonymize or sessionize")
     processor.set_defaults(func=cmd_processor)
-    sub.add_parser("indexer", help="load events into ClickHouse").set_defaults(func=cmd_indexer)
+    indexer = sub.add_parser("indexer", help="load a table into ClickHouse (one consumer group per table)")
+    indexer.add_argument("table", nargs="?", default="events", choices=["events", "failed_events"])
+    indexer.set_defaults(func=cmd_indexer)
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations")
     migrate.add_argument("--project", action="append", help="a project id (repeatable)")
     migrate.set_defaults(func=cmd_migrate)
+    replay = sub.add_parser("replay", help="re-inject a project's dead letters after a fix")
+    replay.add_argument("--project", required=True)
+    replay.add_argument("--reason", help="only dead letters with this reason")
+    replay.add_argument("--on-error", choices=["stop", "skip", "dead-letter"], default="stop",
+                        help="what to do with an event that is still invalid (default: stop)")
+    replay.set_defaults(func=cmd_replay)
+    sub.add_parser("check", help="check every flow and processor configuration").set_defaults(func=cmd_check)
     sub.add_parser("up", help="start Kafka, ClickHouse and every role locally").set_defaults(func=cmd_up)
     dev = sub.add_parser("dev", help="run one local server in the foreground (for the local stack)")
     dev.add_argument("server", choices=["kafka", "clickhouse"])

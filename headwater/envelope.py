@@ -26,6 +26,7 @@ class Envelope:
     event: dict[str, Any]
     ip: str | None = None
     user_agent: str | None = None
+    enriched: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the processors derived
 
     @property
     def visitor_id(self) -> str:

@@ -2,89 +2,99 @@
 
 Delivery is at-least-once. Offsets of a polled batch are committed only after every record the batch
 produced has been acknowledged by Kafka (``acks=all``). A crash between produce and commit delivers
-the batch again, so downstream may see a record twice; the indexer removes such duplicates. A record
-the transform rejects goes to the dead-letter topic with a typed reason and never blocks its
-partition.
+the batch again, so downstream may see an event twice; the indexer removes such duplicates. A record
+(or one event of it) the transform rejects goes to the dead-letter topic with a typed reason and
+never blocks its partition.
+
+A flood of rejections (a bad deploy, a broken schema) must not dead-letter everything: when more
+than ``max_invalid_ratio`` of the last ``invalid_window`` events were rejected, the relay raises
+:class:`TooManyInvalid` *before* producing or committing the batch that tipped it, and the process
+stops loudly. Nothing of that batch is dead-lettered; it is read again after the fix.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import collections
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 import structlog
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
+from headwater.deadletter import Rejected, dead_letter
+from headwater.errors import FatalError
 from headwater.kafka import make_consumer, make_producer
 from headwater.partitioning import PartitionMap
-from headwater.routing import Headers
+from headwater.relay_types import Output
 from headwater.settings import Settings
-from headwater.topics import dead_letter_topic, topic_specs
+from headwater.topics import topic_specs
 
 log = structlog.get_logger()
-ERROR_HEADER = "hw-error"
-
-
-class Rejected(Exception):
-    """A record (or one event of it) that must go to the dead-letter topic.
-
-    ``reason`` is a short machine-readable kind (for example ``unparseable``); ``detail`` explains it;
-    ``path`` names the offending field when there is one.
-    """
-
-    def __init__(self, reason: str, detail: str = "", path: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-        self.path = path
-
-
-@dataclasses.dataclass(slots=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers
-
-
 Transform = Callable[[ConsumerRecord], list[Output]]
 
 
-def dead_letter(settings: Settings, record: ConsumerRecord, error: Rejected, value: bytes | None = None) -> Output:
-    """A dead-letter record: the original bytes (or ``value``, one event of the record), the typed
-    reason, and where it came from."""
-    headers = [
-        *(record.headers or ()),
-        (ERROR_HEADER, error.reason.encode()),
-        ("hw-error-detail", error.detail.encode()[:1024]),
-        ("hw-error-path", error.path.encode()),
-        ("hw-origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-    ]
-    return Output(dead_letter_topic(settings), record.key, record.value if value is None else value, headers)
+class Resource(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class TooManyInvalid(FatalError):
+    """The share of rejected events crossed ``max_invalid_ratio``."""
+
+
+class InvalidRatio:
+    """The share of rejected events over the last ``window`` events."""
+
+    def __init__(self, limit: float, window: int) -> None:
+        self.limit = limit
+        self.window = window
+        self.batches: collections.deque[tuple[int, int]] = collections.deque()
+        self.events = self.rejected = 0
+
+    def add(self, events: int, rejected: int) -> None:
+        self.batches.append((events, rejected))
+        self.events += events
+        self.rejected += rejected
+        while len(self.batches) > 1 and self.events - self.batches[0][0] >= self.window:
+            old_events, old_rejected = self.batches.popleft()
+            self.events -= old_events
+            self.rejected -= old_rejected
+
+    def tripped(self) -> bool:
+        enough = self.events >= min(self.window, 100)
+        return enough and self.rejected / self.events > self.limit
 
 
 class Relay:
     """Runs one consumer group over ``topics`` and forwards what ``transform`` returns.
 
-    ``partitions`` is loaded with every topic's partition count before the first record is read, so
-    transforms can group their output by partition.
+    ``partitions`` is loaded with every topic's partition count, ``resources`` (the project store,
+    ...) are started, and ``check`` validates the configuration, before the first record is read.
     """
 
     def __init__(self, settings: Settings, group_id: str, topics: list[str], transform: Transform,
-                 partitions: PartitionMap) -> None:
+                 partitions: PartitionMap, step: str, resources: tuple[Resource, ...] = (),
+                 check: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.group_id = group_id
         self.transform = transform
         self.partitions = partitions
+        self.step = step
+        self.resources = resources
+        self.check = check
         self.consumer = make_consumer(settings, topics, group_id)
         self.producer = make_producer(settings)
+        self.invalid = InvalidRatio(settings.max_invalid_ratio, settings.invalid_window)
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
         await self.producer.start()
+        for resource in self.resources:
+            await resource.start()
+        if self.check:
+            self.check()  # raises ConfigError, naming every problem, before anything is read
         await self.partitions.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         await self.consumer.start()
         try:
@@ -94,6 +104,8 @@ class Relay:
                     await self._relay(batch)
         finally:
             await self.consumer.stop()
+            for resource in reversed(self.resources):
+                await resource.stop()
             await self.producer.stop()
 
     def stop(self) -> None:
@@ -103,23 +115,26 @@ class Relay:
         try:
             return self.transform(record)
         except Rejected as error:
-            return [dead_letter(self.settings, record, error)]
+            return [dead_letter(self.settings, record, error, self.step)]
 
     async def _relay(self, batch: dict) -> None:
         started = time.perf_counter()
         outputs = [out for records in batch.values() for record in records for out in self._outputs(record)]
-        sends = [
-            await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outputs
-        ]
+        rejected = sum(o.events for o in outputs if o.dead)
+        events = sum(o.events for o in outputs)
+        self.invalid.add(events, rejected)
+        if self.invalid.tripped():
+            log.critical("too_many_invalid", group=self.group_id, rejected=self.invalid.rejected,
+                         events=self.invalid.events, limit=self.settings.max_invalid_ratio,
+                         note="stopping without producing or committing this batch")
+            raise TooManyInvalid(f"{self.invalid.rejected} of the last {self.invalid.events} events were "
+                                 f"rejected (limit {self.settings.max_invalid_ratio:.0%})")
+        sends = [await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outputs]
         await asyncio.gather(*sends)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit_failed", error=str(exc), note="records will be delivered again")
-        dead_topic = dead_letter_topic(self.settings)
-        log.info(
-            "batch", group=self.group_id, records=sum(map(len, batch.values())), produced=len(outputs),
-            dead_lettered=sum(1 for o in outputs if o.topic == dead_topic),
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )
+        log.info("batch", group=self.group_id, records=sum(map(len, batch.values())), events=events,
+                 dead_lettered=rejected, ms=round((time.perf_counter() - started) * 1000, 1))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from typing import Callable, Protocol
 
+import structlog
 import uvloop
+
+from headwater.errors import FatalError
 
 
 class Role(Protocol):
@@ -29,4 +33,9 @@ def run_role(build: Callable[[], Role]) -> None:
             loop.add_signal_handler(signum, role.stop)
         await role.run()
 
-    uvloop.run(runner())
+    try:
+        uvloop.run(runner())
+    except FatalError as exc:
+        structlog.get_logger().critical("stopped", error=str(exc))
+        print(f"headwater: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc

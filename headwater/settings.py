@@ -51,6 +51,11 @@ class Settings:
     rate_limit_project_eps: float = 20_000.0  # events per second per project; 0 turns it off
     rate_limit_project_burst: float = 40_000.0
 
+    geoip_path: str = ""  # a MaxMind-format .mmdb; empty turns GeoIP off everywhere
+    ua_cache_size: int = 20_000
+    max_invalid_ratio: float = 0.5  # a processor stops when more of its recent events are invalid
+    invalid_window: int = 2_000  # how many recent events that ratio is taken over
+
     indexer_batch_rows: int = 50_000
     indexer_batch_ms: int = 1_000
 

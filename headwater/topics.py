@@ -14,6 +14,7 @@ from headwater.settings import Settings
 RAW = "raw"
 DEAD = "dead"
 PROJECTS = "projects"
+SALTS = "salts"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -53,6 +54,10 @@ def projects_topic(settings: Settings) -> str:
     return topic_name(settings, PROJECTS)
 
 
+def salts_topic(settings: Settings) -> str:
+    return topic_name(settings, SALTS)
+
+
 def step_topic(settings: Settings, step: str) -> str:
     """The topic that the processor (or indexer) for ``step`` consumes."""
     return topic_name(settings, f"step.{step}")
@@ -62,4 +67,5 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     steps = [step_topic(settings, step) for step in DEFAULT_FLOW]
     names = [raw_topic(settings), *steps, dead_letter_topic(settings)]
     pipeline = [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
-    return [*pipeline, TopicSpec(projects_topic(settings), 1, None)]
+    compacted = [TopicSpec(projects_topic(settings), 1, None), TopicSpec(salts_topic(settings), 1, None)]
+    return [*pipeline, *compacted]

@@ -1,10 +1,11 @@
-"""The indexer role: loads the index topic into each project's ``events`` table.
+"""The indexer role: loads one target table (``events`` or ``failed_events``) of every project.
 
 It batches by size (``indexer_batch_rows``) and by time (``indexer_batch_ms``), inserts each
 project's rows with one native columnar INSERT, and commits Kafka offsets only after ClickHouse has
 acknowledged every insert of the batch. A batch carries an ``insert_deduplication_token`` built from
 its partition offset ranges, so the same batch inserted twice is stored once. When ClickHouse fails,
-it retries the same batch with backoff and polls nothing new meanwhile.
+it retries the same batch with backoff and polls nothing new meanwhile. Each table is loaded by its
+own consumer group.
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from clickhouse_driver.errors import Error as ClickHouseError
 
 from headwater.clickhouse import make_client, project_database
-from headwater.envelope import decode_batch
-from headwater.flow import INDEX_STEP
+from headwater.deadletter import Rejected, dead_letter
 from headwater.kafka import make_consumer, make_producer
-from headwater.relay import Rejected, dead_letter
+from headwater.migrations import migrate_project
+from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
-from headwater.topics import step_topic
-from indexer.rows import EVENT_COLUMNS, event_row
+from indexer.targets import Target, target
 
 log = structlog.get_logger()
-GROUP_ID = "headwater-indexer-events"
 MAX_BACKOFF_S = 30.0
 MAX_RECORDS_PER_POLL = 500
 
@@ -36,12 +35,13 @@ MAX_RECORDS_PER_POLL = 500
 class Batch:
     """Rows waiting to be inserted, grouped by project, with the offsets they came from."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: Target) -> None:
+        self.target = target
         self.started = time.monotonic()
         self.rows: dict[str, list[tuple]] = defaultdict(list)
         self.first: dict[TopicPartition, int] = {}
         self.next_offsets: dict[TopicPartition, int] = {}
-        self.records = 0  # Kafka messages, each holding a list of events
+        self.records = 0  # Kafka messages, each holding one or more rows
         self.events = 0
         self.rejected: list[tuple[ConsumerRecord, Rejected]] = []
 
@@ -50,28 +50,31 @@ class Batch:
         self.next_offsets[tp] = record.offset + 1
         self.records += 1
         try:
-            envelopes = decode_batch(record.value)
-        except ValueError as exc:
-            self.rejected.append((record, Rejected("unparseable", str(exc))))
+            rows = self.target.rows(record)
+        except Rejected as error:
+            self.rejected.append((record, error))
             return
-        for envelope in envelopes:
-            self.rows[envelope.project_id].append(event_row(envelope, record.partition, record.offset))
-        self.events += len(envelopes)
+        for project_id, row in rows:
+            self.rows[project_id].append(row)
+        self.events += len(rows)
 
     def token(self, project_id: str) -> str:
         ranges = sorted(f"{tp.topic}/{tp.partition}/{self.first[tp]}-{n}" for tp, n in self.next_offsets.items())
-        return f"{project_id}|" + ",".join(ranges)
+        return f"{self.target.table}|{project_id}|" + ",".join(ranges)
 
     def age_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
 
 
 class Indexer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, table: str = "events") -> None:
         self.settings = settings
-        self.consumer = make_consumer(settings, [step_topic(settings, INDEX_STEP)], GROUP_ID)
+        self.store = ProjectStore(settings)
+        self.target = target(table, settings, self.store)
+        self.consumer = make_consumer(settings, [self.target.topic], self.target.group_id)
         self.producer = make_producer(settings)
         self.client = make_client(settings)
+        self.migrated: set[str] = set()
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -79,24 +82,24 @@ class Indexer:
 
     async def run(self) -> None:
         await self.producer.start()
+        await self.store.start()
         await self.consumer.start()
         try:
             while not self.stopping.is_set():
                 await self._flush(await self._fill())
         finally:
             await self.consumer.stop()
+            await self.store.stop()
             await self.producer.stop()
             self.client.disconnect()
 
     async def _fill(self) -> Batch:
-        batch = Batch()
+        batch = Batch(self.target)
         while batch.events < self.settings.indexer_batch_rows and not self.stopping.is_set():
             wait_ms = self.settings.indexer_batch_ms - batch.age_ms()
             if wait_ms <= 0:
                 break
-            polled = await self.consumer.getmany(
-                timeout_ms=int(wait_ms), max_records=MAX_RECORDS_PER_POLL
-            )
+            polled = await self.consumer.getmany(timeout_ms=int(wait_ms), max_records=MAX_RECORDS_PER_POLL)
             for tp, records in polled.items():
                 for record in records:
                     batch.add(tp, record)
@@ -110,16 +113,15 @@ class Indexer:
             if not await self._insert_with_retry(project_id, rows, batch.token(project_id)):
                 return  # stopping: leave the batch uncommitted, it is delivered again
         for record, error in batch.rejected:
-            out = dead_letter(self.settings, record, error)
+            out = dead_letter(self.settings, record, error, "index")
             await self.producer.send_and_wait(out.topic, out.value, key=out.key, headers=out.headers)
         try:
             await self.consumer.commit(batch.next_offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit_failed", error=str(exc), note="the batch will be delivered again")
-        log.info(
-            "batch", records=batch.records, rows=batch.events, projects=len(batch.rows), dead_lettered=len(batch.rejected),
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )
+        log.info("batch", table=self.target.table, records=batch.records, rows=batch.events,
+                 projects=len(batch.rows), dead_lettered=len(batch.rejected),
+                 ms=round((time.perf_counter() - started) * 1000, 1))
 
     async def _insert_with_retry(self, project_id: str, rows: list[tuple], token: str) -> bool:
         """Insert until ClickHouse acknowledges (True) or the indexer is asked to stop (False)."""
@@ -137,10 +139,12 @@ class Indexer:
         return False
 
     def _insert(self, project_id: str, rows: list[tuple], token: str) -> None:
+        if project_id not in self.migrated:  # a project created after start, or hw__unknown
+            migrate_project(self.client, project_id)
+            self.migrated.add(project_id)
         columns = [list(column) for column in zip(*rows)]
         self.client.execute(
-            f"INSERT INTO {project_database(project_id)}.events ({', '.join(EVENT_COLUMNS)}) VALUES",
-            columns,
-            columnar=True,
-            settings={"insert_deduplication_token": token},
+            f"INSERT INTO {project_database(project_id)}.{self.target.table} "
+            f"({', '.join(self.target.columns)}) VALUES",
+            columns, columnar=True, settings={"insert_deduplication_token": token},
         )

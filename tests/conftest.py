@@ -27,6 +27,10 @@ TEST_ENV = {
 }
 os.environ.update(TEST_ENV)
 
+from tests.geoip import build_city_database  # noqa: E402
+
+os.environ["HEADWATER_GEOIP_PATH"] = str(build_city_database(Path(".local/test-geoip/city.mmdb")).resolve())
+
 from headwater.clickhouse import make_client  # noqa: E402
 from headwater.devstack.stack import Stack  # noqa: E402
 from headwater.settings import get_settings  # noqa: E402

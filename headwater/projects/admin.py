@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import time
+from typing import Callable
 
 from headwater.clickhouse import make_client, project_database
 from headwater.migrations import migrate_project
@@ -54,14 +56,30 @@ def describe(project: Project) -> dict:
              "expires_at_ms": k.expires_at_ms} for k in project.keys]
     return {"id": project.id, "name": project.name, "enabled": project.enabled, "origins": project.origins,
             "public_key": project.public_key, "database": project_database(project.id), "keys": keys,
-            "created_at_ms": project.created_at_ms}
+            "created_at_ms": project.created_at_ms, "flow": project.flow, "privacy": project.privacy,
+            "enrich": project.enrich, "validation": project.validation,
+            "event_schemas": {event: [v["version"] for v in versions]
+                              for event, versions in project.event_schemas.items()},
+            "hash_key_ids": [k["id"] for k in project.hash_keys]}
+
+
+CONFIGURABLE = ("flow", "privacy", "enrich", "validation")
+
+
+def new_hash_key() -> dict:
+    return {"id": secrets.token_hex(4), "secret": secrets.token_urlsafe(32), "created_at_ms": now_ms()}
 
 
 class ProjectAdmin:
-    def __init__(self, settings: Settings, store: ProjectStore, writer: ProjectWriter) -> None:
+    """``check`` returns the problems of a project's processing configuration (processors/checks.py);
+    a change with problems is refused with all of them."""
+
+    def __init__(self, settings: Settings, store: ProjectStore, writer: ProjectWriter,
+                 check: Callable[[Project], list[str]] = lambda project: []) -> None:
         self.settings = settings
         self.store = store
         self.writer = writer
+        self.check = check
 
     def list(self) -> list[Project]:
         return sorted(self.store.projects.values(), key=lambda p: p.id)
@@ -85,7 +103,8 @@ class ProjectAdmin:
         await asyncio.to_thread(self._migrate, project_id)
         public, public_value = make_key(PUBLIC, public_key)
         server, server_value = make_key(SERVER)
-        project = Project(project_id, name or project_id, now_ms(), True, clean_origins, [public, server])
+        project = Project(project_id, name or project_id, now_ms(), True, clean_origins, [public, server],
+                          hash_keys=[new_hash_key()])
         await self._save(project)
         return project, IssuedKeys(public_value, server_value)
 
@@ -117,7 +136,35 @@ class ProjectAdmin:
         await self._save(project)
         return project, IssuedKeys(public_value, server_value)
 
+    async def configure(self, project_id: str, changes: dict) -> Project:
+        """Change the flow, privacy policy, enrichment or validation options."""
+        unknown = set(changes) - set(CONFIGURABLE)
+        if unknown:
+            raise ProjectError(f"cannot configure {', '.join(sorted(unknown))}; only {', '.join(CONFIGURABLE)}")
+        project = dataclasses.replace(self.get(project_id), **changes)
+        await self._save(project)
+        return project
+
+    async def add_schema(self, project_id: str, event: str, version: str, schema: dict) -> Project:
+        """Register a JSON Schema for the ``properties`` of track events named ``event``."""
+        project = self.get(project_id)
+        versions = [v for v in project.event_schemas.get(event, []) if v.get("version") != version]
+        schemas = {**project.event_schemas, event: [*versions, {"version": version, "schema": schema}]}
+        project = dataclasses.replace(project, event_schemas=schemas)
+        await self._save(project)
+        return project
+
+    async def rotate_hash_key(self, project_id: str) -> Project:
+        """A new HMAC key for hashed fields; values hashed before keep their old key's id."""
+        project = self.get(project_id)
+        project = dataclasses.replace(project, hash_keys=[*project.hash_keys, new_hash_key()])
+        await self._save(project)
+        return project
+
     async def _save(self, project: Project) -> None:
+        problems = self.check(project)
+        if problems:
+            raise ProjectError("; ".join(problems))
         await self.writer.write(project)
         expected = project.to_dict()
         await self.store.wait_for(lambda s: s.get(project.id) and s.get(project.id).to_dict() == expected)

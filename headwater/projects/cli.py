@@ -6,17 +6,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 
-from headwater.projects.admin import ProjectAdmin, ProjectError, describe
+from headwater.projects.admin import CONFIGURABLE, ProjectAdmin, ProjectError, describe
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings
+from processors.checks import check_project
 
 
 async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
     store, writer = ProjectStore(settings), ProjectWriter(settings)
     await writer.start()
     await store.start()
-    admin = ProjectAdmin(settings, store, writer)
+    admin = ProjectAdmin(settings, store, writer, check_project)
     try:
         if args.action == "create":
             project, keys = await admin.create(args.id, args.name or "", args.origin or [])
@@ -31,6 +33,14 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
             grace = settings.key_grace_s if args.grace_seconds is None else args.grace_seconds
             project, keys = await admin.rotate_keys(args.id, grace)
             return {"project": describe(project), "keys": vars(keys)}
+        if args.action == "configure":
+            changes = {name: json.loads(getattr(args, name)) for name in CONFIGURABLE if getattr(args, name)}
+            return {"project": describe(await admin.configure(args.id, changes))}
+        if args.action == "add-schema":
+            schema = json.loads(Path(args.file).read_text())
+            return {"project": describe(await admin.add_schema(args.id, args.event, args.version, schema))}
+        if args.action == "rotate-hash-key":
+            return {"project": describe(await admin.rotate_hash_key(args.id))}
         return {"project": describe(await admin.set_enabled(args.id, args.action == "enable"))}
     finally:
         await store.stop()
@@ -53,6 +63,16 @@ def add_parser(sub) -> None:
     rotate = actions.add_parser("rotate-keys", help="issue new keys; the old ones work for a grace period")
     rotate.add_argument("id")
     rotate.add_argument("--grace-seconds", type=float)
+    configure = actions.add_parser("configure", help="set the flow, privacy, enrich or validation options (JSON)")
+    configure.add_argument("id")
+    for name in CONFIGURABLE:
+        configure.add_argument(f"--{name}", help=f"the project's {name}, as JSON")
+    schema = actions.add_parser("add-schema", help="register a JSON Schema for a track event's properties")
+    schema.add_argument("id")
+    schema.add_argument("event")
+    schema.add_argument("version", help="MODEL-REVISION-ADDITION, like 1-0-0")
+    schema.add_argument("file", help="a JSON Schema file")
+    actions.add_parser("rotate-hash-key", help="a new HMAC key for hashed fields").add_argument("id")
 
 
 def main(settings: Settings, args: argparse.Namespace) -> None:

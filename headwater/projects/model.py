@@ -51,6 +51,13 @@ class Project:
     enabled: bool = True
     origins: list[str] = dataclasses.field(default_factory=list)
     keys: list[Key] = dataclasses.field(default_factory=list)
+    # How its events are processed; each part is checked by the processor it configures.
+    flow: list[str] | None = None  # None: the default flow (headwater/flow.py)
+    privacy: dict = dataclasses.field(default_factory=dict)  # processors/anonymize.py PrivacyPolicy
+    enrich: dict = dataclasses.field(default_factory=dict)  # processors/enrich.py EnrichOptions
+    validation: dict = dataclasses.field(default_factory=dict)  # processors/validate.py ValidationOptions
+    event_schemas: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # event -> versions
+    hash_keys: list[dict] = dataclasses.field(default_factory=list)  # HMAC keys; the last one is current
 
     @property
     def public_key(self) -> str | None:

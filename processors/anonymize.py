@@ -1,0 +1,182 @@
+"""The anonymize step: applies the project's privacy policy before anything is stored.
+
+Policy (``project.privacy``), every part optional::
+
+    {"ip": "truncate" | "drop" | "keep",     default "truncate": IPv4 to /24, IPv6 to /48
+     "hash_fields": ["userId", "traits.email", "properties.account"],  HMAC-SHA256, per-project key
+     "drop_properties": ["password", "card_*"],   property names (glob), dropped
+     "mask_patterns": ["email", "phone", "<regex>"],  values matching are replaced by "[masked]"
+     "cookieless": false}                    true: the visitor id is a keyed hash of a daily salt,
+                                             the IP, the user agent and the project (Plausible's method)
+
+After this step the envelope carries no raw IP for projects whose policy is not ``keep``: not in
+``envelope.ip``, not in ``context.ip``. Hashes use the project's current HMAC key
+(``project.hash_keys[-1]``, rotated through the admin API or ``headwater project rotate-hash-key``);
+a hash is ``hmac:<key id>:<hex>`` so analysts can tell which key made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import hmac
+import ipaddress
+import re
+from datetime import datetime, timedelta, timezone
+
+from headwater.envelope import Envelope
+from headwater.projects.model import Project
+from headwater.projects.store import ProjectStore
+from headwater.salts import DailySalts
+from headwater.settings import Settings
+from processors.base import Processor
+
+IP_POLICIES = ("truncate", "drop", "keep")
+NAMED_PATTERNS = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+    "phone": r"\+?\d[\d\s().-]{7,}\d",
+    "card": r"\b(?:\d[ -]?){13,19}\b",
+}
+MASK = "[masked]"
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyPolicy:
+    ip: str = "truncate"
+    hash_fields: tuple[str, ...] = ()
+    drop_properties: tuple[str, ...] = ()
+    mask_patterns: tuple[str, ...] = ()
+    cookieless: bool = False
+
+    @classmethod
+    def of(cls, project: Project | None) -> PrivacyPolicy:
+        raw = (project.privacy if project else {}) or {}
+        return cls(raw.get("ip", "truncate"), tuple(raw.get("hash_fields", ())),
+                   tuple(raw.get("drop_properties", ())), tuple(raw.get("mask_patterns", ())),
+                   bool(raw.get("cookieless", False)))
+
+    @property
+    def anonymises_ip(self) -> bool:
+        return self.ip != "keep"
+
+    def masks(self) -> list[re.Pattern]:
+        return [re.compile(NAMED_PATTERNS.get(p, p)) for p in self.mask_patterns]
+
+
+def check_privacy(raw: object) -> list[str]:
+    """Every problem of a ``privacy`` object, as messages (empty when it is fine)."""
+    if not isinstance(raw, dict):
+        return ["privacy must be an object"]
+    errors = [f"privacy has unknown key {k!r}" for k in raw if k not in {f.name for f in dataclasses.fields(PrivacyPolicy)}]
+    if raw.get("ip", "truncate") not in IP_POLICIES:
+        errors.append(f"privacy.ip must be one of {', '.join(IP_POLICIES)}")
+    for name in ("hash_fields", "drop_properties", "mask_patterns"):
+        value = raw.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            errors.append(f"privacy.{name} must be a list of non-empty strings")
+    for pattern in raw.get("mask_patterns", []) if isinstance(raw.get("mask_patterns"), list) else []:
+        try:
+            re.compile(NAMED_PATTERNS.get(pattern, pattern))
+        except (re.error, TypeError) as exc:
+            errors.append(f"privacy.mask_patterns: {pattern!r} is not a regular expression: {exc}")
+    if not isinstance(raw.get("cookieless", False), bool):
+        errors.append("privacy.cookieless must be true or false")
+    return errors
+
+
+def truncate_ip(address: str) -> str | None:
+    """IPv4 to its /24, IPv6 to its /48; ``None`` for anything that is not an IP address."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def apply_ip_policy(policy: PrivacyPolicy, address: str | None) -> str | None:
+    if address is None or policy.ip == "keep":
+        return address
+    return truncate_ip(address) if policy.ip == "truncate" else None
+
+
+def keyed_hash(key: dict, value: object) -> str:
+    digest = hmac.new(key["secret"].encode(), str(value).encode(), hashlib.sha256).hexdigest()
+    return f"hmac:{key['id']}:{digest}"
+
+
+def _hash_path(event: dict, path: str, key: dict) -> None:
+    *parents, leaf = path.split(".")
+    node = event
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and node.get(leaf) not in (None, ""):
+        node[leaf] = keyed_hash(key, node[leaf])
+
+
+def _scrub(value: object, masks: list[re.Pattern]) -> object:
+    if isinstance(value, str):
+        for mask in masks:
+            value = mask.sub(MASK, value)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, masks) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, masks) for v in value]
+    return value
+
+
+def _drop(properties: object, patterns: tuple[str, ...]) -> object:
+    if not isinstance(properties, dict):
+        return properties
+    return {k: v for k, v in properties.items() if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+
+
+class Anonymize(Processor):
+    name = "anonymize"
+
+    def __init__(self, settings: Settings, store: ProjectStore, salts: DailySalts) -> None:
+        super().__init__(settings)
+        self.store = store
+        self.salts = salts
+
+    def process(self, envelope: Envelope) -> Envelope | None:
+        project = self.store.get(envelope.project_id)
+        policy = PrivacyPolicy.of(project)
+        event = envelope.event
+        if policy.cookieless:
+            self._cookieless_id(envelope)
+        context = event.get("context") if isinstance(event.get("context"), dict) else None
+        if context is not None and "ip" in context:
+            context["ip"] = apply_ip_policy(policy, str(context["ip"]))
+            if context["ip"] is None:
+                del context["ip"]
+        envelope.ip = apply_ip_policy(policy, envelope.ip)
+        for name in ("properties", "traits"):
+            if policy.drop_properties:
+                event[name] = _drop(event.get(name), policy.drop_properties)
+            if policy.mask_patterns and event.get(name):
+                event[name] = _scrub(event[name], policy.masks())
+        if policy.hash_fields and project and project.hash_keys:
+            for path in policy.hash_fields:
+                _hash_path(event, path, project.hash_keys[-1])
+        return envelope
+
+    def _cookieless_id(self, envelope: Envelope) -> None:
+        """Replace the client's ids with a keyed hash of (the day's salt, IP, user agent, project).
+
+        The id made with the previous day's salt travels along as ``enriched.previous_visitor_id``,
+        so that sessionisation can continue a visit across midnight (Plausible's method).
+        """
+        day = datetime.fromtimestamp(envelope.received_at_ms / 1000, tz=timezone.utc).date()
+        material = f"{envelope.ip or ''}|{envelope.user_agent or ''}|{envelope.project_id}".encode()
+
+        def visitor(salt: bytes) -> str:
+            return "cl_" + hashlib.blake2b(material, key=salt, digest_size=16).hexdigest()
+
+        envelope.event["anonymousId"] = visitor(self.salts.salt_for(day))
+        previous = self.salts.salts.get(day - timedelta(days=1))
+        if previous:
+            envelope.enriched["previous_visitor_id"] = visitor(previous)
+        envelope.event.pop("userId", None)

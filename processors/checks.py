@@ -1,0 +1,53 @@
+"""Checking the whole processing configuration at once: every project's flow and processor options,
+and every processor's deployment settings. All problems are reported together.
+
+Used at start by the mediator and every processor (which refuse to start on any problem), by the
+admin API before it stores a change, and by ``headwater check``.
+"""
+
+from __future__ import annotations
+
+from headwater.errors import FatalError
+from headwater.flow import FlowError, validate_flow
+from headwater.projects.model import Project
+from headwater.settings import Settings
+from processors import anonymize, enrich, validate
+
+SETTINGS_CHECKS = {"validate": validate.check_settings, "enrich": enrich.check_settings}
+
+
+class ConfigError(FatalError):
+    """The configuration has problems; the message lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
+
+def check_project(project: Project) -> list[str]:
+    problems = []
+    if project.flow is not None:
+        try:
+            validate_flow(project.flow)
+        except FlowError as exc:
+            problems.append(str(exc))
+    problems += anonymize.check_privacy(project.privacy)
+    problems += enrich.check_enrich(project.enrich)
+    problems += validate.check_validation(project.validation)
+    problems += validate.check_event_schemas(project.event_schemas)
+    return [f"project {project.id}: {p}" for p in problems]
+
+
+def check_configuration(settings: Settings, projects: list[Project]) -> list[str]:
+    problems = [p for project in projects for p in check_project(project)]
+    for step, check in SETTINGS_CHECKS.items():
+        problems += [f"{step}: {p}" for p in check(settings)]
+    if not 0 < settings.max_invalid_ratio <= 1:
+        problems.append("max_invalid_ratio must be in (0, 1]")
+    return problems
+
+
+def require_valid(settings: Settings, projects: list[Project]) -> None:
+    problems = check_configuration(settings, projects)
+    if problems:
+        raise ConfigError(problems)

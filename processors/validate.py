@@ -1,0 +1,113 @@
+"""The validate step: every event against the schemas in ``schemas/``, and track events against the
+schema their project registered for that event name.
+
+An event that fails becomes a dead-letter record with a typed reason (``schema_violation``,
+``size``, ``unknown_event``), the path of the field that failed, and the original event.
+
+Per project (``project.validation``): ``{"strict_events": true}`` refuses track events whose name has
+no registered schema. Custom schemas (``project.event_schemas``) describe a track event's
+``properties``; they are registered through the admin API or ``headwater project add-schema``, with
+versions ``MODEL-REVISION-ADDITION``; the newest version applies.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from headwater.envelope import Envelope
+from headwater.projects.model import Project
+from headwater.projects.store import ProjectStore
+from headwater.deadletter import Rejected
+from headwater.schemas import Schema, compile_schema, load_schema
+from headwater.settings import Settings
+from processors.base import Processor
+
+EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+VALIDATION_OPTIONS = {"strict_events"}
+VERSION = re.compile(r"^\d+-\d+-\d+$")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("-"))
+
+
+def check_validation(raw: object) -> list[str]:
+    if not isinstance(raw, dict):
+        return ["validation must be an object"]
+    errors = [f"validation has unknown key {k!r}" for k in raw if k not in VALIDATION_OPTIONS]
+    if not isinstance(raw.get("strict_events", False), bool):
+        errors.append("validation.strict_events must be true or false")
+    return errors
+
+
+def check_event_schemas(raw: object) -> list[str]:
+    """Every registered schema must have a version and compile against the draft 2020-12 meta-schema."""
+    if not isinstance(raw, dict):
+        return ["event_schemas must be an object"]
+    errors = []
+    for event, versions in raw.items():
+        for entry in versions if isinstance(versions, list) else [None]:
+            if not isinstance(entry, dict) or not VERSION.match(str(entry.get("version", ""))):
+                errors.append(f"event_schemas[{event!r}]: each entry needs a version like 1-0-0 and a schema")
+                continue
+            try:
+                compile_schema(entry.get("schema"))
+            except Exception as exc:  # jsonschema's SchemaError and friends
+                errors.append(f"event_schemas[{event!r}] {entry['version']}: invalid schema: {str(exc)[:200]}")
+    return errors
+
+
+def check_settings(settings: Settings) -> list[str]:
+    errors = []
+    for kind in ("segment_event", *EVENT_TYPES):
+        try:
+            load_schema("headwater", kind, "1-0-0")
+        except Exception as exc:
+            errors.append(f"schemas/headwater/{kind}/1-0-0.json: {exc}")
+    return errors
+
+
+def _reject(schema: Schema, instance: object, prefix: str = "") -> None:
+    first = schema.errors(instance, limit=1)[0]
+    path = f"{prefix}.{first['field']}".strip(".") if first["field"] else prefix
+    raise Rejected("schema_violation", first["reason"], path)
+
+
+class Validate(Processor):
+    name = "validate"
+
+    def __init__(self, settings: Settings, store: ProjectStore) -> None:
+        super().__init__(settings)
+        self.store = store
+        self.envelope_schema = load_schema("headwater", "segment_event", "1-0-0")
+        self.type_schemas = {kind: load_schema("headwater", kind, "1-0-0") for kind in EVENT_TYPES}
+        self.custom: dict[tuple[str, str, str], Schema] = {}
+
+    def process(self, envelope: Envelope) -> Envelope | None:
+        event = envelope.event
+        if not self.envelope_schema.is_valid(event):
+            _reject(self.envelope_schema, event)
+        type_schema = self.type_schemas[event["type"]]
+        if not type_schema.is_valid(event):
+            _reject(type_schema, event)
+        size = len(orjson.dumps(event))
+        if size > self.settings.max_event_bytes:
+            raise Rejected("size", f"{size} bytes; the limit is {self.settings.max_event_bytes}")
+        if event["type"] == "track":
+            self._check_custom(self.store.get(envelope.project_id), event)
+        return envelope
+
+    def _check_custom(self, project: Project | None, event: dict) -> None:
+        versions = project.event_schemas.get(event["event"]) if project else None
+        if not versions:
+            if project and project.validation.get("strict_events"):
+                raise Rejected("unknown_event", f"no schema is registered for {event['event']!r}", "event")
+            return
+        newest = max(versions, key=lambda v: version_key(v["version"]))
+        cache_key = (project.id, event["event"], newest["version"])
+        schema = self.custom.get(cache_key) or self.custom.setdefault(cache_key, compile_schema(newest["schema"]))
+        properties = event.get("properties") or {}
+        if not schema.is_valid(properties):
+            _reject(schema, properties, "properties")
