@@ -38,13 +38,18 @@ def check_project(project: Project) -> list[str]:
     return [f"project {project.id}: {p}" for p in problems]
 
 
-def check_configuration(settings: Settings, projects: list[Project]) -> list[str]:
-    problems = [p for project in projects for p in check_project(project)]
-    for step, check in SETTINGS_CHECKS.items():
-        problems += [f"{step}: {p}" for p in check(settings)]
+def check_deployment(settings: Settings) -> list[str]:
+    """The deployment-wide settings of every processor."""
+    problems = [f"{step}: {p}" for step, check in SETTINGS_CHECKS.items() for p in check(settings)]
     if not 0 < settings.max_invalid_ratio <= 1:
         problems.append("max_invalid_ratio must be in (0, 1]")
+    if settings.invalid_window < 1:
+        problems.append("invalid_window must be at least 1")
     return problems
+
+
+def check_configuration(settings: Settings, projects: list[Project]) -> list[str]:
+    return [p for project in projects for p in check_project(project)] + check_deployment(settings)
 
 
 def require_valid(settings: Settings, projects: list[Project]) -> None:

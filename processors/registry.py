@@ -11,7 +11,7 @@ from headwater.settings import Settings
 from headwater.topics import step_topic
 from processors.anonymize import Anonymize
 from processors.base import Processor, group_id, transform_for
-from processors.checks import SETTINGS_CHECKS, ConfigError, require_valid
+from processors.checks import ConfigError, check_deployment, require_valid
 from processors.enrich import Enrich
 from processors.passthrough import PassThrough
 from processors.validate import Validate
@@ -23,7 +23,7 @@ def build_processor(name: str, settings: Settings) -> tuple[Processor, tuple]:
         raise ValueError(f"unknown processor {name!r}; the steps are {', '.join(PROCESSOR_STEPS)}")
     store = ProjectStore(settings)
     # Checked before any processor is built, so a broken GeoIP database is reported with the rest.
-    problems = [f"{step}: {p}" for step, check in SETTINGS_CHECKS.items() for p in check(settings)]
+    problems = check_deployment(settings)
     if problems:
         raise ConfigError(problems)
     if name == "validate":

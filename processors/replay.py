@@ -115,5 +115,8 @@ class Replayer:
 
 
 def run_replay(settings: Settings, project_id: str, reason: str | None, on_error: str) -> ReplayReport:
-    return asyncio.run(Replayer(settings, project_id, reason, on_error).run())
+    async def replay() -> ReplayReport:  # Kafka clients must be made inside the running loop
+        return await Replayer(settings, project_id, reason, on_error).run()
+
+    return asyncio.run(replay())
 

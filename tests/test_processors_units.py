@@ -1,0 +1,225 @@
+"""The processors as pure functions of an envelope: no servers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from headwater.deadletter import Rejected
+from headwater.envelope import Envelope
+from headwater.projects.model import Project
+from headwater.relay import InvalidRatio
+from headwater.settings import Settings
+from processors.anonymize import Anonymize, PrivacyPolicy, apply_ip_policy, check_privacy, truncate_ip
+from processors.checks import check_project
+from processors.enrich import Enrich
+from processors.enrichments.urls import campaign, classify_referrer
+from processors.enrichments.useragent import parse_user_agent
+from processors.validate import Validate
+from tests.geoip import build_city_database
+
+CHROME_MAC = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/120.0.0.0 Safari/537.36")
+DAY = dt.date(2026, 11, 22)
+NOON_MS = int(dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+class FakeStore:
+    """Stands in for the project store (an in-memory view of a Kafka topic) in pure tests."""
+
+    def __init__(self, *projects: Project) -> None:
+        self.projects = {p.id: p for p in projects}
+
+    def get(self, project_id: str) -> Project | None:
+        return self.projects.get(project_id)
+
+
+class FixedSalts:
+    def __init__(self) -> None:
+        self.salts = {DAY: b"t" * 32, DAY - dt.timedelta(days=1): b"y" * 32}
+
+    def salt_for(self, day: dt.date) -> bytes:
+        return self.salts.get(day, self.salts[DAY])
+
+
+def project(**config) -> Project:
+    return Project("shop", "Shop", 0, hash_keys=[{"id": "k1", "secret": "s3cret", "created_at_ms": 0}], **config)
+
+
+def envelope(event: dict, ip: str | None = "81.2.69.160", ua: str | None = CHROME_MAC) -> Envelope:
+    return Envelope("shop", "m1", NOON_MS, "r1", {"anonymousId": "a1", **event}, ip, ua)
+
+
+# --- enrich ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def enrich(tmp_path_factory):
+    path = build_city_database(tmp_path_factory.mktemp("geo") / "city.mmdb")
+    return Enrich(Settings(geoip_path=str(path)), FakeStore(project(), Project("nogeo", "x", 0, enrich={"geoip": False})))
+
+
+def test_user_agent_and_bots():
+    chrome = parse_user_agent(CHROME_MAC)
+    assert (chrome["browser"], chrome["browser_version"], chrome["os"], chrome["is_bot"]) == (
+        "Chrome", "120.0.0", "Mac OS X", False)
+    assert parse_user_agent("Googlebot/2.1 (+http://www.google.com/bot.html)")["is_bot"] is True
+    assert parse_user_agent("HeadlessChrome/120.0")["is_bot"] is True
+
+
+def test_enrich_fills_every_part(enrich):
+    event = {"type": "page", "context": {"ip": "81.2.69.201", "page": {
+        "url": "https://Shop.example/p/1?utm_source=news&utm_medium=email&utm_campaign=winter&gclid=x",
+        "referrer": "https://www.google.co.uk/search?q=x"}}}
+    derived = enrich.process(envelope(event)).enriched
+    assert derived["geo"]["country"] == "GB" and derived["geo"]["city"] == "London"
+    assert derived["ua"]["browser"] == "Chrome"
+    assert derived["page"] == {"url": event["context"]["page"]["url"], "host": "shop.example", "path": "/p/1",
+                               "query": "utm_source=news&utm_medium=email&utm_campaign=winter&gclid=x"}
+    assert derived["campaign"] == {"source": "news", "medium": "email", "campaign": "winter", "gclid": "x"}
+    assert derived["referrer"]["medium"] == "email"  # utm_medium=email wins over the search referrer
+
+
+def test_geoip_can_be_off_for_a_project(enrich):
+    nogeo = Envelope("nogeo", "m", NOON_MS, "r", {"anonymousId": "a"}, "81.2.69.160", None)
+    assert "geo" not in enrich.process(nogeo).enriched
+
+
+@pytest.mark.parametrize("referrer,page,medium,source", [
+    ("www.google.com", "shop.example", "search", "Google"),
+    ("duckduckgo.com", "shop.example", "search", "DuckDuckGo"),
+    ("t.co", "shop.example", "social", "Twitter"),
+    ("m.facebook.com", "shop.example", "social", "Facebook"),
+    ("mail.google.com", "shop.example", "email", "Gmail"),
+    ("blog.shop.example", "shop.example", "internal", "blog.shop.example"),
+    ("", "shop.example", "direct", ""),
+    ("news.example.org", "shop.example", "referral", "news.example.org"),
+])
+def test_referrer_classes(referrer, page, medium, source):
+    assert classify_referrer(referrer, page) == (medium, source)
+
+
+def test_campaign_keeps_the_first_value_of_each_parameter():
+    assert campaign("utm_source=a&UTM_SOURCE=b&utm_term=x+y&other=1") == {"source": "a", "term": "x y"}
+
+
+# --- anonymize ------------------------------------------------------------------------------------
+
+def test_ip_policies():
+    assert truncate_ip("81.2.69.201") == "81.2.69.0"
+    assert truncate_ip("2001:db8:1:2:3::9") == "2001:db8:1::"
+    assert truncate_ip("garbage") is None
+    assert apply_ip_policy(PrivacyPolicy(ip="drop"), "81.2.69.201") is None
+    assert apply_ip_policy(PrivacyPolicy(ip="keep"), "81.2.69.201") == "81.2.69.201"
+
+
+def anonymize(**privacy) -> Anonymize:
+    return Anonymize(Settings(), FakeStore(project(privacy=privacy)), FixedSalts())
+
+
+def test_anonymize_removes_the_raw_ip_everywhere():
+    result = anonymize().process(envelope({"context": {"ip": "81.2.69.201"}}))
+    assert result.ip == "81.2.69.0" and result.event["context"]["ip"] == "81.2.69.0"
+    dropped = anonymize(ip="drop").process(envelope({"context": {"ip": "81.2.69.201"}}))
+    assert dropped.ip is None and "ip" not in dropped.event["context"]
+
+
+def test_hash_drop_and_mask():
+    event = {"userId": "u-42", "traits": {"email": "ann@example.com"},
+             "properties": {"password": "x", "card_number": "4111", "note": "mail ann@example.com now",
+                            "nested": [{"contact": "bob@example.org"}]}}
+    result = anonymize(hash_fields=["userId", "traits.email"], drop_properties=["password", "card_*"],
+                       mask_patterns=["email"]).process(envelope(event)).event
+    assert result["userId"].startswith("hmac:k1:") and len(result["userId"]) == len("hmac:k1:") + 64
+    assert result["traits"]["email"].startswith("hmac:k1:")
+    assert "password" not in result["properties"] and "card_number" not in result["properties"]
+    assert result["properties"]["note"] == "mail [masked] now"
+    assert result["properties"]["nested"] == [{"contact": "[masked]"}]
+    same = anonymize(hash_fields=["userId"]).process(envelope({"userId": "u-42"})).event
+    assert same["userId"] == result["userId"]  # deterministic for the same key
+
+
+def test_cookieless_ids():
+    processor = anonymize(cookieless=True)
+    first = processor.process(envelope({"userId": "u"}, ip="81.2.69.201")).event
+    again = processor.process(envelope({}, ip="81.2.69.201"))
+    other_ip = processor.process(envelope({}, ip="81.2.69.202")).event
+    assert first["anonymousId"].startswith("cl_") and "userId" not in first
+    assert first["anonymousId"] == again.event["anonymousId"] != other_ip["anonymousId"]
+    assert again.enriched["previous_visitor_id"].startswith("cl_")
+    assert again.enriched["previous_visitor_id"] != again.event["anonymousId"]
+
+
+def test_privacy_policy_problems_are_all_reported():
+    problems = check_privacy({"ip": "blur", "mask_patterns": ["("], "cookieless": "yes", "colour": 1})
+    assert len(problems) == 4
+
+
+# --- validate -------------------------------------------------------------------------------------
+
+def validator(**config) -> Validate:
+    return Validate(Settings(), FakeStore(project(**config)))
+
+
+def test_standard_schemas_reject_with_a_path():
+    with pytest.raises(Rejected) as error:
+        validator().process(envelope({"type": "identify", "traits": {"email": "not an email"}}))
+    assert (error.value.reason, error.value.path) == ("schema_violation", "traits.email")
+
+
+def test_custom_event_schema_newest_version_applies():
+    schemas = {"Order Completed": [
+        {"version": "1-0-0", "schema": {"type": "object", "required": ["total"]}},
+        {"version": "1-0-1", "schema": {"type": "object", "required": ["total"],
+                                         "properties": {"total": {"type": "number"}}}},
+    ]}
+    processor = validator(event_schemas=schemas)
+    assert processor.process(envelope({"type": "track", "event": "Order Completed", "properties": {"total": 3}}))
+    with pytest.raises(Rejected) as error:
+        processor.process(envelope({"type": "track", "event": "Order Completed", "properties": {"total": "3"}}))
+    assert error.value.path == "properties.total"
+
+
+def test_strict_projects_refuse_unknown_events():
+    with pytest.raises(Rejected) as error:
+        validator(validation={"strict_events": True}).process(envelope({"type": "track", "event": "Nope"}))
+    assert error.value.reason == "unknown_event"
+
+
+def test_oversized_events_are_refused():
+    big = envelope({"type": "track", "event": "x", "properties": {"pad": "x" * 40_000}})
+    with pytest.raises(Rejected) as error:
+        validator().process(big)
+    assert error.value.reason == "size"
+
+
+# --- configuration and the invalid-ratio limit ---------------------------------------------------
+
+def test_every_configuration_problem_is_reported_together():
+    broken = project(flow=["validate", "bogus"], privacy={"ip": "blur"}, enrich={"geoip": "maybe"},
+                     event_schemas={"X": [{"version": "one", "schema": {}}]})
+    problems = check_project(broken)
+    assert any("unknown step 'bogus'" in p for p in problems)
+    assert any("privacy.ip" in p for p in problems)
+    assert any("enrich.geoip" in p for p in problems)
+    assert any("event_schemas['X']" in p for p in problems)
+    assert all(p.startswith("project shop:") for p in problems)
+
+
+def test_invalid_ratio_trips_only_on_a_flood():
+    ratio = InvalidRatio(limit=0.5, window=1000)
+    for _ in range(20):
+        ratio.add(50, 10)  # 20% invalid: fine
+    assert not ratio.tripped()
+    for _ in range(20):
+        ratio.add(50, 45)  # a bad deploy: 90% invalid
+    assert ratio.tripped()
+    assert ratio.events <= 1050
+
+
+def test_a_few_failures_at_start_do_not_trip():
+    ratio = InvalidRatio(limit=0.5, window=1000)
+    ratio.add(3, 3)
+    assert not ratio.tripped()
+
+
