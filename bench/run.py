@@ -5,8 +5,10 @@ When no pipeline is running it starts one (as `make up` does, with rate limits o
 1. **collector**: Kafka, ClickHouse and the collector alone. The load generator (a separate process)
    sends single-event requests flat out, batches of 100 flat out, then single events at half the
    single-event maximum. Nothing consumes meanwhile, so these are the collector's own figures.
-2. **drain**: the mediator, processors and indexer start and work off that backlog: the pipeline's
-   throughput with no ingestion competing for the cores.
+2. **drain, in flow order**: the mediator starts alone and works off that backlog; when its consumer
+   group has caught up, the validate processor starts on the backlog the mediator left, and so on
+   to the indexer. Each role is timed from its first commit until it caught up, and its CPU time
+   is read from /proc: events per second and per core-second for each role on its own.
 3. **end to end**: a fresh load, all in batches of 100, posted while the pipeline runs, timed from
    the first POST until the last event is queryable; ingest-to-queryable latency comes from this step.
 
@@ -19,6 +21,7 @@ single-event requests, the rest in batches of 100.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -29,14 +32,23 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
+
+import orjson
 from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from headwater.clickhouse import make_client, project_database
 from headwater.devstack.stack import Stack, http_ok
+from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
 from headwater.settings import Settings, get_settings
+from headwater.topics import raw_topic, step_topic
+from processors.base import group_id as processor_group
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PHASES = ("single", "batch", "single_half_load")
+STALL_S = 120
 
 
 def run_loadgen(settings: Settings, url: str, run: str, events: int, batched_only: bool = False) -> dict:
@@ -100,25 +112,25 @@ def peak_rss_mb(settings: Settings) -> dict:
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuSampler:
     """Samples one process's CPU time (user + system) every 50 ms, to turn a phase's wall-clock
     window into CPU seconds: the per-core figure on a machine the collector shares."""
 
     def __init__(self, pid: int) -> None:
-        self.path = Path(f"/proc/{pid}/stat")
-        self.ticks = os.sysconf("SC_CLK_TCK")
+        self.pid = pid
         self.samples: list[tuple[float, float]] = []
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _cpu_s(self) -> float:
-        fields = self.path.read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / self.ticks
-
     def _run(self) -> None:
         while not self.stopped.wait(0.05):
             try:
-                self.samples.append((time.time(), self._cpu_s()))
+                self.samples.append((time.time(), cpu_seconds(self.pid)))
             except OSError:
                 return
 
@@ -143,6 +155,87 @@ def per_core(load: dict, phase: str, sampler: CpuSampler | None, count: str) -> 
     return round(load[phase][count] / cpu, 1) if cpu else None
 
 
+class GroupProgress:
+    """Committed and end offsets of consumer groups, read through one long-lived admin client."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def __aenter__(self) -> GroupProgress:
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        await self.admin.start()
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def position(self, group: str, topic: str) -> tuple[int, int]:
+        """(committed, end) offsets of ``group`` on ``topic``, summed over partitions."""
+        described = await self.admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+        ends = await self.consumer.end_offsets(partitions)
+        committed = await self.admin.list_consumer_group_offsets(group)
+        done = sum(meta.offset for tp, meta in committed.items() if tp.topic == topic and meta.offset > 0)
+        return done, sum(ends.values())
+
+
+def batch_lines(log_path: Path, offset: int) -> list[dict]:
+    """The role's per-batch log lines written after ``offset``."""
+    with open(log_path, "rb") as log:
+        log.seek(offset)
+        lines = [orjson.loads(line) for line in log if line.startswith(b"{")]
+    return [line for line in lines if line.get("event") == "batch"]
+
+
+async def drain_role(stack: Stack, progress: GroupProgress, role: tuple[str, str, str], events: int) -> dict:
+    """Start one role on a full input topic; once its group has caught up, read its own per-batch log
+    lines: events per second from its first batch to its last, and per CPU-second over that window."""
+    name, group, topic = role
+    child = stack.child(name)
+    offset = child.log_path.stat().st_size if child.log_path.exists() else 0
+    stack.start_services([name])
+    pid, cpu_at_first, last_change = child.proc.pid, None, (0, time.perf_counter())
+    while True:
+        done, end = await progress.position(group, topic)
+        if cpu_at_first is None and batch_lines(child.log_path, offset):
+            cpu_at_first = cpu_seconds(pid)
+        if end and done >= end:
+            break
+        now = time.perf_counter()
+        if done != last_change[0]:
+            last_change = (done, now)
+        elif now - last_change[1] > STALL_S:
+            return {"events_per_s": None, "events_per_core_s": None, "stalled_at": f"{done}/{end}"}
+        await asyncio.sleep(0.05)
+    cpu = cpu_seconds(pid) - (cpu_at_first or 0)
+    lines = batch_lines(child.log_path, offset)
+    counted = [line.get("events") or line.get("rows") or 0 for line in lines]
+    first_ms = lines[0]["ms"] / 1000
+    wall = (datetime.fromisoformat(lines[-1]["timestamp"]) - datetime.fromisoformat(lines[0]["timestamp"]))
+    seconds = wall.total_seconds() + first_ms
+    after_first = sum(counted[1:])
+    return {"events": sum(counted) or events, "batches": len(lines), "seconds": round(seconds, 2),
+            "events_per_s": round(sum(counted) / seconds, 1) if seconds > 0 and sum(counted) else None,
+            "events_per_core_s": round(after_first / cpu, 1) if cpu > 0 and after_first else None}
+
+
+def drain_in_flow_order(stack: Stack, events: int) -> dict:
+    """Each role alone on the backlog the previous one left: its own events per second and per core."""
+    settings = stack.settings
+    roles = [("mediator", "headwater-mediator", raw_topic(settings))]
+    roles += [(f"processor-{step}", processor_group(step), step_topic(settings, step)) for step in PROCESSOR_STEPS]
+    roles += [("indexer", "headwater-indexer-events", step_topic(settings, INDEX_STEP))]
+
+    async def drain() -> dict:
+        async with GroupProgress(settings) as progress:
+            return {role[0]: await drain_role(stack, progress, role, events) for role in roles}
+
+    return asyncio.run(drain())
+
+
 def collector_figures(load: dict, sampler: CpuSampler | None = None) -> dict:
     return {
         "single_requests_per_core_s": per_core(load, "single", sampler, "requests"),
@@ -165,12 +258,9 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
         collector_load = run_loadgen(settings, url, first, events)
     result = {"isolated": stack is not None, "collector": collector_figures(collector_load, sampler)}
     if stack is not None:
+        result["per_role_drain"] = drain_in_flow_order(stack, len(collector_load["acked"]))
         stack.start_services()
-        # Timed from the first indexed row, so process start-up and group joins are not counted.
-        _, _, first_seen = counter.wait_indexed(first, 1)
-        drain_started = time.perf_counter()
-        done_at, _, distinct = counter.wait_indexed(first, len(collector_load["acked"]))
-        result["pipeline_drain_events_per_s"] = round((distinct - first_seen) / (done_at - drain_started), 1)
+        counter.wait_indexed(first, len(collector_load["acked"]))
 
     second = f"bench{uuid.uuid4().hex[:10]}"
     started = time.perf_counter()

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 
 from headwater.envelope import Envelope
 from headwater.partitioning import PartitionMap, partition_of
-from headwater.routing import PROJECT_HEADER
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import Settings
 from headwater.topics import raw_topic
 
@@ -94,7 +94,8 @@ class KafkaSink:
         try:
             delivery = await self.producer.send(
                 self.topic, message.value(), key=message.key,
-                headers=[(PROJECT_HEADER, message.project_id.encode())],
+                headers=[(PROJECT_HEADER, message.project_id.encode()),
+                         (EVENTS_HEADER, str(len(message.parts)).encode())],
             )
             await delivery
             message.done.set_result(None)

@@ -16,7 +16,7 @@ from aiokafka.structs import ConsumerRecord
 
 from headwater.envelope import Envelope
 from headwater.relay_types import Output
-from headwater.routing import PROJECT_HEADER
+from headwater.routing import PROJECT_HEADER, header_value
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic
 
@@ -39,17 +39,11 @@ class Rejected(Exception):
         self.path = path
 
 
-def header(record: ConsumerRecord, name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key == name:
-            return value.decode(errors="replace")
-    return None
-
-
 def dead_letter(settings: Settings, record: ConsumerRecord, error: Rejected, step: str,
                 envelope: Envelope | None = None) -> Output:
     """The dead-letter record for ``envelope`` (one event of ``record``), or for the whole record."""
-    project_id = envelope.project_id if envelope else header(record, PROJECT_HEADER)
+    raw_project = header_value(record.headers, PROJECT_HEADER)
+    project_id = envelope.project_id if envelope else (raw_project.decode(errors="replace") if raw_project else None)
     value = {
         "v": 1, "project_id": project_id, "step": step, "reason": error.reason, "path": error.path,
         "detail": error.detail[:2000], "failed_at_ms": int(time.time() * 1000),

@@ -36,7 +36,7 @@ def make_consumer(settings: Settings, topics: list[str], group_id: str, **overri
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+        max_partition_fetch_bytes=1024 * 1024,
     )
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)

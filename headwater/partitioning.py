@@ -3,16 +3,15 @@
 The partition of an event is Kafka's default for its key ``project:visitor``:
 ``murmur2(key) & 0x7fffffff % partitions``. A message holding a group carries the key of its first
 event, so the producer's default partitioner sends it to the partition every event in it belongs to.
+Every pipeline topic has the same partition count (``topic_partitions``), so a record's events that
+share a partition on one topic share it on the next.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from headwater.envelope import Envelope
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -28,11 +27,3 @@ class PartitionMap:
     async def load(self, producer: AIOKafkaProducer, topics: list[str]) -> None:
         for topic in topics:
             self.counts[topic] = len(await producer.partitions_for(topic))
-
-    def group(self, envelopes: list[Envelope], topic: str) -> list[list[Envelope]]:
-        """Split ``envelopes`` by (project, partition of ``topic``), keeping their order."""
-        count = self.counts[topic]
-        groups: dict[tuple[str, int], list[Envelope]] = defaultdict(list)
-        for envelope in envelopes:
-            groups[(envelope.project_id, partition_of(envelope.key(), count))].append(envelope)
-        return list(groups.values())

@@ -9,7 +9,20 @@ from __future__ import annotations
 
 ROUTE_HEADER = "hw-route"
 PROJECT_HEADER = "hw-project"  # set by the collector, so routing needs no body decode
+EVENTS_HEADER = "hw-events"  # how many events the record holds, so counting needs no decode either
 Headers = list[tuple[str, bytes]]
+
+
+def header_value(headers: Headers | tuple | None, name: str) -> bytes | None:
+    for key, value in headers or ():
+        if key == name:
+            return value
+    return None
+
+
+def event_count(headers: Headers | tuple | None) -> int:
+    value = header_value(headers, EVENTS_HEADER)
+    return int(value) if value and value.isdigit() else 0
 
 
 def encode_route(steps: tuple[str, ...] | list[str]) -> Headers:
@@ -17,10 +30,8 @@ def encode_route(steps: tuple[str, ...] | list[str]) -> Headers:
 
 
 def read_route(headers: Headers | tuple | None) -> list[str]:
-    for key, value in headers or ():
-        if key == ROUTE_HEADER:
-            return value.decode().split(",") if value else []
-    return []
+    value = header_value(headers, ROUTE_HEADER)
+    return value.decode().split(",") if value else []
 
 
 def next_hop(headers: Headers | tuple | None, current: str) -> tuple[str, Headers]:

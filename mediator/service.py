@@ -3,33 +3,36 @@
 It consumes the raw topic in the ``headwater-mediator`` group, looks up the project's flow, writes it
 into the routing slip and produces the record to the first step's topic. It does not decode event
 bodies: the collector puts the project id in the ``hw-project`` header, and a raw record already
-holds the events of one project and one partition. Delivery and commit semantics are those of
-:class:`headwater.relay.Relay`.
+holds the events of one project and one partition, so records of one partition and project merge
+into one. Delivery and commit semantics are those of :class:`headwater.relay.Relay`.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from aiokafka.structs import ConsumerRecord
 
 from headwater.flow import DEFAULT_FLOW, FlowError, validate_flow
 from headwater.partitioning import PartitionMap
 from headwater.projects.store import ProjectStore
-from headwater.deadletter import Rejected
+from headwater.deadletter import Rejected, dead_letter
 from headwater.relay import Relay
 from headwater.relay_types import Output
-from headwater.routing import PROJECT_HEADER, encode_route
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, event_count, header_value
 from headwater.settings import Settings
 from headwater.topics import raw_topic, step_topic
+from processors.base import MAX_MESSAGE_BYTES
 from processors.checks import require_valid
 
 GROUP_ID = "headwater-mediator"
 
 
 def project_of(record: ConsumerRecord) -> str:
-    for key, value in record.headers or ():
-        if key == PROJECT_HEADER:
-            return value.decode()
-    raise Rejected("missing_project", "the raw record has no hw-project header")
+    value = header_value(record.headers, PROJECT_HEADER)
+    if not value:
+        raise Rejected("missing_project", "the raw record has no hw-project header")
+    return value.decode()
 
 
 class Mediator:
@@ -53,9 +56,36 @@ class Mediator:
         except FlowError as exc:  # the admin API refuses such flows; this guards older records
             raise Rejected("invalid_flow", str(exc)) from exc
 
-    def route(self, record: ConsumerRecord) -> list[Output]:
-        project_id = project_of(record)
-        flow = self.flow_for(project_id)
-        kept = [(k, v) for k, v in record.headers if k != PROJECT_HEADER]
-        headers = [*kept, (PROJECT_HEADER, project_id.encode()), *encode_route(flow)]
-        return [Output(step_topic(self.settings, flow[0]), record.key, record.value, headers, events=0)]
+    def route(self, records: list[ConsumerRecord]) -> list[Output]:
+        """Merge the records of each (partition, project) into one, without decoding the events (a
+        record's value is a JSON list, so lists join by their brackets), and send it to the first
+        step of the project's flow."""
+        outputs, merged = [], defaultdict(list)
+        for record in records:
+            try:
+                project_id = project_of(record)
+                flow = self.flow_for(project_id)
+            except Rejected as error:
+                outputs.append(dead_letter(self.settings, record, error, "mediator"))
+                continue
+            merged[(record.partition, project_id, flow)].append(record)
+        for (_, project_id, flow), group in merged.items():
+            for chunk in chunks(group):
+                value = b"[" + b",".join(r.value[1:-1] for r in chunk) + b"]"
+                events = sum(event_count(r.headers) for r in chunk)
+                headers = [(PROJECT_HEADER, project_id.encode()), (EVENTS_HEADER, str(events).encode()),
+                           *encode_route(flow)]
+                outputs.append(Output(step_topic(self.settings, flow[0]), chunk[0].key, value, headers, events))
+        return outputs
+
+
+def chunks(records: list[ConsumerRecord], max_bytes: int = MAX_MESSAGE_BYTES) -> list[list[ConsumerRecord]]:
+    """Consecutive runs of records whose values add up to at most ``max_bytes`` (at least one each)."""
+    runs, run, size = [], [], 0
+    for record in records:
+        if run and size + len(record.value) > max_bytes:
+            runs.append(run)
+            run, size = [], 0
+        run.append(record)
+        size += len(record.value)
+    return [*runs, run] if run else runs

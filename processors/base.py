@@ -1,11 +1,13 @@
 """The interface every processor implements, and the transform that runs one over Kafka records.
 
 A processor is a function of one envelope. :func:`transform_for` wraps it into a relay transform:
-decode the record's batch of envelopes, call ``process`` on each, send an event it rejects to the
+decode every record of a poll, call ``process`` on each event, send an event it rejects to the
 dead-letter topic on its own (typed reason, field path, original event), and forward the rest to the
-next step named by the routing slip, regrouped by the partition of their (possibly changed)
-``project:visitor`` key. Each processor runs as its own consumer group, ``headwater-processor-<name>``,
-so operators scale it by adding replicas (up to the number of partitions).
+next step named by the routing slip. The forwarded events are regrouped by project, route and the
+partition of their (possibly changed) ``project:visitor`` key, so many small input records become a
+few large output records, each event keeping its order. Each processor runs as its own consumer
+group, ``headwater-processor-<name>``, so operators scale it by adding replicas (up to the number of
+partitions).
 
 Delivery and commit semantics are those of :class:`headwater.relay.Relay`: at-least-once, offsets
 committed only after every output was acknowledged, a flood of rejections stops the process.
@@ -14,18 +16,21 @@ committed only after every output was acknowledged, a flood of rejections stops 
 from __future__ import annotations
 
 import abc
+from collections import defaultdict
 from typing import ClassVar
 
 from aiokafka.structs import ConsumerRecord
 
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, decode_batch, encode_batch
-from headwater.partitioning import PartitionMap
+from headwater.partitioning import PartitionMap, partition_of
 from headwater.relay import Transform
 from headwater.relay_types import Output
-from headwater.routing import ROUTE_HEADER, next_hop
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, read_route
 from headwater.settings import Settings
 from headwater.topics import step_topic
+
+MAX_MESSAGE_BYTES = 256 * 1024  # larger groups are split: smaller records keep batches, and latency, short
 
 
 class Processor(abc.ABC):
@@ -48,28 +53,45 @@ def group_id(name: str) -> str:
     return f"headwater-processor-{name}"
 
 
+def encode_groups(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> list[Output]:
+    """One output record for the group, or several when it would exceed ``MAX_MESSAGE_BYTES``."""
+    value = encode_batch(envelopes)
+    if len(value) > MAX_MESSAGE_BYTES and len(envelopes) > 1:
+        half = len(envelopes) // 2
+        return encode_groups(topic, route, envelopes[:half]) + encode_groups(topic, route, envelopes[half:])
+    headers = [(PROJECT_HEADER, envelopes[0].project_id.encode()), (EVENTS_HEADER, str(len(envelopes)).encode()),
+               *encode_route(route)]
+    return [Output(topic, envelopes[0].key(), value, headers, events=len(envelopes))]
+
+
 def transform_for(processor: Processor, partitions: PartitionMap) -> Transform:
     settings = processor.settings
 
-    def transform(record: ConsumerRecord) -> list[Output]:
-        try:
-            envelopes = decode_batch(record.value)
-            step, route = next_hop(record.headers, processor.name)
-        except ValueError as exc:
-            raise Rejected("unparseable", str(exc)) from exc
-        outputs, kept = [], []
-        for envelope in envelopes:
+    def transform(records: list[ConsumerRecord]) -> list[Output]:
+        outputs: list[Output] = []
+        groups: dict[tuple, list[Envelope]] = defaultdict(list)
+        for record in records:
+            route = read_route(record.headers)
             try:
-                result = processor.process(envelope)
-            except Rejected as error:
-                outputs.append(dead_letter(settings, record, error, processor.name, envelope))
+                if len(route) < 2 or route[0] != processor.name:
+                    raise ValueError(f"routing slip {route!r} does not continue from {processor.name!r}")
+                envelopes = decode_batch(record.value)
+            except ValueError as exc:
+                outputs.append(dead_letter(settings, record, Rejected("unparseable", str(exc)), processor.name))
                 continue
-            if result is not None:
-                kept.append(result)
-        topic = step_topic(settings, step)
-        headers = [(k, v) for k, v in record.headers if k != ROUTE_HEADER] + route
-        for group in partitions.group(kept, topic):
-            outputs.append(Output(topic, group[0].key(), encode_batch(group), headers, events=len(group)))
+            topic, rest = step_topic(settings, route[1]), tuple(route[1:])
+            count = partitions.counts[topic]
+            for envelope in envelopes:
+                try:
+                    result = processor.process(envelope)
+                except Rejected as error:
+                    outputs.append(dead_letter(settings, record, error, processor.name, envelope))
+                    continue
+                if result is not None:
+                    slot = (topic, rest, result.project_id, partition_of(result.key(), count))
+                    groups[slot].append(result)
+        for (topic, rest, _, _), envelopes in groups.items():
+            outputs.extend(encode_groups(topic, rest, envelopes))
         return outputs
 
     return transform

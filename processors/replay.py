@@ -24,7 +24,7 @@ from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, encode_batch
 from headwater.kafka import make_consumer, make_producer
 from headwater.projects.store import ProjectStore
-from headwater.routing import PROJECT_HEADER
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic, raw_topic
 from processors.validate import Validate
@@ -97,7 +97,8 @@ class Replayer:
             error = exc if isinstance(exc, Rejected) else Rejected("unparseable", str(exc))
             return await self._still_invalid(record, error, envelope)
         await self.producer.send_and_wait(raw_topic(self.settings), encode_batch([envelope]), key=envelope.key(),
-                                          headers=[(PROJECT_HEADER, envelope.project_id.encode())])
+                                          headers=[(PROJECT_HEADER, envelope.project_id.encode()),
+                                                   (EVENTS_HEADER, b"1")])
         self.report.replayed += 1
         return True
 

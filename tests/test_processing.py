@@ -3,6 +3,8 @@ failed_events (and never in events), replay, per-project flows, privacy, fail-fa
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import uuid
 import orjson
 import pytest
 
+from headwater.projects.store import ProjectStore, ProjectWriter
 from tests.helpers import Admin, count_rows, post, wait_for
 
 pytestmark = pytest.mark.integration
@@ -116,3 +119,28 @@ def test_processor_with_a_broken_geoip_database_refuses_to_start(stack, tmp_path
     assert done.returncode == 2
     assert "not a readable MaxMind database" in done.stderr
     assert "max_invalid_ratio must be in (0, 1]" in done.stderr  # every problem, together
+
+
+def test_mediator_and_check_refuse_an_invalid_stored_flow(stack, admin):
+    """A record written around the admin API (an older version, a hand edit) is caught at start."""
+    created = admin.create_project()
+    project_id = created["project"]["id"]
+
+    async def write_flow(flow: list[str] | None) -> None:
+        store, writer = ProjectStore(stack.settings), ProjectWriter(stack.settings)
+        await writer.start()
+        await store.start()
+        await writer.write(dataclasses.replace(store.get(project_id), flow=flow))
+        await store.stop()
+        await writer.stop()
+
+    asyncio.run(write_flow(["index", "validate", "bogus"]))
+    try:
+        for argv in (["check"], ["mediator"]):
+            done = subprocess.run([sys.executable, "-m", "headwater", *argv], env=stack.env,
+                                  capture_output=True, text=True, timeout=60)
+            output = done.stdout + done.stderr
+            assert done.returncode == 2, output[-2000:]
+            assert f"project {project_id}" in output and "unknown step 'bogus'" in output
+    finally:
+        asyncio.run(write_flow(None))
