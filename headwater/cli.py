@@ -47,9 +47,9 @@ def cmd_mediator(args: argparse.Namespace) -> None:
 
 def cmd_processor(args: argparse.Namespace) -> None:
     from headwater.service import run_role
-    from processors.registry import build_relay
+    from processors.registry import build_role
 
-    run_role(lambda: build_relay(args.name, get_settings()))
+    run_role(lambda: build_role(args.name, get_settings()))
 
 
 def cmd_indexer(args: argparse.Namespace) -> None:
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     processor.add_argument("name", help="validate, enrich, anonymize or sessionize")
     processor.set_defaults(func=cmd_processor)
     indexer = sub.add_parser("indexer", help="load a table into ClickHouse (one consumer group per table)")
-    indexer.add_argument("table", nargs="?", default="events", choices=["events", "failed_events"])
+    indexer.add_argument("table", nargs="?", default="events", choices=["events", "sessions", "failed_events"])
     indexer.set_defaults(func=cmd_indexer)
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations")
     migrate.add_argument("--project", action="append", help="a project id (repeatable)")

@@ -30,11 +30,15 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
 
 
 def make_consumer(settings: Settings, topics: list[str], group_id: str, **overrides) -> AIOKafkaConsumer:
-    """A consumer with auto-commit off: callers commit offsets only after their output is durable."""
+    """A consumer with auto-commit off: callers commit offsets only after their output is durable.
+
+    It reads committed data only, so records of an aborted transaction (the sessionizer writes
+    transactionally) are never seen."""
     options = dict(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
+        isolation_level="read_committed",
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=1024 * 1024,
     )

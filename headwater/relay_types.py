@@ -14,7 +14,8 @@ class Output:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: Headers
     events: int = 1
     dead: bool = False
+    partition: int | None = None  # None: the key decides

@@ -56,6 +56,13 @@ class Settings:
     max_invalid_ratio: float = 0.5  # a processor stops when more of its recent events are invalid
     invalid_window: int = 2_000  # how many recent events that ratio is taken over
 
+    session_timeout_s: float = 1800.0  # defaults; each project may set its own
+    session_max_length_s: float = 86_400.0
+    session_split_on_campaign: bool = True
+    session_allowed_lateness_s: float = 3600.0
+    session_visitor_retention_days: float = 30.0  # a visitor idle this long (event time) is forgotten
+    instance_id: str = ""  # stable and distinct per replica: names its Kafka transactions
+
     indexer_batch_rows: int = 50_000
     indexer_batch_ms: int = 1_000
 

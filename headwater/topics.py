@@ -15,6 +15,8 @@ RAW = "raw"
 DEAD = "dead"
 PROJECTS = "projects"
 SALTS = "salts"
+SESSIONS = "sessions"
+SESSION_STATE = "sessionize-state"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -58,6 +60,16 @@ def salts_topic(settings: Settings) -> str:
     return topic_name(settings, SALTS)
 
 
+def sessions_topic(settings: Settings) -> str:
+    """Session rows (sign and version), for the sessions indexer."""
+    return topic_name(settings, SESSIONS)
+
+
+def session_state_topic(settings: Settings) -> str:
+    """The sessionizer's changelog: one compacted record per (project, visitor)."""
+    return topic_name(settings, SESSION_STATE)
+
+
 def step_topic(settings: Settings, step: str) -> str:
     """The topic that the processor (or indexer) for ``step`` consumes."""
     return topic_name(settings, f"step.{step}")
@@ -65,7 +77,8 @@ def step_topic(settings: Settings, step: str) -> str:
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     steps = [step_topic(settings, step) for step in DEFAULT_FLOW]
-    names = [raw_topic(settings), *steps, dead_letter_topic(settings)]
+    names = [raw_topic(settings), *steps, dead_letter_topic(settings), sessions_topic(settings)]
     pipeline = [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
+    pipeline.append(TopicSpec(session_state_topic(settings), settings.topic_partitions, None))
     compacted = [TopicSpec(projects_topic(settings), 1, None), TopicSpec(salts_topic(settings), 1, None)]
     return [*pipeline, *compacted]

@@ -9,7 +9,8 @@ from headwater.envelope import Envelope
 from headwater.timeutil import from_epoch_ms, parse_time
 
 EVENT_COLUMNS = (
-    "project_id", "message_id", "type", "event", "name", "anonymous_id", "user_id", "timestamp", "sent_at",
+    "project_id", "message_id", "type", "event", "name", "anonymous_id", "user_id", "session_id", "session_seq",
+    "timestamp", "sent_at",
     "received_at", "context", "properties", "traits", "user_agent", "ip", "request_id",
     "kafka_partition", "kafka_offset",
     "browser", "browser_version", "os", "os_version", "device", "is_bot",
@@ -54,6 +55,7 @@ def _enriched(envelope: Envelope) -> tuple:
 def event_row(envelope: Envelope, partition: int, offset: int) -> tuple:
     """One row, in ``EVENT_COLUMNS`` order. Track events are named by ``event``; other calls by type."""
     event = envelope.event
+    session = envelope.enriched.get("session") or {}
     kind = str(event.get("type", "track"))
     received_at = from_epoch_ms(envelope.received_at_ms)
     return (
@@ -61,6 +63,7 @@ def event_row(envelope: Envelope, partition: int, offset: int) -> tuple:
         str(event.get("event") or kind) if kind == "track" else kind,
         _text(event.get("name")),
         _text(event.get("anonymousId")), _text(event.get("userId")),
+        _text(session.get("id")), int(session.get("seq") or 0),
         parse_time(event.get("timestamp")) or received_at, parse_time(event.get("sentAt")), received_at,
         _json(event.get("context")), _json(event.get("properties")), _json(traits_of(event)),
         envelope.user_agent or "", envelope.ip or "", envelope.request_id, partition, offset,
@@ -77,3 +80,8 @@ def failed_row(record: dict, payload: object) -> tuple:
         _text(origin.get("topic")), int(origin.get("partition") or 0), int(origin.get("offset") or 0),
         payload if isinstance(payload, str) else orjson.dumps(payload).decode(),
     )
+
+
+def session_row(row: list) -> tuple:
+    """A ``sessions`` row as the sessionizer emitted it, with its times as datetimes."""
+    return (*row[:4], from_epoch_ms(row[4]), from_epoch_ms(row[5]), *row[6:])

@@ -14,8 +14,9 @@ from headwater.envelope import decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
-from headwater.topics import dead_letter_topic, step_topic
-from indexer.rows import EVENT_COLUMNS, FAILED_COLUMNS, event_row, failed_row
+from headwater.topics import dead_letter_topic, sessions_topic, step_topic
+from indexer.rows import EVENT_COLUMNS, FAILED_COLUMNS, event_row, failed_row, session_row
+from processors.sessions import SESSION_COLUMNS
 from processors.anonymize import PrivacyPolicy, apply_ip_policy
 
 UNKNOWN_PROJECT = "_unknown"  # dead letters whose project is not known land in hw__unknown
@@ -37,6 +38,14 @@ def event_rows(record: ConsumerRecord) -> list[tuple[str, tuple]]:
     except ValueError as exc:
         raise Rejected("unparseable", str(exc)) from exc
     return [(e.project_id, event_row(e, record.partition, record.offset)) for e in envelopes]
+
+
+def session_rows(record: ConsumerRecord) -> list[tuple[str, tuple]]:
+    try:
+        rows = orjson.loads(record.value)
+        return [(row[0], session_row(row)) for row in rows]
+    except (orjson.JSONDecodeError, TypeError, IndexError, ValueError) as exc:
+        raise Rejected("unparseable", str(exc)) from exc
 
 
 def clean_failed_payload(payload: object, policy: PrivacyPolicy) -> object:
@@ -78,4 +87,7 @@ def target(name: str, settings: Settings, store: ProjectStore) -> Target:
     if name == "failed_events":
         return Target("failed_events", dead_letter_topic(settings), "headwater-indexer-failed-events",
                       FAILED_COLUMNS, failed_rows_for(store))
-    raise ValueError(f"unknown table {name!r}: events or failed_events")
+    if name == "sessions":
+        return Target("sessions", sessions_topic(settings), "headwater-indexer-sessions", SESSION_COLUMNS,
+                      session_rows)
+    raise ValueError(f"unknown table {name!r}: events, sessions or failed_events")

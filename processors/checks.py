@@ -11,7 +11,7 @@ from headwater.errors import FatalError
 from headwater.flow import FlowError, validate_flow
 from headwater.projects.model import Project
 from headwater.settings import Settings
-from processors import anonymize, enrich, validate
+from processors import anonymize, enrich, sessions, validate
 
 SETTINGS_CHECKS = {"validate": validate.check_settings, "enrich": enrich.check_settings}
 
@@ -35,6 +35,7 @@ def check_project(project: Project) -> list[str]:
     problems += enrich.check_enrich(project.enrich)
     problems += validate.check_validation(project.validation)
     problems += validate.check_event_schemas(project.event_schemas)
+    problems += sessions.check_sessions(project.sessions)
     return [f"project {project.id}: {p}" for p in problems]
 
 

@@ -13,7 +13,6 @@ from processors.anonymize import Anonymize
 from processors.base import Processor, group_id, transform_for
 from processors.checks import ConfigError, check_deployment, require_valid
 from processors.enrich import Enrich
-from processors.passthrough import PassThrough
 from processors.validate import Validate
 
 
@@ -33,7 +32,16 @@ def build_processor(name: str, settings: Settings) -> tuple[Processor, tuple]:
     if name == "anonymize":
         salts = DailySalts(settings)
         return Anonymize(settings, store, salts), (store, salts)
-    return PassThrough(settings, name), (store,)
+    raise ValueError(f"{name!r} is not a stateless processor; see build_role")
+
+
+def build_role(name: str, settings: Settings):
+    """The long-running role for step ``name``: the stateful sessionizer, or a relay."""
+    if name == "sessionize":
+        from processors.sessionize import Sessionizer
+
+        return Sessionizer(settings)
+    return build_relay(name, settings)
 
 
 def build_relay(name: str, settings: Settings) -> Relay:

@@ -103,7 +103,8 @@ def service_roles() -> list[tuple[str, list[str]]]:
     """Every Headwater role that ``make up`` runs, with its command line."""
     processors = [(f"processor-{step}", ["processor", step]) for step in PROCESSOR_STEPS]
     return [("collector", ["collector"]), ("admin", ["admin"]), ("mediator", ["mediator"]), *processors,
-            ("indexer", ["indexer", "events"]), ("indexer-failed", ["indexer", "failed_events"])]
+            ("indexer", ["indexer", "events"]), ("indexer-sessions", ["indexer", "sessions"]),
+            ("indexer-failed", ["indexer", "failed_events"])]
 
 
 class Stack:

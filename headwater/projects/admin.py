@@ -57,13 +57,13 @@ def describe(project: Project) -> dict:
     return {"id": project.id, "name": project.name, "enabled": project.enabled, "origins": project.origins,
             "public_key": project.public_key, "database": project_database(project.id), "keys": keys,
             "created_at_ms": project.created_at_ms, "flow": project.flow, "privacy": project.privacy,
-            "enrich": project.enrich, "validation": project.validation,
+            "enrich": project.enrich, "validation": project.validation, "sessions": project.sessions,
             "event_schemas": {event: [v["version"] for v in versions]
                               for event, versions in project.event_schemas.items()},
             "hash_key_ids": [k["id"] for k in project.hash_keys]}
 
 
-CONFIGURABLE = ("flow", "privacy", "enrich", "validation")
+CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions")
 
 
 def new_hash_key() -> dict:

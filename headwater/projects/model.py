@@ -56,6 +56,7 @@ class Project:
     privacy: dict = dataclasses.field(default_factory=dict)  # processors/anonymize.py PrivacyPolicy
     enrich: dict = dataclasses.field(default_factory=dict)  # processors/enrich.py EnrichOptions
     validation: dict = dataclasses.field(default_factory=dict)  # processors/validate.py ValidationOptions
+    sessions: dict = dataclasses.field(default_factory=dict)  # processors/sessions.py SessionOptions
     event_schemas: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # event -> versions
     hash_keys: list[dict] = dataclasses.field(default_factory=list)  # HMAC keys; the last one is current
 

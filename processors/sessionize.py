@@ -1,0 +1,265 @@
+"""The sessionize step: a stateful stream processor keyed by (project, visitor).
+
+Each event gets ``enriched.session = {"id", "seq"}``; each session change becomes rows of the
+``sessions`` table (``headwater.sessions``: the previous row cancelled with sign -1, the new one with
+sign +1 and the next version, for a ``VersionedCollapsingMergeTree``). The rules are in
+:mod:`processors.sessions`.
+
+**State and delivery: exactly once within Kafka.** Each visitor's state lives in memory and in the
+compacted changelog ``headwater.sessionize-state``, in the partition of the same number as the input
+partition. Every poll is handled in one Kafka transaction: the events for the next step, the session
+rows, the changelog updates and the input offsets are committed together, or not at all. After a
+crash (even ``kill -9``) the transaction is aborted, the state is restored from the committed
+changelog and the same input is read again, so a session is neither split nor counted twice. When
+partitions move to another replica (scaling out or in), the new owner restores their state from the
+changelog before it reads them. Downstream consumers read committed records only.
+
+A replica's transactions are named after ``instance_id`` (default: the host name): give each replica
+its own stable id, so a restarted replica fences its previous incarnation at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import defaultdict
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from headwater.deadletter import Rejected, dead_letter
+from headwater.envelope import Envelope, decode_batch
+from headwater.kafka import make_consumer, make_producer
+from headwater.partitioning import PartitionMap, partition_of
+from headwater.projects.store import ProjectStore
+from headwater.relay_types import Output
+from headwater.routing import read_route
+from headwater.settings import Settings
+from headwater.topics import session_state_topic, sessions_topic, step_topic, topic_specs
+from processors.base import encode_groups, group_id
+from processors.checks import require_valid
+from processors.sessions import SessionOptions, VisitorState, event_time_ms
+
+log = structlog.get_logger()
+NAME = "sessionize"
+DAY_MS = 86_400_000
+SWEEP_EVERY_MS = 60_000  # of event time
+
+
+class Partition:
+    """The state of one input partition: visitors, and per project the newest event time seen (each
+    project's clock is its own: one project's events must not make another's look late)."""
+
+    def __init__(self) -> None:
+        self.visitors: dict[str, VisitorState] = {}
+        self.watermarks: dict[str, int] = {}
+        self.swept: dict[str, int] = {}  # the watermark at the last sweep for idle sessions
+
+
+class Restore(ConsumerRebalanceListener):
+    """Marks partitions for restoring; the poll loop restores them before it handles any record, so
+    a restore never races a batch."""
+
+    def __init__(self, sessionizer: Sessionizer) -> None:
+        self.sessionizer = sessionizer
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        for tp in revoked:
+            self.sessionizer.partitions.pop(tp.partition, None)
+            self.sessionizer.to_restore.discard(tp.partition)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.sessionizer.to_restore.update(tp.partition for tp in assigned)
+
+
+class Sessionizer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = ProjectStore(settings)
+        self.counts = PartitionMap()
+        self.input = step_topic(settings, NAME)
+        self.changelog = session_state_topic(settings)
+        self.group = group_id(NAME)
+        self.partitions: dict[int, Partition] = {}
+        self.to_restore: set[int] = set()
+        self.consumer = make_consumer(settings, [], self.group)
+        instance = settings.instance_id or socket.gethostname()
+        self.producer = make_producer(settings, transactional_id=f"headwater-{NAME}-{instance}",
+                                      transaction_timeout_ms=15_000)
+        self.stopping = asyncio.Event()
+        self.too_late = 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        await self.producer.start()
+        await self.store.start()
+        require_valid(self.settings, list(self.store.projects.values()))
+        await self.counts.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
+        self.consumer.subscribe([self.input], listener=Restore(self))
+        await self.consumer.start()
+        try:
+            while not self.stopping.is_set():
+                batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+                if self.to_restore:
+                    numbers, self.to_restore = sorted(self.to_restore), set()
+                    await self.restore(numbers)
+                owned = self.consumer.assignment()
+                batch = {tp: records for tp, records in batch.items() if tp in owned}
+                if batch:
+                    await self._handle(batch)
+        finally:
+            await self.consumer.stop()
+            await self.store.stop()
+            await self.producer.stop()
+
+    async def restore(self, numbers: list[int]) -> None:
+        """Load the committed changelog of these partitions."""
+        started = time.perf_counter()
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+                                  isolation_level="read_committed")
+        await reader.start()
+        try:
+            tps = [TopicPartition(self.changelog, n) for n in numbers]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            for tp in tps:
+                self.partitions[tp.partition] = Partition()
+            while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
+                for tp, records in (await reader.getmany(timeout_ms=500)).items():
+                    for record in records:
+                        self._restore_record(tp.partition, record)
+        finally:
+            await reader.stop()
+        log.info("state_restored", partitions=numbers, visitors=sum(len(self.partitions[n].visitors) for n in numbers),
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def _restore_record(self, number: int, record: ConsumerRecord) -> None:
+        partition, key = self.partitions[number], record.key.decode()
+        if record.value is None:
+            partition.visitors.pop(key, None)
+            return
+        saved = orjson.loads(record.value)
+        project_id = key.partition(":")[0]
+        watermark = max(partition.watermarks.get(project_id, 0), saved.pop("watermark_ms", 0))
+        partition.watermarks[project_id] = watermark
+        partition.visitors[key] = VisitorState(**saved)
+
+    async def _handle(self, batch: dict) -> None:
+        started = time.perf_counter()
+        outputs, rows, touched = self._sessionize(batch)
+        outputs += self._session_outputs(rows)
+        outputs += self._changelog_outputs(touched)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        await self.producer.begin_transaction()
+        try:
+            for out in outputs:
+                await self.producer.send(out.topic, out.value, key=out.key, headers=out.headers,
+                                         partition=out.partition)
+            await self.producer.send_offsets_to_transaction(offsets, self.group)
+            await self.producer.commit_transaction()
+        except BaseException:
+            await self.producer.abort_transaction()
+            raise
+        log.info("batch", group=self.group, records=sum(map(len, batch.values())),
+                 events=sum(o.events for o in outputs if not o.dead and o.topic != self.changelog),
+                 sessions=len(rows), too_late=self.too_late, ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def _sessionize(self, batch: dict) -> tuple[list[Output], dict, dict]:
+        """Apply every event; return the outputs for the next step, the session rows by input
+        partition, and the touched visitors by (partition, key)."""
+        outputs, groups = [], defaultdict(list)
+        rows: dict[int, list] = defaultdict(list)
+        touched: dict[tuple[int, str], VisitorState] = {}
+        for tp, records in batch.items():
+            partition = self.partitions.setdefault(tp.partition, Partition())
+            for record in records:
+                route = read_route(record.headers)
+                try:
+                    if len(route) < 2 or route[0] != NAME:
+                        raise ValueError(f"routing slip {route!r} does not continue from {NAME!r}")
+                    envelopes = decode_batch(record.value)
+                except ValueError as exc:
+                    outputs.append(dead_letter(self.settings, record, Rejected("unparseable", str(exc)), NAME))
+                    continue
+                topic, rest = step_topic(self.settings, route[1]), tuple(route[1:])
+                for envelope in envelopes:
+                    key = envelope.key().decode()
+                    state = partition.visitors.setdefault(key, VisitorState())
+                    rows[tp.partition] += self._apply(partition, state, envelope)
+                    touched[(tp.partition, key)] = state
+                    slot = (topic, rest, envelope.project_id, partition_of(envelope.key(), self.counts.counts[topic]))
+                    groups[slot].append(envelope)
+            for project_id in {k.partition(":")[0] for (n, k) in touched if n == tp.partition}:
+                rows[tp.partition] += self._close_idle(tp.partition, partition, project_id, touched)
+        for (topic, rest, _, _), envelopes in groups.items():
+            outputs.extend(encode_groups(topic, rest, envelopes))
+        for (number, key), state in touched.items():
+            if state is not None:
+                project_id, _, visitor = key.partition(":")
+                rows[number] += state.rows(project_id, visitor)
+        return outputs, rows, touched
+
+    def _apply(self, partition: Partition, state: VisitorState, envelope: Envelope) -> list:
+        ts = event_time_ms(envelope)
+        options = SessionOptions.of(self.settings, self.store.get(envelope.project_id))
+        lateness = int(self.settings.session_allowed_lateness_s * 1000)
+        watermark = partition.watermarks[envelope.project_id] = max(partition.watermarks.get(envelope.project_id, 0), ts)
+        if state.session is None and ts < watermark - lateness:
+            result, closed = None, []
+        else:
+            result, closed = state.apply(envelope, ts, options)
+        if result is None:
+            self.too_late += 1
+            envelope.enriched["session"] = {}
+        else:
+            envelope.enriched["session"] = {"id": result[0], "seq": result[1]}
+        return closed
+
+    def _close_idle(self, number: int, partition: Partition, project_id: str, touched: dict) -> list:
+        """Close the project's sessions its watermark has passed; forget visitors idle past their
+        retention. Runs when the watermark moved at least a minute since the last sweep."""
+        rows, lateness = [], int(self.settings.session_allowed_lateness_s * 1000)
+        retention = int(self.settings.session_visitor_retention_days * DAY_MS)
+        watermark = partition.watermarks.get(project_id, 0)
+        if watermark - partition.swept.get(project_id, 0) < SWEEP_EVERY_MS:
+            return rows
+        partition.swept[project_id] = watermark
+        horizon = watermark - lateness
+        options = SessionOptions.of(self.settings, self.store.get(project_id))
+        prefix = project_id + ":"
+        for key, state in list(partition.visitors.items()):
+            if not key.startswith(prefix) or state.session is None:
+                continue
+            if state.session["end_ms"] + options.timeout_ms < horizon:
+                project_id, _, visitor = key.partition(":")
+                rows += state.rows(project_id, visitor)
+                state.last_ms = state.session["end_ms"]
+                state.session, state.emitted, state.version = None, None, 0
+                touched[(number, key)] = state
+        for key, state in list(partition.visitors.items()):
+            if key.startswith(prefix) and state.session is None and state.last_ms + retention < horizon:
+                del partition.visitors[key]
+                touched[(number, key)] = None
+        return rows
+
+    def _session_outputs(self, rows: dict[int, list]) -> list[Output]:
+        return [Output(sessions_topic(self.settings), None, orjson.dumps(part_rows), [],
+                                  events=0, partition=number)
+                for number, part_rows in rows.items() if part_rows]
+
+    def _changelog_outputs(self, touched: dict) -> list[Output]:
+        outputs = []
+        for (number, key), state in touched.items():
+            value = None
+            if state is not None:
+                saved = state.to_dict()
+                saved["watermark_ms"] = self.partitions[number].watermarks.get(key.partition(":")[0], 0)
+                value = orjson.dumps(saved)
+            outputs.append(Output(self.changelog, key.encode(), value, [], events=0, partition=number))
+        return outputs
