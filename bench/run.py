@@ -39,6 +39,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.state_memory import state_mb_per_100k_visitors
 from headwater.clickhouse import make_client, project_database
 from headwater.devstack.stack import Stack, http_ok
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
@@ -173,13 +174,16 @@ class GroupProgress:
         await self.admin.close()
 
     async def position(self, group: str, topic: str) -> tuple[int, int]:
-        """(committed, end) offsets of ``group`` on ``topic``, summed over partitions."""
+        """(committed, end) offsets of ``group`` on ``topic``, summed over partitions. On a topic
+        written in transactions the end lies past each partition's last commit marker, which no
+        consumer commits: up to one offset per partition is subtracted from the end."""
         described = await self.admin.describe_topics([topic])
         partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
         ends = await self.consumer.end_offsets(partitions)
         committed = await self.admin.list_consumer_group_offsets(group)
-        done = sum(meta.offset for tp, meta in committed.items() if tp.topic == topic and meta.offset > 0)
-        return done, sum(ends.values())
+        done = {tp: meta.offset for tp, meta in committed.items() if tp.topic == topic and meta.offset > 0}
+        markers = sum(1 for tp in partitions if 0 < ends[tp] - done.get(tp, 0) <= 1)
+        return sum(done.values()), sum(ends.values()) - (markers if topic.endswith(".step.index") else 0)
 
 
 def batch_lines(log_path: Path, offset: int) -> list[dict]:
@@ -298,6 +302,7 @@ def main() -> None:
     finally:
         if stack:
             stack.stop()
+    result["sessionize_state_mb_per_100k_visitors"] = state_mb_per_100k_visitors()
     result.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), cores=os.cpu_count(),
                   machine=platform.machine(), events_per_load=events)
     RESULTS.mkdir(exist_ok=True)

@@ -91,6 +91,7 @@ class Sessionizer:
                                       transaction_timeout_ms=15_000)
         self.stopping = asyncio.Event()
         self.too_late = 0
+        self._options_cache: dict[str, tuple] = {}
 
     def stop(self) -> None:
         self.stopping.set()
@@ -205,9 +206,16 @@ class Sessionizer:
                 rows[number] += state.rows(project_id, visitor)
         return outputs, rows, touched
 
+    def _options(self, project_id: str) -> SessionOptions:
+        project = self.store.get(project_id)
+        cached = self._options_cache.get(project_id)
+        if cached is None or cached[0] is not project:  # the store replaces a project's object on change
+            cached = self._options_cache[project_id] = (project, SessionOptions.of(self.settings, project))
+        return cached[1]
+
     def _apply(self, partition: Partition, state: VisitorState, envelope: Envelope) -> list:
         ts = event_time_ms(envelope)
-        options = SessionOptions.of(self.settings, self.store.get(envelope.project_id))
+        options = self._options(envelope.project_id)
         lateness = int(self.settings.session_allowed_lateness_s * 1000)
         watermark = partition.watermarks[envelope.project_id] = max(partition.watermarks.get(envelope.project_id, 0), ts)
         if state.session is None and ts < watermark - lateness:
@@ -231,7 +239,7 @@ class Sessionizer:
             return rows
         partition.swept[project_id] = watermark
         horizon = watermark - lateness
-        options = SessionOptions.of(self.settings, self.store.get(project_id))
+        options = self._options(project_id)
         prefix = project_id + ":"
         for key, state in list(partition.visitors.items()):
             if not key.startswith(prefix) or state.session is None:
@@ -257,9 +265,8 @@ class Sessionizer:
         outputs = []
         for (number, key), state in touched.items():
             value = None
-            if state is not None:
-                saved = state.to_dict()
-                saved["watermark_ms"] = self.partitions[number].watermarks.get(key.partition(":")[0], 0)
-                value = orjson.dumps(saved)
+            if state is not None:  # vars(), not dataclasses.asdict(): that deep-copies, and costs 5x
+                watermark = self.partitions[number].watermarks.get(key.partition(":")[0], 0)
+                value = orjson.dumps({**vars(state), "watermark_ms": watermark})
             outputs.append(Output(self.changelog, key.encode(), value, [], events=0, partition=number))
         return outputs

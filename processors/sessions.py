@@ -149,9 +149,6 @@ class VisitorState:
         self.changed = False
         return [*rows, self.emitted]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def session_row(project_id: str, visitor_id: str, state: VisitorState, sign: int) -> list:
     """One ``sessions`` row for the state's open session (``SESSION_COLUMNS`` order)."""

@@ -95,3 +95,35 @@ def test_sessions_survive_kill_9_and_match_an_independent_computation(stack, set
     wait_for(matches, timeout_s=60)
     final = clickhouse.execute(f"SELECT count(), countIf(is_new_visitor) FROM {db}.sessions FINAL")[0]
     assert final == (len(expected), 60)
+
+
+def test_state_moves_when_the_sessionizer_scales_out_and_in(stack, settings, clickhouse):
+    import signal
+    import subprocess
+    import sys
+
+    created = Admin(settings).create_project()
+    key, db = created["keys"]["server_key"], created["project"]["database"]
+    events = generate(visitors=60, seed=11)
+    third = len(events) // 3
+    send(stack, key, events[:third])
+    wait_for(lambda: count_rows(clickhouse, db) > 0, timeout_s=60)
+    log_path = stack.child("processor-sessionize").log_path.with_name("processor-sessionize-2.log")
+    with open(log_path, "ab") as log:  # a second replica, with its own transactional id
+        second = subprocess.Popen([sys.executable, "-m", "headwater", "processor", "sessionize"],
+                                  env={**stack.env, "HEADWATER_INSTANCE_ID": "replica-2"}, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        send(stack, key, events[third:2 * third])
+        wait_for(lambda: count_rows(clickhouse, db) >= 2 * third, timeout_s=90)
+    finally:
+        second.send_signal(signal.SIGTERM)  # scale back in: its partitions return to the first replica
+        assert second.wait(60) == 0
+    send(stack, key, events[2 * third:])
+    wait_for(lambda: count_rows(clickhouse, db) == len(events), timeout_s=120)
+
+    rows = clickhouse.execute(f"SELECT message_id, session_id FROM {db}.events")
+    got = defaultdict(list)
+    for message_id, session in rows:
+        got[session].append(message_id)
+    assert sorted(map(sorted, got.values())) == sorted(map(sorted, expected_sessions(events)))
