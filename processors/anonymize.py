@@ -31,6 +31,7 @@ from headwater.projects.store import ProjectStore
 from headwater.salts import DailySalts
 from headwater.settings import Settings
 from processors.base import Processor
+from processors.options import check_options
 
 IP_POLICIES = ("truncate", "drop", "keep")
 NAMED_PATTERNS = {
@@ -66,9 +67,10 @@ class PrivacyPolicy:
 
 def check_privacy(raw: object) -> list[str]:
     """Every problem of a ``privacy`` object, as messages (empty when it is fine)."""
+    errors = check_options("privacy", raw, {f.name for f in dataclasses.fields(PrivacyPolicy)},
+                           flags=("cookieless",))
     if not isinstance(raw, dict):
-        return ["privacy must be an object"]
-    errors = [f"privacy has unknown key {k!r}" for k in raw if k not in {f.name for f in dataclasses.fields(PrivacyPolicy)}]
+        return errors
     if raw.get("ip", "truncate") not in IP_POLICIES:
         errors.append(f"privacy.ip must be one of {', '.join(IP_POLICIES)}")
     for name in ("hash_fields", "drop_properties", "mask_patterns"):
@@ -80,8 +82,6 @@ def check_privacy(raw: object) -> list[str]:
             re.compile(NAMED_PATTERNS.get(pattern, pattern))
         except (re.error, TypeError) as exc:
             errors.append(f"privacy.mask_patterns: {pattern!r} is not a regular expression: {exc}")
-    if not isinstance(raw.get("cookieless", False), bool):
-        errors.append("privacy.cookieless must be true or false")
     return errors
 
 

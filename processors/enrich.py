@@ -14,6 +14,7 @@ from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
 from processors.base import Processor
+from processors.options import check_options
 from processors.enrichments.geoip import GeoIP, GeoIPError
 from processors.enrichments.urls import campaign, classify_referrer, split_url
 from processors.enrichments.useragent import make_parser
@@ -22,12 +23,7 @@ ENRICH_OPTIONS = {"geoip"}
 
 
 def check_enrich(raw: object) -> list[str]:
-    if not isinstance(raw, dict):
-        return ["enrich must be an object"]
-    errors = [f"enrich has unknown key {k!r}" for k in raw if k not in ENRICH_OPTIONS]
-    if not isinstance(raw.get("geoip", True), bool):
-        errors.append("enrich.geoip must be true or false")
-    return errors
+    return check_options("enrich", raw, ENRICH_OPTIONS, flags=("geoip",))
 
 
 def check_settings(settings: Settings) -> list[str]:

@@ -26,6 +26,7 @@ from headwater.envelope import Envelope
 from headwater.projects.model import Project
 from headwater.settings import Settings
 from headwater.timeutil import epoch_ms
+from processors.options import check_options
 
 SESSION_OPTIONS = {"timeout_s", "max_length_s", "split_on_campaign"}
 
@@ -45,15 +46,13 @@ class SessionOptions:
 
 
 def check_sessions(raw: object) -> list[str]:
+    errors = check_options("sessions", raw, SESSION_OPTIONS, flags=("split_on_campaign",))
     if not isinstance(raw, dict):
-        return ["sessions must be an object"]
-    errors = [f"sessions has unknown key {k!r}" for k in raw if k not in SESSION_OPTIONS]
+        return errors
     for name in ("timeout_s", "max_length_s"):
         value = raw.get(name, 1)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             errors.append(f"sessions.{name} must be a positive number of seconds")
-    if not isinstance(raw.get("split_on_campaign", True), bool):
-        errors.append("sessions.split_on_campaign must be true or false")
     return errors
 
 

@@ -23,6 +23,7 @@ from headwater.deadletter import Rejected
 from headwater.schemas import Schema, compile_schema, load_schema
 from headwater.settings import Settings
 from processors.base import Processor
+from processors.options import check_options
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 VALIDATION_OPTIONS = {"strict_events"}
@@ -34,12 +35,7 @@ def version_key(version: str) -> tuple[int, ...]:
 
 
 def check_validation(raw: object) -> list[str]:
-    if not isinstance(raw, dict):
-        return ["validation must be an object"]
-    errors = [f"validation has unknown key {k!r}" for k in raw if k not in VALIDATION_OPTIONS]
-    if not isinstance(raw.get("strict_events", False), bool):
-        errors.append("validation.strict_events must be true or false")
-    return errors
+    return check_options("validation", raw, VALIDATION_OPTIONS, flags=("strict_events",))
 
 
 def check_event_schemas(raw: object) -> list[str]:
