@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-inject a project's dead letters after a fix")
     replay.add_argument("--project", required=True)
     replay.add_argument("--reason", help="only dead letters with this reason")
-    replay.add_argument("--on-error", choices=["stop", "skip", "dead-letter"], default="stop",
+    from processors.replay import POLICIES
+
+    replay.add_argument("--on-error", choices=POLICIES, default="stop",
                         help="what to do with an event that is still invalid (default: stop)")
     replay.set_defaults(func=cmd_replay)
     sub.add_parser("check", help="check every flow and processor configuration").set_defaults(func=cmd_check)

@@ -13,9 +13,6 @@ from typing import Any
 
 import orjson
 
-FORMAT_HEADER = "hw-format"
-FORMAT = b"envelopes/1"
-
 
 @dataclasses.dataclass(slots=True)
 class Envelope:

@@ -34,13 +34,12 @@ def read_route(headers: Headers | tuple | None) -> list[str]:
     return value.decode().split(",") if value else []
 
 
-def next_hop(headers: Headers | tuple | None, current: str) -> tuple[str, Headers]:
-    """Return the step after ``current`` and the headers to send along with it.
+def remaining_route(headers: Headers | tuple | None, current: str) -> tuple[str, ...]:
+    """The steps after ``current``: the next one first. The output record carries them as its slip.
 
     Raises ``ValueError`` when the slip is missing or does not name ``current`` first.
     """
     route = read_route(headers)
     if len(route) < 2 or route[0] != current:
         raise ValueError(f"routing slip {route!r} does not continue from step {current!r}")
-    rest = route[1:]
-    return rest[0], encode_route(rest)
+    return tuple(route[1:])

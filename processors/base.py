@@ -26,7 +26,7 @@ from headwater.envelope import Envelope, decode_batch, encode_batch
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.relay import Transform
 from headwater.relay_types import Output
-from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, read_route
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, remaining_route
 from headwater.settings import Settings
 from headwater.topics import step_topic
 
@@ -71,15 +71,13 @@ def transform_for(processor: Processor, partitions: PartitionMap) -> Transform:
         outputs: list[Output] = []
         groups: dict[tuple, list[Envelope]] = defaultdict(list)
         for record in records:
-            route = read_route(record.headers)
             try:
-                if len(route) < 2 or route[0] != processor.name:
-                    raise ValueError(f"routing slip {route!r} does not continue from {processor.name!r}")
+                rest = remaining_route(record.headers, processor.name)
                 envelopes = decode_batch(record.value)
             except ValueError as exc:
                 outputs.append(dead_letter(settings, record, Rejected("unparseable", str(exc)), processor.name))
                 continue
-            topic, rest = step_topic(settings, route[1]), tuple(route[1:])
+            topic = step_topic(settings, rest[0])
             count = partitions.counts[topic]
             for envelope in envelopes:
                 try:

@@ -36,7 +36,7 @@ from headwater.kafka import make_consumer, make_producer
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.projects.store import ProjectStore
 from headwater.relay_types import Output
-from headwater.routing import read_route
+from headwater.routing import remaining_route
 from headwater.settings import Settings
 from headwater.topics import session_state_topic, sessions_topic, step_topic, topic_specs
 from processors.base import encode_groups, group_id
@@ -180,15 +180,13 @@ class Sessionizer:
         for tp, records in batch.items():
             partition = self.partitions.setdefault(tp.partition, Partition())
             for record in records:
-                route = read_route(record.headers)
                 try:
-                    if len(route) < 2 or route[0] != NAME:
-                        raise ValueError(f"routing slip {route!r} does not continue from {NAME!r}")
+                    rest = remaining_route(record.headers, NAME)
                     envelopes = decode_batch(record.value)
                 except ValueError as exc:
                     outputs.append(dead_letter(self.settings, record, Rejected("unparseable", str(exc)), NAME))
                     continue
-                topic, rest = step_topic(self.settings, route[1]), tuple(route[1:])
+                topic = step_topic(self.settings, rest[0])
                 for envelope in envelopes:
                     key = envelope.key().decode()
                     state = partition.visitors.setdefault(key, VisitorState())

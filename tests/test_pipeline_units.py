@@ -7,7 +7,7 @@ import pytest
 from collector.stamp import correct_clock_skew, stamp
 from headwater.envelope import Envelope
 from headwater.flow import DEFAULT_FLOW, FlowError, validate_flow
-from headwater.routing import encode_route, next_hop, read_route
+from headwater.routing import encode_route, read_route, remaining_route
 from headwater.settings import load_settings
 from headwater.timeutil import epoch_ms
 
@@ -31,16 +31,15 @@ def test_flow_may_skip_steps():
 
 def test_routing_slip_pops_the_current_step():
     headers = encode_route(["validate", "enrich", "index"])
-    step, rest = next_hop(headers, "validate")
-    assert step == "enrich"
-    assert read_route(rest) == ["enrich", "index"]
+    assert read_route(headers) == ["validate", "enrich", "index"]
+    assert remaining_route(headers, "validate") == ("enrich", "index")
 
 
 def test_routing_slip_for_another_step_is_refused():
     with pytest.raises(ValueError):
-        next_hop(encode_route(["enrich", "index"]), "validate")
+        remaining_route(encode_route(["enrich", "index"]), "validate")
     with pytest.raises(ValueError):
-        next_hop([], "validate")
+        remaining_route([], "validate")
 
 
 def test_envelope_round_trip_and_key():
