@@ -30,8 +30,13 @@ class Envelope:
         return str(self.event.get("anonymousId") or self.event.get("userId") or "")
 
     def key(self) -> bytes:
-        """The partitioning key: ``project:visitor``."""
-        return f"{self.project_id}:{self.visitor_id}".encode()
+        """The partitioning key: ``project:visitor``, or ``project:<bucket>`` for a cookieless visitor,
+        whose id changes every day (see processors/anonymize.py)."""
+        return f"{self.project_id}:{self.enriched.get('partition_key') or self.visitor_id}".encode()
+
+    def visitor_key(self) -> str:
+        """``project:visitor``: what per-visitor state is kept under."""
+        return f"{self.project_id}:{self.visitor_id}"
 
     def encode(self) -> bytes:
         return orjson.dumps(self)

@@ -85,6 +85,16 @@ def check_privacy(raw: object) -> list[str]:
     return errors
 
 
+PARTITION_BUCKETS = 1024
+
+
+def partition_bucket(material: bytes, project: Project | None) -> str:
+    """A stable bucket for a cookieless visitor, keyed by the project's first (never rotated out) key."""
+    secret = (project.hash_keys[0]["secret"] if project and project.hash_keys else "").encode()
+    digest = hashlib.blake2b(material, key=secret[:64], digest_size=4).digest()
+    return f"b{int.from_bytes(digest, 'big') % PARTITION_BUCKETS}"
+
+
 def truncate_ip(address: str) -> str | None:
     """IPv4 to its /24, IPv6 to its /48; ``None`` for anything that is not an IP address."""
     try:
@@ -146,7 +156,7 @@ class Anonymize(Processor):
         policy = PrivacyPolicy.of(project)
         event = envelope.event
         if policy.cookieless:
-            self._cookieless_id(envelope)
+            self._cookieless_id(envelope, project)
         context = event.get("context") if isinstance(event.get("context"), dict) else None
         if context is not None and "ip" in context:
             context["ip"] = apply_ip_policy(policy, str(context["ip"]))
@@ -163,11 +173,14 @@ class Anonymize(Processor):
                 _hash_path(event, path, project.hash_keys[-1])
         return envelope
 
-    def _cookieless_id(self, envelope: Envelope) -> None:
+    def _cookieless_id(self, envelope: Envelope, project: Project | None) -> None:
         """Replace the client's ids with a keyed hash of (the day's salt, IP, user agent, project).
 
         The id made with the previous day's salt travels along as ``enriched.previous_visitor_id``,
-        so that sessionisation can continue a visit across midnight (Plausible's method).
+        so that sessionisation can continue a visit across midnight (Plausible's method). So that
+        both ids reach the same partition, the event is partitioned by a bucket (one of
+        ``PARTITION_BUCKETS``) that does not change at midnight; a bucket is shared by many visitors
+        and says next to nothing about one.
         """
         day = datetime.fromtimestamp(envelope.received_at_ms / 1000, tz=timezone.utc).date()
         material = f"{envelope.ip or ''}|{envelope.user_agent or ''}|{envelope.project_id}".encode()
@@ -179,4 +192,5 @@ class Anonymize(Processor):
         previous = self.salts.salts.get(day - timedelta(days=1))
         if previous:
             envelope.enriched["previous_visitor_id"] = visitor(previous)
+        envelope.enriched["partition_key"] = partition_bucket(material, project)
         envelope.event.pop("userId", None)

@@ -188,7 +188,7 @@ class Sessionizer:
                     continue
                 topic = step_topic(self.settings, rest[0])
                 for envelope in envelopes:
-                    key = envelope.key().decode()
+                    key = self._continue_across_midnight(tp.partition, partition, envelope, touched)
                     state = partition.visitors.setdefault(key, VisitorState())
                     rows[tp.partition] += self._apply(partition, state, envelope)
                     touched[(tp.partition, key)] = state
@@ -203,6 +203,21 @@ class Sessionizer:
                 project_id, _, visitor = key.partition(":")
                 rows[number] += state.rows(project_id, visitor)
         return outputs, rows, touched
+
+    def _continue_across_midnight(self, number: int, partition: Partition, envelope: Envelope,
+                                  touched: dict) -> str:
+        """The visitor's state key. A cookieless visitor's id changes at midnight UTC; when the new id
+        has no state and the one made with yesterday's salt has an open session, that state moves to
+        the new id (both are in this partition: cookieless events are partitioned by a stable bucket)."""
+        key = envelope.visitor_key()
+        previous = envelope.enriched.get("previous_visitor_id")
+        if previous and key not in partition.visitors:
+            old_key = f"{envelope.project_id}:{previous}"
+            old = partition.visitors.get(old_key)
+            if old is not None and old.session is not None:
+                partition.visitors[key] = partition.visitors.pop(old_key)
+                touched[(number, old_key)] = None  # its changelog record is deleted
+        return key
 
     def _options(self, project_id: str) -> SessionOptions:
         project = self.store.get(project_id)

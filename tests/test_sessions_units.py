@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from headwater.envelope import Envelope
 from processors.sessions import SessionOptions, VisitorState, session_id
 
@@ -76,3 +78,59 @@ def test_bounce_new_visitor_and_closed_session_rows():
     state.apply(*event(101), OPTIONS)
     row = state.rows("shop", "v")[-1]
     assert not row[-4] and not row[-3]  # two events; the visitor's second session
+
+
+def test_a_cookieless_visit_continues_across_midnight():
+    """The anonymize step gives the same partition bucket on both days and yesterday's id along with
+    today's; the sessionizer moves the open session to the new id."""
+    import asyncio
+    import datetime as dt
+
+    from aiokafka.structs import ConsumerRecord, TopicPartition
+
+    from headwater.envelope import encode_batch
+    from headwater.projects.model import Project
+    from headwater.routing import encode_route
+    from headwater.settings import Settings
+    from processors.anonymize import Anonymize
+    from processors.sessionize import Sessionizer
+    from tests.test_processors_units import FakeStore
+
+    day1, day2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+
+    class Salts:
+        salts = {day1 - dt.timedelta(days=1): b"0" * 32, day1: b"1" * 32, day2: b"2" * 32}
+
+        def salt_for(self, day):
+            return self.salts[day]
+
+    project = Project("shop", "Shop", 0, privacy={"cookieless": True},
+                      hash_keys=[{"id": "k", "secret": "s", "created_at_ms": 0}])
+    anonymize = Anonymize(Settings(), FakeStore(project), Salts())
+
+    def visit(at: dt.datetime) -> Envelope:
+        ms = int(at.timestamp() * 1000)
+        envelope = Envelope("shop", f"m{ms}", ms, "r", {"type": "page", "anonymousId": "client",
+                                                        "timestamp": at.isoformat()}, "81.2.69.9", "UA")
+        return anonymize.process(envelope)
+
+    before = visit(dt.datetime(2026, 3, 1, 23, 50, tzinfo=dt.timezone.utc))
+    after = visit(dt.datetime(2026, 3, 2, 0, 5, tzinfo=dt.timezone.utc))
+    assert before.event["anonymousId"] != after.event["anonymousId"]
+    assert after.enriched["previous_visitor_id"] == before.event["anonymousId"]
+    assert before.key() == after.key()  # same partition on both days
+
+    async def sessionize() -> list[str]:
+        sessionizer = Sessionizer(Settings())
+        sessionizer.store = FakeStore(project)
+        sessionizer.counts.counts = {"headwater.step.index": 4}
+        ids = []
+        for offset, envelope in enumerate((before, after)):
+            record = ConsumerRecord("headwater.step.sessionize", 0, offset, 0, 0, b"k", encode_batch([envelope]),
+                                    None, 0, 0, encode_route(["sessionize", "index"]))
+            outputs, _, _ = sessionizer._sessionize({TopicPartition(record.topic, 0): [record]})
+            ids.append(orjson.loads(outputs[0].value)[0]["enriched"]["session"]["id"])
+        return ids
+
+    first, second = asyncio.run(sessionize())
+    assert first == second
