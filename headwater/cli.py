@@ -82,6 +82,20 @@ def cmd_replay(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_erase(args: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+
+    from headwater.clickhouse import make_client
+    from indexer.erase import erase
+
+    client = make_client(get_settings())
+    try:
+        print(json.dumps(dataclasses.asdict(erase(client, args.project, args.user)), indent=2))
+    finally:
+        client.disconnect()
+
+
 def cmd_check(args: argparse.Namespace) -> None:
     import asyncio
 
@@ -147,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--on-error", choices=POLICIES, default="stop",
                         help="what to do with an event that is still invalid (default: stop)")
     replay.set_defaults(func=cmd_replay)
+    erase = sub.add_parser("erase", help="delete a person's events and sessions (right to erasure)")
+    erase.add_argument("--project", required=True)
+    erase.add_argument("--user", required=True, help="a user id or an anonymous id")
+    erase.set_defaults(func=cmd_erase)
     sub.add_parser("check", help="check every flow and processor configuration").set_defaults(func=cmd_check)
     sub.add_parser("up", help="start Kafka, ClickHouse and every role locally").set_defaults(func=cmd_up)
     dev = sub.add_parser("dev", help="run one local server in the foreground (for the local stack)")
