@@ -36,6 +36,9 @@ def check_project(project: Project) -> list[str]:
     problems += validate.check_validation(project.validation)
     problems += validate.check_event_schemas(project.event_schemas)
     problems += sessions.check_sessions(project.sessions)
+    days = project.retention_days
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 36_500):
+        problems.append("retention_days must be a whole number of days from 1 to 36500, or null")
     return [f"project {project.id}: {p}" for p in problems]
 
 

@@ -39,3 +39,25 @@ def test_erase_removes_a_person_and_only_them(stack, settings, clickhouse):
     assert remaining == [(other, "")]
     visitors = clickhouse.execute(f"SELECT DISTINCT visitor_id FROM {db}.sessions")
     assert visitors == [(other,)]
+
+
+def test_retention_drops_old_events_and_keeps_recent_ones(stack, settings, clickhouse):
+    admin = Admin(settings)
+    created = admin.create_project()
+    project_id, key, db = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    batch = [{"type": "track", "event": "old", "anonymousId": "a", "timestamp": "2020-01-01T00:00:00Z"},
+             {"type": "track", "event": "new", "anonymousId": "b"}]
+    assert post(stack.collector_url, "/v1/batch", {"batch": batch}, key).status_code == 200
+    wait_for(lambda: count_rows(clickhouse, db) == 2)  # both stored while the project keeps everything
+
+    assert admin.call("PATCH", f"/v1/projects/{project_id}/config", {"retention_days": 0}).status_code == 400
+    reply = admin.call("PATCH", f"/v1/projects/{project_id}/config", {"retention_days": 30})
+    assert reply.status_code == 200 and reply.json()["project"]["retention_days"] == 30
+
+    def only_new():
+        clickhouse.execute(f"OPTIMIZE TABLE {db}.events FINAL")  # TTL applies when parts merge
+        return clickhouse.execute(f"SELECT event FROM {db}.events") == [("new",)]
+
+    wait_for(only_new, timeout_s=30)
+    assert admin.call("PATCH", f"/v1/projects/{project_id}/config", {"retention_days": None}).status_code == 200
+    assert "TTL" not in clickhouse.execute(f"SHOW CREATE TABLE {db}.events")[0][0]

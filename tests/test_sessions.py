@@ -114,6 +114,8 @@ def test_state_moves_when_the_sessionizer_scales_out_and_in(stack, settings, cli
                                   env={**stack.env, "HEADWATER_INSTANCE_ID": "replica-2"}, stdout=log,
                                   stderr=subprocess.STDOUT)
     try:
+        # the new replica has joined the group and restored the state of the partitions it took over
+        wait_for(lambda: b"state_restored" in log_path.read_bytes(), timeout_s=60)
         send(stack, key, events[third:2 * third])
         wait_for(lambda: count_rows(clickhouse, db) >= 2 * third, timeout_s=90)
     finally:

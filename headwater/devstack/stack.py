@@ -139,7 +139,8 @@ class Stack:
         code = child.stop()
         child.start(self.env)
         ready = {"kafka": self.kafka_ready, "clickhouse": self.clickhouse_ready,
-                 "collector": lambda: http_ok(self.collector_url + "/readyz")}
+                 "collector": lambda: http_ok(self.collector_url + "/readyz"),
+                 "admin": lambda: http_ok(self.admin_url + "/healthz")}
         if name in ready:
             self._wait(child, ready[name], 120)
         self.write_pids()
@@ -152,13 +153,16 @@ class Stack:
         asyncio.run(bootstrap_projects(self.settings))
 
     def start_services(self, names: list[str] | None = None) -> None:
-        """Start the named roles (default: every one not running yet); wait for the collector."""
+        """Start the named roles (default: every one not running yet); wait for the collector and the
+        admin API to answer."""
         for child in self.services:
             if (names is None or child.name in names) and not child.alive():
                 child.start(self.env)
-        collector = self.child("collector")
+        collector, admin = self.child("collector"), self.child("admin")
         if collector.alive():
             self._wait(collector, lambda: http_ok(self.collector_url + "/readyz"), 60)
+        if admin.alive():
+            self._wait(admin, lambda: http_ok(self.admin_url + "/healthz"), 60)
         self.write_pids()
 
     def start(self) -> None:
@@ -173,6 +177,10 @@ class Stack:
     @property
     def collector_url(self) -> str:
         return f"http://{self.settings.collector_host}:{self.settings.collector_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.settings.admin_host}:{self.settings.admin_port}"
 
     @property
     def pid_file(self) -> Path:

@@ -32,8 +32,7 @@ def run_up(settings: Settings) -> None:
         stack.stop()
         raise SystemExit(1) from exc
     print(f"\nHeadwater is up. Collector: {stack.collector_url}")
-    print(f"Admin API: http://{settings.admin_host}:{settings.admin_port} (Authorization: Bearer "
-          f"{stack.settings.admin_token})")
+    print(f"Admin API: {stack.admin_url} (Authorization: Bearer {stack.settings.admin_token})")
     print(f"Logs: {settings.local_path / 'logs'}   ClickHouse: 127.0.0.1:{settings.clickhouse_port} (native)")
     print(f"Try it:\n  {curl_example(stack)}\n\nCtrl-C stops everything.", flush=True)
     while not stopped.wait(1):

@@ -34,6 +34,20 @@ def all_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+RETENTION_COLUMNS = {"events": "timestamp", "sessions": "start_at"}
+
+
+def apply_retention(client: Client, project_id: str, days: int | None) -> None:
+    """Set (or remove, for ``None``) the TTL that drops a project's old events and sessions. Rows are
+    removed when ClickHouse merges the parts that hold them."""
+    db = project_database(project_id)
+    for table, column in RETENTION_COLUMNS.items():
+        if days is None:
+            client.execute(f"ALTER TABLE {db}.{table} REMOVE TTL")
+        else:
+            client.execute(f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime({column}) + INTERVAL {int(days)} DAY")
+
+
 def migrate_project(client: Client, project_id: str) -> list[int]:
     """Create the project's database if needed and apply every pending migration; return their versions."""
     db = project_database(project_id)

@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from headwater.clickhouse import make_client, project_database
-from headwater.migrations import migrate_project
+from headwater.migrations import apply_retention, migrate_project
 from headwater.projects.model import PUBLIC, SERVER, Key, Project, check_origin_pattern, key_hash, new_key
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings
@@ -58,12 +58,13 @@ def describe(project: Project) -> dict:
             "public_key": project.public_key, "database": project_database(project.id), "keys": keys,
             "created_at_ms": project.created_at_ms, "flow": project.flow, "privacy": project.privacy,
             "enrich": project.enrich, "validation": project.validation, "sessions": project.sessions,
+            "retention_days": project.retention_days,
             "event_schemas": {event: [v["version"] for v in versions]
                               for event, versions in project.event_schemas.items()},
             "hash_key_ids": [k["id"] for k in project.hash_keys]}
 
 
-CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions")
+CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions", "retention_days")
 
 
 def new_hash_key() -> dict:
@@ -100,7 +101,7 @@ class ProjectAdmin:
             raise ProjectError(str(exc)) from exc
         if self.store.get(project_id):
             raise ProjectExists(f"project {project_id!r} exists")
-        await asyncio.to_thread(self._migrate, project_id)
+        await asyncio.to_thread(self._clickhouse, migrate_project, project_id)
         public, public_value = make_key(PUBLIC, public_key)
         server, server_value = make_key(SERVER)
         project = Project(project_id, name or project_id, now_ms(), True, clean_origins, [public, server],
@@ -143,6 +144,8 @@ class ProjectAdmin:
             raise ProjectError(f"cannot configure {', '.join(sorted(unknown))}; only {', '.join(CONFIGURABLE)}")
         project = dataclasses.replace(self.get(project_id), **changes)
         await self._save(project)
+        if "retention_days" in changes:
+            await asyncio.to_thread(self._clickhouse, apply_retention, project_id, project.retention_days)
         return project
 
     async def add_schema(self, project_id: str, event: str, version: str, schema: dict) -> Project:
@@ -169,9 +172,9 @@ class ProjectAdmin:
         expected = project.to_dict()
         await self.store.wait_for(lambda s: s.get(project.id) and s.get(project.id).to_dict() == expected)
 
-    def _migrate(self, project_id: str) -> None:
+    def _clickhouse(self, operation, *args) -> None:
         client = make_client(self.settings)
         try:
-            migrate_project(client, project_id)
+            operation(client, *args)
         finally:
             client.disconnect()

@@ -34,7 +34,8 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
             project, keys = await admin.rotate_keys(args.id, grace)
             return {"project": describe(project), "keys": vars(keys)}
         if args.action == "configure":
-            changes = {name: json.loads(getattr(args, name)) for name in CONFIGURABLE if getattr(args, name)}
+            changes = {name: json.loads(getattr(args, name)) for name in CONFIGURABLE
+                       if getattr(args, name) is not None}
             return {"project": describe(await admin.configure(args.id, changes))}
         if args.action == "add-schema":
             schema = json.loads(Path(args.file).read_text())

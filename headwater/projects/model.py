@@ -57,6 +57,7 @@ class Project:
     enrich: dict = dataclasses.field(default_factory=dict)  # processors/enrich.py EnrichOptions
     validation: dict = dataclasses.field(default_factory=dict)  # processors/validate.py ValidationOptions
     sessions: dict = dataclasses.field(default_factory=dict)  # processors/sessions.py SessionOptions
+    retention_days: int | None = None  # events and sessions older than this are dropped; None keeps all
     event_schemas: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # event -> versions
     hash_keys: list[dict] = dataclasses.field(default_factory=list)  # HMAC keys; the last one is current
 
