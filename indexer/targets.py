@@ -10,14 +10,14 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 
 from headwater.deadletter import Rejected
-from headwater.envelope import decode_batch
+from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic, sessions_topic, step_topic
 from indexer.rows import EVENT_COLUMNS, FAILED_COLUMNS, event_row, failed_row, session_row
 from processors.sessions import SESSION_COLUMNS
-from processors.anonymize import PrivacyPolicy, apply_ip_policy
+from processors.anonymize import PrivacyPolicy, anonymise_ips
 
 UNKNOWN_PROJECT = "_unknown"  # dead letters whose project is not known land in hw__unknown
 Rows = Callable[[ConsumerRecord], list[tuple[str, tuple]]]
@@ -50,17 +50,14 @@ def session_rows(record: ConsumerRecord) -> list[tuple[str, tuple]]:
 
 def clean_failed_payload(payload: object, policy: PrivacyPolicy) -> object:
     """A dead letter may hold the raw IP (validation runs before anonymisation): apply the project's
-    IP policy before it is stored."""
-    if isinstance(payload, dict):
-        payload = dict(payload)
-        payload["ip"] = apply_ip_policy(policy, payload.get("ip"))
-        event = payload.get("event")
-        context = event.get("context") if isinstance(event, dict) else None
-        if isinstance(context, dict) and context.get("ip") is not None:
-            payload["event"] = {**event, "context": {**context, "ip": apply_ip_policy(policy, str(context["ip"]))}}
-    elif isinstance(payload, str) and policy.anonymises_ip:
-        return "[unparseable payload withheld: the project anonymises IPs]"
-    return payload
+    IP policy, as the anonymize step would, before it is stored."""
+    try:
+        envelope = Envelope.from_dict(payload)
+    except ValueError:
+        withheld = policy.anonymises_ip and payload is not None
+        return "[payload withheld: it could not be read and the project anonymises IPs]" if withheld else payload
+    anonymise_ips(policy, envelope)
+    return envelope
 
 
 def failed_rows_for(store: ProjectStore) -> Rows:

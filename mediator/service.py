@@ -15,6 +15,7 @@ from aiokafka.structs import ConsumerRecord
 
 from headwater.flow import DEFAULT_FLOW, FlowError, validate_flow
 from headwater.partitioning import PartitionMap
+from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.deadletter import Rejected, dead_letter
 from headwater.relay import Relay
@@ -44,17 +45,13 @@ class Mediator:
                            (self.store,), check)
 
     def flow_for(self, project_id: str) -> tuple[str, ...]:
-        """The project's flow, read from the project store on every record, so a change applies to
-        the events routed after it without a restart."""
-        project = self.store.get(project_id)
-        if project is None:
-            raise Rejected("missing_project", f"no project {project_id!r}")
-        if project.flow is None:
-            return DEFAULT_FLOW
-        try:
-            return validate_flow(project.flow)
-        except FlowError as exc:  # the admin API refuses such flows; this guards older records
-            raise Rejected("invalid_flow", str(exc)) from exc
+        """The project's flow, looked up on every record (and validated once per change of the
+        project), so a change applies to the events routed after it without a restart."""
+        flow = self.store.derived(project_id, "flow", checked_flow)
+        if isinstance(flow, Rejected):
+            raise flow
+        return flow
+
 
     def route(self, records: list[ConsumerRecord]) -> list[Output]:
         """Merge the records of each (partition, project) into one, without decoding the events (a
@@ -89,3 +86,15 @@ def chunks(records: list[ConsumerRecord], max_bytes: int = MAX_MESSAGE_BYTES) ->
         run.append(record)
         size += len(record.value)
     return [*runs, run] if run else runs
+
+
+def checked_flow(project: Project | None) -> tuple[str, ...] | Rejected:
+    """The project's validated flow, or the rejection its events get."""
+    if project is None:
+        return Rejected("missing_project", "no such project")
+    if project.flow is None:
+        return DEFAULT_FLOW
+    try:
+        return validate_flow(project.flow)
+    except FlowError as exc:  # the admin API refuses such flows; this guards older records
+        return Rejected("invalid_flow", str(exc))

@@ -111,6 +111,16 @@ def apply_ip_policy(policy: PrivacyPolicy, address: str | None) -> str | None:
     return truncate_ip(address) if policy.ip == "truncate" else None
 
 
+def anonymise_ips(policy: PrivacyPolicy, envelope: Envelope) -> None:
+    """Apply the IP policy to every IP the envelope carries: the request's and ``context.ip``."""
+    context = envelope.event.get("context")
+    if isinstance(context, dict) and "ip" in context:
+        context["ip"] = apply_ip_policy(policy, str(context["ip"]))
+        if context["ip"] is None:
+            del context["ip"]
+    envelope.ip = apply_ip_policy(policy, envelope.ip)
+
+
 def keyed_hash(key: dict, value: object) -> str:
     digest = hmac.new(key["secret"].encode(), str(value).encode(), hashlib.sha256).hexdigest()
     return f"hmac:{key['id']}:{digest}"
@@ -157,12 +167,7 @@ class Anonymize(Processor):
         event = envelope.event
         if policy.cookieless:
             self._cookieless_id(envelope, project)
-        context = event.get("context") if isinstance(event.get("context"), dict) else None
-        if context is not None and "ip" in context:
-            context["ip"] = apply_ip_policy(policy, str(context["ip"]))
-            if context["ip"] is None:
-                del context["ip"]
-        envelope.ip = apply_ip_policy(policy, envelope.ip)
+        anonymise_ips(policy, envelope)
         for name in ("properties", "traits"):
             if policy.drop_properties:
                 event[name] = _drop(event.get(name), policy.drop_properties)

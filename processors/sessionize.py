@@ -91,7 +91,6 @@ class Sessionizer:
                                       transaction_timeout_ms=15_000)
         self.stopping = asyncio.Event()
         self.too_late = 0
-        self._options_cache: dict[str, tuple] = {}
 
     def stop(self) -> None:
         self.stopping.set()
@@ -220,11 +219,7 @@ class Sessionizer:
         return key
 
     def _options(self, project_id: str) -> SessionOptions:
-        project = self.store.get(project_id)
-        cached = self._options_cache.get(project_id)
-        if cached is None or cached[0] is not project:  # the store replaces a project's object on change
-            cached = self._options_cache[project_id] = (project, SessionOptions.of(self.settings, project))
-        return cached[1]
+        return self.store.derived(project_id, "sessions", lambda project: SessionOptions.of(self.settings, project))
 
     def _apply(self, partition: Partition, state: VisitorState, envelope: Envelope) -> list:
         ts = event_time_ms(envelope)

@@ -34,6 +34,9 @@ class FakeStore:
     def get(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
 
+    def derived(self, project_id: str, name: str, compute):
+        return compute(self.get(project_id))
+
 
 class FixedSalts:
     def __init__(self) -> None:

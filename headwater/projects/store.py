@@ -10,6 +10,7 @@ CLI is visible everywhere within a second.
 from __future__ import annotations
 
 import asyncio
+from typing import Callable, TypeVar
 
 import orjson
 import structlog
@@ -21,12 +22,14 @@ from headwater.tailing import TopicTail
 from headwater.topics import projects_topic
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 
 class ProjectStore:
     def __init__(self, settings: Settings) -> None:
         self.projects: dict[str, Project] = {}
         self.by_key_hash: dict[str, tuple[Project, Key]] = {}
+        self._derived: dict[tuple[str, str], object] = {}
         self.tail = TopicTail(settings, projects_topic(settings), self.apply)
 
     @property
@@ -36,12 +39,21 @@ class ProjectStore:
     def get(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
 
+    def derived(self, project_id: str, name: str, compute: Callable[[Project | None], T]) -> T:
+        """``compute(project)``, remembered until the project's record changes: for what the hot
+        path derives from a project's configuration (a validated flow, session options)."""
+        cache_key = (project_id, name)
+        if cache_key not in self._derived:
+            self._derived[cache_key] = compute(self.projects.get(project_id))
+        return self._derived[cache_key]
+
     def find_key(self, key: str) -> tuple[Project, Key] | None:
         return self.by_key_hash.get(key_hash(key))
 
     def apply(self, project_id: str, value: bytes | None) -> None:
         """Apply one record of the topic: a project's whole state, or a tombstone."""
         old = self.projects.pop(project_id, None)
+        self._derived = {k: v for k, v in self._derived.items() if k[0] != project_id}
         if old:
             for key in old.keys:
                 self.by_key_hash.pop(key.hash, None)
