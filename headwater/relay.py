@@ -22,7 +22,9 @@ from typing import Callable, Protocol
 import structlog
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import CollectorRegistry
 
+from headwater import metrics
 from headwater.errors import FatalError
 from headwater.kafka import make_consumer, make_producer
 from headwater.partitioning import PartitionMap
@@ -99,12 +101,16 @@ class Relay:
             self.check()  # raises ConfigError, naming every problem, before anything is read
         await self.partitions.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         await self.consumer.start()
+        lag = metrics.serve_with_lag(CollectorRegistry(), self.settings.metrics_port, self.consumer, self.group_id,
+                                     self.stopping)
         try:
             while not self.stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)
                 if batch:
                     await self._relay(batch)
         finally:
+            if lag:
+                lag.cancel()
             await self.consumer.stop()
             for resource in reversed(self.resources):
                 await resource.stop()

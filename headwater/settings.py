@@ -63,8 +63,13 @@ class Settings:
     session_visitor_retention_days: float = 30.0  # a visitor idle this long (event time) is forgotten
     instance_id: str = ""  # stable and distinct per replica: names its Kafka transactions
 
-    indexer_batch_rows: int = 50_000
+    # One INSERT per table and project per second under load (ClickHouse's guidance), and rows
+    # queryable about a second after they reach the index topic.
+    indexer_batch_rows: int = 100_000
     indexer_batch_ms: int = 1_000
+    indexer_fault_hold_s: float = 0.0  # fault injection for tests: wait this long between INSERT and commit
+    metrics_port: int = 0  # Prometheus metrics of a consuming role (0: not served); the collector uses /metrics
+    local_metrics_port: int = 9400  # the local stack gives its consuming roles ports from here up
 
     local_dir: str = ".local"
     kafka_libs_dir: str = ".local/kafka-libs"  # shared by every local stack, so jars download once

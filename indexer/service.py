@@ -1,11 +1,24 @@
-"""The indexer role: loads one target table (``events`` or ``failed_events``) of every project.
+"""The indexer role: loads one target table (``events``, ``sessions`` or ``failed_events``) of every
+project, each table by its own consumer group.
 
-It batches by size (``indexer_batch_rows``) and by time (``indexer_batch_ms``), inserts each
-project's rows with one native columnar INSERT, and commits Kafka offsets only after ClickHouse has
-acknowledged every insert of the batch. A batch carries an ``insert_deduplication_token`` built from
-its partition offset ranges, so the same batch inserted twice is stored once. When ClickHouse fails,
-it retries the same batch with backoff and polls nothing new meanwhile. Each table is loaded by its
-own consumer group.
+Delivery and commit semantics:
+
+- It batches by size (``indexer_batch_rows``) and by time (``indexer_batch_ms``, one INSERT per table
+  and project per batch) and commits Kafka offsets only after ClickHouse has acknowledged every INSERT
+  of the batch. Each INSERT carries an ``insert_deduplication_token`` built from its offset ranges, so
+  an INSERT retried after a lost acknowledgement is stored once.
+- **Exactly once in the table across crashes.** Every row keeps the partition and offset of its record.
+  The first time a batch holds records of a (project, partition) after an assignment, the indexer asks
+  the table for the highest offset already stored at or after where it started reading; records up to
+  it were inserted by a run that died before committing, and are skipped. One INSERT is one part, so
+  a batch's rows for a project are all there or none are.
+- **ClickHouse down or refusing inserts:** the same batch is retried with backoff (0.5 s doubling to
+  30 s); meanwhile the assigned partitions are paused, so nothing new is read and lag grows (exported
+  as ``headwater_consumer_lag``), while polling continues so the consumer keeps its group membership.
+  It resumes by itself. A rebalance that takes a partition of the batch away drops the batch without
+  committing it: the partition's new owner loads it.
+- Unreadable records (not a list of envelopes of their project) insert nothing and are dead-lettered
+  before the commit.
 """
 
 from __future__ import annotations
@@ -15,33 +28,39 @@ import time
 from collections import defaultdict
 
 import structlog
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from headwater import metrics
 from headwater.clickhouse import make_client, project_database
 from headwater.deadletter import Rejected, dead_letter
 from headwater.kafka import make_consumer, make_producer
 from headwater.migrations import migrate_project
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
-from indexer.targets import Target, target
+from indexer.targets import Item, Target, target
 
 log = structlog.get_logger()
 MAX_BACKOFF_S = 30.0
 MAX_RECORDS_PER_POLL = 500
+INSERT_ERRORS = (ClickHouseError, OSError, EOFError)
 
 
 class Batch:
-    """Rows waiting to be inserted, grouped by project, with the offsets they came from."""
+    """Records waiting to be inserted, grouped by project, with the offsets they came from."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, generation: int) -> None:
         self.target = target
+        self.generation = generation  # the assignment it was read under
         self.started = time.monotonic()
-        self.rows: dict[str, list[tuple]] = defaultdict(list)
+        self.items: dict[str, list[Item]] = defaultdict(list)
         self.first: dict[TopicPartition, int] = {}
         self.next_offsets: dict[TopicPartition, int] = {}
-        self.records = 0  # Kafka messages, each holding one or more rows
+        self.records = 0
         self.events = 0
         self.rejected: list[tuple[ConsumerRecord, Rejected]] = []
 
@@ -50,13 +69,13 @@ class Batch:
         self.next_offsets[tp] = record.offset + 1
         self.records += 1
         try:
-            rows = self.target.rows(record)
+            pairs = self.target.items(record)
         except Rejected as error:
             self.rejected.append((record, error))
             return
-        for project_id, row in rows:
-            self.rows[project_id].append(row)
-        self.events += len(rows)
+        for project_id, item in pairs:
+            self.items[project_id].append(item)
+            self.events += item.events
 
     def token(self, project_id: str) -> str:
         ranges = sorted(f"{tp.topic}/{tp.partition}/{self.first[tp]}-{n}" for tp, n in self.next_offsets.items())
@@ -66,15 +85,81 @@ class Batch:
         return (time.monotonic() - self.started) * 1000
 
 
+class Watermarks:
+    """Per (project, partition): the highest offset whose rows are already in the table, at or after
+    the offset this assignment started reading the partition from (-1: none)."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.starts: dict[int, int] = {}
+        self.known: dict[tuple[str, int], int] = {}
+
+    def reset(self) -> None:
+        self.starts.clear()
+        self.known.clear()
+
+    def note_start(self, tp: TopicPartition, offset: int) -> None:
+        self.starts.setdefault(tp.partition, offset)
+
+    def unstored(self, client: Client, db: str, project_id: str, items: list[Item]) -> list[Item]:
+        partitions = {item.record.partition for item in items}
+        unknown = [p for p in partitions if (project_id, p) not in self.known]
+        if unknown:
+            rows = client.execute(
+                f"SELECT kafka_partition, max(kafka_offset) FROM {db}.{self.table} "
+                "WHERE kafka_partition IN %(p)s AND kafka_offset >= %(from)s GROUP BY kafka_partition",
+                {"p": unknown, "from": min(self.starts[p] for p in unknown)})
+            found = dict(rows)
+            for p in unknown:
+                stored = found.get(p, -1)
+                self.known[(project_id, p)] = stored if stored >= self.starts[p] else -1
+        return [item for item in items if item.record.offset > self.known[(project_id, item.record.partition)]]
+
+
+class IndexerMetrics:
+    def __init__(self, table: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"table": table}
+        self.rows = Counter("headwater_indexer_rows", "rows inserted", registry=self.registry,
+                            labelnames=["table"]).labels(**labels)
+        self.skipped = Counter("headwater_indexer_records_skipped", "records already in the table (replayed)",
+                               registry=self.registry, labelnames=["table"]).labels(**labels)
+        self.failures = Counter("headwater_indexer_insert_failures", "INSERTs that failed and were retried",
+                                registry=self.registry, labelnames=["table"]).labels(**labels)
+        self.paused = Gauge("headwater_indexer_paused", "1 while inserts fail and consumption is paused",
+                            registry=self.registry, labelnames=["table"]).labels(**labels)
+        self.flush_seconds = Histogram("headwater_indexer_flush_seconds", "time to insert and commit a batch",
+                                       registry=self.registry, labelnames=["table"]).labels(**labels)
+
+
+class Reassigned(ConsumerRebalanceListener):
+    """Waits for an insert in progress before partitions go, and forgets the watermarks."""
+
+    def __init__(self, indexer: Indexer) -> None:
+        self.indexer = indexer
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self.indexer.lock:
+            self.indexer.generation += 1
+            self.indexer.watermarks.reset()
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.indexer.watermarks.reset()
+
+
 class Indexer:
     def __init__(self, settings: Settings, table: str = "events") -> None:
         self.settings = settings
         self.store = ProjectStore(settings)
         self.target = target(table, settings, self.store)
-        self.consumer = make_consumer(settings, [self.target.topic], self.target.group_id)
+        self.consumer = make_consumer(settings, [], self.target.group_id)
         self.producer = make_producer(settings)
         self.client = make_client(settings)
+        self.metrics = IndexerMetrics(table)
+        self.watermarks = Watermarks(self.target.table)
         self.migrated: set[str] = set()
+        self.lock = asyncio.Lock()
+        self.generation = 0
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -83,68 +168,128 @@ class Indexer:
     async def run(self) -> None:
         await self.producer.start()
         await self.store.start()
+        self.consumer.subscribe([self.target.topic], listener=Reassigned(self))
         await self.consumer.start()
+        lag = metrics.serve_with_lag(self.metrics.registry, self.settings.metrics_port, self.consumer,
+                                     self.target.group_id, self.stopping)
         try:
             while not self.stopping.is_set():
                 await self._flush(await self._fill())
         finally:
+            if lag:
+                lag.cancel()
             await self.consumer.stop()
             await self.store.stop()
             await self.producer.stop()
             self.client.disconnect()
 
     async def _fill(self) -> Batch:
-        batch = Batch(self.target)
+        batch = Batch(self.target, self.generation)
         while batch.events < self.settings.indexer_batch_rows and not self.stopping.is_set():
             wait_ms = self.settings.indexer_batch_ms - batch.age_ms()
             if wait_ms <= 0:
                 break
             polled = await self.consumer.getmany(timeout_ms=int(wait_ms), max_records=MAX_RECORDS_PER_POLL)
+            if batch.generation != self.generation:  # a rebalance: start again from the committed offsets
+                batch = await self._restart_batch(batch)
+                continue
             for tp, records in polled.items():
+                self.watermarks.note_start(tp, records[0].offset)
                 for record in records:
                     batch.add(tp, record)
         return batch
 
+    async def _restart_batch(self, batch: Batch) -> Batch:
+        log.info("batch_dropped", reason="partitions reassigned", records=batch.records)
+        if self.consumer.assignment():
+            await self.consumer.seek_to_committed()
+        return Batch(self.target, self.generation)
+
     async def _flush(self, batch: Batch) -> None:
+        """Insert the batch, dead-letter its unreadable records and commit; retry until done, stopped, or
+        a partition of the batch is taken away."""
         if not batch.records:
             return
-        started = time.perf_counter()
-        for project_id, rows in batch.rows.items():
-            if not await self._insert_with_retry(project_id, rows, batch.token(project_id)):
-                return  # stopping: leave the batch uncommitted, it is delivered again
-        for record, error in batch.rejected:
+        started, backoff = time.perf_counter(), 0.5
+        pending = dict(batch.items)
+        while not self.stopping.is_set():
+            async with self.lock:
+                if batch.generation != self.generation:
+                    await self._restart_batch(batch)
+                    return
+                try:
+                    unreadable = await asyncio.to_thread(self._insert_all, batch, pending)
+                except INSERT_ERRORS as exc:
+                    self._insert_failed(exc, backoff)
+                else:
+                    await self._dead_letter(batch.rejected + [(item.record, unreadable_record()) for item in unreadable])
+                    await self._commit(batch)
+                    self._resume()
+                    self.metrics.flush_seconds.observe(time.perf_counter() - started)
+                    log.info("batch", table=self.target.table, records=batch.records, rows=batch.events,
+                             projects=len(batch.items), dead_lettered=len(batch.rejected) + len(unreadable),
+                             ms=round((time.perf_counter() - started) * 1000, 1))
+                    return
+            await self._idle(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _insert_all(self, batch: Batch, pending: dict[str, list[Item]]) -> list[Item]:
+        """Insert each project's items (removing them from ``pending`` once acknowledged); return the
+        unreadable ones."""
+        unreadable: list[Item] = []
+        for project_id in list(pending):
+            db = project_database(project_id)
+            if project_id not in self.migrated:  # a project created after start, or hw__unknown
+                migrate_project(self.client, project_id)
+                self.migrated.add(project_id)
+            items = self.watermarks.unstored(self.client, db, project_id, pending[project_id])
+            self.metrics.skipped.inc(len(pending[project_id]) - len(items))
+            if items:
+                unreadable += self.target.insert(self.client, db, project_id, items, batch.token(project_id))
+                self.metrics.rows.inc(sum(item.events for item in items if item not in unreadable))
+            del pending[project_id]
+        self._hold_before_commit()
+        return unreadable
+
+    def _hold_before_commit(self) -> None:
+        """Fault injection for the crash test: sleep after the INSERT so a kill -9 lands before the commit."""
+        if self.settings.indexer_fault_hold_s:
+            log.warning("fault_hold", seconds=self.settings.indexer_fault_hold_s)
+            time.sleep(self.settings.indexer_fault_hold_s)
+
+    def _insert_failed(self, exc: Exception, backoff: float) -> None:
+        self.metrics.failures.inc()
+        self.metrics.paused.set(1)
+        log.warning("insert_failed", table=self.target.table, error=str(exc)[:300], retry_in_s=backoff)
+        self.client.disconnect()
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait with every assigned partition paused, polling so that the group keeps this member."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            self.consumer.pause(*self.consumer.assignment())
+            polled = await self.consumer.getmany(timeout_ms=int(min(1.0, seconds) * 1000))
+            for tp, records in polled.items():  # read before the pause took effect: read it again later
+                self.consumer.seek(tp, records[0].offset)
+
+    def _resume(self) -> None:
+        if self.consumer.paused():
+            self.consumer.resume(*self.consumer.paused())
+            self.metrics.paused.set(0)
+            log.info("resumed", table=self.target.table)
+
+    async def _dead_letter(self, rejected_records: list[tuple[ConsumerRecord, Rejected]]) -> None:
+        for record, error in rejected_records:
             out = dead_letter(self.settings, record, error, "index")
             await self.producer.send_and_wait(out.topic, out.value, key=out.key, headers=out.headers)
+
+    async def _commit(self, batch: Batch) -> None:
         try:
             await self.consumer.commit(batch.next_offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit_failed", error=str(exc), note="the batch will be delivered again")
-        log.info("batch", table=self.target.table, records=batch.records, rows=batch.events,
-                 projects=len(batch.rows), dead_lettered=len(batch.rejected),
-                 ms=round((time.perf_counter() - started) * 1000, 1))
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.warning("commit_failed", error=str(exc), note="the batch will be delivered again and skipped")
 
-    async def _insert_with_retry(self, project_id: str, rows: list[tuple], token: str) -> bool:
-        """Insert until ClickHouse acknowledges (True) or the indexer is asked to stop (False)."""
-        backoff = 0.5
-        while not self.stopping.is_set():
-            try:
-                await asyncio.to_thread(self._insert, project_id, rows, token)
-                return True
-            except (ClickHouseError, OSError, EOFError) as exc:
-                log.warning("insert_failed", project=project_id, rows=len(rows), error=str(exc)[:300],
-                            retry_in_s=backoff)
-                self.client.disconnect()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-        return False
 
-    def _insert(self, project_id: str, rows: list[tuple], token: str) -> None:
-        if project_id not in self.migrated:  # a project created after start, or hw__unknown
-            migrate_project(self.client, project_id)
-            self.migrated.add(project_id)
-        columns = [list(column) for column in zip(*rows)]
-        self.client.execute(
-            f"INSERT INTO {project_database(project_id)}.{self.target.table} "
-            f"({', '.join(self.target.columns)}) VALUES",
-            columns, columnar=True, settings={"insert_deduplication_token": token},
-        )
+def unreadable_record() -> Rejected:
+    return Rejected("unparseable", "not a non-empty list of envelopes, each with a message id, of the "
+                                   "record's project")

@@ -1,51 +1,130 @@
-"""The tables the indexer loads, each by its own consumer group: where its records come from and
-how they become rows."""
+"""The tables the indexer loads, each by its own consumer group: where their records come from and how
+a batch of them is inserted.
+
+Every target stores the Kafka partition and offset of the record each row came from
+(``kafka_partition``, ``kafka_offset``); the indexer reads them back after a rebalance or a restart to
+skip records whose rows are already in the table (see :mod:`indexer.service`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Protocol
 
 import orjson
 from aiokafka.structs import ConsumerRecord
+from clickhouse_driver import Client
 
 from headwater.deadletter import Rejected
 from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.projects.store import ProjectStore
+from headwater.routing import PROJECT_HEADER, event_count, header_value
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic, sessions_topic, step_topic
-from indexer.rows import EVENT_COLUMNS, FAILED_COLUMNS, event_row, failed_row, session_row
-from processors.sessions import SESSION_COLUMNS
+from indexer import events_sql
+from indexer.rows import FAILED_COLUMNS, failed_row, session_row
 from processors.anonymize import PrivacyPolicy, anonymise_ips
+from processors.sessions import SESSION_COLUMNS
 
 UNKNOWN_PROJECT = "_unknown"  # dead letters whose project is not known land in hw__unknown
-Rows = Callable[[ConsumerRecord], list[tuple[str, tuple]]]
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
+@dataclasses.dataclass(slots=True)
+class Item:
+    """One record's share of a batch for one project: the rows it gives, or (for ``events``) the raw
+    value that ClickHouse decodes itself."""
+
+    record: ConsumerRecord
+    rows: list[tuple]  # empty for events
+    events: int
+
+
+class Target(Protocol):
     table: str
     topic: str
     group_id: str
-    columns: tuple[str, ...]
-    rows: Rows  # (project id, row) pairs; raises Rejected for a record that is not readable
+
+    def items(self, record: ConsumerRecord) -> list[tuple[str, Item]]:
+        """The record's (project id, item) pairs; raises ``Rejected`` for a record that is not readable."""
+
+    def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
+        """Insert the items with one INSERT carrying ``token`` as its ``insert_deduplication_token``.
+        Returns the items that turned out unreadable (they inserted nothing)."""
 
 
-def event_rows(record: ConsumerRecord) -> list[tuple[str, tuple]]:
-    try:
-        envelopes = decode_batch(record.value)
-    except ValueError as exc:
-        raise Rejected("unparseable", str(exc)) from exc
-    return [(e.project_id, event_row(e, record.partition, record.offset)) for e in envelopes]
+def insert_rows(client: Client, table: str, columns: tuple[str, ...], items: list[Item], token: str) -> None:
+    rows = [row + (item.record.partition, item.record.offset) for item in items for row in item.rows]
+    client.execute(
+        f"INSERT INTO {table} ({', '.join(columns)}, kafka_partition, kafka_offset) VALUES",
+        [list(column) for column in zip(*rows)], columnar=True,
+        settings={"insert_deduplication_token": token},
+    )
 
 
-def session_rows(record: ConsumerRecord) -> list[tuple[str, tuple]]:
-    try:
-        rows = orjson.loads(record.value)
-        return [(row[0], session_row(row)) for row in rows]
-    except (orjson.JSONDecodeError, TypeError, IndexError, ValueError) as exc:
-        raise Rejected("unparseable", str(exc)) from exc
+class EventsTarget:
+    """``events``: ClickHouse decodes the envelopes (see :mod:`indexer.events_sql`)."""
+
+    table = "events"
+    group_id = "headwater-indexer-events"
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = step_topic(settings, INDEX_STEP)
+
+    def items(self, record: ConsumerRecord) -> list[tuple[str, Item]]:
+        project = header_value(record.headers, PROJECT_HEADER)
+        count = event_count(record.headers)
+        if project is None or not count:  # not from our processors: decode it here, once
+            try:
+                envelopes = decode_batch(record.value)
+            except ValueError as exc:
+                raise Rejected("unparseable", str(exc)) from exc
+            return [(envelopes[0].project_id, Item(record, [], len(envelopes)))]
+        return [(project.decode(errors="replace"), Item(record, [], count))]
+
+    def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
+        data = [(item.record.value.decode(errors="replace"), item.record.partition, item.record.offset)
+                for item in items]
+        client.execute(events_sql.insert_sql(db, project_id), data,
+                       settings={"insert_deduplication_token": token})
+        written = client.last_query.progress.written_rows if client.last_query else 0
+        if written >= sum(item.events for item in items):
+            return []
+        return self._unreadable(client, project_id, items, data)
+
+    @staticmethod
+    def _unreadable(client: Client, project_id: str, items: list[Item], data: list[tuple]) -> list[Item]:
+        structure = [tuple(part.split()) for part in events_sql.INPUT_STRUCTURE.split(", ")]
+        bad = set(client.execute(events_sql.unreadable_sql("batch", project_id), external_tables=[
+            {"name": "batch", "structure": structure, "data": [dict(zip(("raw", "kafka_partition", "kafka_offset"),
+                                                                       row)) for row in data]}]))
+        return [item for item in items if (item.record.partition, item.record.offset) in bad]
+
+
+class SessionsTarget:
+    """``sessions``: the sessionizer's rows, already in column order."""
+
+    table = "sessions"
+    group_id = "headwater-indexer-sessions"
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = sessions_topic(settings)
+
+    def items(self, record: ConsumerRecord) -> list[tuple[str, Item]]:
+        try:
+            rows = [(row[0], session_row(row)) for row in orjson.loads(record.value)]
+        except (orjson.JSONDecodeError, TypeError, IndexError, ValueError) as exc:
+            raise Rejected("unparseable", str(exc)) from exc
+        by_project: dict[str, Item] = {}
+        for project_id, row in rows:
+            by_project.setdefault(project_id, Item(record, [], 0)).rows.append(row)
+        for item in by_project.values():
+            item.events = len(item.rows)
+        return list(by_project.items())
+
+    def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
+        insert_rows(client, f"{db}.sessions", SESSION_COLUMNS, items, token)
+        return []
 
 
 def clean_failed_payload(payload: object, policy: PrivacyPolicy) -> object:
@@ -60,31 +139,39 @@ def clean_failed_payload(payload: object, policy: PrivacyPolicy) -> object:
     return envelope
 
 
-def failed_rows_for(store: ProjectStore) -> Rows:
-    def rows(record: ConsumerRecord) -> list[tuple[str, tuple]]:
+class FailedEventsTarget:
+    """``failed_events``: dead letters, with the payload cleaned by the project's IP policy."""
+
+    table = "failed_events"
+    group_id = "headwater-indexer-failed-events"
+
+    def __init__(self, settings: Settings, store: ProjectStore) -> None:
+        self.topic = dead_letter_topic(settings)
+        self.store = store
+
+    def items(self, record: ConsumerRecord) -> list[tuple[str, Item]]:
         try:
             dead = orjson.loads(record.value)
             project_id = dead.get("project_id") or UNKNOWN_PROJECT
         except (orjson.JSONDecodeError, AttributeError) as exc:
             dead, project_id = {"reason": "unparseable", "detail": str(exc), "step": "index"}, UNKNOWN_PROJECT
             dead["payload"] = record.value.decode(errors="replace")
-        project = store.get(project_id)
+        project = self.store.get(project_id)
         if project is None:
             project_id = UNKNOWN_PROJECT
         payload = clean_failed_payload(dead.get("payload"), PrivacyPolicy.of(project))
-        return [(project_id, failed_row(dead, payload))]
+        return [(project_id, Item(record, [failed_row(dead, payload)], 1))]
 
-    return rows
+    def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
+        insert_rows(client, f"{db}.failed_events", FAILED_COLUMNS, items, token)
+        return []
 
 
 def target(name: str, settings: Settings, store: ProjectStore) -> Target:
     if name == "events":
-        return Target("events", step_topic(settings, INDEX_STEP), "headwater-indexer-events", EVENT_COLUMNS,
-                      event_rows)
+        return EventsTarget(settings)
     if name == "failed_events":
-        return Target("failed_events", dead_letter_topic(settings), "headwater-indexer-failed-events",
-                      FAILED_COLUMNS, failed_rows_for(store))
+        return FailedEventsTarget(settings, store)
     if name == "sessions":
-        return Target("sessions", sessions_topic(settings), "headwater-indexer-sessions", SESSION_COLUMNS,
-                      session_rows)
+        return SessionsTarget(settings)
     raise ValueError(f"unknown table {name!r}: events, sessions or failed_events")

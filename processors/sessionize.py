@@ -29,7 +29,9 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import CollectorRegistry
 
+from headwater import metrics
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, decode_batch
 from headwater.kafka import make_consumer, make_producer
@@ -102,6 +104,8 @@ class Sessionizer:
         await self.counts.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         self.consumer.subscribe([self.input], listener=Restore(self))
         await self.consumer.start()
+        lag = metrics.serve_with_lag(CollectorRegistry(), self.settings.metrics_port, self.consumer, self.group,
+                                     self.stopping)
         try:
             while not self.stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)
@@ -113,6 +117,8 @@ class Sessionizer:
                 if batch:
                     await self._handle(batch)
         finally:
+            if lag:
+                lag.cancel()
             await self.consumer.stop()
             await self.store.stop()
             await self.producer.stop()

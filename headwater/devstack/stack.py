@@ -62,13 +62,14 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # on top of the stack's environment
     proc: subprocess.Popen | None = None
 
     def start(self, env: dict[str, str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env={**env, **self.env}, start_new_session=True
         )
         log.close()
 
@@ -117,6 +118,17 @@ class Stack:
         self.kafka = Child("kafka", role_argv("dev", "kafka"), logs / "kafka.log")
         self.clickhouse = Child("clickhouse", role_argv("dev", "clickhouse"), logs / "clickhouse.log")
         self.services = [Child(name, role_argv(*args), logs / f"{name}.log") for name, args in service_roles()]
+        for port, child in enumerate(self.consuming_roles, start=settings.local_metrics_port):
+            child.env["HEADWATER_METRICS_PORT"] = str(port)
+
+    @property
+    def consuming_roles(self) -> list[Child]:
+        """The roles that serve Prometheus metrics (their consumer lag and more) on a port of their own;
+        the collector serves its metrics at /metrics."""
+        return [c for c in self.services if c.name not in ("collector", "admin")]
+
+    def metrics_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.child(name).env['HEADWATER_METRICS_PORT']}/metrics"
 
     @property
     def children(self) -> list[Child]:

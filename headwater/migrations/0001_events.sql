@@ -1,5 +1,9 @@
 -- One row per accepted event. Times are UTC with millisecond precision.
--- The layout is refined by later migrations; see docs/schema.md for how to query it.
+-- The layout is refined by later migrations; docs/schema.md gives the reasons and how to query it.
+-- ReplacingMergeTree with the message id last in the key: a client's retry of an event (same
+-- messageId, day, event and visitor) collapses into one row when parts merge; read with FINAL (or
+-- count distinct message ids) to see that before the merge. Replays of a Kafka range never insert
+-- twice at all: see indexer/service.py.
 CREATE TABLE IF NOT EXISTS {db}.events
 (
     project_id     LowCardinality(String),
@@ -8,9 +12,9 @@ CREATE TABLE IF NOT EXISTS {db}.events
     event          LowCardinality(String),
     anonymous_id   String,
     user_id        String,
-    timestamp      DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    timestamp      DateTime64(3, 'UTC') CODEC(ZSTD(1)),
     sent_at        Nullable(DateTime64(3, 'UTC')),
-    received_at    DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    received_at    DateTime64(3, 'UTC') CODEC(ZSTD(1)),
     context        String CODEC(ZSTD(3)),
     properties     String CODEC(ZSTD(3)),
     traits         String CODEC(ZSTD(3)),
@@ -20,7 +24,8 @@ CREATE TABLE IF NOT EXISTS {db}.events
     kafka_offset   UInt64,
     inserted_at    DateTime64(3, 'UTC') DEFAULT now64(3)
 )
-ENGINE = MergeTree
+ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (toDate(timestamp), event, cityHash64(anonymous_id), timestamp)
+ORDER BY (toDate(timestamp), event, cityHash64(anonymous_id), cityHash64(message_id))
+SAMPLE BY cityHash64(anonymous_id)
 SETTINGS non_replicated_deduplication_window = 10000

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS {db}.failed_events
     origin_partition UInt16,
     origin_offset    UInt64,
     payload          String CODEC(ZSTD(3)),
+    kafka_partition  UInt16,  -- where the dead letter sits in the dead-letter topic
+    kafka_offset     UInt64,
     inserted_at      DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree

@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS {db}.sessions
     is_bounce       Bool,
     is_new_visitor  Bool,
     sign            Int8,
-    version         UInt32
+    version         UInt32,
+    kafka_partition UInt16,  -- where the row came from in the sessions topic
+    kafka_offset    UInt64
 )
 ENGINE = VersionedCollapsingMergeTree(sign, version)
 PARTITION BY toYYYYMM(start_at)
