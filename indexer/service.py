@@ -142,6 +142,7 @@ class Reassigned(ConsumerRebalanceListener):
         async with self.indexer.lock:
             self.indexer.generation += 1
             self.indexer.watermarks.reset()
+            self.indexer.committed.clear()
 
     async def on_partitions_assigned(self, assigned) -> None:
         self.indexer.watermarks.reset()
@@ -160,6 +161,7 @@ class Indexer:
         self.migrated: set[str] = set()
         self.lock = asyncio.Lock()
         self.generation = 0
+        self.committed: dict[TopicPartition, int] = {}  # what this process last committed
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -209,6 +211,7 @@ class Indexer:
         """Insert the batch, dead-letter its unreadable records and commit; retry until done, stopped, or
         a partition of the batch is taken away."""
         if not batch.records:
+            await self._commit()  # positions may have moved past transaction markers only
             return
         started, backoff = time.perf_counter(), 0.5
         pending = dict(batch.items)
@@ -223,7 +226,7 @@ class Indexer:
                     self._insert_failed(exc, backoff)
                 else:
                     await self._dead_letter(batch.rejected + [(item.record, unreadable_record()) for item in unreadable])
-                    await self._commit(batch)
+                    await self._commit()
                     self._resume()
                     self.metrics.flush_seconds.observe(time.perf_counter() - started)
                     log.info("batch", table=self.target.table, records=batch.records, rows=batch.events,
@@ -283,10 +286,19 @@ class Indexer:
             out = dead_letter(self.settings, record, error, "index")
             await self.producer.send_and_wait(out.topic, out.value, key=out.key, headers=out.headers)
 
-    async def _commit(self, batch: Batch) -> None:
+    async def _commit(self) -> None:
+        """Commit the position of every assigned partition. Every record before a position has been
+        returned by the consumer, and so belongs to this batch or an earlier one; a position can also be
+        past a transaction marker (the sessionizer writes transactionally), which the last record's
+        offset + 1 would leave as lag forever."""
         try:
-            await self.consumer.commit(batch.next_offsets)
+            positions = {tp: await self.consumer.position(tp) for tp in self.consumer.assignment()}
+            moved = {tp: offset for tp, offset in positions.items() if self.committed.get(tp) != offset}
+            if moved:
+                await self.consumer.commit(moved)
+                self.committed.update(moved)
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            self.committed.clear()
             log.warning("commit_failed", error=str(exc), note="the batch will be delivered again and skipped")
 
 

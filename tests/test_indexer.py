@@ -1,0 +1,121 @@
+"""The indexer against real Kafka and ClickHouse: exact counts across a kill -9 between INSERT and
+commit, a ClickHouse outage (paused, lag exported, resumed, nothing lost), client retries collapsing
+by message id, and unreadable records dead-lettered."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from headwater.flow import INDEX_STEP
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
+from headwater.topics import step_topic
+from tests.helpers import Admin, count_rows, post, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def events(n: int, tag: str) -> list[dict]:
+    return [{"type": "track", "event": "Played", "anonymousId": f"{tag}-visitor-{i % 17}",
+             "messageId": f"{tag}-{i}", "properties": {"i": i}} for i in range(n)]
+
+
+def send(stack, key: str, batch: list[dict]) -> None:
+    for start in range(0, len(batch), 100):
+        reply = post(stack.collector_url, "/v1/batch", {"batch": batch[start:start + 100]}, key)
+        assert reply.status_code == 200, reply.text
+
+
+def metric(stack, role: str, name: str) -> float:
+    """The sum of a metric's samples, as the role serves it."""
+    text = httpx.get(stack.metrics_url(role), timeout=5).text
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
+
+
+def exact(clickhouse, db: str) -> tuple[int, int]:
+    return clickhouse.execute(f"SELECT count(), uniqExact(message_id) FROM {db}.events")[0]
+
+
+def test_kill_9_between_insert_and_commit_keeps_counts_exact(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    key, db = created["keys"]["server_key"], created["project"]["database"]
+    indexer = stack.child("indexer")
+    indexer.env["HEADWATER_INDEXER_FAULT_HOLD_S"] = "120"
+    try:
+        stack.restart("indexer")
+        send(stack, key, events(300, "a"))
+        wait_for(lambda: count_rows(clickhouse, db) > 0, timeout_s=60)  # inserted, held before the commit
+        wait_for(lambda: "fault_hold" in indexer.log_tail(5))
+        indexer.proc.kill()
+        indexer.proc.wait()
+        inserted_before_crash = count_rows(clickhouse, db)
+        send(stack, key, events(200, "b"))  # the replayed range will not match the first batch
+    finally:
+        del indexer.env["HEADWATER_INDEXER_FAULT_HOLD_S"]
+    stack.restart("indexer")
+    wait_for(lambda: count_rows(clickhouse, db) >= 500, timeout_s=90)
+    wait_for(lambda: metric(stack, "indexer", "headwater_consumer_lag_total") == 0, timeout_s=60)
+    assert exact(clickhouse, db) == (500, 500)
+    assert metric(stack, "indexer", "headwater_indexer_records_skipped_total") > 0
+    assert 0 < inserted_before_crash <= 500
+
+
+def test_clickhouse_down_pauses_then_resumes_with_nothing_lost(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    key, db = created["keys"]["server_key"], created["project"]["database"]
+    stack.child("clickhouse").stop()
+    try:
+        send(stack, key, events(400, "down"))  # the collector needs Kafka only
+        wait_for(lambda: metric(stack, "indexer", "headwater_indexer_paused") == 1, timeout_s=60)
+        wait_for(lambda: metric(stack, "indexer", "headwater_consumer_lag_total") > 0, timeout_s=30)
+        assert metric(stack, "indexer", "headwater_indexer_insert_failures_total") >= 1
+        assert stack.child("indexer").alive()
+    finally:
+        stack.restart("clickhouse")
+    clickhouse.disconnect()
+    wait_for(lambda: count_rows(clickhouse, db) == 400, timeout_s=120)
+    wait_for(lambda: metric(stack, "indexer", "headwater_indexer_paused") == 0, timeout_s=30)
+    wait_for(lambda: metric(stack, "indexer", "headwater_consumer_lag_total") == 0, timeout_s=60)
+    assert exact(clickhouse, db) == (400, 400)
+
+
+def test_a_client_retry_is_one_row(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    key, db = created["keys"]["server_key"], created["project"]["database"]
+    event = {"type": "track", "event": "Paid", "anonymousId": "retrier", "messageId": str(uuid.uuid4()),
+             "timestamp": "2026-11-20T10:00:00.000Z"}
+    for sent_at in ("2026-11-20T10:00:01.000Z", "2026-11-20T10:00:09.000Z"):  # each attempt has its own sentAt
+        assert post(stack.collector_url, "/v1/batch", {"batch": [event], "sentAt": sent_at}, key).status_code == 200
+        time.sleep(1.5)  # separate batches, separate parts
+    wait_for(lambda: count_rows(clickhouse, db) >= 2, timeout_s=60)
+    assert clickhouse.execute(f"SELECT count() FROM {db}.events FINAL")[0][0] == 1
+    clickhouse.execute(f"OPTIMIZE TABLE {db}.events FINAL")
+    assert count_rows(clickhouse, db) == 1
+
+
+async def test_an_unreadable_record_is_dead_lettered_and_the_rest_lands(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    project, key, db = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        headers = [(PROJECT_HEADER, project.encode()), (EVENTS_HEADER, b"2")]
+        for value in (b"not json", b'[{"project_id": "someone_else", "message_id": "x"}]'):
+            await producer.send_and_wait(step_topic(settings, INDEX_STEP), value, headers=headers)
+    finally:
+        await producer.stop()
+    send(stack, key, events(50, "ok"))
+    wait_for(lambda: count_rows(clickhouse, db) == 50, timeout_s=60)
+
+    def dead():
+        return clickhouse.execute(f"SELECT reason, origin_topic, origin_offset FROM {db}.failed_events "
+                                  "WHERE step = 'index'")
+
+    rows = wait_for(lambda: len(dead()) == 2 and dead(), timeout_s=60)
+    assert {(reason, topic) for reason, topic, _ in rows} == {("unparseable", step_topic(settings, INDEX_STEP))}
+    assert len({offset for _, _, offset in rows}) == 2
