@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--project", required=True)
     erase.add_argument("--user", required=True, help="a user id or an anonymous id")
     erase.set_defaults(func=cmd_erase)
+    from analytics.cli import add_parsers as add_analytics_parsers
+
+    add_analytics_parsers(sub)
     sub.add_parser("check", help="check every flow and processor configuration").set_defaults(func=cmd_check)
     sub.add_parser("up", help="start Kafka, ClickHouse and every role locally").set_defaults(func=cmd_up)
     dev = sub.add_parser("dev", help="run one local server in the foreground (for the local stack)")

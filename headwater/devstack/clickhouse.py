@@ -35,6 +35,12 @@ def clickhouse_dir(settings: Settings) -> Path:
     return settings.local_path / "clickhouse"
 
 
+def user_files_dir(settings: Settings) -> Path:
+    """Where ``file(…)`` (and so ``headwater export``) writes: the engine resolves it against its working
+    directory, the server's home here; a clickhouse-server uses its ``user_files_path``."""
+    return clickhouse_dir(settings)
+
+
 def http_url(settings: Settings) -> str:
     return f"http://{settings.clickhouse_host}:{settings.clickhouse_http_port}/"
 

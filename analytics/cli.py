@@ -1,0 +1,140 @@
+"""``headwater query …`` and ``headwater export …``: the query library and bulk exports from the shell.
+
+Every query subcommand takes ``--project``, ``--from`` and ``--to`` (a date, or a date and time; read
+in ``--tz``; ``--to`` is excluded), ``--tz``, ``--format table|json`` and ``--sql``, which prints the
+SQL that would run, parameters filled in, instead of running it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from analytics import queries
+from analytics.export import FORMATS, TIME_COLUMN, export, export_query
+from analytics.queries import Query, QueryError
+from analytics.run import as_json_lines, as_table, rendered_sql, rows
+
+
+def _when(text: str, tz: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+        zone = ZoneInfo(tz)
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise QueryError(f"{text!r} in {tz!r}: {exc}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=zone)
+
+
+def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    until = _when(args.to, args.tz) if args.to else datetime.now(timezone.utc)
+    since = _when(args.since, args.tz) if args.since else until - timedelta(days=30)
+    return since, until
+
+
+def _build(args: argparse.Namespace) -> Query:
+    since, until = _range(args)
+    p = args.project
+    if args.query == "trends":
+        return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz)
+    if args.query == "funnel":
+        return queries.funnel(p, args.steps, since, until, args.window)
+    if args.query == "retention":
+        return queries.retention(p, since, until, args.period, args.periods, args.cohort_event,
+                                 args.return_event, args.tz)
+    if args.query == "top":
+        return queries.top(p, args.what, since, until, args.limit)
+    if args.query == "paths":
+        return queries.paths(p, args.target, since, until, args.depth, args.limit)
+    return queries.sessions(p, since, until)
+
+
+def _client():
+    from headwater.clickhouse import make_client
+    from headwater.settings import get_settings
+
+    return make_client(get_settings())
+
+
+def cmd_query(args: argparse.Namespace) -> None:
+    try:
+        query = _build(args)
+    except (QueryError, ValueError) as exc:
+        raise SystemExit(f"headwater query: {exc}") from exc
+    client = _client()
+    try:
+        if args.sql:
+            sys.stdout.write(rendered_sql(client, query))
+            return
+        result = rows(client, query)
+        sys.stdout.write(as_json_lines(query, result) if args.format == "json" else as_table(query, result))
+    finally:
+        client.disconnect()
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    try:
+        since, until = _range(args)
+        query = export_query(args.project, args.table, since, until, args.format, args.output)
+    except (QueryError, ValueError) as exc:
+        raise SystemExit(f"headwater export: {exc}") from exc
+    client = _client()
+    try:
+        if args.sql:
+            sys.stdout.write(rendered_sql(client, query))
+            return
+        print(json.dumps(dataclasses.asdict(export(client, query, args.format))))
+    finally:
+        client.disconnect()
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--from", dest="since", help="start, included (default: 30 days before --to)")
+    parser.add_argument("--to", help="end, excluded (default: now)")
+    parser.add_argument("--tz", default="UTC", help="time zone of --from/--to and of periods (default UTC)")
+    parser.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+
+
+def add_parsers(sub) -> None:
+    query = sub.add_parser("query", help="analytics queries over a project's events (--sql shows the SQL)")
+    kinds = query.add_subparsers(dest="query", required=True)
+    parsers = {
+        "trends": "events and unique visitors per period, optionally broken down",
+        "funnel": "visitors reaching each step in order within a window, and the time between steps",
+        "retention": "cohorts by first event, and how many come back in each later period",
+        "top": "top pages, referrers, countries or browsers",
+        "paths": "the most common paths to an event",
+        "sessions": "session count, bounce rate and average duration",
+    }
+    made = {}
+    for name, help_text in parsers.items():
+        made[name] = kinds.add_parser(name, help=help_text)
+        _common(made[name])
+        made[name].add_argument("--format", choices=["table", "json"], default="table")
+        made[name].set_defaults(func=cmd_query)
+    made["trends"].add_argument("--event", help="only this event (default: every event)")
+    made["trends"].add_argument("--interval", choices=queries.INTERVALS, default="day")
+    made["trends"].add_argument("--breakdown", choices=queries.BREAKDOWNS)
+    made["funnel"].add_argument("steps", nargs="+", help="the events, in order")
+    made["funnel"].add_argument("--window", type=int, default=86_400, help="seconds from the first step (1 day)")
+    made["retention"].add_argument("--period", choices=queries.RETENTION_PERIODS, default="week")
+    made["retention"].add_argument("--periods", type=int, default=8)
+    made["retention"].add_argument("--cohort-event", help="the event that puts a visitor in a cohort (any)")
+    made["retention"].add_argument("--return-event", help="the event that counts as coming back (any)")
+    made["top"].add_argument("what", choices=sorted(queries.TOP))
+    made["top"].add_argument("--limit", type=int, default=10)
+    made["paths"].add_argument("target", help="an event name, or a page path")
+    made["paths"].add_argument("--depth", type=int, default=3)
+    made["paths"].add_argument("--limit", type=int, default=10)
+
+    exporter = sub.add_parser("export", help="bulk export of a table, written by ClickHouse as parquet or jsonl")
+    _common(exporter)
+    exporter.add_argument("--format", choices=sorted(FORMATS), required=True)
+    exporter.add_argument("--table", choices=sorted(TIME_COLUMN), default="events")
+    exporter.add_argument("--output", help="path inside ClickHouse's user_files directory (default: "
+                                           "headwater/<project>/<table>-<from>-<to>.<ext>)")
+    exporter.set_defaults(func=cmd_export)

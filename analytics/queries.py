@@ -1,0 +1,271 @@
+"""The query library: each function returns the ClickHouse SQL for one analytics question.
+
+Conventions, shared by every query (and written down for analysts in docs/queries.md):
+
+- A **visitor** is the event's ``anonymous_id``, or its ``user_id`` when it has no anonymous id.
+- A range is ``[since, until)``: ``since`` included, ``until`` excluded, both aware datetimes.
+- Periods (days, weeks starting on Monday, months) are taken in the query's time zone ``tz``.
+- Events are read ``FINAL``, so a client's retry (the same message id) counts once even before
+  ClickHouse has merged the duplicate away.
+
+Each function returns a :class:`Query`: the SQL with ``%(name)s`` parameters, the parameters, and the
+names of the result columns. ``headwater query … --sql`` prints it with the parameters filled in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from headwater.clickhouse import project_database
+
+INTERVALS = ("hour", "day", "week", "month")
+RETENTION_PERIODS = ("day", "week")
+# Columns a trend may be broken down by, and what ``top`` ranks.
+BREAKDOWNS = ("event", "type", "browser", "os", "device", "country", "region", "city", "url_host", "url_path",
+              "referrer_host", "referrer_source", "referrer_medium", "utm_source", "utm_medium", "utm_campaign")
+TOP = {
+    "pages": ("url_path", "type = 'page'"),
+    "referrers": ("referrer_source", "type = 'page' AND referrer_source != ''"),
+    "countries": ("country", "country != ''"),
+    "browsers": ("browser", "browser != ''"),
+}
+VISITOR = "if(anonymous_id != '', anonymous_id, user_id)"
+
+
+class QueryError(ValueError):
+    """A query that cannot be built as asked; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    sql: str
+    params: dict
+    columns: tuple[str, ...]
+
+
+def _zone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (KeyError, ValueError) as exc:
+        raise QueryError(f"unknown time zone {tz!r}") from exc
+    return tz
+
+
+def _utc_ms(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def time_range(since: datetime, until: datetime) -> dict:
+    """``since`` and ``until`` as parameters: UTC text with milliseconds, which the SQL reads with
+    ``toDateTime64(…, 3, 'UTC')`` (see :data:`SINCE` and :data:`UNTIL`)."""
+    if since.tzinfo is None or until.tzinfo is None:
+        raise QueryError("since and until must carry a time zone")
+    if until <= since:
+        raise QueryError("until must be after since")
+    return {"since": _utc_ms(since), "until": _utc_ms(until)}
+
+
+SINCE = "toDateTime64(%(since)s, 3, 'UTC')"
+UNTIL = "toDateTime64(%(until)s, 3, 'UTC')"
+
+
+def _period(unit: str, tz: str) -> str:
+    column = "timestamp"
+    return {
+        "hour": f"toStartOfHour({column}, '{tz}')",
+        "day": f"toDate({column}, '{tz}')",
+        "week": f"toMonday({column}, '{tz}')",
+        "month": f"toStartOfMonth({column}, '{tz}')",
+    }[unit]
+
+
+def _events(project_id: str) -> str:
+    return f"{project_database(project_id)}.events FINAL"
+
+
+def trends(project_id: str, since: datetime, until: datetime, event: str | None = None, interval: str = "day",
+           breakdown: str | None = None, tz: str = "UTC") -> Query:
+    """Events and unique visitors per period (and per breakdown value): one row per non-empty group."""
+    if interval not in INTERVALS:
+        raise QueryError(f"interval must be one of {', '.join(INTERVALS)}")
+    if breakdown is not None and breakdown not in BREAKDOWNS:
+        raise QueryError(f"breakdown must be one of {', '.join(BREAKDOWNS)}")
+    params = {**time_range(since, until), "event": event}
+    split = breakdown or "''"
+    sql = f"""SELECT
+    {_period(interval, _zone(tz))} AS period,
+    {split} AS breakdown,
+    count() AS events,
+    uniqExact({VISITOR}) AS visitors
+FROM {_events(project_id)}
+WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{" AND event = %(event)s" if event else ""}
+GROUP BY period, breakdown
+ORDER BY period, events DESC, breakdown"""
+    return Query(sql, params, ("period", "breakdown", "events", "visitors"))
+
+
+def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, window_s: int) -> Query:
+    """An ordered funnel: how many visitors reached each step within ``window_s`` of their first step
+    (``windowFunnel``, equal times count as in order), with the median and average seconds from the
+    previous step on each visitor's first chain that reaches their level. Visitors enter when their
+    first step happens in the range; later steps may happen after ``until`` but within the window."""
+    if len(steps) < 2:
+        raise QueryError("a funnel needs at least two steps")
+    if len(set(steps)) != len(steps):
+        raise QueryError("funnel steps must be distinct events")
+    if window_s <= 0:
+        raise QueryError("the window must be positive")
+    params = {**time_range(since, until), "window_ms": window_s * 1000,
+              **{f"step{i}": step for i, step in enumerate(steps, start=1)}}
+    n = len(steps)
+    step_of = "multiIf(" + ", ".join(f"event = %(step{i})s, {i}" for i in range(1, n + 1)) + ", 0)"
+    conditions = ", ".join(f"step = {i}" for i in range(1, n + 1))
+    # Each visitor's first chain reaching their level: walk greedily from every first-step event.
+    chains = ("arrayMap(i -> arrayFold((chain, e) -> if(e.2 = length(chain) + 1 AND e.1 - chain[1] <= %(window_ms)s,"
+              " arrayPushBack(chain, e.1), chain), arraySlice(evs, i + 1), [evs[i].1]),"
+              " arrayFilter(i -> evs[i].2 = 1 AND evs[i].1 < %(until_ms)s, arrayEnumerate(evs)))")
+    params["until_ms"] = int(until.timestamp() * 1000)
+    params["since_ms"] = int(since.timestamp() * 1000)
+    def per_step(template: str) -> str:
+        return "[" + ", ".join("0" if k == 1 else template.format(k=k) for k in range(1, n + 1)) + "]"
+
+    reached = "[" + ", ".join(f"countIf(level >= {k})" for k in range(1, n + 1)) + "]"
+    sql = f"""SELECT
+    step,
+    reached[step] AS visitors,
+    medians[step] AS median_s,
+    averages[step] AS average_s
+FROM (
+    SELECT
+        {reached} AS reached,
+        {per_step("ifNotFinite(toFloat64(medianExactIf(gaps[{k} - 1], level >= {k})), 0) / 1000")} AS medians,
+        {per_step("ifNotFinite(avgIf(gaps[{k} - 1], level >= {k}), 0) / 1000")} AS averages
+    FROM (
+        SELECT
+            level,
+            arrayFirst(c -> length(c) = level, {chains}) AS chain,
+            arrayMap(k -> toInt64(chain[k + 1]) - toInt64(chain[k]), range(1, length(chain))) AS gaps
+        FROM (
+            SELECT
+                {VISITOR} AS visitor,
+                windowFunnel(%(window_ms)s)(ts, {conditions}) AS level,
+                arraySort(groupArray((ts, step))) AS evs
+            FROM (
+                SELECT anonymous_id, user_id, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, {step_of} AS step
+                FROM {_events(project_id)}
+                WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} + toIntervalMillisecond(%(window_ms)s)
+                  AND event IN %(steps)s
+                  AND (step != 1 OR ts < %(until_ms)s)
+            )
+            GROUP BY visitor
+            HAVING has(arrayMap(e -> e.2, evs), 1)
+        )
+    )
+)
+ARRAY JOIN range(1, {n + 1}) AS step
+ORDER BY step"""
+    params["steps"] = tuple(steps)
+    return Query(sql, params, ("step", "visitors", "median_s", "average_s"))
+
+
+def retention(project_id: str, since: datetime, until: datetime, period: str = "week", periods: int = 8,
+              cohort_event: str | None = None, return_event: str | None = None, tz: str = "UTC") -> Query:
+    """Cohorts by the period of each visitor's first ``cohort_event`` (any event when ``None``) in the
+    range; for each, the cohort's size and how many of its visitors did ``return_event`` (any event)
+    ``k`` periods later, for k = 0 … ``periods``, within the range."""
+    if period not in RETENTION_PERIODS:
+        raise QueryError(f"period must be one of {', '.join(RETENTION_PERIODS)}")
+    if not 1 <= periods <= 366:
+        raise QueryError("periods must be between 1 and 366")
+    params = {**time_range(since, until), "periods": periods, "cohort_event": cohort_event,
+              "return_event": return_event}
+    is_cohort = "event = %(cohort_event)s" if cohort_event else "1"
+    is_return = "event = %(return_event)s" if return_event else "1"
+    sql = f"""WITH visitors AS (
+    SELECT
+        {VISITOR} AS visitor,
+        minIf({_period(period, _zone(tz))}, {is_cohort}) AS cohort,
+        groupUniqArrayIf({_period(period, tz)}, {is_return}) AS returns
+    FROM {_events(project_id)}
+    WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}
+    GROUP BY visitor
+    HAVING countIf({is_cohort}) > 0
+)
+SELECT cohort, size AS cohort_size, k AS periods_later, returned AS visitors
+FROM (SELECT cohort, count() AS size FROM visitors GROUP BY cohort) AS sizes
+LEFT JOIN (
+    SELECT cohort, dateDiff('{period}', cohort, r) AS k, count() AS returned
+    FROM visitors
+    ARRAY JOIN returns AS r
+    WHERE r >= cohort AND dateDiff('{period}', cohort, r) <= %(periods)s
+    GROUP BY cohort, k
+) AS back USING cohort
+ORDER BY cohort, k"""
+    return Query(sql, params, ("cohort", "cohort_size", "periods_later", "visitors"))
+
+
+def top(project_id: str, what: str, since: datetime, until: datetime, limit: int = 10) -> Query:
+    """The most visited pages (by path), referrers (by source), countries or browsers: visitors and
+    events for each value."""
+    if what not in TOP:
+        raise QueryError(f"top takes one of {', '.join(TOP)}")
+    if not 1 <= limit <= 10_000:
+        raise QueryError("limit must be between 1 and 10000")
+    column, condition = TOP[what]
+    sql = f"""SELECT
+    {column} AS value,
+    uniqExact({VISITOR}) AS visitors,
+    count() AS events
+FROM {_events(project_id)}
+WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND {condition}
+GROUP BY value
+ORDER BY visitors DESC, events DESC, value
+LIMIT %(limit)s"""
+    return Query(sql, {**time_range(since, until), "limit": limit}, ("value", "visitors", "events"))
+
+
+def sessions(project_id: str, since: datetime, until: datetime) -> Query:
+    """Sessions that started in the range: count, bounce rate (sessions of one event) and average
+    duration in seconds. The sessions table collapses updates by ``sign``: see docs/schema.md."""
+    sql = f"""SELECT
+    sum(sign) AS sessions,
+    if(sessions = 0, 0, sum(sign * is_bounce) / sessions) AS bounce_rate,
+    if(sessions = 0, 0, sum(sign * duration_s) / sessions) AS average_duration_s,
+    if(sessions = 0, 0, sum(sign * pageviews) / sessions) AS pageviews_per_session
+FROM {project_database(project_id)}.sessions
+WHERE start_at >= {SINCE} AND start_at < {UNTIL}"""
+    return Query(sql, time_range(since, until),
+                 ("sessions", "bounce_rate", "average_duration_s", "pageviews_per_session"))
+
+
+def paths(project_id: str, target: str, since: datetime, until: datetime, depth: int = 3, limit: int = 10) -> Query:
+    """The most common paths to ``target``: the ``depth`` steps before each session's first ``target``
+    event (a page is named by its path, other events by their name), counted per session. Events
+    without a session are grouped by visitor."""
+    if not 1 <= depth <= 20:
+        raise QueryError("depth must be between 1 and 20")
+    if not 1 <= limit <= 10_000:
+        raise QueryError("limit must be between 1 and 10000")
+    sql = f"""SELECT
+    arrayStringConcat(arraySlice(labels, greatest(1, at - %(depth)s), at - greatest(1, at - %(depth)s) + 1), ' → ') AS path,
+    count() AS sessions
+FROM (
+    SELECT
+        arrayMap(e -> e.3, arraySort(e -> (e.1, e.2), groupArray((timestamp, message_id, label)))) AS labels,
+        indexOf(labels, %(target)s) AS at
+    FROM (
+        SELECT timestamp, message_id, if(session_id != '', session_id, {VISITOR}) AS sequence,
+               if(type = 'page', url_path, event) AS label
+        FROM {_events(project_id)}
+        WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}
+    )
+    GROUP BY sequence
+    HAVING at > 0
+)
+GROUP BY path
+ORDER BY sessions DESC, path
+LIMIT %(limit)s"""
+    return Query(sql, {**time_range(since, until), "target": target, "depth": depth, "limit": limit},
+                 ("path", "sessions"))
