@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test bench clean
+.PHONY: install up test bench bench-queries clean
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.queries
+
+# the analytics queries on 10 million events alone (ClickHouse only)
+bench-queries: install
+	$(BIN)/python -m bench.queries
 
 clean:
 	rm -rf .local/test .local/bench

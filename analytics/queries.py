@@ -5,8 +5,11 @@ Conventions, shared by every query (and written down for analysts in docs/querie
 - A **visitor** is the event's ``anonymous_id``, or its ``user_id`` when it has no anonymous id.
 - A range is ``[since, until)``: ``since`` included, ``until`` excluded, both aware datetimes.
 - Periods (days, weeks starting on Monday, months) are taken in the query's time zone ``tz``.
-- Events are read ``FINAL``, so a client's retry (the same message id) counts once even before
-  ClickHouse has merged the duplicate away.
+- A client's retry (the same message id) counts once, even before ClickHouse has merged the duplicate
+  away: counts read the events ``FINAL``; funnels and retention cannot be changed by a duplicate.
+- Visitors are told apart by ``visitor_hash``, a 64-bit hash of their id stored with each event, which
+  makes counting and grouping them several times faster than with the strings; a collision needs
+  billions of visitors.
 
 Each function returns a :class:`Query`: the SQL with ``%(name)s`` parameters, the parameters, and the
 names of the result columns. ``headwater query … --sql`` prints it with the parameters filled in.
@@ -32,6 +35,9 @@ TOP = {
     "browsers": ("browser", "browser != ''"),
 }
 VISITOR = "if(anonymous_id != '', anonymous_id, user_id)"
+# Copies of an event share its sorting key, which starts with its day, and so its month partition:
+# FINAL may then work partition by partition, in parallel.
+FINAL_SETTINGS = "\nSETTINGS do_not_merge_across_partitions_select_final = 1"
 
 
 class QueryError(ValueError):
@@ -81,8 +87,11 @@ def _period(unit: str, tz: str) -> str:
     }[unit]
 
 
-def _events(project_id: str) -> str:
-    return f"{project_database(project_id)}.events FINAL"
+def _events(project_id: str, final: bool = True) -> str:
+    """The events table, read FINAL where a retry's duplicate could change the result (counts, paths);
+    funnels and retention read it as it is: a copy at the same time cannot change a windowFunnel level or a set of
+    periods, and reading FINAL costs the most while parts are still unmerged."""
+    return f"{project_database(project_id)}.events" + (" FINAL" if final else "")
 
 
 def trends(project_id: str, since: datetime, until: datetime, event: str | None = None, interval: str = "day",
@@ -98,11 +107,11 @@ def trends(project_id: str, since: datetime, until: datetime, event: str | None 
     {_period(interval, _zone(tz))} AS period,
     {split} AS breakdown,
     count() AS events,
-    uniqExact({VISITOR}) AS visitors
+    uniqExact(visitor_hash) AS visitors
 FROM {_events(project_id)}
 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{" AND event = %(event)s" if event else ""}
 GROUP BY period, breakdown
-ORDER BY period, events DESC, breakdown"""
+ORDER BY period, events DESC, breakdown{FINAL_SETTINGS}"""
     return Query(sql, params, ("period", "breakdown", "events", "visitors"))
 
 
@@ -145,16 +154,16 @@ FROM (
     FROM (
         SELECT
             level,
-            arrayFirst(c -> length(c) = level, {chains}) AS chain,
+            if(level < 2, [], arrayFirst(c -> length(c) = level, {chains})) AS chain,
             arrayMap(k -> toInt64(chain[k + 1]) - toInt64(chain[k]), range(1, length(chain))) AS gaps
         FROM (
             SELECT
-                {VISITOR} AS visitor,
+                visitor_hash AS visitor,
                 windowFunnel(%(window_ms)s)(ts, {conditions}) AS level,
                 arraySort(groupArray((ts, step))) AS evs
             FROM (
-                SELECT anonymous_id, user_id, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, {step_of} AS step
-                FROM {_events(project_id)}
+                SELECT visitor_hash, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, {step_of} AS step
+                FROM {_events(project_id, final=False)}
                 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} + toIntervalMillisecond(%(window_ms)s)
                   AND event IN %(steps)s
                   AND (step != 1 OR ts < %(until_ms)s)
@@ -183,26 +192,31 @@ def retention(project_id: str, since: datetime, until: datetime, period: str = "
               "return_event": return_event}
     is_cohort = "event = %(cohort_event)s" if cohort_event else "1"
     is_return = "event = %(return_event)s" if return_event else "1"
-    sql = f"""WITH visitors AS (
-    SELECT
-        {VISITOR} AS visitor,
-        minIf({_period(period, _zone(tz))}, {is_cohort}) AS cohort,
-        groupUniqArrayIf({_period(period, tz)}, {is_return}) AS returns
-    FROM {_events(project_id)}
-    WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}
-    GROUP BY visitor
-    HAVING countIf({is_cohort}) > 0
+    sql = f"""SELECT cohort, size AS cohort_size, greatest(k, 0) AS periods_later, if(k < 0, 0, n) AS visitors
+FROM (
+    SELECT cohort, k, n,
+        max(if(k = -1, n, 0)) OVER (PARTITION BY cohort) AS size,
+        count() OVER (PARTITION BY cohort) AS rows_in_cohort
+    FROM (
+        -- k = -1 counts the cohort itself; k >= 0 counts returns k periods after the cohort's
+        SELECT cohort, k, count() AS n
+        FROM (
+            SELECT
+                visitor_hash AS visitor,
+                minIf({_period(period, _zone(tz))}, {is_cohort}) AS cohort,
+                groupUniqArrayIf({_period(period, tz)}, {is_return}) AS returns
+            FROM {_events(project_id, final=False)}
+            WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}
+            GROUP BY visitor
+            HAVING countIf({is_cohort}) > 0
+        )
+        ARRAY JOIN arrayPushFront(arrayFilter(d -> d BETWEEN 0 AND %(periods)s,
+            arrayMap(r -> dateDiff('{period}', cohort, r), returns)), -1) AS k
+        GROUP BY cohort, k
+    )
 )
-SELECT cohort, size AS cohort_size, k AS periods_later, returned AS visitors
-FROM (SELECT cohort, count() AS size FROM visitors GROUP BY cohort) AS sizes
-LEFT JOIN (
-    SELECT cohort, dateDiff('{period}', cohort, r) AS k, count() AS returned
-    FROM visitors
-    ARRAY JOIN returns AS r
-    WHERE r >= cohort AND dateDiff('{period}', cohort, r) <= %(periods)s
-    GROUP BY cohort, k
-) AS back USING cohort
-ORDER BY cohort, k"""
+WHERE k >= 0 OR rows_in_cohort = 1
+ORDER BY cohort, periods_later"""
     return Query(sql, params, ("cohort", "cohort_size", "periods_later", "visitors"))
 
 
@@ -216,13 +230,13 @@ def top(project_id: str, what: str, since: datetime, until: datetime, limit: int
     column, condition = TOP[what]
     sql = f"""SELECT
     {column} AS value,
-    uniqExact({VISITOR}) AS visitors,
+    uniqExact(visitor_hash) AS visitors,
     count() AS events
 FROM {_events(project_id)}
 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND {condition}
 GROUP BY value
 ORDER BY visitors DESC, events DESC, value
-LIMIT %(limit)s"""
+LIMIT %(limit)s{FINAL_SETTINGS}"""
     return Query(sql, {**time_range(since, until), "limit": limit}, ("value", "visitors", "events"))
 
 
@@ -266,6 +280,6 @@ FROM (
 )
 GROUP BY path
 ORDER BY sessions DESC, path
-LIMIT %(limit)s"""
+LIMIT %(limit)s{FINAL_SETTINGS}"""
     return Query(sql, {**time_range(since, until), "target": target, "depth": depth, "limit": limit},
                  ("path", "sessions"))

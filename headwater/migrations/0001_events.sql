@@ -12,6 +12,8 @@ CREATE TABLE IF NOT EXISTS {db}.events
     event          LowCardinality(String),
     anonymous_id   String,
     user_id        String,
+    -- the visitor (anonymous id, else user id) as a number: what queries group and count visitors by
+    visitor_hash   UInt64 MATERIALIZED cityHash64(if(anonymous_id != '', anonymous_id, user_id)),
     timestamp      DateTime64(3, 'UTC') CODEC(ZSTD(1)),
     sent_at        Nullable(DateTime64(3, 'UTC')),
     received_at    DateTime64(3, 'UTC') CODEC(ZSTD(1)),
@@ -26,6 +28,6 @@ CREATE TABLE IF NOT EXISTS {db}.events
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (toDate(timestamp), event, cityHash64(anonymous_id), cityHash64(message_id))
-SAMPLE BY cityHash64(anonymous_id)
+ORDER BY (toDate(timestamp), event, visitor_hash, cityHash64(message_id))
+SAMPLE BY visitor_hash
 SETTINGS non_replicated_deduplication_window = 10000

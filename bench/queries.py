@@ -1,0 +1,184 @@
+"""`make bench-queries` (also run by `make bench`): the analytics queries on 10 million events.
+
+A generator inside ClickHouse (``INSERT … SELECT`` over ``numbers()``) loads a month of realistic
+traffic into a fresh project's ``events`` table: visitors who come back over days and weeks,
+sessions of several page views, referrers, browsers and countries with skewed shares, and a shop
+funnel (Viewed Product → Added To Cart → Checkout → Paid) that fewer visitors finish at each step.
+Then it times, through the query library as analysts would run them:
+
+- a 4-step funnel with a 7-day window,
+- weekly retention,
+- daily trends with a breakdown (browser),
+
+each ``BENCH_QUERY_RUNS`` times (default 5), after ClickHouse has merged the load (the state a table
+is in most of the time) and right after the load, with the parts as the daily INSERTs left them
+(non-overlapping days, partly merged in the background). Figures go to bench/results/queries.json.
+
+Environment: BENCH_QUERY_EVENTS (default 10,000,000) is the number of events, approximately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from analytics import queries
+from headwater.clickhouse import make_client, project_database
+from headwater.devstack.stack import Stack
+from headwater.migrations import migrate_project
+from headwater.settings import get_settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+START = datetime(2026, 10, 1, tzinfo=timezone.utc)
+DAYS = 30
+EVENTS_PER_VISITOR = 23  # on average: 2.5 sessions of about 9 events
+FUNNEL = ["Viewed Product", "Added To Cart", "Checkout", "Paid"]
+
+# One row per visitor, then per session (arrayJoin), then per event in the session (arrayJoin).
+# rand-like values come from cityHash64 of the ids, so a load is the same every time.
+GENERATE = """
+INSERT INTO {db}.events_staging (project_id, message_id, type, event, name, anonymous_id, user_id, session_id,
+    session_seq, timestamp, received_at, properties, browser, os, device, country, url, url_host, url_path,
+    referrer_host, referrer_source, referrer_medium, utm_source, kafka_partition, kafka_offset)
+SELECT
+    '{project}', toString(generateUUIDv4(v * 1000 + s * 50 + e)), type, event, if(type = 'page', path, ''),
+    concat('v', toString(v)), if(h % 5 = 0, concat('user', toString(v)), ''), concat('v', toString(v), '-', toString(s)),
+    e + 1, ts, ts, '{{}}', browser, os, device, country,
+    concat('https://shop.example', path), 'shop.example', path, referrer, source, medium, utm,
+    v % 16, v * 1000 + s * 50 + e
+FROM (
+    SELECT v, s, e, h, browser, os, device, country, referrer, source, medium, utm,
+        session_start + toIntervalSecond(e * (20 + cityHash64(v, s, e) % 240)) AS ts,
+        -- a session of n page views may walk the funnel on its last pages, fewer at each step
+        multiIf(e >= n - funnel_steps, 'track', 'page') AS type,
+        if(type = 'track', arrayElement({funnel}, toUInt32(e - (n - funnel_steps) + 1)), 'page') AS event,
+        arrayElement(['/', '/pricing', '/products', '/products/kettle', '/products/mug', '/blog/launch',
+                      '/docs', '/about', '/cart', '/checkout'], 1 + toUInt32(pow(cityHash64(v, s, e) % 1000 / 1000, 2) * 10)) AS path
+    FROM (
+        SELECT v, s, h, browser, os, device, country, referrer, source, medium, utm,
+            first_visit + toIntervalHour(s * (12 + cityHash64(v, s) % 120)) AS session_start,
+            3 + cityHash64(v, s, 'n') % 14 AS n,
+            multiIf(cityHash64(v, s, 'f') % 100 < 40,
+                    multiIf(cityHash64(v, s, 'g') % 100 < 35, 4, cityHash64(v, s, 'g') % 100 < 55, 3,
+                            cityHash64(v, s, 'g') % 100 < 75, 2, 1), 0) AS funnel_steps,
+            arrayJoin(range(toUInt32(n))) AS e
+        FROM (
+            SELECT number AS v, cityHash64(number) AS h,
+                toDateTime64('{start}', 3, 'UTC') + toIntervalSecond(h % ({days} * 86400)) AS first_visit,
+                arrayJoin(range(toUInt32(1 + bitShiftRight(h, 8) % 4))) AS s,
+                arrayElement(['Chrome', 'Chrome', 'Chrome', 'Safari', 'Safari', 'Firefox', 'Edge', 'Samsung Internet'], 1 + bitShiftRight(h, 16) % 8) AS browser,
+                arrayElement(['Windows', 'macOS', 'iOS', 'Android', 'Linux'], 1 + bitShiftRight(h, 20) % 5) AS os,
+                arrayElement(['Desktop', 'Mobile', 'Tablet'], 1 + bitShiftRight(h, 24) % 3) AS device,
+                arrayElement(['US', 'US', 'DE', 'GB', 'IN', 'FR', 'BR', 'JP', 'CA', 'NL'], 1 + bitShiftRight(h, 28) % 10) AS country,
+                arrayElement(['', '', 'google.com', 'twitter.com', 'news.ycombinator.com', 'newsletter.example'], 1 + bitShiftRight(h, 32) % 6) AS referrer,
+                arrayElement(['', '', 'Google', 'Twitter', 'Hacker News', 'Newsletter'], 1 + bitShiftRight(h, 32) % 6) AS source,
+                arrayElement(['', '', 'search', 'social', 'social', 'email'], 1 + bitShiftRight(h, 32) % 6) AS medium,
+                if(bitShiftRight(h, 36) % 7 = 0, 'autumn-sale', '') AS utm
+            FROM numbers({visitors})
+        )
+    )
+)
+WHERE ts < toDateTime64('{start}', 3, 'UTC') + toIntervalDay({days} + 7)
+"""
+
+
+def load(client, project: str, events: int) -> dict:
+    """Generate the events into a staging table, then move them into ``events`` one day per INSERT, in
+    time order, as the indexer's stream would have written them (so parts hold recent days, not the
+    whole month each)."""
+    db = project_database(project)
+    client.execute(f"DROP DATABASE IF EXISTS {db} SYNC")
+    migrate_project(client, project)
+    client.execute(f"CREATE TABLE {db}.events_staging AS {db}.events ENGINE = MergeTree ORDER BY (timestamp, visitor_hash) SAMPLE BY visitor_hash")
+    visitors = max(events // EVENTS_PER_VISITOR, 1)
+    sql = GENERATE.format(db=db, project=project, funnel=FUNNEL, visitors=visitors,
+                          start=START.strftime("%Y-%m-%d %H:%M:%S"), days=DAYS)
+    started = time.perf_counter()
+    client.execute(sql, settings={"max_insert_threads": 2, "max_threads": 2})
+    days = [row[0] for row in client.execute(
+        f"SELECT DISTINCT toDate(timestamp) AS day FROM {db}.events_staging ORDER BY day")]
+    for day in days:
+        client.execute(f"INSERT INTO {db}.events SELECT * FROM {db}.events_staging "
+                       "WHERE toDate(timestamp) = %(day)s", {"day": day})
+    loaded = time.perf_counter() - started
+    client.execute(f"DROP TABLE {db}.events_staging SYNC")
+    rows, visitors_seen = client.execute(f"SELECT count(), uniqExact(anonymous_id) FROM {db}.events")[0]
+    return {"events": rows, "visitors": visitors_seen, "load_s": round(loaded, 1), "inserts": len(days),
+            "parts": part_count(client, db)}
+
+
+def part_count(client, db: str) -> int:
+    return client.execute(f"SELECT count() FROM system.parts WHERE database = '{db}' AND table = 'events' "
+                          "AND active")[0][0]
+
+
+def bench_queries(project: str) -> dict[str, queries.Query]:
+    until = START + timedelta(days=DAYS)
+    return {
+        "funnel_4_steps_7_day_window": queries.funnel(project, FUNNEL, START, until, 7 * 86_400),
+        "retention_weekly": queries.retention(project, START, until + timedelta(days=7), period="week", periods=4),
+        "trends_daily_by_browser": queries.trends(project, START, until, interval="day", breakdown="browser"),
+    }
+
+
+def time_queries(client, project: str, runs: int) -> dict:
+    timings = {}
+    for name, query in bench_queries(project).items():
+        client.execute(query.sql, query.params)  # warm: the first run reads from disk
+        seconds = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            client.execute(query.sql, query.params)
+            seconds.append(time.perf_counter() - started)
+        timings[name] = {"median_ms": round(statistics.median(seconds) * 1000, 1),
+                         "max_ms": round(max(seconds) * 1000, 1), "runs": runs}
+    return timings
+
+
+def main() -> None:
+    settings = get_settings()
+    events = int(os.environ.get("BENCH_QUERY_EVENTS", 10_000_000))
+    runs = int(os.environ.get("BENCH_QUERY_RUNS", 5))
+    stack = None
+    client = make_client(settings)
+    try:
+        client.execute("SELECT 1")
+    except Exception:  # nothing running: start ClickHouse only
+        stack = Stack(settings)
+        stack.clickhouse.start(stack.env)
+        stack._wait(stack.clickhouse, stack.clickhouse_ready, 60)
+        client = make_client(settings)
+    try:
+        project = "bench_queries"
+        result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
+                  "load": load(client, project, events)}
+        print(json.dumps(result["load"]), flush=True)
+        result["unmerged"] = time_queries(client, project, runs)
+        started = time.perf_counter()
+        client.execute(f"OPTIMIZE TABLE {project_database(project)}.events FINAL")
+        result["merge_s"] = round(time.perf_counter() - started, 1)
+        result["merged_parts"] = part_count(client, project_database(project))
+        result["merged"] = time_queries(client, project, runs)
+        result["sizes"] = table_size(client, project_database(project))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "queries.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+    finally:
+        client.disconnect()
+        if stack:
+            stack.clickhouse.stop()
+
+
+def table_size(client, db: str) -> dict:
+    compressed, uncompressed = client.execute(
+        f"SELECT sum(data_compressed_bytes), sum(data_uncompressed_bytes) FROM system.parts "
+        f"WHERE database = '{db}' AND table = 'events' AND active")[0]
+    return {"compressed_mb": round(compressed / 1e6, 1), "uncompressed_mb": round(uncompressed / 1e6, 1)}
+
+
+if __name__ == "__main__":
+    main()
