@@ -22,6 +22,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.indexer
 	$(BIN)/python -m bench.queries
 
 # the analytics queries on 10 million events alone (ClickHouse only)

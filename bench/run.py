@@ -38,6 +38,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from bench.state_memory import state_mb_per_100k_visitors
 from headwater.clickhouse import make_client, project_database
@@ -180,7 +181,10 @@ class GroupProgress:
         described = await self.admin.describe_topics([topic])
         partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
         ends = await self.consumer.end_offsets(partitions)
-        committed = await self.admin.list_consumer_group_offsets(group)
+        try:
+            committed = await self.admin.list_consumer_group_offsets(group)
+        except GroupCoordinatorNotAvailableError:  # a fresh broker: no group has committed yet
+            committed = {}
         done = {tp: meta.offset for tp, meta in committed.items() if tp.topic == topic and meta.offset > 0}
         markers = sum(1 for tp in partitions if 0 < ends[tp] - done.get(tp, 0) <= 1)
         return sum(done.values()), sum(ends.values()) - (markers if topic.endswith(".step.index") else 0)

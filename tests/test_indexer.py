@@ -113,9 +113,9 @@ async def test_an_unreadable_record_is_dead_lettered_and_the_rest_lands(stack, s
     wait_for(lambda: count_rows(clickhouse, db) == 50, timeout_s=60)
 
     def dead():
-        return clickhouse.execute(f"SELECT reason, origin_topic, origin_offset FROM {db}.failed_events "
-                                  "WHERE step = 'index'")
+        return clickhouse.execute(f"SELECT reason, origin_topic, (origin_partition, origin_offset) "
+                                  f"FROM {db}.failed_events WHERE step = 'index'")
 
     rows = wait_for(lambda: len(dead()) == 2 and dead(), timeout_s=60)
     assert {(reason, topic) for reason, topic, _ in rows} == {("unparseable", step_topic(settings, INDEX_STEP))}
-    assert len({offset for _, _, offset in rows}) == 2
+    assert len({position for _, _, position in rows}) == 2
