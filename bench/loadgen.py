@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 
@@ -108,4 +109,6 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--half-load-s", type=float, default=10.0)
     result = uvloop.run(main(parser.parse_args()))
+    os.set_blocking(sys.stdout.fileno(), True)  # the event loop may leave it non-blocking: no short writes
     sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS))
+    sys.stdout.buffer.flush()

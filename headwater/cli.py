@@ -59,15 +59,31 @@ def cmd_indexer(args: argparse.Namespace) -> None:
     run_role(lambda: Indexer(get_settings(), args.table))
 
 
+def _stored_projects() -> list:
+    import asyncio
+
+    from headwater.projects.store import ProjectStore
+
+    async def load():
+        store = ProjectStore(get_settings())
+        await store.start()
+        await store.stop()
+        return list(store.projects.values())
+
+    return asyncio.run(load())
+
+
 def cmd_migrate(args: argparse.Namespace) -> None:
     from headwater.clickhouse import make_client
     from headwater.migrations import migrate_project
 
-    settings = get_settings()
-    client = make_client(settings)
-    for project in args.project or [settings.default_project]:
-        applied = migrate_project(client, project)
-        print(f"{project}: applied {applied or 'nothing, up to date'}")
+    client = make_client(get_settings())
+    try:
+        for project in args.project or sorted(p.id for p in _stored_projects()):
+            applied = migrate_project(client, project)
+            print(f"{project}: applied {applied or 'nothing, up to date'}")
+    finally:
+        client.disconnect()
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -97,18 +113,9 @@ def cmd_erase(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    import asyncio
-
-    from headwater.projects.store import ProjectStore
     from processors.checks import check_configuration
 
-    async def projects():
-        store = ProjectStore(get_settings())
-        await store.start()
-        await store.stop()
-        return list(store.projects.values())
-
-    problems = check_configuration(get_settings(), asyncio.run(projects()))
+    problems = check_configuration(get_settings(), _stored_projects())
     print("\n".join(problems) or "configuration ok")
     if problems:
         raise SystemExit(2)
@@ -150,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     indexer = sub.add_parser("indexer", help="load a table into ClickHouse (one consumer group per table)")
     indexer.add_argument("table", nargs="?", default="events", choices=["events", "sessions", "failed_events"])
     indexer.set_defaults(func=cmd_indexer)
-    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations")
-    migrate.add_argument("--project", action="append", help="a project id (repeatable)")
+    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations to every project (or those named)")
+    migrate.add_argument("--project", action="append", help="a project id (repeatable; default: every project)")
     migrate.set_defaults(func=cmd_migrate)
     replay = sub.add_parser("replay", help="re-inject a project's dead letters after a fix")
     replay.add_argument("--project", required=True)

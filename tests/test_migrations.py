@@ -1,0 +1,76 @@
+"""Migrations against ClickHouse: a project's database is created with its tables when the project is
+created, `headwater migrate` brings every project up to date and running it again changes nothing, and
+a database made by the earlier layout gets the columns the indexer and the queries need."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from headwater.migrations import all_migrations, migrate_project
+from tests.helpers import Admin
+
+pytestmark = pytest.mark.integration
+
+
+def tables(clickhouse, db: str) -> set[str]:
+    return {row[0] for row in clickhouse.execute(f"SHOW TABLES FROM {db}")}
+
+
+def columns(clickhouse, db: str, table: str) -> set[str]:
+    return {row[0] for row in clickhouse.execute(f"DESCRIBE TABLE {db}.{table}")}
+
+
+def test_creating_a_project_creates_its_database(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    db = created["project"]["database"]
+    assert {"events", "sessions", "failed_events", "schema_migrations"} <= tables(clickhouse, db)
+    applied = [row[0] for row in clickhouse.execute(f"SELECT version FROM {db}.schema_migrations ORDER BY version")]
+    assert applied == [m.version for m in all_migrations()]
+
+
+def test_migrate_reaches_every_project_and_is_idempotent(stack, settings, clickhouse):
+    admin = Admin(settings)
+    projects = [admin.create_project()["project"] for _ in range(2)]
+    for project in projects:  # as if they were created before the last migrations existed
+        clickhouse.execute(f"ALTER TABLE {project['database']}.schema_migrations DELETE WHERE version >= 3",
+                           settings={"mutations_sync": 2})
+    first = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
+    for project in projects:
+        assert f"{project['id']}: applied [3, 4]" in first.stdout
+    again = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
+    for project in projects:
+        assert f"{project['id']}: applied nothing, up to date" in again.stdout
+
+
+def test_an_old_layout_gets_the_new_columns(clickhouse):
+    """A database migrated (1–3) by the earlier layout: MergeTree events without visitor_hash, sessions
+    and failed_events without their Kafka positions."""
+    project = f"old_{uuid.uuid4().hex[:8]}"
+    db = f"hw_{project}"
+    clickhouse.execute(f"CREATE DATABASE {db}")
+    clickhouse.execute(f"CREATE TABLE {db}.schema_migrations (version UInt32, name String, applied_at DateTime "
+                       "DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+    clickhouse.execute(f"INSERT INTO {db}.schema_migrations (version, name) VALUES",
+                       [(1, "events"), (2, "enrichment_and_failed_events"), (3, "sessions")])
+    clickhouse.execute(f"CREATE TABLE {db}.events (project_id String, message_id String, event String, "
+                       "anonymous_id String, user_id String, timestamp DateTime64(3, 'UTC'), kafka_partition UInt16, "
+                       "kafka_offset UInt64) ENGINE = MergeTree ORDER BY (toDate(timestamp), event, "
+                       "cityHash64(anonymous_id), timestamp)")
+    clickhouse.execute(f"CREATE TABLE {db}.sessions (session_id String, sign Int8, version UInt32) "
+                       "ENGINE = VersionedCollapsingMergeTree(sign, version) ORDER BY session_id")
+    clickhouse.execute(f"CREATE TABLE {db}.failed_events (reason String, payload String) "
+                       "ENGINE = MergeTree ORDER BY reason")
+    clickhouse.execute(f"INSERT INTO {db}.events (message_id, anonymous_id, user_id) VALUES",
+                       [("m1", "a1", ""), ("m2", "", "u2")])
+    assert migrate_project(clickhouse, project) == [4]
+    assert "visitor_hash" in columns(clickhouse, db, "events")
+    assert {"kafka_partition", "kafka_offset"} <= columns(clickhouse, db, "sessions")
+    assert {"kafka_partition", "kafka_offset"} <= columns(clickhouse, db, "failed_events")
+    hashes = clickhouse.execute(f"SELECT visitor_hash = cityHash64(if(anonymous_id != '', anonymous_id, user_id)) "
+                                f"FROM {db}.events")
+    assert hashes == [(1,), (1,)]
+    assert migrate_project(clickhouse, project) == []
