@@ -6,13 +6,24 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install up test bench bench-queries clean
 
-install: $(STAMP)
+JS     := sdks/js
+
+install: $(STAMP) $(JS)/dist/hw.js
 
 $(STAMP): pyproject.toml deploy/local/install-system.sh
 	bash deploy/local/install-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# the tracking script: npm packages from the lockfile, then a minified build the collector serves
+$(JS)/node_modules/.installed-stamp: $(JS)/package-lock.json deploy/local/install-system.sh
+	bash deploy/local/install-system.sh
+	cd $(JS) && npm ci --no-audit --no-fund
+	touch $@
+
+$(JS)/dist/hw.js: $(JS)/node_modules/.installed-stamp $(JS)/build.mjs $(wildcard $(JS)/src/*.js)
+	cd $(JS) && npm run -s build
 
 up: install
 	$(BIN)/headwater up
@@ -30,4 +41,4 @@ bench-queries: install
 	$(BIN)/python -m bench.queries
 
 clean:
-	rm -rf .local/test .local/bench
+	rm -rf .local/test .local/bench .local/bench-indexer $(JS)/dist

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import json
 import os
 import platform
@@ -291,6 +292,13 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
     return result
 
 
+def tracker_sizes() -> dict:
+    """The built tracking scripts, in bytes and in gzipped bytes (as `gzip -9 -n` counts them)."""
+    dist = Path(__file__).resolve().parent.parent / "sdks" / "js" / "dist"
+    return {path.name: {"bytes": path.stat().st_size, "gzip_bytes": len(gzip.compress(path.read_bytes(), 9))}
+            for path in sorted(dist.glob("*.js"))}
+
+
 def main() -> None:
     settings = get_settings()
     events = int(os.environ.get("BENCH_EVENTS", "200000"))
@@ -307,6 +315,7 @@ def main() -> None:
         if stack:
             stack.stop()
     result["sessionize_state_mb_per_100k_visitors"] = state_mb_per_100k_visitors()
+    result["tracker"] = tracker_sizes()
     result.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), cores=os.cpu_count(),
                   machine=platform.machine(), events_per_load=events)
     RESULTS.mkdir(exist_ok=True)

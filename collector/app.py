@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 
 import structlog
 from starlette.applications import Starlette
@@ -15,6 +16,7 @@ from collector.errors import ApiError
 from collector.ingest import BATCH, COMPACT, EVENT_TYPES, SHORT_PATHS, Ingest
 from collector.metrics import CollectorMetrics
 from collector.openapi import openapi_document
+from collector.scripts import SCRIPTS, load_scripts, serve_script
 from collector.sink import KafkaSink, Unavailable
 from headwater.kafka import make_producer
 from headwater.partitioning import PartitionMap
@@ -109,7 +111,7 @@ def routes(metrics: CollectorMetrics) -> list[Route]:
         ingest.append(Route(f"/v1/{path}", preflight, methods=["OPTIONS"]))
     return [
         Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics.endpoint),
-        Route("/openapi.json", openapi), *ingest,
+        Route("/openapi.json", openapi), *(Route(f"/{name}", serve_script) for name in SCRIPTS), *ingest,
     ]
 
 
@@ -163,4 +165,5 @@ def create_app(settings: Settings | None = None) -> Collector:
     app = Starlette(routes=routes(metrics), lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.scripts = load_scripts(Path(settings.tracker_dir))
     return Collector(app)

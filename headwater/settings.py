@@ -65,6 +65,8 @@ class Settings:
 
     # One INSERT per table and project per second under load (ClickHouse's guidance), and rows
     # queryable about a second after they reach the index topic.
+    tracker_dir: str = "sdks/js/dist"  # where the collector finds the built tracking script (hw.js)
+
     indexer_batch_rows: int = 100_000
     indexer_batch_ms: int = 1_000
     indexer_fault_hold_s: float = 0.0  # fault injection for tests: wait this long between INSERT and commit

@@ -65,3 +65,27 @@ def test_sdk_events_arrive_intact(stack, settings, clickhouse, make_client):
         if call == "page":
             assert orjson.loads(properties)["path"] == "/install"
         assert orjson.loads(context)["library"]["name"] == message["context"]["library"]["name"]
+
+
+def test_node_sdks_send_every_call(stack, settings, clickhouse):
+    """Segment's and RudderStack's Node libraries (sdks/js/test/sdks.mjs), every call type."""
+    import subprocess
+    from pathlib import Path
+
+    prefix = f"node-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(["node", "test/sdks.mjs", stack.collector_url, settings.default_write_key, prefix],
+                          cwd=Path(__file__).resolve().parent.parent / "sdks" / "js", capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    query = ("SELECT user_id, type, event, properties, traits, JSONExtractString(context, 'library', 'name') "
+             "FROM hw_default.events WHERE startsWith(user_id, %(prefix)s)")
+    rows = wait_for(lambda: (r := clickhouse.execute(query, {"prefix": prefix})) and len(r) >= 12 and r,
+                    timeout_s=60)
+    for sdk, library in (("segment", "@segment/analytics-node"), ("rudderstack", "analytics-node")):
+        mine = [r for r in rows if r[0] == f"{prefix}-{sdk}"]
+        assert sorted(r[1] for r in mine) == sorted(["track", "identify", "page", "screen", "group", "alias"])
+        track = next(r for r in mine if r[1] == "track")
+        assert track[2] == "Order Completed" and orjson.loads(track[3]) == {"total": 42.5, "items": ["a"]}
+        identify = next(r for r in mine if r[1] == "identify")
+        assert orjson.loads(identify[4]) == {"email": f"{prefix}-{sdk}@example.com", "plan": "pro"}
+        assert all(library in r[5] for r in mine), {r[5] for r in mine}

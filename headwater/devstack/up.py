@@ -34,7 +34,9 @@ def run_up(settings: Settings) -> None:
     print(f"\nHeadwater is up. Collector: {stack.collector_url}")
     print(f"Admin API: {stack.admin_url} (Authorization: Bearer {stack.settings.admin_token})")
     print(f"Logs: {settings.local_path / 'logs'}   ClickHouse: 127.0.0.1:{settings.clickhouse_port} (native)")
-    print(f"Try it:\n  {curl_example(stack)}\n\nCtrl-C stops everything.", flush=True)
+    print(f"Try it:\n  {curl_example(stack)}")
+    print(f"On a web page:\n  <script defer src=\"{stack.collector_url}/hw.js\" "
+          f"data-key=\"{stack.settings.default_write_key}\"></script>\n\nCtrl-C stops everything.", flush=True)
     while not stopped.wait(1):
         dead = [c.name for c in stack.children if not c.alive()]
         if dead:
