@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml deploy/local/install-system.sh
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# the tracking script: npm packages from the lockfile, then a minified build the collector serves
+# the tracking script: npm packages from the lockfile, then a minified build the collector serves.
+# (Not `npm ci`: the lockfile lacks the entries of optional native packages for other platforms,
+# which the package registry here does not serve, and `npm ci` refuses such a lockfile.)
 $(JS)/node_modules/.installed-stamp: $(JS)/package-lock.json deploy/local/install-system.sh
 	bash deploy/local/install-system.sh
-	cd $(JS) && npm ci --no-audit --no-fund
+	cd $(JS) && npm install --no-audit --no-fund --no-save
 	touch $@
 
 $(JS)/dist/hw.js: $(JS)/node_modules/.installed-stamp $(JS)/build.mjs $(wildcard $(JS)/src/*.js)

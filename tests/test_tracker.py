@@ -38,7 +38,8 @@ PAGE = """<!doctype html>
 </script>
 </body></html>
 """
-SCENARIOS = {"main": "", "dnt": "", "consent": 'data-consent="required"', "cookieless": 'data-id="cookieless"'}
+SCENARIOS = {"main": "", "dnt": "", "consent": 'data-consent="required"', "cookieless": 'data-id="cookieless"',
+             "robust": ""}
 
 
 class Site:
@@ -132,6 +133,13 @@ def test_consent_do_not_track_and_cookieless(visit, clickhouse):
     assert {e["anonymous_id"][:3] for e in cookieless} == {"cl_"}  # replaced by the server's daily hash
     assert report["storage"]["cookieless"] == [[], ""]
     assert events(clickhouse, dbs["dnt"]) == []  # its visit came before the consent one, which has landed
+
+
+def test_odd_calls_never_throw_into_the_page(visit, clickhouse):
+    dbs, report = visit
+    assert report["robust"] == ["ok"] * 6 and report["pageErrors"] == []
+    pages = wait_for(lambda: (e := events(clickhouse, dbs["robust"])) and len(e) >= 2 and e, timeout_s=90)
+    assert [e["url_path"] for e in pages if e["type"] == "page"][:2] == ["/robust/", "/robust/next"]
 
 
 def test_the_collector_serves_the_script_with_caching(stack):

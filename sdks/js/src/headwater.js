@@ -27,26 +27,27 @@
       if (off || !consent) return;
       if (!anon) store("aid", (anon = store("aid") || uuid()));
       const s = w.screen;
-      queue.push({
+      // serialized now, so that an event that cannot be (a circular property) is dropped alone
+      queue.push(JSON.stringify({
         t: type, n: name, p: props, tr: traits, a: anon, u: user, m: uuid(), ts: Date.now(),
         c: {
           u: location.href, r: referrer, sw: s.width, sh: s.height, l: n.language,
           tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
         },
-      });
+      }));
       if (queue.length > 500) queue.shift();
       timer = timer || setTimeout(send, 1000);
     };
 
     // Batches of up to 50 events; when the page is being hidden, all of them, by sendBeacon.
     // Other refusals (400, 401, 403, 413) would fail again and are dropped; the rest retry with
-    // backoff, up to 8 times.
+    // backoff (1 s doubling), up to 8 times.
     const send = safe((hiding) => {
       clearTimeout(timer);
       timer = 0;
       if (!queue.length) return;
       const batch = queue.splice(0, hiding ? 1e9 : 50);
-      const body = JSON.stringify({ k: attr("key"), s: Date.now(), e: batch });
+      const body = `{"k":"${attr("key")}","s":${Date.now()},"e":[${batch}]}`; // keys are [A-Za-z0-9_-]
       if (hiding && n.sendBeacon(api, body)) return;
       fetch(api, { method: "POST", body, keepalive: true })
         .then((reply) => {
@@ -55,7 +56,7 @@
         })
         .catch(() => {
           queue = batch.concat(queue);
-          if (tries < 8) timer = setTimeout(send, Math.min(3e4, 1e3 * 2 ** tries++));
+          if (tries < 8) timer = setTimeout(send, 1e3 << tries++);
         });
       if (queue.length) timer = setTimeout(send);
     });
@@ -77,7 +78,7 @@
     }
     w.addEventListener("popstate", page);
     // the last event a closing or backgrounded page reliably sees (pagehide is not, on mobile)
-    d.addEventListener("visibilitychange", () => d.visibilityState == "hidden" && send(1));
+    d.addEventListener("visibilitychange", () => d.hidden && send(1));
 
     w.headwater = {
       track: safe((name, props) => add("t", name, props)),
@@ -87,9 +88,9 @@
       }),
       page,
       consent: safe((yes) => {
-        consent = !!yes;
+        if (!consent) last = 0; // record the page view that was held back
+        consent = yes;
         store("consent", yes ? 1 : 0);
-        last = 0;
         page();
       }),
     };

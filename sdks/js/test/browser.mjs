@@ -6,6 +6,7 @@
 //   /dnt/      the same visitor with Do Not Track on: nothing may be sent
 //   /consent/  data-consent="required": nothing until headwater.consent(true), then a pageview and an event
 //   /cookieless/  data-id="cookieless": events are sent, and nothing is left in the browser's storage
+//   /robust/   odd calls (no name, a circular property, a non-boolean consent): none may throw
 // Prints a JSON report; page errors make it exit non-zero.
 import { chromium } from "playwright-core";
 
@@ -70,6 +71,32 @@ async function close({ context, page }) {
   await tab.page.click("#pricing");
   await tab.page.evaluate(() => window.headwater.track("Cookieless Event"));
   report.storage.cookieless = await tab.page.evaluate(() => [Object.keys(localStorage), document.cookie]);
+  await close(tab);
+}
+
+// odd calls from the host page: none may throw into it
+{
+  const tab = await open("/robust/");
+  report.robust = await tab.page.evaluate(() => {
+    const loop = {};
+    loop.self = loop;
+    const calls = [
+      () => window.headwater.track(),
+      () => window.headwater.track(null, 5),
+      () => window.headwater.identify(),
+      () => window.headwater.track("Loop", loop),
+      () => window.headwater.consent("maybe"),
+      () => history.pushState(null, "", "/robust/next"),
+    ];
+    return calls.map((call) => {
+      try {
+        call();
+        return "ok";
+      } catch (error) {
+        return String(error);
+      }
+    });
+  });
   await close(tab);
 }
 
