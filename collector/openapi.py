@@ -125,6 +125,15 @@ def _status_route(summary: str, operation_id: str, ready: bool = False) -> dict:
     return {"get": {"summary": summary, "operationId": operation_id, "responses": responses}}
 
 
+def _script_route(summary: str, operation_id: str) -> dict:
+    script = {"text/javascript": {"schema": {"type": "string"}}}
+    return {"get": {"summary": summary, "operationId": operation_id, "responses": {
+        "200": {"description": "The script; cached for an hour, with an ETag", "content": script},
+        "304": {"description": "Not modified (If-None-Match holds the current ETag)"},
+        "404": {"description": "The script has not been built",
+                "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+
+
 @functools.cache
 def openapi_document() -> dict:
     paths = {}
@@ -135,6 +144,8 @@ def openapi_document() -> dict:
     paths["/v1/batch"] = _ingest("A batch of Segment events", "Batch", "batch")
     paths["/v1/b"] = _ingest("A batch of Segment events (short path)", "Batch", "batch_short")
     paths["/v1/hw"] = _ingest("Events from Headwater's tracking script", "Compact", "compact")
+    paths["/hw.js"] = _script_route("Headwater's tracking script", "tracker")
+    paths["/hw-outbound.js"] = _script_route("The tracking script's outbound-links extra", "tracker_outbound")
     paths["/healthz"] = _status_route("The process is alive", "healthz")
     paths["/readyz"] = _status_route("Kafka is reachable and the project store is loaded", "readyz", ready=True)
     return {
