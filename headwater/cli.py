@@ -121,6 +121,16 @@ def cmd_check(args: argparse.Namespace) -> None:
         raise SystemExit(2)
 
 
+def cmd_deploy(args: argparse.Namespace) -> None:
+    from headwater.deployment import render
+
+    stale = render(check=args.check)
+    for path in stale:
+        print(f"{'out of date' if args.check else 'wrote'}: {path}")
+    if args.check and stale:
+        raise SystemExit("headwater deploy: run `headwater deploy render` and commit the result")
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     from headwater.devstack.up import run_up
 
@@ -177,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_analytics_parsers(sub)
     sub.add_parser("check", help="check every flow and processor configuration").set_defaults(func=cmd_check)
     sub.add_parser("up", help="start Kafka, ClickHouse and every role locally").set_defaults(func=cmd_up)
+    deploy = sub.add_parser("deploy", help="generate the deployment files from the topic and role definitions")
+    deploy.add_argument("action", choices=["render"])
+    deploy.add_argument("--check", action="store_true", help="only report files that are out of date")
+    deploy.set_defaults(func=cmd_deploy)
     dev = sub.add_parser("dev", help="run one local server in the foreground (for the local stack)")
     dev.add_argument("server", choices=["kafka", "clickhouse"])
     dev.set_defaults(func=cmd_dev)

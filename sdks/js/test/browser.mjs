@@ -13,7 +13,9 @@ import { chromium } from "playwright-core";
 const site = process.argv[2];
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  // no sandbox (tests run as root); no background connections, which a closed network refuses
+  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 const report = { pageErrors: [], storage: {} };
 
