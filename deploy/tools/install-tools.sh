@@ -4,7 +4,7 @@
 # Docker CLI plugin. Each is built once and kept; the test suite runs this itself.
 set -euo pipefail
 HELM_VERSION=v3.19.0
-COMPOSE_VERSION=v5.7.0
+COMPOSE_VERSION=v2.40.3  # v5 needs a newer Go than this machine's 1.26.8
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 TOOLS="$ROOT/.local/tools"
 BIN="$TOOLS/bin"
@@ -23,9 +23,11 @@ if ! "$BIN/helm" version --short 2>/dev/null | grep -q "^${HELM_VERSION%.*}"; th
   GOBIN="$BIN" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
-if ! "$PLUGINS/docker-compose" version 2>/dev/null | grep -q "${COMPOSE_VERSION#v}"; then
+if [ ! -x "$PLUGINS/docker-compose" ]; then
+  # `go install …@version` refuses modules whose go.mod has replace/exclude directives, as compose's
+  # has: download the module and build it in its own module
   echo "building docker compose $COMPOSE_VERSION from the Go module proxy ..."
-  GOBIN="$BIN" go install -ldflags "-X github.com/docker/compose/v5/internal.Version=$COMPOSE_VERSION" \
-    "github.com/docker/compose/v5/cmd@$COMPOSE_VERSION"
-  mv "$BIN/cmd" "$PLUGINS/docker-compose"
+  dir=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  (cd "$dir" && go build -ldflags "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
+    -o "$PLUGINS/docker-compose" ./cmd)
 fi
