@@ -122,7 +122,7 @@ def compose_document(settings: Settings) -> dict:
         "name": "headwater",
         "x-headwater": {
             "image": IMAGE,
-            "env_file": [".env"],
+            "env_file": [{"path": ".env", "required": False}],
             "environment": {
                 "HEADWATER_KAFKA_BOOTSTRAP": "kafka:9092", "HEADWATER_CLICKHOUSE_HOST": "clickhouse",
                 "HEADWATER_CLICKHOUSE_USER": "${CLICKHOUSE_USER:-headwater}",

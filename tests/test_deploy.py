@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
+import pytest
 import yaml
 
 from headwater.deployment import COMPOSE_FILE, HELM_TOPICS_FILE, deploy_settings, render, service_name
@@ -32,3 +37,66 @@ def test_compose_has_every_role_and_topic():
 def test_the_chart_reads_the_same_topics():
     chart_topics = json.loads(HELM_TOPICS_FILE.read_text())["topics"]
     assert [t["name"] for t in chart_topics] == [s.name for s in topic_specs(deploy_settings())]
+
+
+# --- the offline checks: docker compose config, helm lint and helm template -------------------
+
+ROOT = COMPOSE_FILE.parents[2]
+CHART = ROOT / "deploy" / "helm" / "headwater"
+TRIAL_SECRETS = ["--set", "secrets.adminToken=example-token", "--set", "secrets.clickhousePassword=example"]
+
+
+@pytest.fixture(scope="module")
+def tools():
+    """helm and docker compose, built from the Go module proxy into .local/tools the first time."""
+    subprocess.run(["bash", str(ROOT / "deploy" / "tools" / "install-tools.sh")], check=True, timeout=3600)
+    tools = ROOT / ".local" / "tools"
+    return {"helm": str(tools / "bin" / "helm"), "docker_config": str(tools / "docker")}
+
+
+def compose(tools, *args: str) -> subprocess.CompletedProcess:
+    docker = shutil.which("docker")
+    command = [docker, "compose"] if docker else [str(Path(tools["docker_config"]) / "cli-plugins" / "docker-compose")]
+    return subprocess.run([*command, "-f", str(COMPOSE_FILE), *args], capture_output=True, text=True,
+                          env={**os.environ, "DOCKER_CONFIG": tools["docker_config"]})
+
+
+def test_docker_compose_config_accepts_the_compose_file(tools):
+    good = compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "config", "--quiet")
+    assert good.returncode == 0, good.stderr
+    services = compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "config", "--services")
+    assert {service_name(role) for role, _ in service_roles()} | {"kafka", "clickhouse", "topics", "migrate"} == \
+        set(services.stdout.split())
+    missing = compose(tools, "config", "--quiet")  # no .env: the password is required, and said so
+    assert missing.returncode != 0 and "CLICKHOUSE_PASSWORD" in missing.stderr
+
+
+def render_chart(tools, *values: str) -> list[dict]:
+    done = subprocess.run([tools["helm"], "template", "trial", str(CHART), *TRIAL_SECRETS, *values],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def test_helm_lint_and_the_rendered_manifests(tools):
+    lint = subprocess.run([tools["helm"], "lint", str(CHART), *TRIAL_SECRETS], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    manifests = render_chart(tools)
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in manifests
+                   if d["kind"] == "Deployment"}
+    assert set(deployments) == set(yaml.safe_load((CHART / "values.yaml").read_text())["components"])
+    assert {" ".join(c["args"]) for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]} \
+        == {" ".join(argv) for _, argv in service_roles()}  # every role runs, each in its own Deployment
+    containers = [c for d in manifests if d["kind"] in ("Deployment", "StatefulSet")
+                  for c in d["spec"]["template"]["spec"]["containers"]]
+    for container in containers:
+        assert container.get("readinessProbe") and container.get("livenessProbe"), container["name"]
+        assert container["resources"]["requests"] and container["resources"]["limits"], container["name"]
+        assert ":" in container["image"] and not container["image"].endswith(":latest"), container["image"]
+    collector = deployments["collector"]["spec"]["template"]["spec"]["containers"][0]
+    assert collector["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert collector["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    kinds = {d["kind"] for d in manifests}
+    assert {"Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"} <= kinds
+    with_ingress = render_chart(tools, "--set", "collector.ingress.enabled=true")
+    assert any(d["kind"] == "Ingress" for d in with_ingress)
