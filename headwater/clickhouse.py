@@ -18,6 +18,8 @@ def make_client(settings: Settings, database: str = "default", **settings_overri
         user=settings.clickhouse_user,
         password=settings.clickhouse_password,
         database=database,
+        secure=settings.clickhouse_secure,
+        ca_certs=settings.clickhouse_ca_certs or None,
         settings=settings_overrides,
     )
 

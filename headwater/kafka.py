@@ -8,16 +8,39 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
+from headwater.errors import FatalError
 from headwater.settings import Settings
 from headwater.topics import MAX_MESSAGE_BYTES, topic_specs
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def kafka_connection(settings: Settings) -> dict:
+    """How every Kafka client of Headwater reaches the brokers: bootstrap servers, TLS and SASL."""
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise FatalError(f"kafka_security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+    options: dict = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": protocol}
+    if protocol.endswith("SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
+    if protocol.startswith("SASL"):
+        if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise FatalError(f"kafka_sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password)
+    return options
 
 
 def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
     """A durable producer: ``acks=all`` and idempotence, so a send is acknowledged only once it is
     written to every in-sync replica, and retries never duplicate within a producer session."""
     options = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_connection(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=settings.producer_linger_ms,
@@ -35,7 +58,7 @@ def make_consumer(settings: Settings, topics: list[str], group_id: str, **overri
     It reads committed data only, so records of an aborted transaction (the sessionizer writes
     transactionally) are never seen."""
     options = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_connection(settings),
         group_id=group_id,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -48,7 +71,7 @@ def make_consumer(settings: Settings, topics: list[str], group_id: str, **overri
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create every topic in :func:`topic_specs` that does not exist yet; return the created names."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_connection(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -68,7 +91,7 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 60.0) -> None:
     """Return once the broker answers a metadata request; raise ``TimeoutError`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**kafka_connection(settings), request_timeout_ms=3000)
         try:
             await admin.start()
             await admin.describe_cluster()

@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import structlog
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from headwater import metrics
 from headwater.errors import FatalError
@@ -92,6 +92,11 @@ class Relay:
         self.producer = make_producer(settings)
         self.invalid = InvalidRatio(settings.max_invalid_ratio, settings.invalid_window)
         self.stopping = asyncio.Event()
+        self.registry = CollectorRegistry()
+        self.events_out = Counter("headwater_events", "events handled (forwarded or dead-lettered)", ["step"],
+                                  registry=self.registry).labels(step)
+        self.dead_letters = Counter("headwater_dead_letters", "events sent to the dead-letter topic", ["step"],
+                                    registry=self.registry).labels(step)
 
     async def run(self) -> None:
         await self.producer.start()
@@ -101,7 +106,7 @@ class Relay:
             self.check()  # raises ConfigError, naming every problem, before anything is read
         await self.partitions.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         await self.consumer.start()
-        lag = metrics.serve_with_lag(CollectorRegistry(), self.settings.metrics_port, self.consumer, self.group_id,
+        lag = metrics.serve_with_lag(self.registry, self.settings.metrics_port, self.consumer, self.group_id,
                                      self.stopping)
         try:
             while not self.stopping.is_set():
@@ -138,5 +143,7 @@ class Relay:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit_failed", error=str(exc), note="records will be delivered again")
+        self.events_out.inc(events)
+        self.dead_letters.inc(rejected)
         log.info("batch", group=self.group_id, records=sum(map(len, batch.values())), events=events,
                  dead_lettered=rejected, ms=round((time.perf_counter() - started) * 1000, 1))

@@ -20,11 +20,18 @@ ENV_PREFIX = "HEADWATER_"
 @dataclasses.dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    kafka_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_*)
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""  # a CA bundle to verify the brokers with (default: the system's)
     topic_prefix: str = "headwater"
     topic_partitions: int = 4
 
     clickhouse_host: str = "127.0.0.1"
     clickhouse_port: int = 9000
+    clickhouse_secure: bool = False  # TLS on the native protocol (a clickhouse-server's secure port, 9440)
+    clickhouse_ca_certs: str = ""  # a CA bundle to verify the server with (default: the system's)
     clickhouse_http_port: int = 8123
     clickhouse_user: str = "default"
     clickhouse_password: str = ""

@@ -14,6 +14,7 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from headwater.kafka import kafka_connection
 from headwater.settings import Settings
 
 Apply = Callable[[str, bytes | None], None]
@@ -30,8 +31,7 @@ class TopicTail:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Start tailing and wait until the topic's current content has been applied."""
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                          enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(**kafka_connection(self.settings), enable_auto_commit=False)
         await self._consumer.start()
         partitions = [TopicPartition(self.topic, p)
                       for p in sorted(self._consumer.partitions_for_topic(self.topic) or {0})]

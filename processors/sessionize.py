@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from headwater import metrics
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, decode_batch
-from headwater.kafka import make_consumer, make_producer
+from headwater.kafka import kafka_connection, make_consumer, make_producer
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.projects.store import ProjectStore
 from headwater.relay_types import Output
@@ -126,7 +126,7 @@ class Sessionizer:
     async def restore(self, numbers: list[int]) -> None:
         """Load the committed changelog of these partitions."""
         started = time.perf_counter()
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+        reader = AIOKafkaConsumer(**kafka_connection(self.settings), enable_auto_commit=False,
                                   isolation_level="read_committed")
         await reader.start()
         try:

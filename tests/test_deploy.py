@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,79 @@ def test_helm_lint_and_the_rendered_manifests(tools):
     assert {"Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"} <= kinds
     with_ingress = render_chart(tools, "--set", "collector.ingress.enabled=true")
     assert any(d["kind"] == "Ingress" for d in with_ingress)
+
+
+def test_kafka_and_clickhouse_connection_settings_for_external_clusters():
+    import dataclasses
+
+    from headwater.clickhouse import make_client
+    from headwater.errors import FatalError
+    from headwater.kafka import kafka_connection
+    from headwater.settings import Settings
+
+    base = Settings()
+    assert kafka_connection(base) == {"bootstrap_servers": base.kafka_bootstrap, "security_protocol": "PLAINTEXT"}
+    sasl = kafka_connection(dataclasses.replace(base, kafka_security_protocol="sasl_ssl",
+                                                kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="hw",
+                                                kafka_sasl_password="secret"))
+    assert sasl["security_protocol"] == "SASL_SSL" and sasl["ssl_context"] is not None
+    assert (sasl["sasl_mechanism"], sasl["sasl_plain_username"]) == ("SCRAM-SHA-512", "hw")
+    with pytest.raises(FatalError, match="kafka_security_protocol"):
+        kafka_connection(dataclasses.replace(base, kafka_security_protocol="TLS"))
+    with pytest.raises(FatalError, match="kafka_sasl_mechanism"):
+        kafka_connection(dataclasses.replace(base, kafka_security_protocol="SASL_PLAINTEXT"))
+    client = make_client(dataclasses.replace(base, clickhouse_secure=True, clickhouse_port=9440))
+    assert client.connection.secure_socket and list(client.connection.hosts) == [(base.clickhouse_host, 9440)]
+
+
+def test_the_external_values_render_for_existing_clusters(tools):
+    external = str(CHART / "values.external.yaml")
+    lint = subprocess.run([tools["helm"], "lint", str(CHART), "-f", external], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    manifests = render_chart(tools, "-f", external)
+    assert not [d for d in manifests if d["kind"] == "StatefulSet"]  # no bundled Kafka or ClickHouse
+    deployments = [d for d in manifests if d["kind"] == "Deployment"]
+    assert len(deployments) == len(yaml.safe_load((CHART / "values.yaml").read_text())["components"])
+    for deployment in deployments:
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["HEADWATER_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+        assert env["HEADWATER_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "kafka-password"
+        assert env["HEADWATER_CLICKHOUSE_SECURE"]["value"] == "true" and env["HEADWATER_CLICKHOUSE_PORT"]["value"] == "9440"
+    topics = next(d for d in manifests if d["kind"] == "Job" and "topics" in d["metadata"]["name"])
+    script = topics["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "--replication-factor 3" in script and "--partitions 24" in script and "sasl.jaas.config" in script
+    settings_map = next(d for d in manifests if d["kind"] == "ConfigMap")
+    assert [p["id"] for p in json.loads(settings_map["data"]["projects.json"])] == ["shop"]
+    projects = next(d for d in manifests if d["kind"] == "Job" and "projects" in d["metadata"]["name"])
+    assert projects["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["project", "apply"]
+
+
+@pytest.mark.integration
+def test_project_definitions_apply_idempotently_with_given_keys(stack, settings, tmp_path):
+    """What the chart's projects Job runs: `headwater project apply` on a ConfigMap and a Secret."""
+    import uuid
+
+    import httpx
+
+    project_id = f"applied_{uuid.uuid4().hex[:8]}"
+    definition = {"id": project_id, "name": "Shop", "origins": ["https://shop.example"],
+                  "flow": ["validate", "anonymize", "index"], "privacy": {"ip": "drop"}, "retention_days": 395}
+    keys = {project_id: {"public_key": "pk_given_" + "a" * 20, "server_key": "sk_given_" + "b" * 20}}
+    (tmp_path / "projects.json").write_text(json.dumps([definition]))
+    (tmp_path / "keys.json").write_text(json.dumps(keys))
+    command = [sys.executable, "-m", "headwater", "project", "apply", str(tmp_path / "projects.json"),
+               "--keys", str(tmp_path / "keys.json")]
+    first = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    again = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert first == again
+    applied = first["projects"][0]
+    assert (applied["flow"], applied["privacy"], applied["retention_days"]) == (
+        definition["flow"], {"ip": "drop"}, 395)
+    assert applied["origins"] == ["https://shop.example"]
+    sent = httpx.post(f"{stack.collector_url}/v1/track", auth=(keys[project_id]["server_key"], ""),
+                      json={"event": "Applied", "userId": "u1"}, timeout=10)
+    assert sent.status_code == 200, sent.text
+    (tmp_path / "broken.json").write_text(json.dumps([{"id": project_id, "colour": "blue"}]))
+    broken = subprocess.run([sys.executable, "-m", "headwater", "project", "apply", str(tmp_path / "broken.json")],
+                            capture_output=True, text=True)
+    assert broken.returncode != 0 and "colour" in (broken.stdout + broken.stderr)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import uuid
 
+import httpx
 import orjson
 import pytest
 
@@ -61,6 +63,8 @@ def test_invalid_events_go_to_failed_events_only(stack, settings, clickhouse):
     # validation runs before anonymisation, yet the stored dead letter has no raw IP
     assert stored["event"]["context"]["ip"] == "81.2.69.0" and stored["ip"] == "127.0.0.0"
     assert count_rows(clickhouse, "hw_default", "message_id = %(m)s", {"m": message_id}) == 0
+    metrics = httpx.get(stack.metrics_url("processor-validate"), timeout=5).text  # the dead-letter rate
+    assert re.search(r'^headwater_dead_letters_total\{step="validate"\} [1-9]', metrics, re.MULTILINE), metrics
 
 
 def test_custom_schema_then_replay_after_the_fix(stack, admin, clickhouse):

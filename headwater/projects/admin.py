@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import secrets
 import time
 from typing import Callable
@@ -92,7 +93,7 @@ class ProjectAdmin:
         return project
 
     async def create(self, project_id: str, name: str = "", origins: list[str] = (),
-                     public_key: str | None = None) -> tuple[Project, IssuedKeys]:
+                     public_key: str | None = None, server_key: str | None = None) -> tuple[Project, IssuedKeys]:
         """Create the project and its ClickHouse database and tables."""
         try:
             project_database(project_id)
@@ -103,11 +104,33 @@ class ProjectAdmin:
             raise ProjectExists(f"project {project_id!r} exists")
         await asyncio.to_thread(self._clickhouse, migrate_project, project_id)
         public, public_value = make_key(PUBLIC, public_key)
-        server, server_value = make_key(SERVER)
+        server, server_value = make_key(SERVER, server_key)
         project = Project(project_id, name or project_id, now_ms(), True, clean_origins, [public, server],
                           hash_keys=[new_hash_key()])
         await self._save(project)
         return project, IssuedKeys(public_value, server_value)
+
+    async def apply(self, definition: dict, keys: dict | None = None) -> Project:
+        """Make a project what ``definition`` says (``id``, optional ``name``, ``origins`` and any of
+        :data:`CONFIGURABLE`), creating it, with the ``public_key`` and ``server_key`` of ``keys`` when
+        given, if it does not exist. Running it again changes nothing. Keys of an existing project are
+        left alone: rotate them with ``rotate-keys``."""
+        unknown = set(definition) - {"id", "name", "origins", *CONFIGURABLE}
+        if unknown or not isinstance(definition.get("id"), str):
+            raise ProjectError(f"a project definition needs an id and may hold name, origins, "
+                               f"{', '.join(CONFIGURABLE)}; not {', '.join(sorted(unknown)) or 'this'}")
+        project_id, keys = definition["id"], keys or {}
+        for kind in ("public_key", "server_key"):
+            if kind in keys and not re.fullmatch(r"[A-Za-z0-9_-]{16,200}", str(keys[kind])):
+                raise ProjectError(f"{project_id}: {kind} must be 16 to 200 letters, digits, - or _")
+        if self.store.get(project_id) is None:
+            await self.create(project_id, definition.get("name", ""), definition.get("origins", []),
+                              public_key=keys.get("public_key"), server_key=keys.get("server_key"))
+        elif "origins" in definition and definition["origins"] != self.get(project_id).origins:
+            await self.set_origins(project_id, definition["origins"])
+        changes = {name: definition[name] for name in CONFIGURABLE
+                   if name in definition and definition[name] != getattr(self.get(project_id), name)}
+        return await self.configure(project_id, changes) if changes else self.get(project_id)
 
     async def set_origins(self, project_id: str, origins: list[str]) -> Project:
         try:

@@ -40,6 +40,11 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
         if args.action == "add-schema":
             schema = json.loads(Path(args.file).read_text())
             return {"project": describe(await admin.add_schema(args.id, args.event, args.version, schema))}
+        if args.action == "apply":
+            definitions = json.loads(Path(args.file).read_text())
+            keys = json.loads(Path(args.keys).read_text()) if args.keys else {}
+            applied = [await admin.apply(d, keys.get(d.get("id"))) for d in definitions]
+            return {"projects": [describe(p) for p in applied]}
         if args.action == "rotate-hash-key":
             return {"project": describe(await admin.rotate_hash_key(args.id))}
         return {"project": describe(await admin.set_enabled(args.id, args.action == "enable"))}
@@ -74,6 +79,11 @@ def add_parser(sub) -> None:
     schema.add_argument("version", help="MODEL-REVISION-ADDITION, like 1-0-0")
     schema.add_argument("file", help="a JSON Schema file")
     actions.add_parser("rotate-hash-key", help="a new HMAC key for hashed fields").add_argument("id")
+    apply = actions.add_parser("apply", help="create or update projects from a JSON list of definitions "
+                                             "(id, name, origins, flow, privacy, enrich, validation, sessions, "
+                                             "retention_days); idempotent")
+    apply.add_argument("file")
+    apply.add_argument("--keys", help="JSON {project id: {public_key, server_key}}, used when a project is created")
 
 
 def main(settings: Settings, args: argparse.Namespace) -> None:

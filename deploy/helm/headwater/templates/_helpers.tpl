@@ -53,4 +53,50 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - name: HEADWATER_INSTANCE_ID
   valueFrom:
     fieldRef: {fieldPath: metadata.name}
+- name: HEADWATER_KAFKA_SECURITY_PROTOCOL
+  value: {{ .Values.kafka.security.protocol | quote }}
+{{- if hasPrefix "SASL" .Values.kafka.security.protocol }}
+- name: HEADWATER_KAFKA_SASL_MECHANISM
+  value: {{ required "kafka.security.saslMechanism is required with SASL" .Values.kafka.security.saslMechanism | quote }}
+- name: HEADWATER_KAFKA_SASL_USERNAME
+  value: {{ .Values.kafka.security.saslUsername | quote }}
+- name: HEADWATER_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "headwater.secretName" . }}, key: kafka-password}
+{{- end }}
+{{- if .Values.kafka.security.caSecret }}
+- name: HEADWATER_KAFKA_SSL_CAFILE
+  value: /etc/headwater/kafka-ca/ca.crt
+{{- end }}
+- name: HEADWATER_CLICKHOUSE_SECURE
+  value: {{ .Values.clickhouse.secure | quote }}
+{{- if .Values.clickhouse.caSecret }}
+- name: HEADWATER_CLICKHOUSE_CA_CERTS
+  value: /etc/headwater/clickhouse-ca/ca.crt
+{{- end }}
+{{- end }}
+
+{{/* Volumes every Headwater pod mounts: the settings file, and the CA bundles when given. */}}
+{{- define "headwater.volumes" -}}
+- name: settings
+  configMap:
+    name: {{ include "headwater.fullname" . }}-settings
+{{- with .Values.kafka.security.caSecret }}
+- name: kafka-ca
+  secret: {secretName: {{ . }}}
+{{- end }}
+{{- with .Values.clickhouse.caSecret }}
+- name: clickhouse-ca
+  secret: {secretName: {{ . }}}
+{{- end }}
+{{- end }}
+
+{{- define "headwater.volumeMounts" -}}
+- {name: settings, mountPath: /etc/headwater, readOnly: true}
+{{- if .Values.kafka.security.caSecret }}
+- {name: kafka-ca, mountPath: /etc/headwater/kafka-ca, readOnly: true}
+{{- end }}
+{{- if .Values.clickhouse.caSecret }}
+- {name: clickhouse-ca, mountPath: /etc/headwater/clickhouse-ca, readOnly: true}
+{{- end }}
 {{- end }}
