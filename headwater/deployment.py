@@ -129,7 +129,7 @@ def compose_document(settings: Settings) -> dict:
                 "HEADWATER_CLICKHOUSE_PASSWORD": "${CLICKHOUSE_PASSWORD:?set CLICKHOUSE_PASSWORD in .env}",
                 "HEADWATER_TOPIC_PARTITIONS": str(settings.topic_partitions),
                 "HEADWATER_COLLECTOR_HOST": "0.0.0.0", "HEADWATER_ADMIN_HOST": "0.0.0.0",
-                "HEADWATER_METRICS_PORT": str(METRICS_PORT),
+                "HEADWATER_METRICS_PORT": str(METRICS_PORT), "HEADWATER_METRICS_HOST": "0.0.0.0",
             },
             "depends_on": {"kafka": {"condition": "service_healthy"},
                            "clickhouse": {"condition": "service_healthy"},

@@ -14,19 +14,21 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from headwater.settings import Settings
+
 log = structlog.get_logger()
 LAG_INTERVAL_S = 5.0
 
 
-def serve_with_lag(registry: CollectorRegistry, port: int, consumer: AIOKafkaConsumer, group_id: str,
+def serve_with_lag(registry: CollectorRegistry, settings: Settings, consumer: AIOKafkaConsumer, group_id: str,
                    stopping: asyncio.Event) -> asyncio.Task | None:
-    """Serve ``registry`` (with the group's lag added) on ``port``; the returned task keeps the lag
-    current until ``stopping`` is set. Nothing is served when ``port`` is 0."""
-    if not port:
+    """Serve ``registry`` (with the group's lag added) on ``metrics_host:metrics_port``; the returned
+    task keeps the lag current until ``stopping`` is set. Nothing is served when the port is 0."""
+    if not settings.metrics_port:
         return None
     lag = ConsumerLag(registry, consumer, group_id)
-    start_http_server(port, addr="0.0.0.0", registry=registry)
-    log.info("metrics", port=port)
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    log.info("metrics", host=settings.metrics_host, port=settings.metrics_port)
     return asyncio.create_task(lag.run(stopping))
 
 

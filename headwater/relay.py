@@ -106,7 +106,7 @@ class Relay:
             self.check()  # raises ConfigError, naming every problem, before anything is read
         await self.partitions.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         await self.consumer.start()
-        lag = metrics.serve_with_lag(self.registry, self.settings.metrics_port, self.consumer, self.group_id,
+        lag = metrics.serve_with_lag(self.registry, self.settings, self.consumer, self.group_id,
                                      self.stopping)
         try:
             while not self.stopping.is_set():

@@ -78,6 +78,7 @@ class Settings:
     indexer_batch_ms: int = 1_000
     indexer_fault_hold_s: float = 0.0  # fault injection for tests: wait this long between INSERT and commit
     metrics_port: int = 0  # Prometheus metrics of a consuming role (0: not served); the collector uses /metrics
+    metrics_host: str = "127.0.0.1"  # where those metrics listen (the deployment files use 0.0.0.0)
     local_metrics_port: int = 9400  # the local stack gives its consuming roles ports from here up
 
     local_dir: str = ".local"

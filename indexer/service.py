@@ -172,7 +172,7 @@ class Indexer:
         await self.store.start()
         self.consumer.subscribe([self.target.topic], listener=Reassigned(self))
         await self.consumer.start()
-        lag = metrics.serve_with_lag(self.metrics.registry, self.settings.metrics_port, self.consumer,
+        lag = metrics.serve_with_lag(self.metrics.registry, self.settings, self.consumer,
                                      self.target.group_id, self.stopping)
         try:
             while not self.stopping.is_set():

@@ -104,7 +104,7 @@ class Sessionizer:
         await self.counts.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         self.consumer.subscribe([self.input], listener=Restore(self))
         await self.consumer.start()
-        lag = metrics.serve_with_lag(CollectorRegistry(), self.settings.metrics_port, self.consumer, self.group,
+        lag = metrics.serve_with_lag(CollectorRegistry(), self.settings, self.consumer, self.group,
                                      self.stopping)
         try:
             while not self.stopping.is_set():

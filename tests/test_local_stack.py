@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,30 @@ def test_kafka_down_means_503_within_the_bound_and_never_200(stack, settings):
         stack.kafka.start(stack.env)
         wait_for(stack.kafka_ready, timeout_s=120)
     send_and_wait(stack, settings, f"recovered-{uuid.uuid4()}")
+
+
+def listening_sockets() -> dict[int, set[str]]:
+    """Port -> the addresses something listens on, from /proc/net/tcp and tcp6."""
+    found: dict[int, set[str]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":  # LISTEN
+                continue
+            address, port = local.split(":")
+            found.setdefault(int(port, 16), set()).add(address)
+    return found
+
+
+# 127.0.0.1, ::1 and ::ffff:127.0.0.1 (Java binds that way), as /proc shows them
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+
+
+def test_local_servers_listen_on_loopback_only(stack, settings):
+    ports = [int(settings.kafka_bootstrap.rpartition(":")[2]), settings.kafka_controller_port,
+             settings.clickhouse_port, settings.clickhouse_http_port, settings.admin_port, settings.collector_port,
+             *(int(child.env["HEADWATER_METRICS_PORT"]) for child in stack.consuming_roles)]
+    sockets = wait_for(lambda: (found := listening_sockets()) and all(found.get(p) for p in ports) and found,
+                       timeout_s=60)  # consumers open their metrics port once they have joined their group
+    for port in ports:
+        assert sockets[port] <= LOOPBACK, f"port {port} listens on {sockets[port]}"

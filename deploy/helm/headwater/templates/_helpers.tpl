@@ -50,6 +50,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: "0.0.0.0"
 - name: HEADWATER_METRICS_PORT
   value: "9400"
+- name: HEADWATER_METRICS_HOST
+  value: "0.0.0.0"
 - name: HEADWATER_INSTANCE_ID
   valueFrom:
     fieldRef: {fieldPath: metadata.name}
