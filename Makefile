@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test bench bench-queries clean
+.PHONY: install up test bench bench-queries chaos clean
 
 JS     := sdks/js
 
@@ -38,9 +38,13 @@ bench: install
 	$(BIN)/python -m bench.indexer
 	$(BIN)/python -m bench.queries
 
+# faults while events flow (kill -9 of each role, a Kafka restart, ClickHouse down), then the counts
+chaos: install
+	$(BIN)/python -m bench.chaos
+
 # the analytics queries on 10 million events alone (ClickHouse only)
 bench-queries: install
 	$(BIN)/python -m bench.queries
 
 clean:
-	rm -rf .local/test .local/bench .local/bench-indexer $(JS)/dist
+	rm -rf .local/test .local/bench .local/bench-indexer .local/chaos $(JS)/dist

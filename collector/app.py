@@ -160,7 +160,7 @@ def create_app(settings: Settings | None = None) -> Collector:
             yield
         finally:
             await store.stop()
-            await producer.stop()
+            await app.state.sink.producer.stop()  # the sink may have replaced the first producer
 
     app = Starlette(routes=routes(metrics), lifespan=lifespan)
     app.state.settings = settings

@@ -8,6 +8,11 @@ message holding a list of envelopes. This keeps the per-message cost of the Kafk
 per-event path while each visitor's events stay in one partition, in order. A group is closed early
 at ``MAX_MESSAGE_BYTES``.
 
+After a broker restart with messages in flight, the idempotent producer's sequence numbers for a
+partition can disagree with the broker's (``OutOfOrderSequenceNumber``), and aiokafka then fails every
+later send to that partition. The sink replaces its producer (a new producer id starts new sequences);
+the messages that failed were never acknowledged, so their requests got 503s and nothing is lost.
+
 When Kafka does not acknowledge within ``produce_timeout_s`` it raises :class:`Unavailable`; the
 caller answers 503 and the client retries (a retried event is deduplicated downstream by
 ``messageId``). An event whose request timed out may still be written later; it was never answered
@@ -19,16 +24,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
 
 from headwater.envelope import Envelope
+from headwater.kafka import make_producer
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import Settings
 from headwater.topics import raw_topic
 
 MAX_MESSAGE_BYTES = 256 * 1024
+PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId)
+log = structlog.get_logger()
 
 
 class Unavailable(Exception):
@@ -49,6 +58,8 @@ class PendingMessage:
 
 class KafkaSink:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer, partitions: PartitionMap) -> None:
+        self.settings = settings
+        self.replacing: asyncio.Task | None = None
         self.topic = raw_topic(settings)
         self.timeout_s = settings.produce_timeout_s
         self.producer = producer
@@ -101,6 +112,23 @@ class KafkaSink:
             message.done.set_result(None)
         except Exception as exc:  # handed to every request waiting on this message
             message.done.set_exception(exc)
+            if isinstance(exc, PRODUCER_BROKEN) and self.replacing is None:
+                self.replacing = asyncio.ensure_future(self._replace_producer(exc))
+
+    async def _replace_producer(self, reason: Exception) -> None:
+        log.warning("producer_replaced", reason=type(reason).__name__)
+        try:
+            fresh = make_producer(self.settings)
+            await fresh.start()
+            old, self.producer = self.producer, fresh
+            try:
+                await asyncio.wait_for(old.stop(), 5)
+            except (asyncio.TimeoutError, KafkaError) as exc:
+                log.warning("old_producer_stop_failed", error=str(exc))
+        except KafkaError as exc:  # Kafka still away: the next failure tries again
+            log.warning("producer_replace_failed", error=str(exc))
+        finally:
+            self.replacing = None
 
     async def ready(self) -> bool:
         try:

@@ -93,6 +93,7 @@ class Sessionizer:
                                       transaction_timeout_ms=15_000)
         self.stopping = asyncio.Event()
         self.too_late = 0
+        self.copies_dropped = 0  # events whose message id the visitor's last few events already had
 
     def stop(self) -> None:
         self.stopping.set()
@@ -174,7 +175,8 @@ class Sessionizer:
             raise
         log.info("batch", group=self.group, records=sum(map(len, batch.values())),
                  events=sum(o.events for o in outputs if not o.dead and o.topic != self.changelog),
-                 sessions=len(rows), too_late=self.too_late, ms=round((time.perf_counter() - started) * 1000, 1))
+                 sessions=len(rows), too_late=self.too_late, copies_dropped=self.copies_dropped,
+                 ms=round((time.perf_counter() - started) * 1000, 1))
 
     def _sessionize(self, batch: dict) -> tuple[list[Output], dict, dict]:
         """Apply every event; return the outputs for the next step, the session rows by input
@@ -195,8 +197,11 @@ class Sessionizer:
                 for envelope in envelopes:
                     key = self._continue_across_midnight(tp.partition, partition, envelope, touched)
                     state = partition.visitors.setdefault(key, VisitorState())
-                    rows[tp.partition] += self._apply(partition, state, envelope)
                     touched[(tp.partition, key)] = state
+                    if state.seen(envelope.message_id):  # a copy: neither counted nor forwarded
+                        self.copies_dropped += 1
+                        continue
+                    rows[tp.partition] += self._apply(partition, state, envelope)
                     slot = (topic, rest, envelope.project_id, partition_of(envelope.key(), self.counts.counts[topic]))
                     groups[slot].append(envelope)
             for project_id in {k.partition(":")[0] for (n, k) in touched if n == tp.partition}:

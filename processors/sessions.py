@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import zlib
 
 from headwater.envelope import Envelope
 from headwater.projects.model import Project
@@ -90,6 +91,9 @@ def new_session(envelope: Envelope, ts: int, number: int) -> dict:
     }
 
 
+RECENT_IDS = 16  # message ids remembered per visitor to recognise copies
+
+
 @dataclasses.dataclass
 class VisitorState:
     """What the sessionizer keeps per (project, visitor); saved to the changelog after each batch."""
@@ -100,6 +104,17 @@ class VisitorState:
     emitted: list | None = None  # that row (sign +1), so it can be cancelled
     changed: bool = False  # the open session changed since its last row was emitted
     last_ms: int = 0  # end of the last closed session (for forgetting idle visitors)
+    recent: list = dataclasses.field(default_factory=list)  # crc32 of the last RECENT_IDS message ids
+
+    def seen(self, message_id: str) -> bool:
+        """Whether this message id is among the visitor's last few events, remembering it if not: a
+        copy (a client's retry, or a batch an upstream step delivered again after a crash) must not be
+        counted twice in the session."""
+        digest = zlib.crc32(message_id.encode())
+        if digest in self.recent:
+            return True
+        self.recent = [*self.recent[-(RECENT_IDS - 1):], digest]
+        return False
 
     def starts_new(self, envelope: Envelope, ts: int, options: SessionOptions) -> bool:
         session = self.session

@@ -134,3 +134,16 @@ def test_a_cookieless_visit_continues_across_midnight():
 
     first, second = asyncio.run(sessionize())
     assert first == second
+
+
+def test_the_visitor_state_recognises_copies_of_recent_events():
+    from processors.sessions import RECENT_IDS, VisitorState
+
+    state = VisitorState()
+    assert not state.seen("m-1") and not state.seen("m-2")
+    assert state.seen("m-1") and state.seen("m-2")  # a retry, or a batch delivered again
+    for n in range(3, 3 + RECENT_IDS):
+        assert not state.seen(f"m-{n}")
+    assert not state.seen("m-1")  # only the last few are remembered
+    saved = orjson.loads(orjson.dumps(vars(state)))  # as the changelog keeps it
+    assert VisitorState(**saved).seen(f"m-{2 + RECENT_IDS}")

@@ -1,0 +1,221 @@
+"""`make chaos`: faults while events flow, then proof that no acknowledged event was lost or doubled.
+
+It starts a whole pipeline of its own (``.local/chaos``, ports apart from `make up`'s and the tests'),
+creates a project, and sends events in batches of 50 with known message ids from a sender thread,
+recording which batches were answered 200. Meanwhile, one phase per fault:
+
+- ``kill -9`` and restart, in turn: the collector, the mediator, each processor, the indexer;
+- a restart of the Kafka broker;
+- ClickHouse stopped for ``CHAOS_CLICKHOUSE_DOWN_S`` (default 30) seconds, then started again.
+
+A role that exits by itself after a fault is restarted too (as a supervisor would) and reported. After
+the load, it waits until every consumer group has caught up, then checks in ClickHouse: every event
+answered 200 is stored exactly once, nothing is stored that was not sent, every event has a session,
+and the sessions table agrees with the events. Figures per fault go to bench/results/chaos.json; the
+exit status is 1 when anything was lost, doubled or inconsistent.
+
+Environment: CHAOS_RATE (events per second, default 1000), CHAOS_PHASE_S (seconds of traffic around
+each fault, default 6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+
+import httpx
+
+from bench.run import RESULTS, GroupProgress
+from headwater.clickhouse import make_client
+from headwater.devstack.stack import Stack, http_ok
+from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
+from headwater.settings import get_settings
+from headwater.topics import dead_letter_topic, raw_topic, sessions_topic, step_topic
+from processors.base import group_id as processor_group
+
+# Ports below Linux's ephemeral range (32768 and up): a server restarted mid-run must find its port
+# free, not taken by some client's outgoing connection.
+CHAOS_SETTINGS = {"local_dir": ".local/chaos", "kafka_bootstrap": "127.0.0.1:27092", "kafka_controller_port": 27093,
+                  "clickhouse_port": 27000, "clickhouse_http_port": 27123, "collector_port": 27080,
+                  "admin_port": 27081, "local_metrics_port": 27400, "admin_token": "chaos-admin-token",
+                  "rate_limit_ip_rps": 0, "rate_limit_project_eps": 0, "produce_timeout_s": 3.0}
+ROLES = ["collector", "mediator", *(f"processor-{s}" for s in PROCESSOR_STEPS), "indexer"]
+BATCH = 50
+
+
+class Sender(threading.Thread):
+    """Posts batches at a steady rate, tagging each with the current phase; keeps what was answered."""
+
+    def __init__(self, url: str, key: str, run_id: str, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key, self.run_id, self.rate = url, key, run_id, rate
+        self.phase = "baseline"
+        self.sent: dict[str, str] = {}  # message id -> phase
+        self.acked: set[str] = set()
+        self.statuses: Counter = Counter()
+        self.stopping = threading.Event()
+
+    def batch(self, start: int) -> list[dict]:
+        return [{"type": "page" if n % 5 else "track", "event": "Chaos", "name": "Chaos",
+                 "anonymousId": f"{self.run_id}-visitor-{n % 400}", "messageId": f"{self.run_id}-{n}",
+                 "context": {"page": {"url": f"https://chaos.example/p/{n % 20}"}}} for n in range(start, start + BATCH)]
+
+    def run(self) -> None:
+        n, interval = 0, BATCH / self.rate
+        with httpx.Client(auth=(self.key, ""), timeout=10) as client:
+            next_at = time.monotonic()
+            while not self.stopping.is_set():
+                events = self.batch(n)
+                n += BATCH
+                phase = self.phase
+                for event in events:
+                    self.sent[event["messageId"]] = phase
+                try:
+                    status = client.post(f"{self.url}/v1/batch", json={"batch": events}).status_code
+                except httpx.HTTPError:
+                    status = "error"
+                self.statuses[(phase, status)] += 1
+                if status == 200:
+                    self.acked.update(e["messageId"] for e in events)
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def kill_and_restart(stack: Stack, name: str) -> None:
+    child = stack.child(name)
+    child.proc.kill()  # kill -9
+    child.proc.wait()
+    child.start(stack.env)
+    if name == "collector":
+        stack._wait(child, lambda: http_ok(stack.collector_url + "/readyz"), 60)
+
+
+def supervise(stack: Stack, restarted: list[str], phase: str) -> None:
+    """Restart any role that exited by itself, as a supervisor would, and note it."""
+    for child in stack.services:
+        if not child.alive():
+            restarted.append(f"{child.name} (exited {child.proc.returncode} during {phase})")
+            child.start(stack.env)
+
+
+def inject(stack: Stack, sender: Sender, phase_s: float, down_s: float) -> list[str]:
+    restarted: list[str] = []
+    time.sleep(phase_s)
+    for fault in [*ROLES, "kafka", "clickhouse"]:
+        sender.phase = fault
+        time.sleep(phase_s / 2)
+        print(f"fault: {fault}", flush=True)
+        if fault == "kafka":
+            stack.restart("kafka")
+        elif fault == "clickhouse":
+            stack.child("clickhouse").stop()
+            time.sleep(down_s)
+            stack.restart("clickhouse")
+        else:
+            kill_and_restart(stack, fault)
+        time.sleep(phase_s / 2)
+        supervise(stack, restarted, fault)
+    sender.phase = "after"
+    time.sleep(phase_s)
+    return restarted
+
+
+async def caught_up(settings, timeout_s: float = 600) -> bool:
+    pairs = [("headwater-mediator", raw_topic(settings))]
+    pairs += [(processor_group(s), step_topic(settings, s)) for s in PROCESSOR_STEPS]
+    pairs += [("headwater-indexer-events", step_topic(settings, INDEX_STEP)),
+              ("headwater-indexer-sessions", sessions_topic(settings)),
+              ("headwater-indexer-failed-events", dead_letter_topic(settings))]
+    deadline = time.monotonic() + timeout_s
+    async with GroupProgress(settings) as progress:
+        while time.monotonic() < deadline:
+            positions = [await progress.position(group, topic) for group, topic in pairs]
+            # transactional topics end past their last commit marker: allow one offset per partition
+            if all(end - done <= settings.topic_partitions for done, end in positions):
+                return True
+            await asyncio.sleep(1)
+    return False
+
+
+def check(settings, db: str, sender: Sender) -> dict:
+    client = make_client(settings)
+    try:
+        stored = dict(client.execute(
+            f"SELECT message_id, count() FROM {db}.events WHERE startsWith(message_id, %(run)s) GROUP BY message_id",
+            {"run": sender.run_id + "-"}))
+        without_session = client.execute(
+            f"SELECT count() FROM {db}.events WHERE startsWith(message_id, %(run)s) AND session_id = ''",
+            {"run": sender.run_id + "-"})[0][0]
+        from_events = dict(client.execute(
+            f"SELECT session_id, uniqExact(message_id) FROM {db}.events WHERE startsWith(message_id, %(run)s) "
+            "GROUP BY session_id",
+            {"run": sender.run_id + "-"}))
+        from_sessions = dict(client.execute(
+            f"SELECT session_id, sum(sign * events) FROM {db}.sessions GROUP BY session_id HAVING sum(sign) > 0"))
+    finally:
+        client.disconnect()
+    per_phase: dict = defaultdict(lambda: Counter())
+    for message_id, phase in sender.sent.items():
+        row = per_phase[phase]
+        row["sent"] += 1
+        row["acknowledged"] += message_id in sender.acked
+        row["found"] += message_id in stored
+        row["lost"] += message_id in sender.acked and message_id not in stored
+        row["duplicated"] += max(stored.get(message_id, 0) - 1, 0)
+    mismatched = [s for s, n in from_events.items() if from_sessions.get(s) != n]
+    return {
+        "per_fault": {phase: dict(row) for phase, row in per_phase.items()},
+        "acknowledged": len(sender.acked), "found": len(stored),
+        "lost": len(sender.acked - set(stored)), "duplicated": sum(max(n - 1, 0) for n in stored.values()),
+        "stored_but_never_sent": len(set(stored) - set(sender.sent)),
+        "events_without_session": without_session,
+        "sessions": len(from_events), "sessions_disagreeing_with_events": len(mismatched),
+    }
+
+
+def main() -> None:
+    rate = float(os.environ.get("CHAOS_RATE", 1000))
+    phase_s = float(os.environ.get("CHAOS_PHASE_S", 6))
+    down_s = float(os.environ.get("CHAOS_CLICKHOUSE_DOWN_S", 30))
+    settings = dataclasses.replace(get_settings(), **CHAOS_SETTINGS)
+    shutil.rmtree(settings.local_path, ignore_errors=True)
+    stack = Stack(settings)
+    started = time.monotonic()
+    stack.start()
+    try:
+        reply = httpx.post(f"{stack.admin_url}/v1/projects", json={"id": "chaos", "origins": []},
+                           headers={"Authorization": f"Bearer {settings.admin_token}"}, timeout=30)
+        reply.raise_for_status()
+        key = reply.json()["keys"]["server_key"]
+        sender = Sender(stack.collector_url, key, f"chaos{uuid.uuid4().hex[:6]}", rate)
+        sender.start()
+        restarted = inject(stack, sender, phase_s, down_s)
+        sender.stopping.set()
+        sender.join()
+        supervise(stack, restarted, "drain")
+        drained = asyncio.run(caught_up(settings))
+        result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rate": rate,
+                  "drained": drained, "restarted_after_exiting": restarted,
+                  "statuses": {f"{p}:{s}": n for (p, s), n in sorted(sender.statuses.items(), key=str)},
+                  **check(settings, "hw_chaos", sender),
+                  "seconds": round(time.monotonic() - started, 1)}
+    finally:
+        stack.stop()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "chaos.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    ok = drained and not (result["lost"] or result["duplicated"] or result["stored_but_never_sent"]
+                          or result["events_without_session"] or result["sessions_disagreeing_with_events"])
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
