@@ -84,14 +84,31 @@ def test_clickhouse_down_pauses_then_resumes_with_nothing_lost(stack, settings, 
     assert exact(clickhouse, db) == (400, 400)
 
 
-def test_a_client_retry_is_one_row(stack, settings, clickhouse):
-    created = Admin(settings).create_project()
-    key, db = created["keys"]["server_key"], created["project"]["database"]
+def send_twice(stack, key: str) -> str:
+    """An event and a client's retry of it (same messageId, its own sentAt), in separate batches."""
     event = {"type": "track", "event": "Paid", "anonymousId": "retrier", "messageId": str(uuid.uuid4()),
              "timestamp": "2026-11-20T10:00:00.000Z"}
-    for sent_at in ("2026-11-20T10:00:01.000Z", "2026-11-20T10:00:09.000Z"):  # each attempt has its own sentAt
+    for sent_at in ("2026-11-20T10:00:01.000Z", "2026-11-20T10:00:09.000Z"):
         assert post(stack.collector_url, "/v1/batch", {"batch": [event], "sentAt": sent_at}, key).status_code == 200
-        time.sleep(1.5)  # separate batches, separate parts
+        time.sleep(1.5)
+    return event["messageId"]
+
+
+def test_a_client_retry_is_one_row(stack, settings, clickhouse):
+    admin = Admin(settings)
+    # the default flow: the sessionizer recognises the copy and drops it
+    created = admin.create_project()
+    key, db = created["keys"]["server_key"], created["project"]["database"]
+    send_twice(stack, key)
+    wait_for(lambda: count_rows(clickhouse, db) >= 1, timeout_s=60)
+    time.sleep(3)  # time for a second row, were it coming
+    assert count_rows(clickhouse, db) == 1
+    # a flow without the sessionizer: both copies reach the table and collapse by message id
+    created = admin.create_project()
+    project_id, key, db = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    assert admin.call("PATCH", f"/v1/projects/{project_id}/config", {"flow": ["validate", "index"]}).status_code == 200
+    time.sleep(1)  # the collector and the mediator see the new flow within a second
+    send_twice(stack, key)
     wait_for(lambda: count_rows(clickhouse, db) >= 2, timeout_s=60)
     assert clickhouse.execute(f"SELECT count() FROM {db}.events FINAL")[0][0] == 1
     clickhouse.execute(f"OPTIMIZE TABLE {db}.events FINAL")
