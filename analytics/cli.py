@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from analytics import queries
@@ -59,36 +60,37 @@ def _client():
     return make_client(get_settings())
 
 
-def cmd_query(args: argparse.Namespace) -> None:
+def _run(command: str, build: Callable[[], Query], show: Callable[[object, Query], str], sql_only: bool) -> None:
+    """Build the query (a refused argument exits with the reason), then print its SQL (``--sql``) or
+    what ``show`` makes of running it."""
     try:
-        query = _build(args)
+        query = build()
     except (QueryError, ValueError) as exc:
-        raise SystemExit(f"headwater query: {exc}") from exc
+        raise SystemExit(f"headwater {command}: {exc}") from exc
     client = _client()
     try:
-        if args.sql:
-            sys.stdout.write(rendered_sql(client, query))
-            return
-        result = rows(client, query)
-        sys.stdout.write(as_json_lines(query, result) if args.format == "json" else as_table(query, result))
+        sys.stdout.write(rendered_sql(client, query) if sql_only else show(client, query))
     finally:
         client.disconnect()
+
+
+def cmd_query(args: argparse.Namespace) -> None:
+    def show(client, query: Query) -> str:
+        result = rows(client, query)
+        return as_json_lines(query, result) if args.format == "json" else as_table(query, result)
+
+    _run("query", lambda: _build(args), show, args.sql)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    try:
+    def build() -> Query:
         since, until = _range(args)
-        query = export_query(args.project, args.table, since, until, args.format, args.output)
-    except (QueryError, ValueError) as exc:
-        raise SystemExit(f"headwater export: {exc}") from exc
-    client = _client()
-    try:
-        if args.sql:
-            sys.stdout.write(rendered_sql(client, query))
-            return
-        print(json.dumps(dataclasses.asdict(export(client, query, args.format))))
-    finally:
-        client.disconnect()
+        return export_query(args.project, args.table, since, until, args.format, args.output)
+
+    def show(client, query: Query) -> str:
+        return json.dumps(dataclasses.asdict(export(client, query, args.format))) + "\n"
+
+    _run("export", build, show, args.sql)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

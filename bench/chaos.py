@@ -35,7 +35,7 @@ import httpx
 
 from bench.run import RESULTS, GroupProgress
 from headwater.clickhouse import make_client
-from headwater.devstack.stack import Stack, http_ok
+from headwater.devstack.stack import Stack
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
 from headwater.settings import get_settings
 from headwater.topics import dead_letter_topic, raw_topic, sessions_topic, step_topic
@@ -93,9 +93,7 @@ def kill_and_restart(stack: Stack, name: str) -> None:
     child = stack.child(name)
     child.proc.kill()  # kill -9
     child.proc.wait()
-    child.start(stack.env)
-    if name == "collector":
-        stack._wait(child, lambda: http_ok(stack.collector_url + "/readyz"), 60)
+    stack.restart(name)  # starts it again, and waits for the collector to be ready
 
 
 def supervise(stack: Stack, restarted: list[str], phase: str) -> None:

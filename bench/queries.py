@@ -149,8 +149,7 @@ def main() -> None:
         client.execute("SELECT 1")
     except Exception:  # nothing running: start ClickHouse only
         stack = Stack(settings)
-        stack.clickhouse.start(stack.env)
-        stack._wait(stack.clickhouse, stack.clickhouse_ready, 60)
+        stack.restart("clickhouse")  # starts it and waits until it answers
         client = make_client(settings)
     try:
         project = "bench_queries"

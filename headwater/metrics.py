@@ -8,6 +8,7 @@ growing while the role is paused (for example, while ClickHouse is down).
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer
@@ -21,15 +22,16 @@ LAG_INTERVAL_S = 5.0
 
 
 def serve_with_lag(registry: CollectorRegistry, settings: Settings, consumer: AIOKafkaConsumer, group_id: str,
-                   stopping: asyncio.Event) -> asyncio.Task | None:
-    """Serve ``registry`` (with the group's lag added) on ``metrics_host:metrics_port``; the returned
-    task keeps the lag current until ``stopping`` is set. Nothing is served when the port is 0."""
+                   stopping: asyncio.Event) -> Callable[[], None]:
+    """Serve ``registry`` (with the group's lag added) on ``metrics_host:metrics_port``, keeping the lag
+    current until ``stopping`` is set or the returned function is called (call it before the consumer
+    stops). Nothing is served when the port is 0."""
     if not settings.metrics_port:
-        return None
+        return lambda: None
     lag = ConsumerLag(registry, consumer, group_id)
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     log.info("metrics", host=settings.metrics_host, port=settings.metrics_port)
-    return asyncio.create_task(lag.run(stopping))
+    return asyncio.create_task(lag.run(stopping)).cancel
 
 
 class ConsumerLag:

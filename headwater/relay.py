@@ -106,7 +106,7 @@ class Relay:
             self.check()  # raises ConfigError, naming every problem, before anything is read
         await self.partitions.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         await self.consumer.start()
-        lag = metrics.serve_with_lag(self.registry, self.settings, self.consumer, self.group_id,
+        stop_lag = metrics.serve_with_lag(self.registry, self.settings, self.consumer, self.group_id,
                                      self.stopping)
         try:
             while not self.stopping.is_set():
@@ -114,8 +114,7 @@ class Relay:
                 if batch:
                     await self._relay(batch)
         finally:
-            if lag:
-                lag.cancel()
+            stop_lag()
             await self.consumer.stop()
             for resource in reversed(self.resources):
                 await resource.stop()

@@ -12,7 +12,8 @@ belongs to the record's project. Unreadable records insert nothing; the indexer 
 
 from __future__ import annotations
 
-INPUT_STRUCTURE = "raw String, kafka_partition UInt16, kafka_offset UInt64"
+INPUT_COLUMNS = (("raw", "String"), ("kafka_partition", "UInt16"), ("kafka_offset", "UInt64"))
+INPUT_STRUCTURE = ", ".join(f"{name} {kind}" for name, kind in INPUT_COLUMNS)
 
 _EVENT = ("Tuple(type String, event String, name String, anonymousId String, userId String, timestamp String, "
           "sentAt String, context String, properties String, traits String)")

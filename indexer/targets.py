@@ -98,10 +98,10 @@ class EventsTarget:
 
     @staticmethod
     def _unreadable(client: Client, project_id: str, items: list[Item], data: list[tuple]) -> list[Item]:
-        structure = [tuple(part.split()) for part in events_sql.INPUT_STRUCTURE.split(", ")]
+        names = [name for name, _ in events_sql.INPUT_COLUMNS]
         bad = set(client.execute(events_sql.unreadable_sql("batch", project_id), external_tables=[
-            {"name": "batch", "structure": structure, "data": [dict(zip(("raw", "kafka_partition", "kafka_offset"),
-                                                                       row)) for row in data]}]))
+            {"name": "batch", "structure": list(events_sql.INPUT_COLUMNS),
+             "data": [dict(zip(names, row)) for row in data]}]))
         return [item for item in items if (item.record.partition, item.record.offset) in bad]
 
 
