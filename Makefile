@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: install up test bench bench-queries chaos clean
 
 JS     := sdks/js
+DASH   := dashboard/web
 
-install: $(STAMP) $(JS)/dist/hw.js
+install: $(STAMP) $(JS)/dist/hw.js dashboard/static/dashboard.js
 
 $(STAMP): pyproject.toml deploy/local/install-system.sh
 	bash deploy/local/install-system.sh
@@ -26,6 +27,15 @@ $(JS)/node_modules/.installed-stamp: $(JS)/package-lock.json deploy/local/instal
 
 $(JS)/dist/hw.js: $(JS)/node_modules/.installed-stamp $(JS)/build.mjs $(wildcard $(JS)/src/*.js)
 	cd $(JS) && npm run -s build
+
+# the dashboard's script and styles, with uPlot bundled in (no CDN)
+$(DASH)/node_modules/.installed-stamp: $(DASH)/package-lock.json deploy/local/install-system.sh
+	bash deploy/local/install-system.sh
+	cd $(DASH) && npm install --no-audit --no-fund --no-save
+	touch $@
+
+dashboard/static/dashboard.js: $(DASH)/node_modules/.installed-stamp $(DASH)/build.mjs $(wildcard $(DASH)/src/*)
+	cd $(DASH) && npm run -s build
 
 up: install
 	$(BIN)/headwater up
@@ -47,4 +57,4 @@ bench-queries: install
 	$(BIN)/python -m bench.queries
 
 clean:
-	rm -rf .local/test .local/bench .local/bench-indexer .local/chaos $(JS)/dist
+	rm -rf .local/test .local/bench .local/bench-indexer .local/chaos $(JS)/dist dashboard/static

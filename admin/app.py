@@ -115,6 +115,15 @@ async def rotate_hash_key(request: Request, admin: ProjectAdmin) -> JSONResponse
     return JSONResponse({"project": describe(await admin.rotate_hash_key(request.path_params["id"]))})
 
 
+async def issue_read_token(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    project, token = await admin.issue_read_token(request.path_params["id"])
+    return JSONResponse({"project": describe(project), "read_token": token}, status_code=201)
+
+
+async def revoke_read_tokens(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse({"project": describe(await admin.revoke_read_tokens(request.path_params["id"]))})
+
+
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
@@ -148,6 +157,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/projects/{id}/config", handler(configure), methods=["PATCH"]),
         Route("/v1/projects/{id}/schemas", handler(add_schema), methods=["POST"]),
         Route("/v1/projects/{id}/rotate-hash-key", handler(rotate_hash_key), methods=["POST"]),
+        Route("/v1/projects/{id}/read-tokens", handler(issue_read_token), methods=["POST"]),
+        Route("/v1/projects/{id}/read-tokens", handler(revoke_read_tokens), methods=["DELETE"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

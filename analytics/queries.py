@@ -21,6 +21,7 @@ import dataclasses
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+from analytics.filters import NONE, Filters
 from headwater.clickhouse import project_database
 
 INTERVALS = ("hour", "day", "week", "month")
@@ -30,9 +31,13 @@ BREAKDOWNS = ("event", "type", "browser", "os", "device", "country", "region", "
               "referrer_host", "referrer_source", "referrer_medium", "utm_source", "utm_medium", "utm_campaign")
 TOP = {
     "pages": ("url_path", "type = 'page'"),
+    "events": ("event", "type = 'track'"),
     "referrers": ("referrer_source", "type = 'page' AND referrer_source != ''"),
+    "campaigns": ("utm_campaign", "utm_campaign != ''"),
     "countries": ("country", "country != ''"),
     "browsers": ("browser", "browser != ''"),
+    "os": ("os", "os != ''"),
+    "devices": ("device", "device != ''"),
 }
 VISITOR = "if(anonymous_id != '', anonymous_id, user_id)"
 # Copies of an event share its sorting key, which starts with its day, and so its month partition:
@@ -95,13 +100,13 @@ def _events(project_id: str, final: bool = True) -> str:
 
 
 def trends(project_id: str, since: datetime, until: datetime, event: str | None = None, interval: str = "day",
-           breakdown: str | None = None, tz: str = "UTC") -> Query:
+           breakdown: str | None = None, tz: str = "UTC", filters: Filters = NONE) -> Query:
     """Events and unique visitors per period (and per breakdown value): one row per non-empty group."""
     if interval not in INTERVALS:
         raise QueryError(f"interval must be one of {', '.join(INTERVALS)}")
     if breakdown is not None and breakdown not in BREAKDOWNS:
         raise QueryError(f"breakdown must be one of {', '.join(BREAKDOWNS)}")
-    params = {**time_range(since, until), "event": event}
+    params = {**time_range(since, until), "event": event, **filters.params()}
     split = breakdown or "''"
     sql = f"""SELECT
     {_period(interval, _zone(tz))} AS period,
@@ -109,27 +114,49 @@ def trends(project_id: str, since: datetime, until: datetime, event: str | None 
     count() AS events,
     uniqExact(visitor_hash) AS visitors
 FROM {_events(project_id)}
-WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{" AND event = %(event)s" if event else ""}
+WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{" AND event = %(event)s" if event else ""}{filters.events_condition()}
 GROUP BY period, breakdown
 ORDER BY period, events DESC, breakdown{FINAL_SETTINGS}"""
     return Query(sql, params, ("period", "breakdown", "events", "visitors"))
 
 
-def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, window_s: int) -> Query:
+def _step_condition(i: int, step: str) -> str:
+    """A funnel step is an event's name, or a page's path (starting with ``/``)."""
+    return f"(type = 'page' AND url_path = %(step{i})s)" if step.startswith("/") else f"event = %(step{i})s"
+
+
+def _steps_prefilter(steps: list[str], params: dict) -> str:
+    """Only the events that can be a step: by name (the sorting key) and, for page steps, by path."""
+    events = tuple(s for s in steps if not s.startswith("/"))
+    pages = tuple(s for s in steps if s.startswith("/"))
+    parts = []
+    if events:
+        params["step_events"] = events
+        parts.append("event IN %(step_events)s")
+    if pages:
+        params["step_pages"] = pages
+        parts.append("(event = 'page' AND url_path IN %(step_pages)s)")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, window_s: int,
+           filters: Filters = NONE) -> Query:
     """An ordered funnel: how many visitors reached each step within ``window_s`` of their first step
     (``windowFunnel``, equal times count as in order), with the median and average seconds from the
     previous step on each visitor's first chain that reaches their level. Visitors enter when their
-    first step happens in the range; later steps may happen after ``until`` but within the window."""
+    first step happens in the range; later steps may happen after ``until`` but within the window.
+    A step is an event's name or, starting with ``/``, a page view of that path."""
     if len(steps) < 2:
         raise QueryError("a funnel needs at least two steps")
     if len(set(steps)) != len(steps):
         raise QueryError("funnel steps must be distinct events")
     if window_s <= 0:
         raise QueryError("the window must be positive")
-    params = {**time_range(since, until), "window_ms": window_s * 1000,
+    params = {**time_range(since, until), "window_ms": window_s * 1000, **filters.params(),
               **{f"step{i}": step for i, step in enumerate(steps, start=1)}}
     n = len(steps)
-    step_of = "multiIf(" + ", ".join(f"event = %(step{i})s, {i}" for i in range(1, n + 1)) + ", 0)"
+    step_of = "multiIf(" + ", ".join(f"{_step_condition(i, step)}, {i}" for i, step in enumerate(steps, 1)) + ", 0)"
+    prefilter = _steps_prefilter(steps, params)
     conditions = ", ".join(f"step = {i}" for i in range(1, n + 1))
     # Each visitor's first chain reaching their level: walk greedily from every first-step event.
     chains = ("arrayMap(i -> arrayFold((chain, e) -> if(e.2 = length(chain) + 1 AND e.1 - chain[1] <= %(window_ms)s,"
@@ -165,7 +192,7 @@ FROM (
                 SELECT visitor_hash, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, {step_of} AS step
                 FROM {_events(project_id, final=False)}
                 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} + toIntervalMillisecond(%(window_ms)s)
-                  AND event IN %(steps)s
+                  AND {prefilter}{filters.events_condition()}
                   AND (step != 1 OR ts < %(until_ms)s)
             )
             GROUP BY visitor
@@ -175,12 +202,12 @@ FROM (
 )
 ARRAY JOIN range(1, {n + 1}) AS step
 ORDER BY step"""
-    params["steps"] = tuple(steps)
     return Query(sql, params, ("step", "visitors", "median_s", "average_s"))
 
 
 def retention(project_id: str, since: datetime, until: datetime, period: str = "week", periods: int = 8,
-              cohort_event: str | None = None, return_event: str | None = None, tz: str = "UTC") -> Query:
+              cohort_event: str | None = None, return_event: str | None = None, tz: str = "UTC",
+              filters: Filters = NONE) -> Query:
     """Cohorts by the period of each visitor's first ``cohort_event`` (any event when ``None``) in the
     range; for each, the cohort's size and how many of its visitors did ``return_event`` (any event)
     ``k`` periods later, for k = 0 … ``periods``, within the range."""
@@ -189,7 +216,7 @@ def retention(project_id: str, since: datetime, until: datetime, period: str = "
     if not 1 <= periods <= 366:
         raise QueryError("periods must be between 1 and 366")
     params = {**time_range(since, until), "periods": periods, "cohort_event": cohort_event,
-              "return_event": return_event}
+              "return_event": return_event, **filters.params()}
     is_cohort = "event = %(cohort_event)s" if cohort_event else "1"
     is_return = "event = %(return_event)s" if return_event else "1"
     sql = f"""SELECT cohort, size AS cohort_size, greatest(k, 0) AS periods_later, if(k < 0, 0, n) AS visitors
@@ -206,7 +233,7 @@ FROM (
                 minIf({_period(period, _zone(tz))}, {is_cohort}) AS cohort,
                 groupUniqArrayIf({_period(period, tz)}, {is_return}) AS returns
             FROM {_events(project_id, final=False)}
-            WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}
+            WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
             GROUP BY visitor
             HAVING countIf({is_cohort}) > 0
         )
@@ -220,9 +247,10 @@ ORDER BY cohort, periods_later"""
     return Query(sql, params, ("cohort", "cohort_size", "periods_later", "visitors"))
 
 
-def top(project_id: str, what: str, since: datetime, until: datetime, limit: int = 10) -> Query:
-    """The most visited pages (by path), referrers (by source), countries or browsers: visitors and
-    events for each value."""
+def top(project_id: str, what: str, since: datetime, until: datetime, limit: int = 10,
+        filters: Filters = NONE) -> Query:
+    """The most visited pages (by path), referrers (by source), UTM campaigns, countries, browsers,
+    operating systems or devices: visitors and events for each value."""
     if what not in TOP:
         raise QueryError(f"top takes one of {', '.join(TOP)}")
     if not 1 <= limit <= 10_000:
@@ -233,14 +261,14 @@ def top(project_id: str, what: str, since: datetime, until: datetime, limit: int
     uniqExact(visitor_hash) AS visitors,
     count() AS events
 FROM {_events(project_id)}
-WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND {condition}
+WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND {condition}{filters.events_condition()}
 GROUP BY value
 ORDER BY visitors DESC, events DESC, value
 LIMIT %(limit)s{FINAL_SETTINGS}"""
-    return Query(sql, {**time_range(since, until), "limit": limit}, ("value", "visitors", "events"))
+    return Query(sql, {**time_range(since, until), "limit": limit, **filters.params()}, ("value", "visitors", "events"))
 
 
-def sessions(project_id: str, since: datetime, until: datetime) -> Query:
+def sessions(project_id: str, since: datetime, until: datetime, filters: Filters = NONE) -> Query:
     """Sessions that started in the range: count, bounce rate (sessions of one event) and average
     duration in seconds. The sessions table collapses updates by ``sign``: see docs/schema.md."""
     sql = f"""SELECT
@@ -249,8 +277,8 @@ def sessions(project_id: str, since: datetime, until: datetime) -> Query:
     if(sessions = 0, 0, sum(sign * duration_s) / sessions) AS average_duration_s,
     if(sessions = 0, 0, sum(sign * pageviews) / sessions) AS pageviews_per_session
 FROM {project_database(project_id)}.sessions
-WHERE start_at >= {SINCE} AND start_at < {UNTIL}"""
-    return Query(sql, time_range(since, until),
+WHERE start_at >= {SINCE} AND start_at < {UNTIL}{filters.sessions_condition(project_id, SINCE, UNTIL)}"""
+    return Query(sql, {**time_range(since, until), **filters.params()},
                  ("sessions", "bounce_rate", "average_duration_s", "pageviews_per_session"))
 
 

@@ -22,7 +22,9 @@ def records(client: Client, query: Query) -> list[dict]:
 def rendered_sql(client: Client, query: Query) -> str:
     """The SQL exactly as it is sent, with the parameters substituted: ready to paste into
     clickhouse-client and adapt."""
-    client.connection.force_connect()  # parameters are rendered for the server's time zone
+    # Parameters are rendered for the server's time zone, known once connected. (Not force_connect():
+    # it marks the connection as running a query, and the client's next query then fails.)
+    client.execute("SELECT 1")
     return client.substitute_params(query.sql, query.params, client.connection.context) + "\n"
 
 

@@ -45,7 +45,7 @@ from processors.base import group_id as processor_group
 # free, not taken by some client's outgoing connection.
 CHAOS_SETTINGS = {"local_dir": ".local/chaos", "kafka_bootstrap": "127.0.0.1:27092", "kafka_controller_port": 27093,
                   "clickhouse_port": 27000, "clickhouse_http_port": 27123, "collector_port": 27080,
-                  "admin_port": 27081, "local_metrics_port": 27400, "admin_token": "chaos-admin-token",
+                  "admin_port": 27081, "dashboard_port": 27082, "local_metrics_port": 27400, "admin_token": "chaos-admin-token",
                   "rate_limit_ip_rps": 0, "rate_limit_project_eps": 0, "produce_timeout_s": 3.0}
 ROLES = ["collector", "mediator", *(f"processor-{s}" for s in PROCESSOR_STEPS), "indexer"]
 BATCH = 50

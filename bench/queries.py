@@ -43,13 +43,13 @@ FUNNEL = ["Viewed Product", "Added To Cart", "Checkout", "Paid"]
 GENERATE = """
 INSERT INTO {db}.events_staging (project_id, message_id, type, event, name, anonymous_id, user_id, session_id,
     session_seq, timestamp, received_at, properties, browser, os, device, country, url, url_host, url_path,
-    referrer_host, referrer_source, referrer_medium, utm_source, kafka_partition, kafka_offset)
+    referrer_host, referrer_source, referrer_medium, utm_campaign, kafka_partition, kafka_offset)
 SELECT
     '{project}', toString(generateUUIDv4(v * 1000 + s * 50 + e)), type, event, if(type = 'page', path, ''),
     concat('v', toString(v)), if(h % 5 = 0, concat('user', toString(v)), ''), concat('v', toString(v), '-', toString(s)),
     e + 1, ts, ts, '{{}}', browser, os, device, country,
     concat('https://shop.example', path), 'shop.example', path, referrer, source, medium, utm,
-    v % 16, v * 1000 + s * 50 + e
+    65535, v * 1000 + s * 50 + e  -- no real partition: the indexer never mistakes these for its own rows
 FROM (
     SELECT v, s, e, h, browser, os, device, country, referrer, source, medium, utm,
         session_start + toIntervalSecond(e * (20 + cityHash64(v, s, e) % 240)) AS ts,
@@ -86,7 +86,22 @@ WHERE ts < toDateTime64('{start}', 3, 'UTC') + toIntervalDay({days} + 7)
 """
 
 
-def load(client, project: str, events: int) -> dict:
+# The sessions the sessionizer would have written for the generated events: one live row each.
+DERIVE_SESSIONS = """
+INSERT INTO {db}.sessions (project_id, session_id, visitor_id, user_id, start_at, end_at, duration_s, pageviews,
+    events, entry_page, exit_page, referrer, referrer_source, referrer_medium, utm_campaign, country, device,
+    browser, os, is_bounce, is_new_visitor, sign, version)
+SELECT any(project_id), session_id, any(anonymous_id), any(user_id), min(timestamp), max(timestamp),
+    dateDiff('second', min(timestamp), max(timestamp)), countIf(type = 'page'), count(),
+    argMinIf(url_path, timestamp, type = 'page'), argMaxIf(url_path, timestamp, type = 'page'),
+    any(referrer_host), any(referrer_source), any(referrer_medium), any(utm_campaign), any(country), any(device),
+    any(browser), any(os), count() = 1, endsWith(session_id, '-0'), 1, 1
+FROM {db}.events
+GROUP BY session_id
+"""
+
+
+def load(client, project: str, events: int, start: datetime = START) -> dict:
     """Generate the events into a staging table, then move them into ``events`` one day per INSERT, in
     time order, as the indexer's stream would have written them (so parts hold recent days, not the
     whole month each)."""
@@ -96,7 +111,7 @@ def load(client, project: str, events: int) -> dict:
     client.execute(f"CREATE TABLE {db}.events_staging AS {db}.events ENGINE = MergeTree ORDER BY (timestamp, visitor_hash) SAMPLE BY visitor_hash")
     visitors = max(events // EVENTS_PER_VISITOR, 1)
     sql = GENERATE.format(db=db, project=project, funnel=FUNNEL, visitors=visitors,
-                          start=START.strftime("%Y-%m-%d %H:%M:%S"), days=DAYS)
+                          start=start.strftime("%Y-%m-%d %H:%M:%S"), days=DAYS)
     started = time.perf_counter()
     client.execute(sql, settings={"max_insert_threads": 2, "max_threads": 2})
     days = [row[0] for row in client.execute(
@@ -104,6 +119,7 @@ def load(client, project: str, events: int) -> dict:
     for day in days:
         client.execute(f"INSERT INTO {db}.events SELECT * FROM {db}.events_staging "
                        "WHERE toDate(timestamp) = %(day)s", {"day": day})
+    client.execute(DERIVE_SESSIONS.format(db=db), settings={"max_threads": 2})
     loaded = time.perf_counter() - started
     client.execute(f"DROP TABLE {db}.events_staging SYNC")
     rows, visitors_seen = client.execute(f"SELECT count(), uniqExact(anonymous_id) FROM {db}.events")[0]

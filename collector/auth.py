@@ -9,7 +9,7 @@ import binascii
 from starlette.requests import Request
 
 from collector.errors import ApiError
-from headwater.projects.model import SERVER, Project
+from headwater.projects.model import SERVER, WRITE_KINDS, Project
 from headwater.projects.store import ProjectStore
 
 
@@ -32,7 +32,7 @@ def authenticate(store: ProjectStore, key: str | None, origin: str | None, now_m
     if not key:
         raise ApiError(401, "missing_write_key", "send the write key as the HTTP Basic username or as writeKey")
     found = store.find_key(key)
-    if found is None or not found[1].active(now_ms):
+    if found is None or not found[1].active(now_ms) or found[1].kind not in WRITE_KINDS:
         raise ApiError(401, "invalid_write_key", "the write key is not known or has expired")
     project, key_record = found
     if not project.enabled:

@@ -32,6 +32,18 @@ def cmd_admin(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from dashboard.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app, factory=True, host=settings.dashboard_host, port=settings.dashboard_port,
+        loop="uvloop", access_log=False, log_level="warning",
+    )
+
+
 def cmd_project(args: argparse.Namespace) -> None:
     from headwater.projects.cli import main
 
@@ -148,7 +160,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
         serve(get_settings())
 
 
-SERVICE_ROLES = {"collector", "admin", "mediator", "processor", "indexer", "up", "dev"}
+SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "up", "dev"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("collector", help="run the HTTP collector").set_defaults(func=cmd_collector)
     sub.add_parser("admin", help="run the admin (configurator) API").set_defaults(func=cmd_admin)
+    sub.add_parser("dashboard", help="run the dashboards (overview, funnels, retention, live, sessions, "
+                                     "failed events)").set_defaults(func=cmd_dashboard)
     from headwater.projects.cli import add_parser as add_project_parser
 
     add_project_parser(sub)

@@ -50,6 +50,11 @@ class Settings:
     admin_token: str = ""  # required by the admin role; the local stack sets a development token
     key_grace_s: float = 86_400.0  # how long a rotated-out key keeps working
 
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8082
+    dashboard_cookie_secure: bool = False  # set behind HTTPS: the login cookie is then sent over HTTPS only
+    dashboard_live_minutes: int = 30  # how far back the live page looks
+
     max_request_bytes: int = 500 * 1024
     max_event_bytes: int = 32 * 1024
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For / X-Real-IP are believed

@@ -96,6 +96,9 @@ class Child:
             return ""
 
 
+HTTP_ROLES = ("collector", "admin", "dashboard")  # answer on ports of their own; the others serve metrics
+
+
 def role_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "headwater", *args]
 
@@ -103,7 +106,8 @@ def role_argv(*args: str) -> list[str]:
 def service_roles() -> list[tuple[str, list[str]]]:
     """Every Headwater role that ``make up`` runs, with its command line."""
     processors = [(f"processor-{step}", ["processor", step]) for step in PROCESSOR_STEPS]
-    return [("collector", ["collector"]), ("admin", ["admin"]), ("mediator", ["mediator"]), *processors,
+    return [("collector", ["collector"]), ("admin", ["admin"]), ("dashboard", ["dashboard"]), ("mediator", ["mediator"]),
+            *processors,
             ("indexer", ["indexer", "events"]), ("indexer-sessions", ["indexer", "sessions"]),
             ("indexer-failed", ["indexer", "failed_events"])]
 
@@ -125,7 +129,7 @@ class Stack:
     def consuming_roles(self) -> list[Child]:
         """The roles that serve Prometheus metrics (their consumer lag and more) on a port of their own;
         the collector serves its metrics at /metrics."""
-        return [c for c in self.services if c.name not in ("collector", "admin")]
+        return [c for c in self.services if c.name not in HTTP_ROLES]
 
     def metrics_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.child(name).env['HEADWATER_METRICS_PORT']}/metrics"
@@ -150,9 +154,7 @@ class Stack:
         child = self.child(name)
         code = child.stop()
         child.start(self.env)
-        ready = {"kafka": self.kafka_ready, "clickhouse": self.clickhouse_ready,
-                 "collector": lambda: http_ok(self.collector_url + "/readyz"),
-                 "admin": lambda: http_ok(self.admin_url + "/healthz")}
+        ready = {"kafka": self.kafka_ready, "clickhouse": self.clickhouse_ready, **self._http_ready()}
         if name in ready:
             self._wait(child, ready[name], 120)
         self.write_pids()
@@ -170,12 +172,16 @@ class Stack:
         for child in self.services:
             if (names is None or child.name in names) and not child.alive():
                 child.start(self.env)
-        collector, admin = self.child("collector"), self.child("admin")
-        if collector.alive():
-            self._wait(collector, lambda: http_ok(self.collector_url + "/readyz"), 60)
-        if admin.alive():
-            self._wait(admin, lambda: http_ok(self.admin_url + "/healthz"), 60)
+        for name, ready in self._http_ready().items():
+            if self.child(name).alive():
+                self._wait(self.child(name), ready, 60)
         self.write_pids()
+
+    def _http_ready(self) -> dict:
+        """For each HTTP role, a check that it answers."""
+        return {"collector": lambda: http_ok(self.collector_url + "/readyz"),
+                "admin": lambda: http_ok(self.admin_url + "/healthz"),
+                "dashboard": lambda: http_ok(self.dashboard_url + "/healthz")}
 
     def start(self) -> None:
         self.start_servers()
@@ -193,6 +199,10 @@ class Stack:
     @property
     def admin_url(self) -> str:
         return f"http://{self.settings.admin_host}:{self.settings.admin_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.settings.dashboard_host}:{self.settings.dashboard_port}"
 
     @property
     def pid_file(self) -> Path:

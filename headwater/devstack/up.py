@@ -33,6 +33,7 @@ def run_up(settings: Settings) -> None:
         raise SystemExit(1) from exc
     print(f"\nHeadwater is up. Collector: {stack.collector_url}")
     print(f"Admin API: {stack.admin_url} (Authorization: Bearer {stack.settings.admin_token})")
+    print(f"Dashboard: {stack.dashboard_url} (log in with the admin token)")
     print(f"Logs: {settings.local_path / 'logs'}   ClickHouse: 127.0.0.1:{settings.clickhouse_port} (native)")
     print(f"Try it:\n  {curl_example(stack)}")
     print(f"On a web page:\n  <script defer src=\"{stack.collector_url}/hw.js\" "

@@ -16,7 +16,7 @@ from typing import Callable
 
 from headwater.clickhouse import make_client, project_database
 from headwater.migrations import apply_retention, migrate_project
-from headwater.projects.model import PUBLIC, SERVER, Key, Project, check_origin_pattern, key_hash, new_key
+from headwater.projects.model import PUBLIC, READ, SERVER, Key, Project, check_origin_pattern, key_hash, new_key
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings
 
@@ -147,18 +147,34 @@ class ProjectAdmin:
         return project
 
     async def rotate_keys(self, project_id: str, grace_s: float) -> tuple[Project, IssuedKeys]:
-        """Issue new keys. Every key that works now keeps working for at most ``grace_s`` more seconds;
-        expired keys are dropped from the record."""
+        """Issue new write keys. Every write key that works now keeps working for at most ``grace_s`` more
+        seconds; expired keys are dropped from the record. Dashboard read tokens are left as they are."""
         project = self.get(project_id)
         now = now_ms()
         expires = now + int(grace_s * 1000)
-        kept = [dataclasses.replace(k, expires_at_ms=min(k.expires_at_ms or expires, expires))
+        kept = [k if k.kind == READ else dataclasses.replace(k, expires_at_ms=min(k.expires_at_ms or expires, expires))
                 for k in project.keys if k.active(now)]
         public, public_value = make_key(PUBLIC)
         server, server_value = make_key(SERVER)
         project = dataclasses.replace(project, keys=[*kept, public, server])
         await self._save(project)
         return project, IssuedKeys(public_value, server_value)
+
+    async def issue_read_token(self, project_id: str) -> tuple[Project, str]:
+        """A new dashboard read token for the project (shown once; stored as a hash). It opens the
+        project's dashboard pages except the admin-only ones, and is refused as a write key."""
+        project = self.get(project_id)
+        token, value = make_key(READ)
+        project = dataclasses.replace(project, keys=[*project.keys, token])
+        await self._save(project)
+        return project, value
+
+    async def revoke_read_tokens(self, project_id: str) -> Project:
+        """Every read token of the project stops working at once."""
+        project = self.get(project_id)
+        project = dataclasses.replace(project, keys=[k for k in project.keys if k.kind != READ])
+        await self._save(project)
+        return project
 
     async def configure(self, project_id: str, changes: dict) -> Project:
         """Change the flow, privacy policy, enrichment or validation options."""

@@ -47,6 +47,11 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
             return {"projects": [describe(p) for p in applied]}
         if args.action == "rotate-hash-key":
             return {"project": describe(await admin.rotate_hash_key(args.id))}
+        if args.action == "read-token":
+            if args.revoke:
+                return {"project": describe(await admin.revoke_read_tokens(args.id))}
+            project, token = await admin.issue_read_token(args.id)
+            return {"project": describe(project), "read_token": token}
         return {"project": describe(await admin.set_enabled(args.id, args.action == "enable"))}
     finally:
         await store.stop()
@@ -79,6 +84,9 @@ def add_parser(sub) -> None:
     schema.add_argument("version", help="MODEL-REVISION-ADDITION, like 1-0-0")
     schema.add_argument("file", help="a JSON Schema file")
     actions.add_parser("rotate-hash-key", help="a new HMAC key for hashed fields").add_argument("id")
+    read = actions.add_parser("read-token", help="issue a dashboard read token for the project")
+    read.add_argument("id")
+    read.add_argument("--revoke", action="store_true", help="revoke every read token of the project instead")
     apply = actions.add_parser("apply", help="create or update projects from a JSON list of definitions "
                                              "(id, name, origins, flow, privacy, enrich, validation, sessions, "
                                              "retention_days); idempotent")

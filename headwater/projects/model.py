@@ -10,6 +10,9 @@ from fnmatch import fnmatchcase
 
 PUBLIC = "public"  # the browser write key: not secret, checked against the allowed origins
 SERVER = "server"  # secret keys for server-side senders; stored only as a hash
+READ = "read"  # secret tokens that open the project's dashboard, and never write; stored only as a hash
+WRITE_KINDS = (PUBLIC, SERVER)
+PREFIXES = {PUBLIC: "pk_", SERVER: "sk_", READ: "rk_"}
 ANY_ORIGIN = "*"
 _ORIGIN = re.compile(r"^(\*|https?://(\*\.)?[a-z0-9.-]+(:\d{1,5})?)$")
 
@@ -19,7 +22,7 @@ def key_hash(key: str) -> str:
 
 
 def new_key(kind: str) -> str:
-    return ("pk_" if kind == PUBLIC else "sk_") + secrets.token_urlsafe(24)
+    return PREFIXES[kind] + secrets.token_urlsafe(24)
 
 
 def check_origin_pattern(origin: str) -> str:

@@ -1,0 +1,76 @@
+"""Filters that narrow every query of the library to some events: a country, a device, a campaign, a page.
+
+Filters combine with AND. They are conditions on each event's own columns, so "country = DE" keeps the
+events sent from Germany (a visitor who travels is counted where each event was sent from). On the
+``sessions`` table the same filters keep sessions whose entry matches (country, device and campaign are
+taken from a session's first event there), and a page filter keeps sessions that viewed the page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from headwater.clickhouse import project_database
+
+# filter name -> events column; each is matched for equality
+FIELDS = {
+    "country": "country",
+    "device": "device",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+    "page": "url_path",
+}
+SESSION_FIELDS = {name: column for name, column in FIELDS.items() if name != "page"}
+MAX_VALUE = 1000
+
+
+class FilterError(ValueError):
+    """A filter that cannot be applied; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Filters:
+    country: str = ""
+    device: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    page: str = ""
+
+    def __post_init__(self) -> None:
+        for name in FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > MAX_VALUE:
+                raise FilterError(f"filter {name} must be text of at most {MAX_VALUE} characters")
+
+    @classmethod
+    def from_mapping(cls, values) -> Filters:
+        """The filters named in ``values`` (query-string parameters); unknown names are ignored."""
+        return cls(**{name: str(values.get(name) or "").strip() for name in FIELDS})
+
+    def active(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in FIELDS if getattr(self, name)}
+
+    def __bool__(self) -> bool:
+        return bool(self.active())
+
+    def params(self) -> dict[str, str]:
+        return {f"filter_{name}": value for name, value in self.active().items()}
+
+    def events_condition(self) -> str:
+        """`` AND …`` for a query on ``events`` (empty without filters); parameters from :meth:`params`."""
+        return "".join(f" AND {FIELDS[name]} = %(filter_{name})s" for name in self.active())
+
+    def sessions_condition(self, project_id: str, since: str, until: str) -> str:
+        """`` AND …`` for a query on ``sessions``; a page filter looks up the sessions that viewed the page
+        between ``since`` and ``until`` (SQL expressions) in ``events``."""
+        active = self.active()
+        sql = "".join(f" AND {SESSION_FIELDS[name]} = %(filter_{name})s" for name in active if name != "page")
+        if "page" in active:
+            sql += (f" AND session_id IN (SELECT session_id FROM {project_database(project_id)}.events"
+                    f" WHERE timestamp >= {since} AND timestamp < {until} AND url_path = %(filter_page)s)")
+        return sql
+
+
+NONE = Filters()

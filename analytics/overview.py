@@ -1,0 +1,72 @@
+"""The overview's queries: headline figures against the previous period, and what visitors came for.
+
+Each returns a :class:`~analytics.queries.Query`, like the rest of the library (docs/queries.md).
+The previous period is the range of the same length just before ``since``; both periods are read in
+one pass.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from analytics.filters import NONE, Filters
+from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, Query, QueryError, _events, _utc_ms, time_range
+from headwater.clickhouse import project_database
+
+PREVIOUS = "toDateTime64(%(previous)s, 3, 'UTC')"
+SESSION_PAGES = {"entry": "entry_page", "exit": "exit_page"}
+
+
+def _with_previous(since: datetime, until: datetime) -> dict:
+    return {**time_range(since, until), "previous": _utc_ms(since - (until - since))}
+
+
+def traffic(project_id: str, since: datetime, until: datetime, filters: Filters = NONE) -> Query:
+    """Unique visitors, page views (page and screen calls) and events, for the range (``current`` = 1)
+    and for the period before it (``current`` = 0); a period without events has no row."""
+    sql = f"""SELECT
+    timestamp >= {SINCE} AS current,
+    uniqExact(visitor_hash) AS visitors,
+    countIf(type IN ('page', 'screen')) AS pageviews,
+    count() AS events
+FROM {_events(project_id)}
+WHERE timestamp >= {PREVIOUS} AND timestamp < {UNTIL}{filters.events_condition()}
+GROUP BY current
+ORDER BY current{FINAL_SETTINGS}"""
+    return Query(sql, {**_with_previous(since, until), **filters.params()},
+                 ("current", "visitors", "pageviews", "events"))
+
+
+def engagement(project_id: str, since: datetime, until: datetime, filters: Filters = NONE) -> Query:
+    """Sessions that started in the range (``current`` = 1) and in the period before it (0): their
+    number, bounce rate (the share of one-event sessions) and average duration in seconds."""
+    sql = f"""SELECT
+    start_at >= {SINCE} AS current,
+    sum(sign) AS sessions,
+    if(sessions = 0, 0, sum(sign * is_bounce) / sessions) AS bounce_rate,
+    if(sessions = 0, 0, sum(sign * duration_s) / sessions) AS average_duration_s
+FROM {project_database(project_id)}.sessions
+WHERE start_at >= {PREVIOUS} AND start_at < {UNTIL}{filters.sessions_condition(project_id, PREVIOUS, UNTIL)}
+GROUP BY current
+HAVING sessions > 0
+ORDER BY current"""
+    return Query(sql, {**_with_previous(since, until), **filters.params()},
+                 ("current", "sessions", "bounce_rate", "average_duration_s"))
+
+
+def session_pages(project_id: str, which: str, since: datetime, until: datetime, limit: int = 10,
+                  filters: Filters = NONE) -> Query:
+    """The most common entry (first) or exit (last) pages of the sessions that started in the range."""
+    if which not in SESSION_PAGES:
+        raise QueryError(f"which must be one of {', '.join(SESSION_PAGES)}")
+    if not 1 <= limit <= 10_000:
+        raise QueryError("limit must be between 1 and 10000")
+    column = SESSION_PAGES[which]
+    sql = f"""SELECT {column} AS value, sum(sign) AS sessions
+FROM {project_database(project_id)}.sessions
+WHERE start_at >= {SINCE} AND start_at < {UNTIL} AND {column} != ''{filters.sessions_condition(project_id, SINCE, UNTIL)}
+GROUP BY value
+HAVING sessions > 0
+ORDER BY sessions DESC, value
+LIMIT %(limit)s"""
+    return Query(sql, {**time_range(since, until), "limit": limit, **filters.params()}, ("value", "sessions"))

@@ -1,0 +1,139 @@
+"""``headwater dashboard``: pre-built pages over the query library, for each project.
+
+Pages: overview, funnels, retention, live, sessions (with each session's timeline) and failed events
+(admin only, with replay). Every page reads ClickHouse only through the query library; every block
+links to the SQL it ran. The URL holds a view's whole state (:mod:`dashboard.state`); access is by
+the admin token or a project's read token (:mod:`dashboard.access`). Charts are drawn by uPlot,
+bundled at build time into ``dashboard/static`` (``make install``; no CDN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from urllib.parse import quote, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from analytics.queries import QueryError
+from dashboard import pages
+from dashboard.access import COOKIE, token_of, viewer_for
+from dashboard.rendering import ADMIN_ONLY, NAV, STATIC, form_fields, problem, render, templates
+from dashboard.runner import QueryRunner
+from dashboard.state import StateError, parse_state
+from headwater.projects.store import ProjectStore
+from headwater.settings import Settings, get_settings
+
+def guarded(view: str):
+    """A project page: the viewer must be logged in and may see the project (and be an admin for
+    admin-only pages); the URL state must parse. Bad state answers 400 with the reason."""
+
+    def wrap(handler):
+        async def endpoint(request: Request) -> Response:
+            viewer = viewer_for(token_of(request), request.app.state.settings.admin_token, request.app.state.store)
+            if viewer is None and request.url.path.endswith(".json"):
+                return problem(request, 401, "Log in", "send Authorization: Bearer <admin or read token>")
+            if viewer is None:
+                return RedirectResponse("/login?next=" + quote(request.url.path + "?" + request.url.query), 303)
+            project_id = request.path_params["project"]
+            project = request.app.state.store.get(project_id)
+            if project is None or not viewer.may_see(project_id):
+                return problem(request, 404, "No such project", f"There is no project {project_id!r} you may see.")
+            if view in ADMIN_ONLY and not viewer.admin:
+                return problem(request, 403, "Admins only", "This page needs the admin token; log in with it.")
+            try:
+                state = parse_state(request.query_params)
+            except StateError as exc:
+                return problem(request, 400, "Cannot show this view", str(exc))
+            try:
+                return await handler(request, {"viewer": viewer, "project": project, "state": state, "view": view})
+            except QueryError as exc:
+                return problem(request, 400, "Cannot run this query", str(exc))
+
+        return endpoint
+
+    return wrap
+
+
+async def login_form(request: Request) -> Response:
+    return render(request, "login.html", {"viewer": None, "next": _safe_next(request.query_params.get("next")),
+                                          "error": ""})
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never another host (an open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+        return "/"
+    return target
+
+
+async def login(request: Request) -> Response:
+    form = await form_fields(request)
+    token, target = str(form.get("token") or "").strip(), _safe_next(str(form.get("next") or ""))
+    if viewer_for(token, request.app.state.settings.admin_token, request.app.state.store) is None:
+        return render(request, "login.html", {"viewer": None, "next": target,
+                                              "error": "That token opens nothing: use the admin token or a read token."},
+                      401)
+    response = RedirectResponse(target, 303)
+    response.set_cookie(COOKIE, token, max_age=30 * 86400, httponly=True, samesite="lax",
+                        secure=request.app.state.settings.dashboard_cookie_secure)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+async def home(request: Request) -> Response:
+    viewer = viewer_for(token_of(request), request.app.state.settings.admin_token, request.app.state.store)
+    if viewer is None:
+        return RedirectResponse("/login", 303)
+    visible = sorted((p for p in request.app.state.store.projects.values() if viewer.may_see(p.id)),
+                     key=lambda p: p.id)
+    if len(visible) == 1:
+        return RedirectResponse(f"/p/{visible[0].id}/overview", 303)
+    return render(request, "projects.html", {"viewer": viewer, "projects": visible})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        store = ProjectStore(settings)
+        await store.start()
+        app.state.store, app.state.runner = store, QueryRunner(settings)
+        try:
+            yield
+        finally:
+            app.state.runner.close()
+            await store.stop()
+
+    project_pages = [Route(f"/p/{{project}}/{view}", guarded(view)(getattr(pages, view))) for view, _ in NAV]
+    routes = [
+        Route("/healthz", healthz),
+        Route("/", home),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        *project_pages,
+        Route("/p/{project}/live.json", guarded("live")(pages.live_json)),
+        Route("/p/{project}/sessions/{session_id}", guarded("sessions")(pages.session)),
+        Route("/p/{project}/sql/{of}/{block}", guarded("sql")(pages.sql)),
+        Route("/p/{project}/failed/replay", guarded("failed")(pages.replay), methods=["POST"]),
+        Route("/p/{project}", guarded("overview")(pages.to_overview)),
+        Mount("/static", StaticFiles(directory=str(STATIC), check_dir=False), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.templates = templates()
+    return app

@@ -1,0 +1,50 @@
+"""How numbers, shares, durations and times read on the page (Jinja filters)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+
+def count(value) -> str:
+    return f"{int(value or 0):,}"
+
+
+def percent(value) -> str:
+    return f"{float(value or 0) * 100:.1f}%"
+
+
+def duration(seconds) -> str:
+    seconds = int(round(float(seconds or 0)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def change(value) -> str:
+    """A relative change, signed; an em dash when there was nothing to compare to."""
+    if value is None:
+        return "—"
+    return f"{'+' if value >= 0 else '−'}{abs(value) * 100:.0f}%"
+
+
+def figure(value, kind: str) -> str:
+    return {"count": count, "percent": percent, "duration": duration}[kind](value)
+
+
+def when(value) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def plain(value):
+    """A value as JSON can carry it."""
+    return value.isoformat() if isinstance(value, (datetime, date)) else value
+
+
+FILTERS = {"count": count, "percent": percent, "duration": duration, "change": change, "figure": figure,
+           "when": when}

@@ -1,0 +1,137 @@
+"""The page handlers. Each gets the request and a context with the viewer, the project, the parsed URL
+state and the view's name (see ``guarded`` in :mod:`dashboard.app`), runs its queries and renders."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from analytics import activity
+from dashboard import views
+from dashboard.formatting import plain
+from dashboard.rendering import ADMIN_ONLY, form_fields, problem, render
+from processors.replay import Replayer
+
+
+async def _run(request: Request, context: dict, view: str, **extra) -> dict:
+    queries = views.QUERIES[view](context["project"].id, context["state"], **extra)
+    return await request.app.state.runner.records(queries)
+
+
+async def to_overview(request: Request, context: dict) -> Response:
+    return RedirectResponse(f"/p/{context['project'].id}/overview{context['state'].query_string()}", 303)
+
+
+async def overview(request: Request, context: dict) -> Response:
+    rows = await _run(request, context, "overview")
+    context.update(headline=views.headline(rows["traffic"], rows["engagement"]),
+                   trend=views.trend_series(rows["trend"]), top_blocks=views.TOP_BLOCKS, rows=rows,
+                   no_events=not any(r["current"] for r in rows["traffic"]))
+    return render(request, "overview.html", context)
+
+
+async def funnels(request: Request, context: dict) -> Response:
+    rows = await _run(request, context, "funnels")
+    steps = context["state"].steps
+    issue = ""
+    if len(steps) == 1:
+        issue = "Add at least one more step."
+    elif len(set(steps)) != len(steps):
+        issue = "Each step must be different."
+    context.update(rows=rows, issue=issue, steps=views.funnel_steps(rows.get("funnel", [])))
+    return render(request, "funnels.html", context)
+
+
+async def retention(request: Request, context: dict) -> Response:
+    rows = await _run(request, context, "retention")
+    state = context["state"]
+    last_day = (state.bounds()[1] - timedelta(days=1)).date()
+    context.update(grid=views.cohort_grid(rows["retention"], state.periods, state.period, last_day))
+    return render(request, "retention.html", context)
+
+
+async def _live_rows(request: Request, context: dict) -> dict:
+    minutes = request.app.state.settings.dashboard_live_minutes
+    rows = await _run(request, context, "live", minutes=minutes)
+    current = next((r for r in rows["traffic"] if r["current"]), {})
+    return {"minutes": minutes, "events": current.get("events", 0), "visitors": current.get("visitors", 0),
+            "latest": rows["latest"]}
+
+
+async def live(request: Request, context: dict) -> Response:
+    context.update(live=await _live_rows(request, context))
+    return render(request, "live.html", context)
+
+
+async def live_json(request: Request, context: dict) -> Response:
+    data = await _live_rows(request, context)
+    data["latest"] = [{k: plain(v) for k, v in row.items()} for row in data["latest"]]
+    data["at"] = datetime.now(timezone.utc).isoformat()
+    return JSONResponse(data)
+
+
+async def sessions(request: Request, context: dict) -> Response:
+    rows = await _run(request, context, "sessions")
+    context.update(rows=rows, summary=(rows["summary"] or [{}])[0])
+    return render(request, "sessions.html", context)
+
+
+def _ms_param(request: Request, name: str) -> datetime | None:
+    value = request.query_params.get(name, "")
+    if not value.isdigit() or len(value) > 15:
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, timezone.utc)
+
+
+async def session(request: Request, context: dict) -> Response:
+    start, end = _ms_param(request, "start"), _ms_param(request, "end")
+    if start is None or end is None or end < start:
+        return problem(request, 400, "Cannot show this session", "start and end must be times in milliseconds")
+    query = activity.session_timeline(context["project"].id, request.path_params["session_id"],
+                                      start, end + timedelta(milliseconds=1))
+    rows = (await request.app.state.runner.records({"timeline": query}))["timeline"]
+    context.update(session_id=request.path_params["session_id"], timeline=rows, start=start, end=end)
+    return render(request, "session.html", context)
+
+
+async def failed(request: Request, context: dict) -> Response:
+    context.update(await _failures(request, context), report=None)
+    return render(request, "failed.html", context)
+
+
+async def _failures(request: Request, context: dict) -> dict:
+    rows = await _run(request, context, "failed")
+    samples: dict[str, list] = {}
+    for sample in rows["samples"]:
+        samples.setdefault(sample["reason"], []).append(sample)
+    return {"reasons": rows["reasons"], "samples": samples}
+
+
+async def replay(request: Request, context: dict) -> Response:
+    """Re-inject the project's dead letters (of one reason, or all) through the validate step as it
+    is configured now; the first still-invalid event stops the replay (as ``headwater replay``)."""
+    if request.headers.get("origin") not in (None, f"{request.url.scheme}://{request.url.netloc}"):
+        return problem(request, 403, "Refused", "a replay must be posted from this dashboard")
+    form = await form_fields(request)
+    reason = str(form.get("reason") or "") or None
+    replayer = Replayer(request.app.state.settings, context["project"].id, reason, "stop")
+    report = await asyncio.wait_for(replayer.run(), timeout=120)
+    context.update(await _failures(request, context), report=report, replayed_reason=reason)
+    return render(request, "failed.html", context)
+
+
+async def sql(request: Request, context: dict) -> Response:
+    of, block = request.path_params["of"], request.path_params["block"]
+    if of in ADMIN_ONLY and not context["viewer"].admin:
+        return problem(request, 403, "Admins only", "This SQL belongs to an admin-only page.")
+    if of not in views.QUERIES or of == "live":
+        return problem(request, 404, "No such view", f"There is no view {of!r} with SQL to show.")
+    queries = views.QUERIES[of](context["project"].id, context["state"])
+    if block not in queries:
+        return problem(request, 404, "No such block", f"The {of} view has no block {block!r}.")
+    text = await request.app.state.runner.sql(queries[block])
+    context.update(of=of, block=block, sql_text=text)
+    return render(request, "sql.html", context)

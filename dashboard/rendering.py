@@ -1,0 +1,50 @@
+"""Rendering pages: the templates, the navigation, and the error page every problem answers with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.templating import Jinja2Templates
+
+from analytics.filters import FIELDS
+from dashboard import formatting
+from dashboard.state import RANGES, WINDOWS
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+NAV = (("overview", "Overview"), ("funnels", "Funnels"), ("retention", "Retention"), ("live", "Live"),
+       ("sessions", "Sessions"), ("failed", "Failed events"))
+ADMIN_ONLY = {"failed"}
+
+
+def templates() -> Jinja2Templates:
+    env = Jinja2Templates(directory=str(HERE / "templates"))
+    env.env.filters.update(formatting.FILTERS)
+    env.env.globals.update(nav=NAV, ranges=RANGES, windows=WINDOWS, filter_names=list(FIELDS),
+                           admin_only=ADMIN_ONLY, built=(STATIC / "dashboard.js").is_file())
+    return env
+
+
+def render(request: Request, name: str, context: dict, status: int = 200) -> Response:
+    return request.app.state.templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def problem(request: Request, status: int, title: str, message: str) -> Response:
+    """A 4xx answer with its reason: JSON for the JSON endpoints, else a page."""
+    if request.url.path.endswith(".json"):
+        return JSONResponse({"error": title, "message": message}, status_code=status)
+    return render(request, "problem.html", {"title": title, "message": message, "viewer": None}, status)
+
+
+MAX_FORM_BYTES = 16 * 1024
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """A posted form's fields (``application/x-www-form-urlencoded``, the only kind the pages send),
+    first value of each."""
+    body = await request.body()
+    fields = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}

@@ -1,0 +1,151 @@
+"""A view's state, read from and written back to its URL, so any view can be shared as a link.
+
+Parameters (all optional): ``range`` (``today``, ``24h``, ``7d``, ``30d``, ``90d`` or ``custom`` with
+``from`` and ``to`` as dates, both included), ``tz`` (an IANA time zone), ``interval`` (the trend's
+``hour``/``day``/``week``/``month``; by default hours for ranges up to two days, else days), the
+filters of :mod:`analytics.filters`, and each page's own: ``step`` (repeated) and ``window`` for
+funnels, ``period`` and ``periods`` for retention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, timedelta, timezone
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from analytics.filters import FIELDS, FilterError, Filters
+from analytics.queries import INTERVALS, RETENTION_PERIODS
+
+RANGES = {"today": "Today", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
+          "90d": "Last 90 days", "custom": "Custom"}
+DEFAULT_RANGE = "7d"
+WINDOWS = {"3600": "1 hour", "86400": "1 day", "604800": "7 days", "2592000": "30 days"}
+MAX_STEPS = 8
+
+
+class StateError(ValueError):
+    """A URL parameter that cannot be used; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewState:
+    range: str = DEFAULT_RANGE
+    start: date | None = None  # custom range, in tz
+    end: date | None = None
+    tz: str = "UTC"
+    interval: str = ""
+    filters: Filters = Filters()
+    steps: tuple[str, ...] = ()
+    window: str = "86400"
+    period: str = "week"
+    periods: int = 8
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    def bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        """The range as ``[since, until)``, aware datetimes."""
+        now = (now or datetime.now(timezone.utc)).astimezone(self.zone)
+        midnight = datetime.combine(now.date(), datetime.min.time(), self.zone)
+        tomorrow = midnight + timedelta(days=1)
+        if self.range == "custom":
+            return (datetime.combine(self.start, datetime.min.time(), self.zone),
+                    datetime.combine(self.end + timedelta(days=1), datetime.min.time(), self.zone))
+        if self.range == "24h":
+            end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            return end - timedelta(hours=24), end
+        days = {"today": 1, "7d": 7, "30d": 30, "90d": 90}[self.range]
+        return tomorrow - timedelta(days=days), tomorrow
+
+    def trend_interval(self) -> str:
+        if self.interval:
+            return self.interval
+        since, until = self.bounds()
+        return "hour" if until - since <= timedelta(days=2) else "day"
+
+    def params(self, **changes) -> dict[str, object]:
+        """The state as URL parameters (defaults left out), with ``changes`` applied."""
+        state = dataclasses.replace(self, **changes) if changes else self
+        out: dict[str, object] = {}
+        if state.range != DEFAULT_RANGE:
+            out["range"] = state.range
+        if state.range == "custom":
+            out["from"], out["to"] = state.start.isoformat(), state.end.isoformat()
+        if state.tz != "UTC":
+            out["tz"] = state.tz
+        if state.interval:
+            out["interval"] = state.interval
+        out.update(state.filters.active())
+        if state.steps:
+            out["step"] = list(state.steps)
+        if state.window != "86400":
+            out["window"] = state.window
+        if state.period != "week":
+            out["period"] = state.period
+        if state.periods != 8:
+            out["periods"] = state.periods
+        return out
+
+    def query_string(self, **changes) -> str:
+        text = urlencode(self.params(**changes), doseq=True)
+        return "?" + text if text else ""
+
+    def without_filter(self, name: str) -> str:
+        filters = dataclasses.replace(self.filters, **{name: ""})
+        return self.query_string(filters=filters)
+
+    def with_filter(self, name: str, value: str) -> str:
+        filters = dataclasses.replace(self.filters, **{name: value})
+        return self.query_string(filters=filters)
+
+
+def _date(text: str | None, name: str) -> date:
+    try:
+        return date.fromisoformat(text or "")
+    except ValueError as exc:
+        raise StateError(f"{name} must be a date like 2026-11-01") from exc
+
+
+def _choice(value: str | None, allowed, name: str, default: str) -> str:
+    value = value or default
+    if value not in allowed:
+        raise StateError(f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+def parse_state(params) -> ViewState:
+    """The state in a request's query parameters (a Starlette ``QueryParams``); :class:`StateError`
+    says what is wrong with a bad one."""
+    range_ = _choice(params.get("range"), RANGES, "range", DEFAULT_RANGE)
+    start = end = None
+    if range_ == "custom":
+        start, end = _date(params.get("from"), "from"), _date(params.get("to"), "to")
+        if end < start:
+            raise StateError("to must not be before from")
+        if (end - start).days > 3660:
+            raise StateError("a custom range may span at most ten years")
+    tz = params.get("tz") or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (KeyError, ValueError) as exc:
+        raise StateError(f"unknown time zone {tz!r}") from exc
+    interval = params.get("interval") or ""
+    if interval and interval not in INTERVALS:
+        raise StateError(f"interval must be one of {', '.join(INTERVALS)}")
+    try:
+        filters = Filters.from_mapping({name: params.get(name) for name in FIELDS})
+    except FilterError as exc:
+        raise StateError(str(exc)) from exc
+    steps = tuple(s.strip() for s in params.getlist("step") if s.strip())
+    if len(steps) > MAX_STEPS:
+        raise StateError(f"a funnel has at most {MAX_STEPS} steps")
+    window = params.get("window") or "86400"
+    if not window.isdigit() or not 0 < int(window) <= 90 * 86400:
+        raise StateError("window must be a number of seconds up to 90 days")
+    period = _choice(params.get("period"), RETENTION_PERIODS, "period", "week")
+    periods = params.get("periods") or "8"
+    if not periods.isdigit() or not 1 <= int(periods) <= 52:
+        raise StateError("periods must be a whole number from 1 to 52")
+    return ViewState(range_, start, end, tz, interval, filters, steps, window, period, int(periods))

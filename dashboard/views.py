@@ -1,0 +1,150 @@
+"""What each page asks the query library, and how the answers become what the page shows.
+
+``QUERIES[view](project_id, state)`` names every query a page runs; the page's template gets the
+rows under the same names, shaped by the view's ``shape`` function. The "SQL" link of each block
+rebuilds the same query from the same URL state, so what it shows is exactly what the block ran.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from analytics import activity, overview, queries
+from analytics.queries import Query
+from dashboard.state import ViewState
+
+TOP_BLOCKS = {  # block -> (title, query library source, the filter a row sets, or None)
+    "pages": ("Top pages", "pages", "page"),
+    "entry_pages": ("Entry pages", "entry", "page"),
+    "exit_pages": ("Exit pages", "exit", "page"),
+    "referrers": ("Referrers", "referrers", None),
+    "campaigns": ("UTM campaigns", "campaigns", "utm_campaign"),
+    "countries": ("Countries", "countries", "country"),
+    "browsers": ("Browsers", "browsers", None),
+    "os": ("Operating systems", "os", None),
+    "devices": ("Devices", "devices", "device"),
+}
+TOP_LIMIT = 10
+
+
+def overview_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    since, until = state.bounds()
+    f = state.filters
+    out = {
+        "traffic": overview.traffic(project_id, since, until, f),
+        "engagement": overview.engagement(project_id, since, until, f),
+        "trend": queries.trends(project_id, since, until, interval=state.trend_interval(), tz=state.tz, filters=f),
+    }
+    for block, (_title, source, _filter) in TOP_BLOCKS.items():
+        if source in overview.SESSION_PAGES:
+            out[block] = overview.session_pages(project_id, source, since, until, TOP_LIMIT, f)
+        else:
+            out[block] = queries.top(project_id, source, since, until, TOP_LIMIT, f)
+    return out
+
+
+def funnel_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    since, until = state.bounds()
+    out = {"events": queries.top(project_id, "events", since, until, 20, state.filters)}
+    if len(state.steps) >= 2 and len(set(state.steps)) == len(state.steps):
+        out["funnel"] = queries.funnel(project_id, list(state.steps), since, until, int(state.window), state.filters)
+    return out
+
+
+def retention_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    since, until = state.bounds()
+    return {"retention": queries.retention(project_id, since, until, state.period, state.periods, tz=state.tz,
+                                           filters=state.filters)}
+
+
+def live_window(minutes: int) -> tuple[datetime, datetime]:
+    now = datetime.now(timezone.utc)
+    return now - timedelta(minutes=minutes), now + timedelta(minutes=1)
+
+
+def live_queries(project_id: str, state: ViewState, minutes: int = 30) -> dict[str, Query]:
+    since, until = live_window(minutes)
+    return {"latest": activity.latest_events(project_id, since, until, 100, state.filters),
+            "traffic": overview.traffic(project_id, since, until, state.filters)}
+
+
+def sessions_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    since, until = state.bounds()
+    return {"sessions": activity.recent_sessions(project_id, since, until, 50, state.filters),
+            "summary": queries.sessions(project_id, since, until, state.filters)}
+
+
+def failed_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    since, until = state.bounds()
+    return {"reasons": activity.failure_reasons(project_id, since, until),
+            "samples": activity.failure_samples(project_id, since, until, 3)}
+
+
+QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
+           "live": live_queries, "sessions": sessions_queries, "failed": failed_queries}
+
+
+def change(current: float, previous: float) -> float | None:
+    """The relative change from the previous period, or ``None`` when there is nothing to compare to."""
+    return None if not previous else (current - previous) / previous
+
+
+def _by_period(rows: list[dict]) -> tuple[dict, dict]:
+    current = next((r for r in rows if r["current"]), {})
+    previous = next((r for r in rows if not r["current"]), {})
+    return current, previous
+
+
+def headline(traffic: list[dict], engagement: list[dict]) -> list[dict]:
+    """The overview's five figures with the previous period's and the change."""
+    now, before = _by_period(traffic)
+    now_s, before_s = _by_period(engagement)
+    figures = [("visitors", "Visitors", now, before, "count"), ("pageviews", "Pageviews", now, before, "count"),
+               ("sessions", "Sessions", now_s, before_s, "count"),
+               ("bounce_rate", "Bounce rate", now_s, before_s, "percent"),
+               ("average_duration_s", "Avg. session", now_s, before_s, "duration")]
+    return [{"key": key, "label": label, "value": cur.get(key, 0), "previous": prev.get(key, 0),
+             "change": change(cur.get(key, 0), prev.get(key, 0)), "format": kind}
+            for key, label, cur, prev, kind in figures]
+
+
+def trend_series(rows: list[dict]) -> dict:
+    """The trend chart's data: period start times (seconds) and the events and visitors of each."""
+    return {"x": [_epoch(r["period"]) for r in rows], "events": [r["events"] for r in rows],
+            "visitors": [r["visitors"] for r in rows]}
+
+
+def _epoch(value) -> int:
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    return int(datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp())
+
+
+def funnel_steps(rows: list[dict]) -> list[dict]:
+    """Each step with its conversion from the first step and its drop-off from the step before."""
+    first = rows[0]["visitors"] if rows else 0
+    out, previous = [], None
+    for row in rows:
+        visitors = row["visitors"]
+        out.append({**row, "conversion": visitors / first if first else 0.0,
+                    "dropped": 0 if previous is None else previous - visitors,
+                    "drop_rate": 0.0 if not previous else (previous - visitors) / previous})
+        previous = visitors
+    return out
+
+
+def cohort_grid(rows: list[dict], periods: int, period: str, last_day: date) -> list[dict]:
+    """Retention rows as a grid: one row per cohort, with the share of it back ``k`` periods later.
+    Periods that start after ``last_day`` (the range's last day) have not happened yet: ``None``."""
+    step = timedelta(days=7 if period == "week" else 1)
+    cohorts: dict = {}
+    for row in rows:
+        start, size = row["cohort"], row["cohort_size"]
+        if start not in cohorts:
+            cells = [{"visitors": 0, "share": 0.0} if start + k * step <= last_day else None
+                     for k in range(periods + 1)]
+            cohorts[start] = {"cohort": start, "size": size, "cells": cells}
+        k = row["periods_later"]
+        if 0 <= k <= periods and cohorts[start]["cells"][k] is not None:
+            cohorts[start]["cells"][k] = {"visitors": row["visitors"], "share": row["visitors"] / size if size else 0.0}
+    return list(cohorts.values())

@@ -1,0 +1,169 @@
+// Opens every dashboard page in Debian's Chromium and reports what each shows, as JSON on stdout, for
+// tests/test_dashboard.py to compare with the query library and with the events it loaded.
+//
+// Environment: DASHBOARD (base URL), ADMIN_TOKEN, READ_TOKEN, PROJECT, EMPTY_PROJECT, STATE (the query
+// string of the range holding the loaded events), STEPS (JSON list of funnel steps), COLLECTOR and
+// WRITE_KEY (to send an event while the live page is open), LIVE_ID (its messageId), SCREENSHOTS (a
+// directory for one PNG per page).
+import { chromium } from "playwright-core";
+
+const env = process.env;
+const base = env.DASHBOARD;
+const project = env.PROJECT;
+const state = env.STATE;
+const shots = env.SCREENSHOTS;
+const report = { pages: {}, phone: {}, access: {} };
+
+const texts = (page, selector, attribute) =>
+  page.$$eval(selector, (nodes, attr) => nodes.map((n) => n.getAttribute(attr)), attribute);
+
+async function open(page, path) {
+  const response = await page.goto(base + path, { waitUntil: "networkidle" });
+  return response.status();
+}
+
+async function overview(page) {
+  const status = await open(page, `/p/${project}/overview${state}`);
+  await page.waitForSelector("[data-chart=trend][data-drawn=true] canvas", { state: "attached" });
+  const metrics = await page.$$eval("[data-metric]", (nodes) =>
+    Object.fromEntries(nodes.map((n) => [n.dataset.metric, Number(n.dataset.value)])));
+  const blocks = await page.$$eval("[data-block]", (nodes) => Object.fromEntries(nodes.map((n) => [
+    n.dataset.block,
+    [...n.querySelectorAll("[data-row]")].map((r) => [r.dataset.row, Number(r.dataset.count)]),
+  ])));
+  await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+  return { status, metrics, blocks };
+}
+
+async function funnels(page) {
+  const steps = JSON.parse(env.STEPS).map((s) => `step=${encodeURIComponent(s)}`).join("&");
+  const status = await open(page, `/p/${project}/funnels${state}&${steps}&window=86400`);
+  const rows = await page.$$eval("[data-step]", (nodes) =>
+    nodes.map((n) => ({ step: Number(n.dataset.step), visitors: Number(n.dataset.visitors) })));
+  await page.screenshot({ path: `${shots}/funnels.png`, fullPage: true });
+  return { status, rows };
+}
+
+async function retention(page) {
+  const status = await open(page, `/p/${project}/retention${state}&period=day&periods=3`);
+  const cohorts = await page.$$eval("[data-cohort]", (nodes) => nodes.map((n) => ({
+    cohort: n.dataset.cohort, size: Number(n.dataset.size),
+    cells: [...n.querySelectorAll("td.cell")].map((c) => [Number(c.dataset.k), Number(c.dataset.visitors)]),
+  })));
+  await page.screenshot({ path: `${shots}/retention.png`, fullPage: true });
+  return { status, cohorts };
+}
+
+async function sessions(page) {
+  const status = await open(page, `/p/${project}/sessions${state}`);
+  const list = await page.$$eval("[data-session]", (nodes) =>
+    nodes.map((n) => ({ id: n.dataset.session, events: Number(n.dataset.events) })));
+  await page.screenshot({ path: `${shots}/sessions.png`, fullPage: true });
+  await page.click(`[data-session="${list[0].id}"] a`);
+  await page.waitForSelector("[data-block=timeline]");
+  const timeline = await texts(page, "[data-block=timeline] li", "data-event");
+  await page.screenshot({ path: `${shots}/session-timeline.png`, fullPage: true });
+  return { status, list, first: list[0].id, timeline };
+}
+
+async function failed(page) {
+  const status = await open(page, `/p/${project}/failed`);  // failures are dated when they failed: now
+  const reasons = await page.$$eval("[data-reason]", (nodes) =>
+    nodes.map((n) => [n.dataset.reason, Number(n.dataset.count)]));
+  const samples = await texts(page, "[data-sample]", "data-sample");
+  await page.screenshot({ path: `${shots}/failed-events.png`, fullPage: true });
+  return { status, reasons, samples };
+}
+
+async function live(page) {
+  const status = await open(page, `/p/${project}/live`);
+  await page.screenshot({ path: `${shots}/live.png`, fullPage: true });
+  const before = await page.$$eval("[data-live-rows] tr", (rows) => rows.length);
+  const sent = await fetch(`${env.COLLECTOR}/v1/track`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: "Basic " + btoa(`${env.WRITE_KEY}:`) },
+    body: JSON.stringify({ event: "Live Check", anonymousId: "live-visitor", messageId: env.LIVE_ID }),
+  });
+  const started = Date.now();
+  // no reload: the page must fetch it by itself
+  await page.waitForSelector(`[data-live-rows] tr[data-message-id="${env.LIVE_ID}"]`, { timeout: 90000 });
+  return { status, sent: sent.status, before, appeared_after_ms: Date.now() - started,
+           refreshes: Number(await page.getAttribute("[data-live]", "data-refreshes")) };
+}
+
+async function sql(page) {
+  await open(page, `/p/${project}/overview${state}`);
+  await page.click("[data-block=pages] a.sql");
+  await page.waitForSelector("[data-sql]");
+  return { text: await page.textContent("[data-sql]") };
+}
+
+async function phone(browser, cookie) {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2,
+                                             isMobile: true, hasTouch: true });
+  await context.addCookies([cookie]);
+  const page = await context.newPage();
+  const widths = {};
+  for (const view of ["overview", "funnels", "retention", "live", "sessions", "failed"]) {
+    await open(page, `/p/${project}/${view}${state}`);
+    widths[view] = await page.evaluate(() => document.documentElement.scrollWidth);
+  }
+  await open(page, `/p/${project}/overview${state}`);
+  await page.screenshot({ path: `${shots}/overview-phone.png`, fullPage: true });
+  await context.close();
+  return { viewport: 390, widths };
+}
+
+async function access(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const out = {};
+  await open(page, `/p/${project}/overview`);
+  out.anonymous_lands_on = new URL(page.url()).pathname;
+  await page.fill("input[name=token]", "not-a-token");
+  await page.click("form[action='/login'] button");
+  out.wrong_token_error = (await page.textContent("[data-error]")).trim();
+  await page.fill("input[name=token]", env.READ_TOKEN);
+  await page.click("form[action='/login'] button");
+  await page.waitForSelector("[data-metric=visitors]");
+  out.read_token_lands_on = new URL(page.url()).pathname;
+  out.read_token_nav = await page.$$eval("nav.tabs a", (links) => links.map((a) => a.textContent.trim()));
+  out.read_token_failed_status = await open(page, `/p/${project}/failed`);
+  out.read_token_other_project_status = await open(page, `/p/${env.EMPTY_PROJECT}/overview`);
+  await context.close();
+  return out;
+}
+
+async function empty(page) {
+  const out = {};
+  for (const view of ["overview", "funnels", "retention", "live", "sessions", "failed"]) {
+    const status = await open(page, `/p/${env.EMPTY_PROJECT}/${view}`);
+    out[view] = { status, empty: await page.$$eval("[data-empty]", (n) => n.length) };
+  }
+  await open(page, `/p/${env.EMPTY_PROJECT}/overview`);
+  await page.screenshot({ path: `${shots}/overview-empty.png`, fullPage: true });
+  out.bad_range = { status: await open(page, `/p/${project}/overview?range=custom&from=2026-05-02&to=2026-05-01`),
+                    message: await page.textContent("[data-problem] p") };
+  return out;
+}
+
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+try {
+  const host = new URL(base).hostname;
+  const cookie = { name: "hw_dashboard", value: env.ADMIN_TOKEN, domain: host, path: "/" };
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.addCookies([cookie]);
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(String(error)));
+  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, failed, sql, live })) {
+    report.pages[name] = await run(page);
+  }
+  report.empty = await empty(page);
+  report.errors = errors;
+  report.phone = await phone(browser, cookie);
+  report.access = await access(browser);
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(report));
