@@ -9,6 +9,7 @@ Then it times, through the query library as analysts would run them:
 - a 4-step funnel with a 7-day window,
 - weekly retention,
 - daily trends with a breakdown (browser),
+- the dashboard's overview for the month (its queries, run as the dashboard runs them, and its rendering),
 
 each ``BENCH_QUERY_RUNS`` times (default 5), after ClickHouse has merged the load (the state a table
 is in most of the time) and right after the load, with the parts as the daily INSERTs left them
@@ -19,14 +20,17 @@ Environment: BENCH_QUERY_EVENTS (default 10,000,000) is the number of events, ap
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import statistics
 import time
+import types
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from analytics import queries
+from dashboard.runner import QueryRunner
 from headwater.clickhouse import make_client, project_database
 from headwater.devstack.stack import Stack
 from headwater.migrations import migrate_project
@@ -155,6 +159,35 @@ def time_queries(client, project: str, runs: int) -> dict:
     return timings
 
 
+def time_overview(settings, project: str, runs: int) -> dict:
+    """The dashboard's overview for the whole month: its 12 queries (run as the dashboard runs them,
+    several at once) and its rendering, the server's part of showing the page."""
+    from dashboard.pages import overview_data
+    from dashboard.rendering import templates
+    from dashboard.state import ViewState
+
+    runner, template = QueryRunner(settings), templates().get_template("overview.html")
+    state = ViewState(range="custom", start=START.date(), end=(START + timedelta(days=DAYS - 1)).date())
+    context = {"project": types.SimpleNamespace(id=project, name=project), "state": state, "view": "overview",
+               "viewer": types.SimpleNamespace(admin=True)}
+    try:
+        asyncio.run(overview_data(runner, project, state))  # warm
+        query_s, render_s = [], []
+        for _ in range(runs):
+            started = time.perf_counter()
+            data = asyncio.run(overview_data(runner, project, state))
+            rendered = time.perf_counter()
+            template.render({**context, **data})
+            query_s.append(rendered - started)
+            render_s.append(time.perf_counter() - rendered)
+    finally:
+        runner.close()
+    total = [q + r for q, r in zip(query_s, render_s)]
+    return {"median_ms": round(statistics.median(total) * 1000, 1), "max_ms": round(max(total) * 1000, 1),
+            "queries_median_ms": round(statistics.median(query_s) * 1000, 1),
+            "render_median_ms": round(statistics.median(render_s) * 1000, 1), "runs": runs}
+
+
 def main() -> None:
     settings = get_settings()
     events = int(os.environ.get("BENCH_QUERY_EVENTS", 10_000_000))
@@ -173,11 +206,13 @@ def main() -> None:
                   "load": load(client, project, events)}
         print(json.dumps(result["load"]), flush=True)
         result["unmerged"] = time_queries(client, project, runs)
+        result["unmerged"]["dashboard_overview"] = time_overview(settings, project, runs)
         started = time.perf_counter()
         client.execute(f"OPTIMIZE TABLE {project_database(project)}.events FINAL")
         result["merge_s"] = round(time.perf_counter() - started, 1)
         result["merged_parts"] = part_count(client, project_database(project))
         result["merged"] = time_queries(client, project, runs)
+        result["merged"]["dashboard_overview"] = time_overview(settings, project, runs)
         result["sizes"] = table_size(client, project_database(project))
         client.execute(f"DROP DATABASE {project_database(project)} SYNC")  # 400 MB of generated events
         RESULTS.mkdir(exist_ok=True)

@@ -13,7 +13,7 @@ from analytics import activity, overview, queries
 from analytics.queries import Query
 from dashboard.state import ViewState
 
-TOP_BLOCKS = {  # block -> (title, query library source, the filter a row sets, or None)
+TOP_BLOCKS = {  # block -> (title, what the query library ranks, the filter a row sets, or None)
     "pages": ("Top pages", "pages", "page"),
     "entry_pages": ("Entry pages", "entry", "page"),
     "exit_pages": ("Exit pages", "exit", "page"),
@@ -24,6 +24,7 @@ TOP_BLOCKS = {  # block -> (title, query library source, the filter a row sets, 
     "os": ("Operating systems", "os", None),
     "devices": ("Devices", "devices", "device"),
 }
+
 TOP_LIMIT = 10
 
 
@@ -35,11 +36,8 @@ def overview_queries(project_id: str, state: ViewState) -> dict[str, Query]:
         "engagement": overview.engagement(project_id, since, until, f),
         "trend": queries.trends(project_id, since, until, interval=state.trend_interval(), tz=state.tz, filters=f),
     }
-    for block, (_title, source, _filter) in TOP_BLOCKS.items():
-        if source in overview.SESSION_PAGES:
-            out[block] = overview.session_pages(project_id, source, since, until, TOP_LIMIT, f)
-        else:
-            out[block] = queries.top(project_id, source, since, until, TOP_LIMIT, f)
+    for block, (_title, what, _filter) in TOP_BLOCKS.items():
+        out[block] = overview.top_list(project_id, what, since, until, TOP_LIMIT, f)
     return out
 
 

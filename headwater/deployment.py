@@ -5,7 +5,8 @@ and the one list of roles (:func:`headwater.devstack.stack.service_roles`).
 fails when a committed file differs from what the definitions give:
 
 - ``deploy/compose/compose.yaml``: the Docker Compose file, its topic-creation service included;
-- ``deploy/helm/headwater/files/topics.json``: the topics the chart's topic Job creates.
+- ``deploy/helm/headwater/files/topics.json``: the topics the chart's topic Job creates;
+- ``deploy/grafana/headwater.json``: a Grafana dashboard on the query library's SQL (:mod:`analytics.grafana`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from analytics import grafana
 from headwater.devstack.stack import service_roles
 from headwater.settings import Settings
 from headwater.topics import TopicSpec, topic_specs
@@ -23,6 +25,7 @@ from headwater.topics import TopicSpec, topic_specs
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
 HELM_TOPICS_FILE = ROOT / "deploy" / "helm" / "headwater" / "files" / "topics.json"
+GRAFANA_FILE = ROOT / "deploy" / "grafana" / "headwater.json"
 DEPLOY_PARTITIONS = 12  # per pipeline topic: the most replicas any one consumer group can use
 IMAGE = "${HEADWATER_IMAGE:-headwater:0.1.0}"
 KAFKA_IMAGE = "apache/kafka:4.3.1"  # the broker version the test suite runs
@@ -67,6 +70,9 @@ def _role_service(role: str, argv: list[str]) -> dict:
     elif role == "admin":
         service["ports"] = ["127.0.0.1:${ADMIN_PORT:-8081}:8081"]
         service["healthcheck"] = _healthcheck(_http_ok("http://127.0.0.1:8081/healthz"))
+    elif role == "dashboard":
+        service["ports"] = ["127.0.0.1:${DASHBOARD_PORT:-8082}:8082"]
+        service["healthcheck"] = _healthcheck(_http_ok("http://127.0.0.1:8082/healthz"))
     else:
         service["healthcheck"] = _healthcheck(_http_ok(f"http://127.0.0.1:{METRICS_PORT}/metrics"))
     return service
@@ -128,7 +134,7 @@ def compose_document(settings: Settings) -> dict:
                 "HEADWATER_CLICKHOUSE_USER": "${CLICKHOUSE_USER:-headwater}",
                 "HEADWATER_CLICKHOUSE_PASSWORD": "${CLICKHOUSE_PASSWORD:?set CLICKHOUSE_PASSWORD in .env}",
                 "HEADWATER_TOPIC_PARTITIONS": str(settings.topic_partitions),
-                "HEADWATER_COLLECTOR_HOST": "0.0.0.0", "HEADWATER_ADMIN_HOST": "0.0.0.0",
+                "HEADWATER_COLLECTOR_HOST": "0.0.0.0", "HEADWATER_ADMIN_HOST": "0.0.0.0", "HEADWATER_DASHBOARD_HOST": "0.0.0.0",
                 "HEADWATER_METRICS_PORT": str(METRICS_PORT), "HEADWATER_METRICS_HOST": "0.0.0.0",
             },
             "depends_on": {"kafka": {"condition": "service_healthy"},
@@ -164,7 +170,8 @@ def render_helm_topics(settings: Settings) -> str:
 
 def rendered() -> dict[Path, str]:
     settings = deploy_settings()
-    return {COMPOSE_FILE: render_compose(settings), HELM_TOPICS_FILE: render_helm_topics(settings)}
+    return {COMPOSE_FILE: render_compose(settings), HELM_TOPICS_FILE: render_helm_topics(settings),
+            GRAFANA_FILE: grafana.render()}
 
 
 def render(check: bool = False) -> list[Path]:

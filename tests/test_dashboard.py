@@ -124,8 +124,10 @@ def test_overview_lists_are_the_query_results(shown, loaded, clickhouse):
     assert blocks["campaigns"] == [["spring", 1]]
     assert blocks["countries"] == [["GB", 2], ["AU", 1]]
     for block in ("browsers", "os", "devices"):
-        expected = run(clickhouse, queries.top(loaded["project"], block, SINCE, UNTIL))
+        expected = run(clickhouse, overview.sources(loaded["project"], block, SINCE, UNTIL))
         assert blocks[block] == [[r["value"], r["visitors"]] for r in expected] and expected
+    # by the sessions' first events: b's and c's iPhones, a's desktop (ua-parser's device family "Other")
+    assert blocks["devices"] == [["iPhone", 2], ["Other", 1]]
 
 
 def test_funnel_and_retention_are_the_query_results(shown, loaded, clickhouse):
@@ -240,3 +242,40 @@ def test_filter_values_are_parameters_not_sql(loaded, clickhouse):
     hostile = Filters(country="GB' OR 1=1 --")
     rows = run(clickhouse, overview.traffic(loaded["project"], SINCE, UNTIL, hostile))
     assert [r for r in rows if r["current"]] == []
+
+
+GRAFANA_FILE = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "headwater.json"
+
+
+def expand_like_the_plugin(sql: str, project: str, since: datetime, until: datetime) -> str:
+    """What grafana-clickhouse-datasource sends for a panel: its macros and the variables filled in."""
+    start, end = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+    return (sql.replace("$__fromTime_ms", f"fromUnixTimestamp64Milli({start})")
+            .replace("$__toTime_ms", f"fromUnixTimestamp64Milli({end})")
+            .replace("$__from", str(start)).replace("$__to", str(end)).replace("${project}", project))
+
+
+def test_grafana_dashboard_json_is_valid_and_runs_the_same_sql(loaded, clickhouse):
+    board = json.loads(GRAFANA_FILE.read_text())
+    assert board["uid"] == "headwater-overview" and board["schemaVersion"] >= 36
+    assert {v["name"] for v in board["templating"]["list"]} == {"datasource", "project"}
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids)) >= 12
+    project = loaded["project"]
+    results = {}
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
+        (target,) = panel["targets"]
+        assert target["datasource"]["type"] == "grafana-clickhouse-datasource" and target["editorType"] == "sql"
+        assert "%(" not in target["rawSql"] and "${project}" in target["rawSql"]
+        results[panel["title"]] = clickhouse.execute(expand_like_the_plugin(target["rawSql"], project, SINCE, UNTIL))
+    # the project variable lists the project
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "project")
+    assert (project,) in clickhouse.execute(variable["query"])
+    # the same figures as the query library (and so as the dashboard)
+    traffic = run(clickhouse, overview.traffic(project, SINCE, UNTIL))
+    assert results[board["panels"][0]["title"]] == [tuple(r.values()) for r in traffic]
+    pages = run(clickhouse, queries.top(project, "pages", SINCE, UNTIL))
+    assert results["Top pages"] == [tuple(r.values()) for r in pages] and pages
+    assert sum(row[2] for row in results["Events and visitors by hour"]) == len(EVENTS)

@@ -40,7 +40,7 @@ def test_migrate_reaches_every_project_and_is_idempotent(stack, settings, clickh
                            settings={"mutations_sync": 2})
     first = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
-        assert f"{project['id']}: applied [3, 4]" in first.stdout
+        assert f"{project['id']}: applied [3, 4, 5]" in first.stdout
     again = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
         assert f"{project['id']}: applied nothing, up to date" in again.stdout
@@ -60,15 +60,17 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
                        "anonymous_id String, user_id String, timestamp DateTime64(3, 'UTC'), kafka_partition UInt16, "
                        "kafka_offset UInt64) ENGINE = MergeTree ORDER BY (toDate(timestamp), event, "
                        "cityHash64(anonymous_id), timestamp)")
-    clickhouse.execute(f"CREATE TABLE {db}.sessions (session_id String, sign Int8, version UInt32) "
+    clickhouse.execute(f"CREATE TABLE {db}.sessions (session_id String, visitor_id String, sign Int8, version UInt32) "
                        "ENGINE = VersionedCollapsingMergeTree(sign, version) ORDER BY session_id")
     clickhouse.execute(f"CREATE TABLE {db}.failed_events (reason String, payload String) "
                        "ENGINE = MergeTree ORDER BY reason")
     clickhouse.execute(f"INSERT INTO {db}.events (message_id, anonymous_id, user_id) VALUES",
                        [("m1", "a1", ""), ("m2", "", "u2")])
-    assert migrate_project(clickhouse, project) == [4]
+    assert migrate_project(clickhouse, project) == [4, 5]
     assert "visitor_hash" in columns(clickhouse, db, "events")
-    assert {"kafka_partition", "kafka_offset"} <= columns(clickhouse, db, "sessions")
+    assert {"kafka_partition", "kafka_offset", "visitor_hash"} <= columns(clickhouse, db, "sessions")
+    assert clickhouse.execute(f"SELECT compression_codec FROM system.columns WHERE database = '{db}' "
+                              "AND table = 'events' AND name = 'timestamp'") == [("CODEC(LZ4)",)]
     assert {"kafka_partition", "kafka_offset"} <= columns(clickhouse, db, "failed_events")
     hashes = clickhouse.execute(f"SELECT visitor_hash = cityHash64(if(anonymous_id != '', anonymous_id, user_id)) "
                                 f"FROM {db}.events")

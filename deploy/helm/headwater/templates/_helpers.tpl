@@ -48,6 +48,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: "0.0.0.0"
 - name: HEADWATER_ADMIN_HOST
   value: "0.0.0.0"
+- name: HEADWATER_DASHBOARD_HOST
+  value: "0.0.0.0"
 - name: HEADWATER_METRICS_PORT
   value: "9400"
 - name: HEADWATER_METRICS_HOST
