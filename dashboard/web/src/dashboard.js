@@ -10,8 +10,8 @@ function trendChart(box) {
     width, height: 260,
     scales: { x: { time: true } },
     series: [{}, { label: "Events", stroke: "#2563eb", width: 2, points: { show: data.x.length < 60 } },
-             { label: "Visitors", stroke: "#16a34a", width: 2, points: { show: data.x.length < 60 } }],
-    axes: [{}, { size: 60 }],
+             { label: "Visitors", stroke: "#16a34a", width: 2, scale: "visitors", points: { show: data.x.length < 60 } }],
+    axes: [{}, { size: 60, stroke: "#2563eb" }, { scale: "visitors", side: 1, size: 60, stroke: "#16a34a", grid: { show: false } }],
   });
   let plot = new uPlot(options(box.clientWidth), [data.x, data.events, data.visitors], box);
   box.dataset.drawn = "true";

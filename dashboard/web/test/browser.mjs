@@ -31,7 +31,7 @@ async function overview(page) {
     n.dataset.block,
     [...n.querySelectorAll("[data-row]")].map((r) => [r.dataset.row, Number(r.dataset.count)]),
   ])));
-  await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });  // the one full-length shot
   return { status, metrics, blocks };
 }
 
@@ -40,7 +40,7 @@ async function funnels(page) {
   const status = await open(page, `/p/${project}/funnels${state}&${steps}&window=86400`);
   const rows = await page.$$eval("[data-step]", (nodes) =>
     nodes.map((n) => ({ step: Number(n.dataset.step), visitors: Number(n.dataset.visitors) })));
-  await page.screenshot({ path: `${shots}/funnels.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/funnels.png` });
   return { status, rows };
 }
 
@@ -50,7 +50,7 @@ async function retention(page) {
     cohort: n.dataset.cohort, size: Number(n.dataset.size),
     cells: [...n.querySelectorAll("td.cell")].map((c) => [Number(c.dataset.k), Number(c.dataset.visitors)]),
   })));
-  await page.screenshot({ path: `${shots}/retention.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/retention.png` });
   return { status, cohorts };
 }
 
@@ -58,11 +58,11 @@ async function sessions(page) {
   const status = await open(page, `/p/${project}/sessions${state}`);
   const list = await page.$$eval("[data-session]", (nodes) =>
     nodes.map((n) => ({ id: n.dataset.session, events: Number(n.dataset.events) })));
-  await page.screenshot({ path: `${shots}/sessions.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/sessions.png` });
   await page.click(`[data-session="${list[0].id}"] a`);
   await page.waitForSelector("[data-block=timeline]");
   const timeline = await texts(page, "[data-block=timeline] li", "data-event");
-  await page.screenshot({ path: `${shots}/session-timeline.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/session-timeline.png` });
   return { status, list, first: list[0].id, timeline };
 }
 
@@ -71,13 +71,13 @@ async function failed(page) {
   const reasons = await page.$$eval("[data-reason]", (nodes) =>
     nodes.map((n) => [n.dataset.reason, Number(n.dataset.count)]));
   const samples = await texts(page, "[data-sample]", "data-sample");
-  await page.screenshot({ path: `${shots}/failed-events.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/failed-events.png` });
   return { status, reasons, samples };
 }
 
 async function live(page) {
   const status = await open(page, `/p/${project}/live`);
-  await page.screenshot({ path: `${shots}/live.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/live.png` });
   const before = await page.$$eval("[data-live-rows] tr", (rows) => rows.length);
   const sent = await fetch(`${env.COLLECTOR}/v1/track`, {
     method: "POST",
@@ -109,7 +109,7 @@ async function phone(browser, cookie) {
     widths[view] = await page.evaluate(() => document.documentElement.scrollWidth);
   }
   await open(page, `/p/${project}/overview${state}`);
-  await page.screenshot({ path: `${shots}/overview-phone.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/overview-phone.png` });
   await context.close();
   return { viewport: 390, widths };
 }
@@ -141,7 +141,7 @@ async function empty(page) {
     out[view] = { status, empty: await page.$$eval("[data-empty]", (n) => n.length) };
   }
   await open(page, `/p/${env.EMPTY_PROJECT}/overview`);
-  await page.screenshot({ path: `${shots}/overview-empty.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/overview-empty.png` });
   out.bad_range = { status: await open(page, `/p/${project}/overview?range=custom&from=2026-05-02&to=2026-05-01`),
                     message: await page.textContent("[data-problem] p") };
   return out;
