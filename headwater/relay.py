@@ -6,10 +6,14 @@ the batch again, so downstream may see an event twice; the indexer removes such 
 (or one event of it) the transform rejects goes to the dead-letter topic with a typed reason and
 never blocks its partition.
 
-A flood of rejections (a bad deploy, a broken schema) must not dead-letter everything: when more
-than ``max_invalid_ratio`` of the last ``invalid_window`` events were rejected, the relay raises
-:class:`TooManyInvalid` *before* producing or committing the batch that tipped it, and the process
-stops loudly. Nothing of that batch is dead-lettered; it is read again after the fix.
+A flood of rejections (a bad deploy, a broken schema, or a sender gone wrong) raises the alarm: when
+more than ``max_invalid_ratio`` of the last ``invalid_window`` events were rejected, the relay logs
+``too_many_invalid`` (critical) and sets ``headwater_invalid_flood{step}`` to 1 until the share falls
+again; the rejected events are dead-lettered and can be replayed after the fix. With
+``stop_on_invalid_flood`` it instead raises :class:`TooManyInvalid` *before* producing or committing
+the batch that tipped it, and the process stops (it reads that batch again after the fix). That is
+off by default: bad events sent with a public write key would otherwise stop the pipeline for every
+project, and again after every restart (found by fuzzing the pipeline, issue 9).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Callable, Protocol
 import structlog
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from headwater import metrics
 from headwater.errors import FatalError
@@ -97,6 +101,9 @@ class Relay:
                                   registry=self.registry).labels(step)
         self.dead_letters = Counter("headwater_dead_letters", "events sent to the dead-letter topic", ["step"],
                                     registry=self.registry).labels(step)
+        self.flood = Gauge("headwater_invalid_flood", "1 while more than max_invalid_ratio of recent events "
+                           "were rejected", ["step"], registry=self.registry).labels(step)
+        self.flooding = False
 
     async def run(self) -> None:
         await self.producer.start()
@@ -123,18 +130,31 @@ class Relay:
     def stop(self) -> None:
         self.stopping.set()
 
+    def _watch_invalid(self) -> None:
+        """Raise the alarm when a flood of rejections starts (and stop, if so configured)."""
+        tripped = self.invalid.tripped()
+        if tripped and not self.flooding:
+            stopping = self.settings.stop_on_invalid_flood
+            log.critical("too_many_invalid", group=self.group_id, rejected=self.invalid.rejected,
+                         events=self.invalid.events, limit=self.settings.max_invalid_ratio,
+                         note="stopping without producing or committing this batch" if stopping else
+                         "dead-lettering them; see failed_events, replay after the fix")
+            if stopping:
+                raise TooManyInvalid(f"{self.invalid.rejected} of the last {self.invalid.events} events were "
+                                     f"rejected (limit {self.settings.max_invalid_ratio:.0%})")
+        elif not tripped and self.flooding:
+            log.warning("invalid_flood_over", group=self.group_id, rejected=self.invalid.rejected,
+                        events=self.invalid.events)
+        self.flooding = tripped
+        self.flood.set(1 if tripped else 0)
+
     async def _relay(self, batch: dict) -> None:
         started = time.perf_counter()
         outputs = self.transform([record for records in batch.values() for record in records])
         rejected = sum(o.events for o in outputs if o.dead)
         events = sum(o.events for o in outputs)
         self.invalid.add(events, rejected)
-        if self.invalid.tripped():
-            log.critical("too_many_invalid", group=self.group_id, rejected=self.invalid.rejected,
-                         events=self.invalid.events, limit=self.settings.max_invalid_ratio,
-                         note="stopping without producing or committing this batch")
-            raise TooManyInvalid(f"{self.invalid.rejected} of the last {self.invalid.events} events were "
-                                 f"rejected (limit {self.settings.max_invalid_ratio:.0%})")
+        self._watch_invalid()
         sends = [await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outputs]
         await asyncio.gather(*sends)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}

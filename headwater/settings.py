@@ -65,8 +65,11 @@ class Settings:
 
     geoip_path: str = ""  # a MaxMind-format .mmdb; empty turns GeoIP off everywhere
     ua_cache_size: int = 20_000
-    max_invalid_ratio: float = 0.5  # a processor stops when more of its recent events are invalid
+    max_invalid_ratio: float = 0.5  # above this share of invalid recent events a processor raises the alarm
     invalid_window: int = 2_000  # how many recent events that ratio is taken over
+    # Also stop the processor on such a flood (exit 2, nothing of the batch produced). Only for senders
+    # you control: anyone holding a public write key could otherwise halt the pipeline with bad events.
+    stop_on_invalid_flood: bool = False
 
     session_timeout_s: float = 1800.0  # defaults; each project may set its own
     session_max_length_s: float = 86_400.0

@@ -56,3 +56,14 @@ def clickhouse(stack):
     yield client
     client.disconnect()
 
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases each fuzzing property ran (tests/test_fuzz_parsers.py)."""
+    from tests import test_fuzz_parsers
+
+    if test_fuzz_parsers.CASES:
+        terminalreporter.section("fuzzing: cases run")
+        for name, count in test_fuzz_parsers.CASES.items():
+            terminalreporter.write_line(f"{count:6d}  {name}")
+        terminalreporter.write_line(f"{sum(test_fuzz_parsers.CASES.values()):6d}  in all")
