@@ -26,17 +26,16 @@ import dataclasses
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
+from aiokafka.errors import KafkaError
 
 from headwater.envelope import Envelope
-from headwater.kafka import make_producer
+from headwater.kafka import PRODUCER_BROKEN, make_producer
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import Settings
 from headwater.topics import raw_topic
 
 MAX_MESSAGE_BYTES = 256 * 1024
-PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId)
 log = structlog.get_logger()
 
 

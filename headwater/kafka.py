@@ -7,14 +7,16 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, TopicAlreadyExistsError, UnknownProducerId
 from aiokafka.helpers import create_ssl_context
 
 from headwater.errors import FatalError
 from headwater.settings import Settings
 from headwater.topics import MAX_MESSAGE_BYTES, topic_specs
 
-
+# After a broker restart with messages in flight an idempotent producer's sequence numbers can disagree
+# with the broker's; it then fails every later send to the partition and must be replaced.
+PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId)
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 

@@ -24,13 +24,13 @@ import time
 from typing import Callable, Protocol
 
 import structlog
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from headwater import metrics
 from headwater.errors import FatalError
-from headwater.kafka import make_consumer, make_producer
+from headwater.kafka import PRODUCER_BROKEN, make_consumer, make_producer
 from headwater.partitioning import PartitionMap
 from headwater.relay_types import Output
 from headwater.settings import Settings
@@ -50,6 +50,15 @@ class Resource(Protocol):
 
 class TooManyInvalid(FatalError):
     """The share of rejected events crossed ``max_invalid_ratio``."""
+
+
+RETRY_PRODUCE_S = 300.0  # how long a batch is retried while Kafka is away, before the process gives up
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Worth sending again: Kafka's retriable errors, timeouts, and a producer broken by a restart."""
+    return isinstance(exc, (KafkaTimeoutError, asyncio.TimeoutError, *PRODUCER_BROKEN)) or \
+        bool(getattr(exc, "retriable", False))
 
 
 class InvalidRatio:
@@ -130,6 +139,28 @@ class Relay:
     def stop(self) -> None:
         self.stopping.set()
 
+    async def _produce(self, outputs: list) -> None:
+        """Send a batch's outputs and wait for every acknowledgement. While the broker is unreachable
+        or electing leaders (a restart), send the whole batch again after a pause, up to
+        ``RETRY_PRODUCE_S``; outputs already acknowledged go out twice, which downstream steps drop
+        by message id. A producer whose sequence numbers broke in the restart is replaced."""
+        delay, deadline = 0.5, time.monotonic() + RETRY_PRODUCE_S
+        while True:
+            try:
+                sends = [await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outputs]
+                await asyncio.gather(*sends)
+                return
+            except (KafkaError, asyncio.TimeoutError) as exc:
+                if not _retriable(exc) or time.monotonic() > deadline or self.stopping.is_set():
+                    raise
+                log.warning("produce_retry", group=self.group_id, error=type(exc).__name__, delay_s=delay)
+                if isinstance(exc, PRODUCER_BROKEN):
+                    await self.producer.stop()
+                    self.producer = make_producer(self.settings)
+                    await self.producer.start()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     def _watch_invalid(self) -> None:
         """Raise the alarm when a flood of rejections starts (and stop, if so configured)."""
         tripped = self.invalid.tripped()
@@ -155,13 +186,13 @@ class Relay:
         events = sum(o.events for o in outputs)
         self.invalid.add(events, rejected)
         self._watch_invalid()
-        sends = [await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outputs]
-        await asyncio.gather(*sends)
+        await self._produce(outputs)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         try:
             await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit_failed", error=str(exc), note="records will be delivered again")
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:  # a rebalance, or the broker away
+            log.warning("commit_failed", error=str(exc) or type(exc).__name__,
+                        note="records will be delivered again")
         self.events_out.inc(events)
         self.dead_letters.inc(rejected)
         log.info("batch", group=self.group_id, records=sum(map(len, batch.values())), events=events,
