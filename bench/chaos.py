@@ -25,7 +25,6 @@ import dataclasses
 import json
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -34,6 +33,7 @@ from datetime import datetime, timezone
 import httpx
 
 from bench.run import RESULTS, GroupProgress
+from bench.steady import Sender
 from headwater.clickhouse import make_client
 from headwater.devstack.stack import Stack
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
@@ -48,45 +48,6 @@ CHAOS_SETTINGS = {"local_dir": ".local/chaos", "kafka_bootstrap": "127.0.0.1:270
                   "admin_port": 27081, "dashboard_port": 27082, "local_metrics_port": 27400, "admin_token": "chaos-admin-token",
                   "rate_limit_ip_rps": 0, "rate_limit_project_eps": 0, "produce_timeout_s": 3.0}
 ROLES = ["collector", "mediator", *(f"processor-{s}" for s in PROCESSOR_STEPS), "indexer"]
-BATCH = 50
-
-
-class Sender(threading.Thread):
-    """Posts batches at a steady rate, tagging each with the current phase; keeps what was answered."""
-
-    def __init__(self, url: str, key: str, run_id: str, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.url, self.key, self.run_id, self.rate = url, key, run_id, rate
-        self.phase = "baseline"
-        self.sent: dict[str, str] = {}  # message id -> phase
-        self.acked: set[str] = set()
-        self.statuses: Counter = Counter()
-        self.stopping = threading.Event()
-
-    def batch(self, start: int) -> list[dict]:
-        return [{"type": "page" if n % 5 else "track", "event": "Chaos", "name": "Chaos",
-                 "anonymousId": f"{self.run_id}-visitor-{n % 400}", "messageId": f"{self.run_id}-{n}",
-                 "context": {"page": {"url": f"https://chaos.example/p/{n % 20}"}}} for n in range(start, start + BATCH)]
-
-    def run(self) -> None:
-        n, interval = 0, BATCH / self.rate
-        with httpx.Client(auth=(self.key, ""), timeout=10) as client:
-            next_at = time.monotonic()
-            while not self.stopping.is_set():
-                events = self.batch(n)
-                n += BATCH
-                phase = self.phase
-                for event in events:
-                    self.sent[event["messageId"]] = phase
-                try:
-                    status = client.post(f"{self.url}/v1/batch", json={"batch": events}).status_code
-                except httpx.HTTPError:
-                    status = "error"
-                self.statuses[(phase, status)] += 1
-                if status == 200:
-                    self.acked.update(e["messageId"] for e in events)
-                next_at += interval
-                time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 def kill_and_restart(stack: Stack, name: str) -> None:

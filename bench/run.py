@@ -10,7 +10,11 @@ When no pipeline is running it starts one (as `make up` does, with rate limits o
    to the indexer. Each role is timed from its first commit until it caught up, and its CPU time
    is read from /proc: events per second and per core-second for each role on its own.
 3. **end to end**: a fresh load, all in batches of 100, posted while the pipeline runs, timed from
-   the first POST until the last event is queryable; ingest-to-queryable latency comes from this step.
+   the first POST until the last event is queryable; ingest-to-queryable latency under that burst
+   (a backlog: queueing) comes from this step.
+4. **steady**: for ``BENCH_STEADY_S`` (30) seconds at each of ``BENCH_STEADY_RATES`` (1,000 and
+   3,000 events/s, batches of 50), the ingest-to-queryable latency (``inserted_at - received_at``)
+   when the pipeline keeps up.
 
 Against a running pipeline (started by `make up`), step 1 runs with everything else running and step
 2 is skipped; the result says so in ``isolated``.
@@ -42,6 +46,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from bench.state_memory import state_mb_per_100k_visitors
+from bench.steady import Sender
 from headwater.clickhouse import make_client, project_database
 from headwater.devstack.stack import Stack, http_ok
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
@@ -51,6 +56,8 @@ from processors.base import group_id as processor_group
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PHASES = ("single", "batch", "single_half_load")
+STEADY_RATES = [float(r) for r in os.environ.get("BENCH_STEADY_RATES", "1000,3000").split(",")]
+STEADY_S = float(os.environ.get("BENCH_STEADY_S", 30))
 STALL_S = 120
 
 
@@ -288,8 +295,23 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
         "events_acked": acked, "lost": lost, "duplicates": duplicates,
         "rss_mb": peak_rss_mb(settings),
         "end_to_end_batched_events_per_s_at_collector": load["batch"]["events_per_s"],
+        "steady": [steady_latency(settings, url, counter, rate) for rate in STEADY_RATES],
     })
     return result
+
+
+def steady_latency(settings: Settings, url: str, counter: Events, rate: float) -> dict:
+    """Ingest-to-queryable latency at a steady rate the pipeline keeps up with (not a backlog)."""
+    run = f"steady{uuid.uuid4().hex[:10]}"
+    sender = Sender(url, settings.default_write_key, run, rate)
+    sender.start()
+    time.sleep(STEADY_S)
+    sender.stopping.set()
+    sender.join()
+    counter.wait_indexed(run, len(sender.acked))
+    rows, distinct = counter.counts(run)
+    return {"rate": rate, "seconds": STEADY_S, "acked": len(sender.acked), "found": distinct,
+            "duplicates": rows - distinct, "ingest_to_queryable_ms": counter.latency(run)}
 
 
 def tracker_sizes() -> dict:

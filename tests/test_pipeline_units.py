@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from collector.stamp import correct_clock_skew, stamp
@@ -89,3 +91,15 @@ def test_unknown_settings_are_refused(tmp_path):
     config.write_text("colector_port = 1\n")
     with pytest.raises(ValueError, match="colector_port"):
         load_settings({"HEADWATER_CONFIG": str(config)})
+
+
+def test_relays_resend_on_what_a_broker_restart_raises_only():
+    from aiokafka.errors import (KafkaTimeoutError, LeaderNotAvailableError, MessageSizeTooLargeError,
+                                 NotEnoughReplicasError, OutOfOrderSequenceNumber)
+
+    from headwater.relay import _retriable
+
+    for error in (LeaderNotAvailableError(), NotEnoughReplicasError(), KafkaTimeoutError(), OutOfOrderSequenceNumber(),
+                  asyncio.TimeoutError()):
+        assert _retriable(error), error
+    assert not _retriable(MessageSizeTooLargeError()) and not _retriable(ValueError())
