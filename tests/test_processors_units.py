@@ -9,6 +9,7 @@ import pytest
 from headwater.deadletter import Rejected
 from headwater.envelope import Envelope
 from headwater.projects.model import Project
+from headwater.projects.store import FixedProjects
 from headwater.relay import InvalidRatio
 from headwater.settings import Settings
 from processors.anonymize import Anonymize, PrivacyPolicy, apply_ip_policy, check_privacy, truncate_ip
@@ -25,17 +26,7 @@ DAY = dt.date(2026, 11, 22)
 NOON_MS = int(dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
-class FakeStore:
-    """Stands in for the project store (an in-memory view of a Kafka topic) in pure tests."""
-
-    def __init__(self, *projects: Project) -> None:
-        self.projects = {p.id: p for p in projects}
-
-    def get(self, project_id: str) -> Project | None:
-        return self.projects.get(project_id)
-
-    def derived(self, project_id: str, name: str, compute):
-        return compute(self.get(project_id))
+FakeStore = FixedProjects  # the project store without Kafka
 
 
 class FixedSalts:

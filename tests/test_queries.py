@@ -41,15 +41,17 @@ def generate(seed: int = 11) -> list[dict]:
         visitor = f"v{v}"
         browser, country = rng.choice(["Chrome", "Firefox", "Safari"]), rng.choice(["DE", "US", "IN", "JP", ""])
         source = rng.choice(["Google", "Twitter", "", "Newsletter"])
+        kind = {"os": ["Windows", "macOS", "iOS", "Android"][v % 4], "device": ["Other", "iPhone", "Pixel 8"][v % 3],
+                "utm_campaign": ["", "", "autumn", "launch"][v % 4]}
         ts = T0 + timedelta(minutes=rng.randint(0, 21 * 24 * 60 - 1))
         for s in range(rng.randint(1, 4)):
             session = f"{visitor}-s{s}"
             for _ in range(rng.randint(1, 5)):
                 out.append(event(visitor, ts, "", page=rng.choice(PAGES), session=session, browser=browser,
-                                 country=country, referrer_source=source))
+                                 country=country, referrer_source=source, **kind))
                 ts += timedelta(seconds=rng.randint(1, 600))
             for step in STEPS[:rng.randint(0, 4)]:
-                out.append(event(visitor, ts, step, session=session, browser=browser, country=country))
+                out.append(event(visitor, ts, step, session=session, browser=browser, country=country, **kind))
                 ts += timedelta(seconds=rng.choice([5, 60, 900, 1800, 2400]))
             ts += timedelta(hours=rng.choice([2, 20, 50, 170]))
     # the edges, with step names of their own so that each funnel below holds only them
@@ -277,10 +279,12 @@ def test_top(clickhouse, data, what):
     project, events = data
     conditions = {"pages": lambda e: e["type"] == "page",
                   "referrers": lambda e: e["type"] == "page" and e.get("referrer_source", ""),
-                  "countries": lambda e: e.get("country", ""), "browsers": lambda e: e.get("browser", "")}
+                  "countries": lambda e: e.get("country", ""), "browsers": lambda e: e.get("browser", ""),
+                  "campaigns": lambda e: e.get("utm_campaign", ""), "os": lambda e: e.get("os", ""),
+                  "devices": lambda e: e.get("device", ""), "events": lambda e: e["type"] == "track"}
     column = queries.TOP[what][0]
     got = rows(clickhouse, queries.top(project, what, SINCE, UNTIL, limit=5))
-    assert got == expected_top(events, column, conditions[what], 5)
+    assert got == expected_top(events, column, conditions[what], 5) and got
 
 
 @pytest.mark.parametrize("target,depth", [("Paid", 3), ("/signup", 2), ("Checkout", 1)])

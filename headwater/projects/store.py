@@ -88,3 +88,17 @@ class ProjectWriter:
 
     async def stop(self) -> None:
         await self.producer.stop()
+
+
+class FixedProjects:
+    """A fixed set of projects with the read side of :class:`ProjectStore` (``get``, ``derived``):
+    for running processors in-process, in benchmarks and tests, without Kafka."""
+
+    def __init__(self, *projects: Project) -> None:
+        self.projects = {p.id: p for p in projects}
+
+    def get(self, project_id: str) -> Project | None:
+        return self.projects.get(project_id)
+
+    def derived(self, project_id: str, name: str, compute: Callable[[Project | None], T]) -> T:
+        return compute(self.get(project_id))
