@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ipaddress
 import string
 import uuid
 
@@ -33,7 +34,7 @@ from headwater.deadletter import Rejected
 from headwater.envelope import decode_batch
 from headwater.settings import Settings
 from headwater.timeutil import epoch_ms, parse_time
-from processors.anonymize import Anonymize
+from processors.anonymize import Anonymize, truncate_ip
 from processors.enrich import Enrich
 from processors.enrichments.urls import campaign, classify_referrer, split_url
 from processors.enrichments.useragent import parse_user_agent
@@ -221,6 +222,26 @@ def test_url_referrer_time_and_user_agent_parsers_never_raise(text, host):
     epoch_ms(text)
     if isinstance(text, str):
         parse_user_agent(text)
+
+
+def reference_truncation(address: str) -> str | None:
+    """What truncate_ip computed before its fast path: ipaddress all the way."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None
+    return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 48}", strict=False).network_address)
+
+
+octets = st.integers(0, 300).map(str) | st.sampled_from(["00", "01", "-1", "1e2", " 7", "٣", "256", ""])
+
+
+@MANY
+@given(address=st.lists(octets, min_size=3, max_size=5).map(".".join) | st.text(max_size=45)
+       | st.ip_addresses().map(str))
+def test_ip_truncation_agrees_with_ipaddress(address):
+    counted("IP truncation against ipaddress")
+    assert truncate_ip(address) == reference_truncation(address)
 
 
 malformed = st.fixed_dictionaries({
