@@ -44,6 +44,7 @@ test: install
 	$(BIN)/pytest
 
 bench: install
+	$(BIN)/python -m bench.hotpath
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.indexer
 	$(BIN)/python -m bench.queries

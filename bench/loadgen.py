@@ -1,15 +1,13 @@
 """The load generator: a separate process that posts events and reports what was acknowledged.
 
 Each event carries a messageId ``<run>-<n>``, so the harness can count losses and duplicates in
-ClickHouse. It prints one JSON object on stdout.
+ClickHouse. It writes one JSON object to the file named by ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import time
 
 import orjson
@@ -108,7 +106,9 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--half-load-s", type=float, default=10.0)
-    result = uvloop.run(main(parser.parse_args()))
-    os.set_blocking(sys.stdout.fileno(), True)  # the event loop may leave it non-blocking: no short writes
-    sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS))
-    sys.stdout.buffer.flush()
+    parser.add_argument("--out", required=True, help="where to write the result (JSON)")
+    args = parser.parse_args()
+    result = uvloop.run(main(args))
+    # a file, not stdout: a pipe the event loop left non-blocking cut the result at 128 KB, twice
+    with open(args.out, "wb") as out:
+        out.write(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS))

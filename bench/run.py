@@ -33,6 +33,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -69,10 +70,12 @@ def run_loadgen(settings: Settings, url: str, run: str, events: int, batched_onl
             "--run", run, "--single", str(single), "--batched", str(events - single)]
     if batched_only:
         argv += ["--half-load-s", "0"]
-    done = subprocess.run(argv, capture_output=True)
-    if done.returncode != 0 or not done.stdout:
-        raise RuntimeError(f"the load generator failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}")
-    load = json.loads(done.stdout)
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "load.json"
+        done = subprocess.run([*argv, "--out", str(out)], capture_output=True)
+        if done.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"the load generator failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}")
+        load = json.loads(out.read_bytes())
     load["acked"] = set().union(*(load[p].pop("acked") for p in PHASES))
     return load
 

@@ -96,6 +96,7 @@ LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFF
 def test_local_servers_listen_on_loopback_only(stack, settings):
     ports = [int(settings.kafka_bootstrap.rpartition(":")[2]), settings.kafka_controller_port,
              settings.clickhouse_port, settings.clickhouse_http_port, settings.admin_port, settings.collector_port,
+             settings.dashboard_port,
              *(int(child.env["HEADWATER_METRICS_PORT"]) for child in stack.consuming_roles)]
     sockets = wait_for(lambda: (found := listening_sockets()) and all(found.get(p) for p in ports) and found,
                        timeout_s=60)  # consumers open their metrics port once they have joined their group
