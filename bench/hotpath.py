@@ -1,5 +1,6 @@
-"""The processors' per-event cost in-process (part of `make bench`): validate, enrich and anonymize on
-realistic envelopes, without Kafka, so a change to a step's code shows in its own figure.
+"""The processors' per-event cost in-process (part of `make bench`): validate, enrich, anonymize and
+the sessionizer's per-poll work on realistic envelopes, without Kafka, so a change to a step's code
+shows in its own figure.
 
 100,000 events of 5,000 visitors, each visitor with its own IPv4 (one in five IPv6) address and one of
 a dozen real user agents; page URLs with and without UTM parameters; referrers from search, social
@@ -10,6 +11,7 @@ step's cProfile instead.
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
 import copy
 import json
@@ -18,13 +20,19 @@ import pstats
 import time
 from datetime import date
 
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
 from bench.run import RESULTS
-from headwater.envelope import Envelope
+from headwater.envelope import Envelope, encode_batch
 from headwater.projects.model import Project
 from headwater.projects.store import FixedProjects
+from headwater.routing import encode_route
 from headwater.settings import Settings
+from headwater.topics import step_topic, topic_specs
 from processors.anonymize import Anonymize
 from processors.enrich import Enrich
+from processors.sessionize import Sessionizer
 from processors.validate import Validate
 
 EVENTS = 100_000
@@ -97,6 +105,43 @@ def time_step(step, inputs: list[Envelope]) -> tuple[float, list[Envelope]]:
     return best / len(inputs) * 1e6, outputs
 
 
+def sessionize_us(inputs: list[Envelope], profile: bool) -> float:
+    """The sessionizer's per-poll work without Kafka: records of 100 envelopes in, events for the
+    next step, session rows and changelog records out (as ``Sessionizer._handle`` builds them)."""
+    async def build() -> Sessionizer:
+        sessionizer = Sessionizer(Settings())  # its Kafka clients are made, never started: close them
+        await sessionizer.consumer.stop()
+        await sessionizer.producer.stop()
+        return sessionizer
+
+    records = [ConsumerRecord(step_topic(Settings(), "sessionize"), 0, n, 0, 0, None, encode_batch(chunk), None,
+                              0, 0, encode_route(["sessionize", "index"]))
+               for n, chunk in enumerate(inputs[i:i + 100] for i in range(0, len(inputs), 100))]
+    polls = [records[i:i + 20] for i in range(0, len(records), 20)]  # 2,000 events a poll
+    best = float("inf")
+    for attempt in range(3):
+        sessionizer = asyncio.run(build())
+        sessionizer.store = FixedProjects(PROJECT)
+        sessionizer.counts.counts = {spec.name: 1 for spec in topic_specs(Settings())}
+        tp = TopicPartition(step_topic(Settings(), "sessionize"), 0)
+
+        def run() -> None:
+            for poll in polls:
+                outputs, rows, touched = sessionizer._sessionize({tp: poll})
+                sessionizer._session_outputs(rows)
+                sessionizer._changelog_outputs(touched)
+
+        started = time.perf_counter()
+        if profile and attempt == 0:
+            profiler = cProfile.Profile()
+            profiler.runcall(run)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        else:
+            run()
+            best = min(best, time.perf_counter() - started)
+    return best / len(inputs) * 1e6
+
+
 def main() -> None:
     profile = os.environ.get("BENCH_PROFILE")
     inputs, result = envelopes(), {}
@@ -106,6 +151,7 @@ def main() -> None:
             profiler.runcall(lambda: [step.process(e) for e in copy.deepcopy(inputs)])
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         result[step.name], inputs = time_step(step, inputs)
+    result["sessionize"] = sessionize_us(inputs, profile == "sessionize")
     result = {name: round(us, 2) for name, us in result.items()}
     print(json.dumps(result))
     RESULTS.mkdir(exist_ok=True)

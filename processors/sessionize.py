@@ -10,7 +10,9 @@ compacted changelog ``headwater.sessionize-state``, in the partition of the same
 partition. Every poll is handled in one Kafka transaction: the events for the next step, the session
 rows, the changelog updates and the input offsets are committed together, or not at all. After a
 crash (even ``kill -9``) the transaction is aborted, the state is restored from the committed
-changelog and the same input is read again, so a session is neither split nor counted twice. When
+changelog and the same input is read again, so a session is neither split nor counted twice. A
+transaction that fails without a crash (a broker restart) is aborted and recovered the same way,
+in-process. When
 partitions move to another replica (scaling out or in), the new owner restores their state from the
 changelog before it reads them. Downstream consumers read committed records only.
 
@@ -28,12 +30,14 @@ from collections import defaultdict
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from headwater import metrics
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, decode_batch
+from headwater.errors import FatalError
 from headwater.kafka import kafka_connection, make_consumer, make_producer
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.projects.store import ProjectStore
@@ -162,20 +166,48 @@ class Sessionizer:
         outputs += self._session_outputs(rows)
         outputs += self._changelog_outputs(touched)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-        await self.producer.begin_transaction()
         try:
-            for out in outputs:
-                await self.producer.send(out.topic, out.value, key=out.key, headers=out.headers,
-                                         partition=out.partition)
-            await self.producer.send_offsets_to_transaction(offsets, self.group)
-            await self.producer.commit_transaction()
-        except BaseException:
-            await self.producer.abort_transaction()
-            raise
+            await self._transaction(outputs, offsets)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, ProducerFenced):
+                raise
+            log.warning("transaction_aborted", error=type(exc).__name__,
+                        note="state restored from the changelog; the batch is read again")
+            await self._recover()
+            return
         log.info("batch", group=self.group, records=sum(map(len, batch.values())),
                  events=sum(o.events for o in outputs if not o.dead and o.topic != self.changelog),
                  sessions=len(rows), too_late=self.too_late, copies_dropped=self.copies_dropped,
                  ms=round((time.perf_counter() - started) * 1000, 1))
+
+    async def _transaction(self, outputs: list[Output], offsets: dict) -> None:
+        """Produce the outputs and commit them with the input offsets, all or nothing. Every send is
+        awaited before the commit: aiokafka's commit waits for the transaction's batches to finish but
+        not to succeed, so a batch that failed in a broker restart would be left out of a committed
+        transaction (found by `make chaos`: events and session rows lost, their input committed)."""
+        await self.producer.begin_transaction()
+        try:
+            deliveries = [await self.producer.send(out.topic, out.value, key=out.key, headers=out.headers,
+                                                   partition=out.partition) for out in outputs]
+            await asyncio.gather(*deliveries)
+            await self.producer.send_offsets_to_transaction(offsets, self.group)
+            await self.producer.commit_transaction()
+        except BaseException:
+            try:
+                await self.producer.abort_transaction()
+            except BaseException as abort_failed:  # the producer is unusable: a restart starts clean
+                raise FatalError(f"could not abort the transaction: {abort_failed!r}") from abort_failed
+            raise
+
+    async def _recover(self) -> None:
+        """After an aborted transaction the in-memory state is ahead of the committed changelog: drop
+        it, and read the partitions' state and input again from what was committed (as a restart does)."""
+        assigned = sorted(tp.partition for tp in self.consumer.assignment())
+        for number in assigned:
+            self.partitions.pop(number, None)
+        self.to_restore.update(assigned)
+        if assigned:
+            await self.consumer.seek_to_committed()
 
     def _sessionize(self, batch: dict) -> tuple[list[Output], dict, dict]:
         """Apply every event; return the outputs for the next step, the session rows by input

@@ -147,3 +147,64 @@ def test_the_visitor_state_recognises_copies_of_recent_events():
     assert not state.seen("m-1")  # only the last few are remembered
     saved = orjson.loads(orjson.dumps(vars(state)))  # as the changelog keeps it
     assert VisitorState(**saved).seen(f"m-{2 + RECENT_IDS}")
+
+
+def test_a_transaction_with_a_failed_send_is_aborted_and_the_state_read_again():
+    """aiokafka would commit a transaction whose batch failed (its commit waits for batches to finish,
+    not to succeed); the sessionizer checks every send, aborts, and restores from the changelog."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+    from aiokafka.errors import NotEnoughReplicasError
+    from aiokafka.structs import ConsumerRecord
+
+    from headwater.relay_types import Output
+    from headwater.settings import Settings
+    from processors.sessionize import Partition, Sessionizer
+
+    calls = []
+
+    class Producer:
+        async def begin_transaction(self):
+            calls.append("begin")
+
+        async def send(self, topic, value, **kwargs):
+            future = asyncio.get_running_loop().create_future()
+            if topic.endswith("index"):
+                future.set_exception(NotEnoughReplicasError())
+            else:
+                future.set_result(None)
+            return future
+
+        async def send_offsets_to_transaction(self, offsets, group):
+            calls.append("offsets")
+
+        async def commit_transaction(self):
+            calls.append("commit")
+
+        async def abort_transaction(self):
+            calls.append("abort")
+
+    class Consumer:
+        def assignment(self):
+            return {TopicPartition("headwater.step.sessionize", 0), TopicPartition("headwater.step.sessionize", 2)}
+
+        async def seek_to_committed(self):
+            calls.append("seek_to_committed")
+
+    async def run() -> Sessionizer:
+        sessionizer = Sessionizer(Settings())
+        await sessionizer.consumer.stop()
+        await sessionizer.producer.stop()
+        sessionizer.producer, sessionizer.consumer = Producer(), Consumer()
+        sessionizer.partitions = {0: Partition(), 2: Partition()}
+        outputs = [Output("headwater.sessions", None, b"[]", [], events=0, partition=0),
+                   Output("headwater.step.index", b"k", b"[]", [])]
+        sessionizer._sessionize = lambda batch: (outputs, {}, {})
+        await sessionizer._handle({TopicPartition("headwater.step.sessionize", 0): [
+            ConsumerRecord("headwater.step.sessionize", 0, 7, 0, 0, b"k", b"[]", None, 0, 0, [])]})
+        return sessionizer
+
+    sessionizer = asyncio.run(run())
+    assert calls == ["begin", "abort", "seek_to_committed"]  # never committed
+    assert sessionizer.partitions == {} and sessionizer.to_restore == {0, 2}
