@@ -38,7 +38,7 @@ from headwater import metrics
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, decode_batch
 from headwater.errors import FatalError
-from headwater.kafka import kafka_connection, make_consumer, make_producer
+from headwater.kafka import PRODUCER_BROKEN, kafka_connection, make_consumer, make_producer
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.projects.store import ProjectStore
 from headwater.relay_types import Output
@@ -92,12 +92,16 @@ class Sessionizer:
         self.partitions: dict[int, Partition] = {}
         self.to_restore: set[int] = set()
         self.consumer = make_consumer(settings, [], self.group)
-        instance = settings.instance_id or socket.gethostname()
-        self.producer = make_producer(settings, transactional_id=f"headwater-{NAME}-{instance}",
-                                      transaction_timeout_ms=15_000)
+        self.producer = self._make_producer()
+        self.failed_transactions = 0  # in a row: the pause before the next attempt grows with it
         self.stopping = asyncio.Event()
         self.too_late = 0
         self.copies_dropped = 0  # events whose message id the visitor's last few events already had
+
+    def _make_producer(self):
+        instance = self.settings.instance_id or socket.gethostname()
+        return make_producer(self.settings, transactional_id=f"headwater-{NAME}-{instance}",
+                             transaction_timeout_ms=15_000)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -171,10 +175,9 @@ class Sessionizer:
         except (KafkaError, asyncio.TimeoutError) as exc:
             if isinstance(exc, ProducerFenced):
                 raise
-            log.warning("transaction_aborted", error=type(exc).__name__,
-                        note="state restored from the changelog; the batch is read again")
-            await self._recover()
+            await self._after_failed_transaction(exc)
             return
+        self.failed_transactions = 0
         log.info("batch", group=self.group, records=sum(map(len, batch.values())),
                  events=sum(o.events for o in outputs if not o.dead and o.topic != self.changelog),
                  sessions=len(rows), too_late=self.too_late, copies_dropped=self.copies_dropped,
@@ -198,6 +201,23 @@ class Sessionizer:
             except BaseException as abort_failed:  # the producer is unusable: a restart starts clean
                 raise FatalError(f"could not abort the transaction: {abort_failed!r}") from abort_failed
             raise
+
+    async def _after_failed_transaction(self, exc: BaseException) -> None:
+        """Recover the state, replace a producer the broker restart broke (its sequence numbers no
+        longer match: every later transaction would fail the same way), and pause before the retry."""
+        self.failed_transactions += 1
+        pause = min(0.5 * 2 ** (self.failed_transactions - 1), 10.0)
+        log.warning("transaction_aborted", error=type(exc).__name__, attempt=self.failed_transactions,
+                    retry_in_s=pause, note="state restored from the changelog; the batch is read again")
+        if isinstance(exc, PRODUCER_BROKEN):
+            try:
+                await self.producer.stop()
+            except KafkaError as stop_failed:
+                log.warning("producer_stop_failed", error=type(stop_failed).__name__)
+            self.producer = self._make_producer()
+            await self.producer.start()  # a new epoch for the same transactional id
+        await self._recover()
+        await asyncio.sleep(pause)
 
     async def _recover(self) -> None:
         """After an aborted transaction the in-memory state is ahead of the committed changelog: drop

@@ -208,3 +208,41 @@ def test_a_transaction_with_a_failed_send_is_aborted_and_the_state_read_again():
     sessionizer = asyncio.run(run())
     assert calls == ["begin", "abort", "seek_to_committed"]  # never committed
     assert sessionizer.partitions == {} and sessionizer.to_restore == {0, 2}
+    assert sessionizer.failed_transactions == 1
+
+
+def test_a_producer_broken_by_a_broker_restart_is_replaced():
+    """After OutOfOrderSequenceNumber every later transaction of that producer fails the same way
+    (make chaos hung on it): the sessionizer starts a new one for its transactional id."""
+    import asyncio
+
+    from aiokafka.errors import OutOfOrderSequenceNumber
+
+    from headwater.settings import Settings
+    from processors.sessionize import Sessionizer
+
+    events = []
+
+    class Old:
+        async def stop(self):
+            events.append("old stopped")
+
+    class New:
+        async def start(self):
+            events.append("new started")
+
+    class Consumer:
+        def assignment(self):
+            return set()
+
+    async def run() -> Sessionizer:
+        sessionizer = Sessionizer(Settings())
+        await sessionizer.consumer.stop()
+        await sessionizer.producer.stop()
+        sessionizer.producer, sessionizer.consumer = Old(), Consumer()
+        sessionizer._make_producer = New
+        await sessionizer._after_failed_transaction(OutOfOrderSequenceNumber())
+        return sessionizer
+
+    sessionizer = asyncio.run(run())
+    assert events == ["old stopped", "new started"] and isinstance(sessionizer.producer, New)
