@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from headwater.envelope import Envelope
-from headwater.kafka import PRODUCER_BROKEN, make_producer
+from headwater.kafka import PRODUCER_BROKEN, make_producer, stop_replaced
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import Settings
@@ -120,10 +120,7 @@ class KafkaSink:
             fresh = make_producer(self.settings)
             await fresh.start()
             old, self.producer = self.producer, fresh
-            try:
-                await asyncio.wait_for(old.stop(), 5)
-            except (asyncio.TimeoutError, KafkaError) as exc:
-                log.warning("old_producer_stop_failed", error=str(exc))
+            await stop_replaced(old)
         except KafkaError as exc:  # Kafka still away: the next failure tries again
             log.warning("producer_replace_failed", error=str(exc))
         finally:

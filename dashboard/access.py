@@ -53,3 +53,8 @@ def viewer_for(token: str, admin_token: str, store: ProjectStore) -> Viewer | No
     if key.kind != READ or not key.active(int(time.time() * 1000)):
         return None
     return Viewer(False, frozenset({project.id}))
+
+
+def viewer_of(request: Request) -> Viewer | None:
+    """The viewer the request's token (cookie or Bearer header) stands for."""
+    return viewer_for(token_of(request), request.app.state.settings.admin_token, request.app.state.store)

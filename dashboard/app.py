@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from analytics.queries import QueryError
 from dashboard import pages
-from dashboard.access import COOKIE, token_of, viewer_for
+from dashboard.access import COOKIE, viewer_for, viewer_of
 from dashboard.rendering import ADMIN_ONLY, NAV, STATIC, form_fields, problem, render, templates
 from dashboard.runner import QueryRunner
 from dashboard.state import StateError, parse_state
@@ -33,7 +33,7 @@ def guarded(view: str):
 
     def wrap(handler):
         async def endpoint(request: Request) -> Response:
-            viewer = viewer_for(token_of(request), request.app.state.settings.admin_token, request.app.state.store)
+            viewer = viewer_of(request)
             if viewer is None and request.url.path.endswith(".json"):
                 return problem(request, 401, "Log in", "send Authorization: Bearer <admin or read token>")
             if viewer is None:
@@ -90,7 +90,7 @@ async def logout(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    viewer = viewer_for(token_of(request), request.app.state.settings.admin_token, request.app.state.store)
+    viewer = viewer_of(request)
     if viewer is None:
         return RedirectResponse("/login", 303)
     visible = sorted((p for p in request.app.state.store.projects.values() if viewer.may_see(p.id)),

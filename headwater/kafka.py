@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import structlog
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, TopicAlreadyExistsError, UnknownProducerId
@@ -17,6 +19,7 @@ from headwater.topics import MAX_MESSAGE_BYTES, topic_specs
 # After a broker restart with messages in flight an idempotent producer's sequence numbers can disagree
 # with the broker's; it then fails every later send to the partition and must be replaced.
 PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId)
+log = structlog.get_logger()
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -104,3 +107,13 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 60.0) -> None:
         finally:
             await admin.close()
         await asyncio.sleep(0.5)
+
+
+async def stop_replaced(producer: AIOKafkaProducer, timeout_s: float = 5.0) -> None:
+    """Stop a producer that was replaced because a broker restart broke it (``PRODUCER_BROKEN``) or
+    fenced it: within ``timeout_s``, as it may wait on a broker that is away; a failure is only logged
+    (its unacknowledged sends were failed or will be sent again by the caller)."""
+    try:
+        await asyncio.wait_for(producer.stop(), timeout_s)
+    except (asyncio.TimeoutError, KafkaError) as exc:
+        log.warning("old_producer_stop_failed", error=str(exc) or type(exc).__name__)

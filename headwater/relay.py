@@ -24,13 +24,13 @@ import time
 from typing import Callable, Protocol
 
 import structlog
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from headwater import metrics
 from headwater.errors import FatalError
-from headwater.kafka import PRODUCER_BROKEN, make_consumer, make_producer
+from headwater.kafka import PRODUCER_BROKEN, make_consumer, make_producer, stop_replaced
 from headwater.partitioning import PartitionMap
 from headwater.relay_types import Output
 from headwater.settings import Settings
@@ -155,7 +155,7 @@ class Relay:
                     raise
                 log.warning("produce_retry", group=self.group_id, error=type(exc).__name__, delay_s=delay)
                 if isinstance(exc, PRODUCER_BROKEN):
-                    await self.producer.stop()
+                    await stop_replaced(self.producer)
                     self.producer = make_producer(self.settings)
                     await self.producer.start()
                 await asyncio.sleep(delay)
@@ -190,7 +190,7 @@ class Relay:
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         try:
             await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError, KafkaError) as exc:  # a rebalance, or the broker away
+        except KafkaError as exc:  # a rebalance (CommitFailedError), or the broker away
             log.warning("commit_failed", error=str(exc) or type(exc).__name__,
                         note="records will be delivered again")
         self.events_out.inc(events)

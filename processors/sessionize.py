@@ -38,7 +38,7 @@ from headwater import metrics
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, decode_batch
 from headwater.errors import FatalError
-from headwater.kafka import PRODUCER_BROKEN, kafka_connection, make_consumer, make_producer
+from headwater.kafka import PRODUCER_BROKEN, kafka_connection, make_consumer, make_producer, stop_replaced
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.projects.store import ProjectStore
 from headwater.relay_types import Output
@@ -210,10 +210,7 @@ class Sessionizer:
         log.warning("transaction_aborted", error=type(exc).__name__, attempt=self.failed_transactions,
                     retry_in_s=pause, note="state restored from the changelog; the batch is read again")
         if isinstance(exc, PRODUCER_BROKEN):
-            try:
-                await self.producer.stop()
-            except KafkaError as stop_failed:
-                log.warning("producer_stop_failed", error=type(stop_failed).__name__)
+            await stop_replaced(self.producer)
             self.producer = self._make_producer()
             await self.producer.start()  # a new epoch for the same transactional id
         await self._recover()

@@ -41,7 +41,8 @@ from processors.enrichments.useragent import parse_user_agent
 from processors.validate import Validate
 from tests.geoip import build_city_database
 from tests.helpers import Admin, post, wait_for
-from tests.test_processors_units import FakeStore, FixedSalts, envelope, project
+from headwater.projects.store import FixedProjects
+from tests.test_processors_units import FixedSalts, envelope, project
 
 CASES: dict[str, int] = {}
 MANY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,7 +87,7 @@ def counted(name: str):
 @pytest.fixture(scope="module")
 def processors(tmp_path_factory):
     path = build_city_database(tmp_path_factory.mktemp("geo") / "city.mmdb")
-    store = FakeStore(project(event_schemas={"Signed Up": [{"version": "1-0-0", "schema": {
+    store = FixedProjects(project(event_schemas={"Signed Up": [{"version": "1-0-0", "schema": {
         "type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}}]},
         privacy={"ip": "truncate", "hash": ["userId", "context.traits.email"], "drop": ["context.device.id"]}))
     return (Validate(Settings(), store), Enrich(Settings(geoip_path=str(path)), store),

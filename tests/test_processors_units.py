@@ -26,9 +26,6 @@ DAY = dt.date(2026, 11, 22)
 NOON_MS = int(dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
-FakeStore = FixedProjects  # the project store without Kafka
-
-
 class FixedSalts:
     def __init__(self) -> None:
         self.salts = {DAY: b"t" * 32, DAY - dt.timedelta(days=1): b"y" * 32}
@@ -50,7 +47,8 @@ def envelope(event: dict, ip: str | None = "81.2.69.160", ua: str | None = CHROM
 @pytest.fixture(scope="module")
 def enrich(tmp_path_factory):
     path = build_city_database(tmp_path_factory.mktemp("geo") / "city.mmdb")
-    return Enrich(Settings(geoip_path=str(path)), FakeStore(project(), Project("nogeo", "x", 0, enrich={"geoip": False})))
+    store = FixedProjects(project(), Project("nogeo", "x", 0, enrich={"geoip": False}))
+    return Enrich(Settings(geoip_path=str(path)), store)
 
 
 def test_user_agent_and_bots():
@@ -108,7 +106,7 @@ def test_ip_policies():
 
 
 def anonymize(**privacy) -> Anonymize:
-    return Anonymize(Settings(), FakeStore(project(privacy=privacy)), FixedSalts())
+    return Anonymize(Settings(), FixedProjects(project(privacy=privacy)), FixedSalts())
 
 
 def test_anonymize_removes_the_raw_ip_everywhere():
@@ -152,7 +150,7 @@ def test_privacy_policy_problems_are_all_reported():
 # --- validate -------------------------------------------------------------------------------------
 
 def validator(**config) -> Validate:
-    return Validate(Settings(), FakeStore(project(**config)))
+    return Validate(Settings(), FixedProjects(project(**config)))
 
 
 def test_standard_schemas_reject_with_a_path():

@@ -94,7 +94,7 @@ def test_a_cookieless_visit_continues_across_midnight():
     from headwater.settings import Settings
     from processors.anonymize import Anonymize
     from processors.sessionize import Sessionizer
-    from tests.test_processors_units import FakeStore
+    from headwater.projects.store import FixedProjects
 
     day1, day2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
 
@@ -106,7 +106,7 @@ def test_a_cookieless_visit_continues_across_midnight():
 
     project = Project("shop", "Shop", 0, privacy={"cookieless": True},
                       hash_keys=[{"id": "k", "secret": "s", "created_at_ms": 0}])
-    anonymize = Anonymize(Settings(), FakeStore(project), Salts())
+    anonymize = Anonymize(Settings(), FixedProjects(project), Salts())
 
     def visit(at: dt.datetime) -> Envelope:
         ms = int(at.timestamp() * 1000)
@@ -122,7 +122,7 @@ def test_a_cookieless_visit_continues_across_midnight():
 
     async def sessionize() -> list[str]:
         sessionizer = Sessionizer(Settings())
-        sessionizer.store = FakeStore(project)
+        sessionizer.store = FixedProjects(project)
         sessionizer.counts.counts = {"headwater.step.index": 4}
         ids = []
         for offset, envelope in enumerate((before, after)):
