@@ -127,9 +127,7 @@ def sessionize_us(inputs: list[Envelope], profile: bool) -> float:
 
         def run() -> None:
             for poll in polls:
-                outputs, rows, touched = sessionizer._sessionize({tp: poll})
-                sessionizer._session_outputs(rows)
-                sessionizer._changelog_outputs(touched)
+                sessionizer._outputs({tp: poll})
 
         started = time.perf_counter()
         if profile and attempt == 0:

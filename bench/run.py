@@ -31,6 +31,7 @@ import gzip
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -115,7 +116,7 @@ class Events:
 def peak_rss_mb(settings: Settings) -> dict:
     """Peak resident memory (VmHWM) of each running process of the stack, from its pid file."""
     result = {}
-    for name, pid in json.loads((settings.local_path / "stack.json").read_text()).items():
+    for name, pid in stack_pids(settings).items():
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
@@ -123,6 +124,10 @@ def peak_rss_mb(settings: Settings) -> dict:
         kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
         result[name] = round(kb / 1024, 1)
     return result
+
+
+def stack_pids(settings: Settings) -> dict[str, int]:
+    return json.loads((settings.local_path / "stack.json").read_text())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -166,6 +171,34 @@ def per_core(load: dict, phase: str, sampler: CpuSampler | None, count: str) -> 
         return None
     cpu = sampler.cpu_between(load[phase]["started_at"], load[phase]["ended_at"])
     return round(load[phase][count] / cpu, 1) if cpu else None
+
+
+class CpuShares:
+    """CPU seconds each process of the stack, and the load generator, spent during one step: where an
+    event's cost goes when everything shares the machine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.pids = stack_pids(settings)
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        times = {}
+        for name, pid in self.pids.items():
+            try:
+                times[name] = cpu_seconds(pid)
+            except OSError:
+                continue
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times["loadgen"] = children.ru_utime + children.ru_stime
+        return times
+
+    def us_per_event(self, events: int, seconds: float) -> dict:
+        end = self._read()
+        spent = {name: end[name] - self.start[name] for name in end if name in self.start}
+        shares = {name: round(cpu / events * 1e6, 1) for name, cpu in sorted(spent.items(), key=lambda i: -i[1])}
+        total = sum(spent.values())
+        return {"us_per_event": shares, "total_us_per_event": round(total / events * 1e6, 1),
+                "cores_busy": round(total / seconds, 2)}
 
 
 class GroupProgress:
@@ -282,9 +315,11 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
         counter.wait_indexed(first, len(collector_load["acked"]))
 
     second = f"bench{uuid.uuid4().hex[:10]}"
+    shares = CpuShares(settings)
     started = time.perf_counter()
     load = run_loadgen(settings, url, second, events, batched_only=True)
     indexed_at, _, _ = counter.wait_indexed(second, len(load["acked"]))
+    cpu = shares.us_per_event(len(load["acked"]), indexed_at - started)
     lost = duplicates = acked = 0
     for run, run_load in ((first, collector_load), (second, load)):
         rows, distinct = counter.counts(run)
@@ -295,6 +330,7 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
         "events_per_s": round(len(load["acked"]) / (indexed_at - started), 1),
         "collector_requests_per_s": result["collector"]["single_requests_per_s"],
         "ingest_to_queryable_ms": counter.latency(second),
+        "end_to_end_cpu": cpu,
         "events_acked": acked, "lost": lost, "duplicates": duplicates,
         "rss_mb": peak_rss_mb(settings),
         "end_to_end_batched_events_per_s_at_collector": load["batch"]["events_per_s"],

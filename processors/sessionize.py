@@ -1,8 +1,11 @@
 """The sessionize step: a stateful stream processor keyed by (project, visitor).
 
-Each event gets ``enriched.session = {"id", "seq"}``; each session change becomes rows of the
+Each event gets ``enriched.session = {"id", "seq"}``; session changes become rows of the
 ``sessions`` table (``headwater.sessions``: the previous row cancelled with sign -1, the new one with
-sign +1 and the next version, for a ``VersionedCollapsingMergeTree``). The rules are in
+sign +1 and the next version, for a ``VersionedCollapsingMergeTree``). A new session's row is written
+in the poll that started it, a closed session's final row in the poll that closed it, and the changes
+to an open session at most every ``session_row_interval_s`` (wall clock, also when no events arrive):
+the sessions table trails the events by up to that interval. The rules are in
 :mod:`processors.sessions`.
 
 **State and delivery: exactly once within Kafka.** Each visitor's state lives in memory and in the
@@ -63,6 +66,8 @@ class Partition:
         self.visitors: dict[str, VisitorState] = {}
         self.watermarks: dict[str, int] = {}
         self.swept: dict[str, int] = {}  # the watermark at the last sweep for idle sessions
+        # visitors whose open session changed since its last row, oldest first: key -> since (monotonic)
+        self.pending: dict[str, float] = {}
 
 
 class Restore(ConsumerRebalanceListener):
@@ -123,7 +128,7 @@ class Sessionizer:
                     await self.restore(numbers)
                 owned = self.consumer.assignment()
                 batch = {tp: records for tp, records in batch.items() if tp in owned}
-                if batch:
+                if batch or self._rows_due(time.monotonic()):
                     await self._handle(batch)
         finally:
             stop_lag()
@@ -162,13 +167,20 @@ class Sessionizer:
         project_id = key.partition(":")[0]
         watermark = max(partition.watermarks.get(project_id, 0), saved.pop("watermark_ms", 0))
         partition.watermarks[project_id] = watermark
-        partition.visitors[key] = VisitorState(**saved)
+        state = partition.visitors[key] = VisitorState(**saved)
+        if state.changed:  # its latest row was never written: at the next poll
+            partition.pending[key] = 0.0
+
+    def _outputs(self, batch: dict) -> tuple[list[Output], int]:
+        """Everything one transaction writes for this poll: the events for the next step, the session
+        rows that are due, and the changelog of every visitor whose state changed; and the row count."""
+        outputs, rows, touched = self._sessionize(batch)
+        self._due_rows(time.monotonic(), rows, touched)
+        return outputs + self._session_outputs(rows) + self._changelog_outputs(touched), sum(map(len, rows.values()))
 
     async def _handle(self, batch: dict) -> None:
         started = time.perf_counter()
-        outputs, rows, touched = self._sessionize(batch)
-        outputs += self._session_outputs(rows)
-        outputs += self._changelog_outputs(touched)
+        outputs, rows = self._outputs(batch)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         try:
             await self._transaction(outputs, offsets)
@@ -180,7 +192,7 @@ class Sessionizer:
         self.failed_transactions = 0
         log.info("batch", group=self.group, records=sum(map(len, batch.values())),
                  events=sum(o.events for o in outputs if not o.dead and o.topic != self.changelog),
-                 sessions=len(rows), too_late=self.too_late, copies_dropped=self.copies_dropped,
+                 session_rows=rows, too_late=self.too_late, copies_dropped=self.copies_dropped,
                  ms=round((time.perf_counter() - started) * 1000, 1))
 
     async def _transaction(self, outputs: list[Output], offsets: dict) -> None:
@@ -193,7 +205,8 @@ class Sessionizer:
             deliveries = [await self.producer.send(out.topic, out.value, key=out.key, headers=out.headers,
                                                    partition=out.partition) for out in outputs]
             await asyncio.gather(*deliveries)
-            await self.producer.send_offsets_to_transaction(offsets, self.group)
+            if offsets:  # none when the poll only writes session rows that fell due
+                await self.producer.send_offsets_to_transaction(offsets, self.group)
             await self.producer.commit_transaction()
         except BaseException:
             try:
@@ -256,11 +269,38 @@ class Sessionizer:
                 rows[tp.partition] += self._close_idle(tp.partition, partition, project_id, touched)
         for (topic, rest, _, _), envelopes in groups.items():
             outputs.extend(encode_groups(topic, rest, envelopes))
+        now = time.monotonic()
         for (number, key), state in touched.items():
-            if state is not None:
+            if state is None or not state.changed:
+                continue
+            if state.emitted is None:  # a new session: its first row at once
                 project_id, _, visitor = key.partition(":")
                 rows[number] += state.rows(project_id, visitor)
+            else:
+                self.partitions[number].pending.setdefault(key, now)
         return outputs, rows, touched
+
+    def _rows_due(self, now: float) -> bool:
+        horizon = now - self.settings.session_row_interval_s
+        return any(next(iter(p.pending.values())) <= horizon for p in self.partitions.values() if p.pending)
+
+    def _due_rows(self, now: float, rows: dict[int, list], touched: dict) -> None:
+        """Add the rows of open sessions whose changes have waited ``session_row_interval_s``; their
+        visitors' changelog records follow (the emitted row and version are part of the state)."""
+        horizon = now - self.settings.session_row_interval_s
+        for number, partition in self.partitions.items():
+            pending = partition.pending
+            while pending:
+                key, since = next(iter(pending.items()))
+                if since > horizon:
+                    break
+                del pending[key]
+                state = partition.visitors.get(key)
+                if state is None or not state.changed:  # closed (its rows written) or forgotten since
+                    continue
+                project_id, _, visitor = key.partition(":")
+                rows[number] += state.rows(project_id, visitor)
+                touched[(number, key)] = state
 
     def _continue_across_midnight(self, number: int, partition: Partition, envelope: Envelope,
                                   touched: dict) -> str:

@@ -25,6 +25,7 @@ TEST_ENV = {
     "HEADWATER_PRODUCE_TIMEOUT_S": "3",
     "HEADWATER_LOCAL_DIR": ".local/test",
     "HEADWATER_INDEXER_BATCH_MS": "300",
+    "HEADWATER_SESSION_ROW_INTERVAL_S": "1",
     "HEADWATER_LOG_FORMAT": "json",
 }
 os.environ.update(TEST_ENV)

@@ -246,3 +246,65 @@ def test_a_producer_broken_by_a_broker_restart_is_replaced():
 
     sessionizer = asyncio.run(run())
     assert events == ["old stopped", "new started"] and isinstance(sessionizer.producer, New)
+
+
+def test_an_open_sessions_rows_are_written_at_most_once_per_interval():
+    """A new session's row at once; later changes wait for ``session_row_interval_s``, then one row
+    pair (cancel + current) carries them all; the changelog keeps the pending change across a restart."""
+    import asyncio
+    import dataclasses
+
+    from aiokafka import TopicPartition
+    from aiokafka.structs import ConsumerRecord
+
+    from headwater.envelope import encode_batch
+    from headwater.projects.model import Project
+    from headwater.projects.store import FixedProjects
+    from headwater.routing import encode_route
+    from headwater.settings import Settings
+    from processors.sessionize import Sessionizer
+
+    def poll(sessionizer: Sessionizer, offset: int, path: str) -> dict:
+        envelope = Envelope("shop", f"m{offset}", 1_795_348_740_000 + offset * 1000, "r",
+                            {"type": "page", "anonymousId": "v"})
+        envelope.enriched["page"] = {"path": path}
+        record = ConsumerRecord("headwater.step.sessionize", 0, offset, 0, 0, b"k", encode_batch([envelope]),
+                                None, 0, 0, encode_route(["sessionize", "index"]))
+        return {TopicPartition(record.topic, 0): [record]}
+
+    async def scenario() -> None:
+        settings = dataclasses.replace(Settings(), session_row_interval_s=5.0)
+        sessionizer = Sessionizer(settings)
+        sessionizer.store = FixedProjects(Project("shop", "Shop", 0))
+        sessionizer.counts.counts = {"headwater.step.index": 4}
+        _, rows, _ = sessionizer._sessionize(poll(sessionizer, 0, "/a"))
+        assert [r[-2:] for r in rows[0]] == [[1, 1]]  # the new session, at once
+        for offset, path in ((1, "/b"), (2, "/c")):
+            _, rows, touched = sessionizer._sessionize(poll(sessionizer, offset, path))
+            assert not rows[0]
+            assert orjson.loads(sessionizer._changelog_outputs(touched)[0].value)["changed"]
+        assert not sessionizer._rows_due(time.monotonic())
+        later = time.monotonic() + 5.0
+        assert sessionizer._rows_due(later)
+        rows, touched = {0: []}, {}
+        sessionizer._due_rows(later, rows, touched)
+        cancel, current = rows[0]
+        assert (cancel[8], cancel[-2:], current[8], current[10], current[-2:]) == (1, [-1, 1], 3, "/c", [1, 2])
+        assert list(touched) == [(0, "shop:v")]  # its changelog record follows
+        rows, touched = {0: []}, {}
+        sessionizer._due_rows(later + 10, rows, touched)
+        assert rows == {0: []}  # nothing changed since
+
+        restored = Sessionizer(settings)  # the changelog of a visitor with an unwritten change
+        _, _, touched = sessionizer._sessionize(poll(sessionizer, 3, "/d"))
+        record = sessionizer._changelog_outputs(touched)[0]
+        restored.partitions[0] = type(sessionizer.partitions[0])()
+        restored._restore_record(0, ConsumerRecord("state", 0, 0, 0, 0, record.key, record.value,
+                                                   None, 0, 0, []))
+        assert restored._rows_due(time.monotonic())
+        for client in (sessionizer, restored):
+            await client.consumer.stop()
+            await client.producer.stop()
+
+    import time
+    asyncio.run(scenario())
