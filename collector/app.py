@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from pathlib import Path
 
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None) -> Collector:
         app.state.store = store
         app.state.sink = KafkaSink(settings, producer, partitions)
         app.state.ingest = Ingest(settings, store)
+        gc.freeze()  # start-up's objects live as long as the process: out of every full collection
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 
 
@@ -30,6 +31,7 @@ def from_epoch_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
+@functools.lru_cache(maxsize=4096)  # the collector formats one request's receive time for each of its events
 def iso_ms(ms: int) -> str:
     """``2026-11-22T06:44:05.123Z``"""
     return from_epoch_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
