@@ -13,6 +13,8 @@ import uvloop
 
 from headwater.errors import FatalError
 
+GC_THRESHOLDS = (50_000, 20, 10)
+
 
 class Role(Protocol):
     """A long-running consumer role (the mediator, a processor, the indexer)."""
@@ -32,6 +34,7 @@ def run_role(build: Callable[[], Role]) -> None:
         # What start-up built (modules, compiled schemas, parsers' tables) lives as long as the
         # process: keep it out of every full garbage collection.
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, role.stop)

@@ -108,7 +108,7 @@ def test_kafka_and_clickhouse_connection_settings_for_external_clusters():
 
     from headwater.clickhouse import make_client
     from headwater.errors import FatalError
-    from headwater.kafka import kafka_connection
+    from headwater.kafka import compression_type, kafka_connection
     from headwater.settings import Settings
 
     base = Settings()
@@ -122,6 +122,9 @@ def test_kafka_and_clickhouse_connection_settings_for_external_clusters():
         kafka_connection(dataclasses.replace(base, kafka_security_protocol="TLS"))
     with pytest.raises(FatalError, match="kafka_sasl_mechanism"):
         kafka_connection(dataclasses.replace(base, kafka_security_protocol="SASL_PLAINTEXT"))
+    assert compression_type(base) == "zstd" and compression_type(dataclasses.replace(base, kafka_compression="none")) is None
+    with pytest.raises(FatalError, match="kafka_compression must be one of"):
+        compression_type(dataclasses.replace(base, kafka_compression="brotli"))
     client = make_client(dataclasses.replace(base, clickhouse_secure=True, clickhouse_port=9440))
     assert client.connection.secure_socket and list(client.connection.hosts) == [(base.clickhouse_host, 9440)]
 
