@@ -11,10 +11,13 @@ When no pipeline is running it starts one (as `make up` does, with rate limits o
    is read from /proc: events per second and per core-second for each role on its own.
 3. **end to end**: a fresh load, all in batches of 100, posted while the pipeline runs, timed from
    the first POST until the last event is queryable; ingest-to-queryable latency under that burst
-   (a backlog: queueing) comes from this step.
+   (a backlog: queueing) comes from this step, and the CPU time every process (Kafka, ClickHouse and
+   the load generator included) spent on it, per event.
 4. **steady**: for ``BENCH_STEADY_S`` (30) seconds at each of ``BENCH_STEADY_RATES`` (1,000 and
    3,000 events/s, batches of 50), the ingest-to-queryable latency (``inserted_at - received_at``)
    when the pipeline keeps up.
+5. **end to end, stateless steps in one process**: validate, enrich and anonymize are swapped for
+   one ``headwater processor validate enrich anonymize`` (same consumer groups) and step 3 runs again.
 
 Against a running pipeline (started by `make up`), step 1 runs with everything else running and step
 2 is skipped; the result says so in ``isolated``.
@@ -322,29 +325,43 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
         stack.start_services()
         counter.wait_indexed(first, len(collector_load["acked"]))
 
-    second = f"bench{uuid.uuid4().hex[:10]}"
-    shares = CpuShares(settings)
-    started = time.perf_counter()
-    load = run_loadgen(settings, url, second, events, batched_only=True)
-    indexed_at, _, _ = counter.wait_indexed(second, len(load["acked"]))
-    cpu = shares.us_per_event(len(load["acked"]), indexed_at - started)
+    second, load, result["end_to_end"] = end_to_end(settings, url, counter, events)
+    runs = [(first, collector_load), (second, load)]
+    result["steady"] = [steady_latency(settings, url, counter, rate) for rate in STEADY_RATES]
+    if stack is not None:  # the same load with validate, enrich and anonymize in one process
+        stack.switch_layout(colocate_stateless_steps=True)
+        third, colocated_load, result["end_to_end_colocated"] = end_to_end(settings, url, counter, events)
+        runs.append((third, colocated_load))
     lost = duplicates = acked = 0
-    for run, run_load in ((first, collector_load), (second, load)):
+    for run, run_load in runs:
         rows, distinct = counter.counts(run)
         acked += len(run_load["acked"])
         lost += len(run_load["acked"]) - min(distinct, len(run_load["acked"]))
         duplicates += rows - distinct
     result.update({
-        "events_per_s": round(len(load["acked"]) / (indexed_at - started), 1),
+        "events_per_s": result["end_to_end"]["events_per_s"],
         "collector_requests_per_s": result["collector"]["single_requests_per_s"],
-        "ingest_to_queryable_ms": counter.latency(second),
-        "end_to_end_cpu": cpu,
+        "ingest_to_queryable_ms": result["end_to_end"]["ingest_to_queryable_ms"],
         "events_acked": acked, "lost": lost, "duplicates": duplicates,
         "rss_mb": peak_rss_mb(settings),
-        "end_to_end_batched_events_per_s_at_collector": load["batch"]["events_per_s"],
-        "steady": [steady_latency(settings, url, counter, rate) for rate in STEADY_RATES],
     })
     return result
+
+
+def end_to_end(settings: Settings, url: str, counter: Events, events: int) -> tuple[str, dict, dict]:
+    """Step 3: ``events`` in batches of 100 posted while the whole pipeline runs, timed from the first
+    POST until the last one is queryable, with where the CPU went."""
+    run = f"bench{uuid.uuid4().hex[:10]}"
+    shares = CpuShares(settings)
+    started = time.perf_counter()
+    load = run_loadgen(settings, url, run, events, batched_only=True)
+    indexed_at, _, _ = counter.wait_indexed(run, len(load["acked"]))
+    return run, load, {
+        "events_per_s": round(len(load["acked"]) / (indexed_at - started), 1),
+        "ingest_to_queryable_ms": counter.latency(run),
+        "cpu": shares.us_per_event(len(load["acked"]), indexed_at - started),
+        "batched_events_per_s_at_collector": load["batch"]["events_per_s"],
+    }
 
 
 def steady_latency(settings: Settings, url: str, counter: Events, rate: float) -> dict:

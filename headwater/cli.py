@@ -61,7 +61,7 @@ def cmd_processor(args: argparse.Namespace) -> None:
     from headwater.service import run_role
     from processors.registry import build_role
 
-    run_role(lambda: build_role(args.name, get_settings()))
+    run_role(lambda: build_role(args.names, get_settings()))
 
 
 def cmd_indexer(args: argparse.Namespace) -> None:
@@ -175,8 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_project_parser(sub)
     sub.choices["project"].set_defaults(func=cmd_project)
     sub.add_parser("mediator", help="route raw events into their project's flow").set_defaults(func=cmd_mediator)
-    processor = sub.add_parser("processor", help="run one processor of the flow")
-    processor.add_argument("name", help="validate, enrich, anonymize or sessionize")
+    processor = sub.add_parser("processor", help="run one processor of the flow, or several stateless ones "
+                               "in one process")
+    processor.add_argument("names", nargs="+", metavar="name",
+                           help="validate, enrich, anonymize or sessionize; several stateless steps "
+                           "(e.g. validate enrich anonymize) run in one process, each still in its own "
+                           "consumer group, and pass events to each other without Kafka hops")
     processor.set_defaults(func=cmd_processor)
     indexer = sub.add_parser("indexer", help="load a table into ClickHouse (one consumer group per table)")
     indexer.add_argument("table", nargs="?", default="events", choices=["events", "sessions", "failed_events"])

@@ -21,14 +21,14 @@ log = structlog.get_logger()
 LAG_INTERVAL_S = 5.0
 
 
-def serve_with_lag(registry: CollectorRegistry, settings: Settings, consumer: AIOKafkaConsumer, group_id: str,
+def serve_with_lag(registry: CollectorRegistry, settings: Settings, consumers: list[tuple[AIOKafkaConsumer, str]],
                    stopping: asyncio.Event) -> Callable[[], None]:
-    """Serve ``registry`` (with the group's lag added) on ``metrics_host:metrics_port``, keeping the lag
-    current until ``stopping`` is set or the returned function is called (call it before the consumer
-    stops). Nothing is served when the port is 0."""
+    """Serve ``registry`` (with the lag of each ``(consumer, group id)`` added) on
+    ``metrics_host:metrics_port``, keeping the lag current until ``stopping`` is set or the returned
+    function is called (call it before the consumers stop). Nothing is served when the port is 0."""
     if not settings.metrics_port:
         return lambda: None
-    lag = ConsumerLag(registry, consumer, group_id)
+    lag = ConsumerLag(registry, consumers)
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     log.info("metrics", host=settings.metrics_host, port=settings.metrics_port)
     return asyncio.create_task(lag.run(stopping)).cancel
@@ -37,9 +37,8 @@ def serve_with_lag(registry: CollectorRegistry, settings: Settings, consumer: AI
 class ConsumerLag:
     """``headwater_consumer_lag{group,topic,partition}``: end offset minus committed offset."""
 
-    def __init__(self, registry: CollectorRegistry, consumer: AIOKafkaConsumer, group_id: str) -> None:
-        self.consumer = consumer
-        self.group_id = group_id
+    def __init__(self, registry: CollectorRegistry, consumers: list[tuple[AIOKafkaConsumer, str]]) -> None:
+        self.consumers = consumers
         self.gauge = Gauge("headwater_consumer_lag", "records the consumer group has not committed yet",
                            ["group", "topic", "partition"], registry=registry)
         self.total = Gauge("headwater_consumer_lag_total", "sum of the group's lag over its assigned partitions",
@@ -57,15 +56,19 @@ class ConsumerLag:
                 pass
 
     async def update(self) -> None:
-        partitions = list(self.consumer.assignment())
+        for consumer, group_id in self.consumers:
+            await self._update(consumer, group_id)
+
+    async def _update(self, consumer: AIOKafkaConsumer, group_id: str) -> None:
+        partitions = list(consumer.assignment())
         if not partitions:
-            self.total.labels(self.group_id).set(0)
+            self.total.labels(group_id).set(0)
             return
-        ends = await self.consumer.end_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
         total = 0
         for tp in partitions:
-            committed = await self.consumer.committed(tp)
+            committed = await consumer.committed(tp)
             lag = max(ends[tp] - (committed or 0), 0)
-            self.gauge.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)
+            self.gauge.labels(group_id, tp.topic, str(tp.partition)).set(lag)
             total += lag
-        self.total.labels(self.group_id).set(total)
+        self.total.labels(group_id).set(total)

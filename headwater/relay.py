@@ -84,16 +84,31 @@ class InvalidRatio:
         return enough and self.rejected / self.events > self.limit
 
 
+class RelayMetrics:
+    """A process's relay metrics, labelled by step; a process running several steps shares one."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter("headwater_events", "events handled (forwarded or dead-lettered)", ["step"],
+                              registry=self.registry)
+        self.dead_letters = Counter("headwater_dead_letters", "events sent to the dead-letter topic", ["step"],
+                                    registry=self.registry)
+        self.flood = Gauge("headwater_invalid_flood", "1 while more than max_invalid_ratio of recent events "
+                           "were rejected", ["step"], registry=self.registry)
+
+
 class Relay:
     """Runs one consumer group over ``topics`` and forwards what ``transform`` returns.
 
     ``partitions`` is loaded with every topic's partition count, ``resources`` (the project store,
     ...) are started, and ``check`` validates the configuration, before the first record is read.
+    With ``serve_metrics`` off, whoever runs the relay serves ``metrics`` (and its lag).
     """
 
     def __init__(self, settings: Settings, group_id: str, topics: list[str], transform: Transform,
                  partitions: PartitionMap, step: str, resources: tuple[Resource, ...] = (),
-                 check: Callable[[], None] | None = None) -> None:
+                 check: Callable[[], None] | None = None, metrics: RelayMetrics | None = None,
+                 serve_metrics: bool = True) -> None:
         self.settings = settings
         self.group_id = group_id
         self.transform = transform
@@ -105,13 +120,12 @@ class Relay:
         self.producer = make_producer(settings)
         self.invalid = InvalidRatio(settings.max_invalid_ratio, settings.invalid_window)
         self.stopping = asyncio.Event()
-        self.registry = CollectorRegistry()
-        self.events_out = Counter("headwater_events", "events handled (forwarded or dead-lettered)", ["step"],
-                                  registry=self.registry).labels(step)
-        self.dead_letters = Counter("headwater_dead_letters", "events sent to the dead-letter topic", ["step"],
-                                    registry=self.registry).labels(step)
-        self.flood = Gauge("headwater_invalid_flood", "1 while more than max_invalid_ratio of recent events "
-                           "were rejected", ["step"], registry=self.registry).labels(step)
+        self.started = asyncio.Event()  # set once the consumer has started
+        self.metrics = metrics or RelayMetrics()
+        self.serve_metrics = serve_metrics
+        self.events_out = self.metrics.events.labels(step)
+        self.dead_letters = self.metrics.dead_letters.labels(step)
+        self.flood = self.metrics.flood.labels(step)
         self.flooding = False
 
     async def run(self) -> None:
@@ -122,8 +136,9 @@ class Relay:
             self.check()  # raises ConfigError, naming every problem, before anything is read
         await self.partitions.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         await self.consumer.start()
-        stop_lag = metrics.serve_with_lag(self.registry, self.settings, self.consumer, self.group_id,
-                                     self.stopping)
+        self.started.set()
+        stop_lag = metrics.serve_with_lag(self.metrics.registry, self.settings, [(self.consumer, self.group_id)],
+                                          self.stopping) if self.serve_metrics else (lambda: None)
         try:
             while not self.stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)

@@ -172,8 +172,8 @@ class Indexer:
         await self.store.start()
         self.consumer.subscribe([self.target.topic], listener=Reassigned(self))
         await self.consumer.start()
-        stop_lag = metrics.serve_with_lag(self.metrics.registry, self.settings, self.consumer,
-                                     self.target.group_id, self.stopping)
+        stop_lag = metrics.serve_with_lag(self.metrics.registry, self.settings, [(self.consumer,
+                                          self.target.group_id)], self.stopping)
         try:
             while not self.stopping.is_set():
                 await self._flush(await self._fill())

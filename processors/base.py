@@ -49,6 +49,20 @@ class Processor(abc.ABC):
         """
 
 
+def _through(steps: list[Processor], envelope: Envelope, reject) -> Envelope | None:
+    """Run the envelope through ``steps``; a rejection goes to ``reject(step, error, envelope as that
+    step was given it)`` and ends the event's way here."""
+    for step in steps:
+        try:
+            envelope = step.process(envelope)
+        except Rejected as error:
+            reject(step, error, envelope)
+            return None
+        if envelope is None:
+            return None
+    return envelope
+
+
 def group_id(name: str) -> str:
     return f"headwater-processor-{name}"
 
@@ -64,8 +78,12 @@ def encode_groups(topic: str, route: tuple[str, ...], envelopes: list[Envelope])
     return [Output(topic, envelopes[0].key(), value, headers, events=len(envelopes))]
 
 
-def transform_for(processor: Processor, partitions: PartitionMap) -> Transform:
-    settings = processor.settings
+def transform_for(processor: Processor, partitions: PartitionMap,
+                  colocated: dict[str, Processor] | None = None) -> Transform:
+    """The relay transform of ``processor``'s topic. ``colocated`` are later steps running in the same
+    process: an event whose routing slip continues with them passes through them here, in flow order,
+    instead of through their topics (one decode and encode, and one Kafka hop, for all of them)."""
+    settings, colocated = processor.settings, colocated or {}
 
     def transform(records: list[ConsumerRecord]) -> list[Output]:
         outputs: list[Output] = []
@@ -77,14 +95,15 @@ def transform_for(processor: Processor, partitions: PartitionMap) -> Transform:
             except ValueError as exc:
                 outputs.append(dead_letter(settings, record, Rejected("unparseable", str(exc)), processor.name))
                 continue
+            steps = [processor]
+            while rest[0] in colocated:
+                steps.append(colocated[rest[0]])
+                rest = rest[1:]
             topic = step_topic(settings, rest[0])
             count = partitions.counts[topic]
             for envelope in envelopes:
-                try:
-                    result = processor.process(envelope)
-                except Rejected as error:
-                    outputs.append(dead_letter(settings, record, error, processor.name, envelope))
-                    continue
+                result = _through(steps, envelope, lambda step, error, given: outputs.append(
+                    dead_letter(settings, record, error, step.name, given)))
                 if result is not None:
                     slot = (topic, rest, result.project_id, partition_of(result.key(), count))
                     groups[slot].append(result)

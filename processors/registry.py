@@ -1,11 +1,15 @@
-"""Which class implements each step, what it needs, and how its configuration is checked."""
+"""Which class implements each step, what it needs, and how its configuration is checked; and the
+role that runs one step, or several stateless steps in one process."""
 
 from __future__ import annotations
 
+import asyncio
+
+from headwater import metrics
 from headwater.flow import PROCESSOR_STEPS
 from headwater.partitioning import PartitionMap
 from headwater.projects.store import ProjectStore
-from headwater.relay import Relay
+from headwater.relay import Relay, RelayMetrics, Resource
 from headwater.salts import DailySalts
 from headwater.settings import Settings
 from headwater.topics import step_topic
@@ -15,39 +19,125 @@ from processors.checks import ConfigError, check_deployment, require_valid
 from processors.enrich import Enrich
 from processors.validate import Validate
 
+STATEFUL = "sessionize"
 
-def build_processor(name: str, settings: Settings) -> tuple[Processor, tuple]:
-    """The processor for step ``name`` and the resources (stores) it needs started."""
-    if name not in PROCESSOR_STEPS:
-        raise ValueError(f"unknown processor {name!r}; the steps are {', '.join(PROCESSOR_STEPS)}")
-    store = ProjectStore(settings)
+
+def role_steps(names: list[str] | tuple[str, ...] | str) -> list[str]:
+    """The steps one process runs, in flow order; raises ``ValueError`` naming the problem."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in PROCESSOR_STEPS]
+    if unknown or not names:
+        raise ValueError(f"unknown processor {', '.join(map(repr, unknown)) or '(none)'}; "
+                         f"the steps are {', '.join(PROCESSOR_STEPS)}")
+    if len(set(names)) != len(names):
+        raise ValueError("a step is named twice")
+    if STATEFUL in names and len(names) > 1:
+        raise ValueError(f"{STATEFUL} keeps state in Kafka transactions of its own: run it as its own process")
+    return sorted(names, key=PROCESSOR_STEPS.index)
+
+
+def build_processors(names: list[str], settings: Settings) -> tuple[dict[str, Processor], tuple]:
+    """The processors for the stateless steps ``names`` and the resources (stores) they need started,
+    shared between them."""
     # Checked before any processor is built, so a broken GeoIP database is reported with the rest.
     problems = check_deployment(settings)
     if problems:
         raise ConfigError(problems)
-    if name == "validate":
-        return Validate(settings, store), (store,)
-    if name == "enrich":
-        return Enrich(settings, store), (store,)
-    if name == "anonymize":
-        salts = DailySalts(settings)
-        return Anonymize(settings, store, salts), (store, salts)
-    raise ValueError(f"{name!r} is not a stateless processor; see build_role")
+    store, resources, built = ProjectStore(settings), [], {}
+    resources.append(store)
+    for name in names:
+        if name == "validate":
+            built[name] = Validate(settings, store)
+        elif name == "enrich":
+            built[name] = Enrich(settings, store)
+        elif name == "anonymize":
+            salts = DailySalts(settings)
+            resources.append(salts)
+            built[name] = Anonymize(settings, store, salts)
+        else:
+            raise ValueError(f"{name!r} is not a stateless processor; see build_role")
+    return built, tuple(resources)
 
 
-def build_role(name: str, settings: Settings):
-    """The long-running role for step ``name``: the stateful sessionizer, or a relay."""
-    if name == "sessionize":
+def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
+    """The long-running role for the steps ``names``: the stateful sessionizer, one relay, or
+    :class:`Colocated` relays."""
+    steps = role_steps(names)
+    if steps == [STATEFUL]:
         from processors.sessionize import Sessionizer
 
         return Sessionizer(settings)
-    return build_relay(name, settings)
+    processors, resources = build_processors(steps, settings)
+    store = resources[0]
+    check = lambda: require_valid(settings, list(store.projects.values()))  # noqa: E731
+    if len(steps) == 1:
+        return _relay(processors[steps[0]], {}, settings, resources, check)
+    shared = RelayMetrics()
+    relays = [_relay(processor, {n: p for n, p in processors.items() if n != name}, settings, metrics=shared)
+              for name, processor in processors.items()]
+    return Colocated(settings, relays, resources, check, shared)
 
 
-def build_relay(name: str, settings: Settings) -> Relay:
-    processor, resources = build_processor(name, settings)
+def _relay(processor: Processor, colocated: dict[str, Processor], settings: Settings,
+           resources: tuple = (), check=None, metrics: RelayMetrics | None = None) -> Relay:
     partitions = PartitionMap()
-    store = next((r for r in resources if isinstance(r, ProjectStore)), None)
-    check = (lambda: require_valid(settings, list(store.projects.values()))) if store else None
-    return Relay(settings, group_id(name), [step_topic(settings, name)], transform_for(processor, partitions),
-                 partitions, name, resources, check)
+    return Relay(settings, group_id(processor.name), [step_topic(settings, processor.name)],
+                 transform_for(processor, partitions, colocated), partitions, processor.name, resources, check,
+                 metrics=metrics, serve_metrics=metrics is None)
+
+
+class Colocated:
+    """Several stateless steps in one process (``headwater processor validate enrich anonymize``).
+
+    Each step's topic is still read by that step's own consumer group, so a process running several
+    steps and one running a single step can be swapped for one another, or run side by side, without
+    moving any committed offset. An event that enters at a step this process runs goes on in-process
+    through every later step of its routing slip that the process also runs, and is produced once, to
+    the topic of the first step it does not run: one JSON decode and encode and one Kafka hop instead
+    of one per step. Delivery and commit semantics are each relay's (:class:`headwater.relay.Relay`):
+    an input record's offset is committed after every output of all its in-process steps is
+    acknowledged. A relay that fails stops the others, and the process exits.
+    """
+
+    def __init__(self, settings: Settings, relays: list[Relay], resources: tuple[Resource, ...], check,
+                 shared: RelayMetrics) -> None:
+        self.settings = settings
+        self.relays = relays
+        self.resources = resources
+        self.check = check
+        self.metrics = shared
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        for resource in self.resources:
+            await resource.start()
+        try:
+            self.check()
+            tasks = [asyncio.create_task(relay.run()) for relay in self.relays]
+            stop_lag = await self._serve_metrics(tasks)
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                stop_lag()
+                self.stop()
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        finally:
+            for resource in reversed(self.resources):
+                await resource.stop()
+
+    async def _serve_metrics(self, tasks: list[asyncio.Task]):
+        """One metrics endpoint for every step, once every consumer has started (or a relay failed)."""
+        started = [asyncio.create_task(relay.started.wait()) for relay in self.relays]
+        await asyncio.wait([asyncio.gather(*started), *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in started:
+            waiter.cancel()
+        return metrics.serve_with_lag(self.metrics.registry, self.settings,
+                                      [(relay.consumer, relay.group_id) for relay in self.relays], self.stopping)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for relay in self.relays:
+            relay.stop()

@@ -118,7 +118,7 @@ class Sessionizer:
         await self.counts.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
         self.consumer.subscribe([self.input], listener=Restore(self))
         await self.consumer.start()
-        stop_lag = metrics.serve_with_lag(CollectorRegistry(), self.settings, self.consumer, self.group,
+        stop_lag = metrics.serve_with_lag(CollectorRegistry(), self.settings, [(self.consumer, self.group)],
                                      self.stopping)
         try:
             while not self.stopping.is_set():

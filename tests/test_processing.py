@@ -148,3 +148,39 @@ def test_mediator_and_check_refuse_an_invalid_stored_flow(stack, admin):
             assert f"project {project_id}" in output and "unknown step 'bogus'" in output
     finally:
         asyncio.run(write_flow(None))
+
+
+def test_stateless_steps_in_one_process_take_over_from_separate_ones(stack, settings, clickhouse):
+    """`headwater processor validate enrich anonymize` replaces the three processes: each topic is read
+    by its step's own consumer group (nothing read again, nothing skipped), events come out enriched
+    and anonymized, bad ones are dead-lettered by validate, and one endpoint serves every step's metrics."""
+    from headwater.devstack.stack import Child, role_argv
+
+    separate = ["processor-validate", "processor-enrich", "processor-anonymize"]
+    for name in separate:
+        stack.child(name).stop()
+    port = settings.local_metrics_port + 90
+    together = Child("processors", role_argv("processor", "validate", "enrich", "anonymize"),
+                     settings.local_path / "logs" / "processors.log", {"HEADWATER_METRICS_PORT": str(port)})
+    together.start(stack.env)
+    try:
+        message_id = send(stack, settings.default_write_key, "page", {"context": {
+            "ip": "81.2.69.160", "page": {"url": "https://shop.example/together?utm_source=one"}}})
+        bad_id = send(stack, settings.default_write_key, "identify", {"traits": {"email": "nope"}})
+        got = row(clickhouse, "hw_default", "events", message_id, "browser, country, utm_source, ip, session_id != ''")
+        assert got == ("Chrome", "GB", "one", "127.0.0.0", True)
+        assert row(clickhouse, "hw_default", "failed_events", bad_id, "step, path") == ("validate", "traits.email")
+
+        def served() -> str | None:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return text if 'headwater_consumer_lag_total{group="headwater-processor-anonymize"}' in text else None
+
+        metrics = wait_for(served)
+        assert re.search(r'^headwater_events_total\{step="validate"\} [1-9]', metrics, re.MULTILINE), metrics
+        assert re.search(r'^headwater_dead_letters_total\{step="validate"\} [1-9]', metrics, re.MULTILINE)
+        assert together.alive()
+    finally:
+        assert together.stop() == 0, together.log_tail()
+        stack.start_services(separate)
+    later = send(stack, settings.default_write_key, "page", {"context": {"page": {"url": "https://shop.example/after"}}})
+    assert row(clickhouse, "hw_default", "events", later, "url_path") == ("/after",)  # the separate ones again

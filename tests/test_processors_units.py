@@ -215,3 +215,63 @@ def test_a_few_failures_at_start_do_not_trip():
     assert not ratio.tripped()
 
 
+
+
+# --- several steps in one process -------------------------------------------------------------------
+
+def test_colocated_steps_pass_events_on_in_process_and_dead_letter_per_step(enrich):
+    """A record entering at validate goes through enrich and anonymize in the same transform and is
+    produced once, to sessionize's topic; one entering at enrich (a flow without validate) skips
+    validate; a rejected event is dead-lettered by the step that rejected it."""
+    import orjson
+    from aiokafka.structs import ConsumerRecord
+
+    from headwater.envelope import encode_batch
+    from headwater.partitioning import PartitionMap
+    from headwater.routing import encode_route, read_route
+    from headwater.topics import dead_letter_topic, step_topic, topic_specs
+    from processors.base import transform_for
+
+    settings = Settings()
+    store = FixedProjects(project(privacy={"ip": "truncate"}))
+    steps = {"validate": Validate(settings, store), "enrich": enrich,
+             "anonymize": Anonymize(settings, store, FixedSalts())}
+    partitions = PartitionMap()
+    partitions.counts = {spec.name: 4 for spec in topic_specs(settings)}
+    page = {"type": "page", "messageId": "p1", "context": {"page": {"url": "https://shop.example/a?utm_source=x"}}}
+    broken = {"type": "track", "messageId": "t1"}  # a track event without its name
+
+    def run(step: str, route: list[str], events: list[dict]) -> list:
+        transform = transform_for(steps[step], partitions, {n: p for n, p in steps.items() if n != step})
+        record = ConsumerRecord(step_topic(settings, step), 0, 7, 0, 0, b"k",
+                                encode_batch([envelope(e) for e in events]), None, 0, 0, encode_route(route))
+        return transform([record])
+
+    outputs = run("validate", ["validate", "enrich", "anonymize", "sessionize", "index"], [page, broken])
+    forwarded = [o for o in outputs if not o.dead]
+    dead = [o for o in outputs if o.dead]
+    assert [o.topic for o in forwarded] == [step_topic(settings, "sessionize")]
+    assert read_route(forwarded[0].headers) == ["sessionize", "index"]
+    [event] = orjson.loads(forwarded[0].value)
+    assert event["ip"] == "81.2.69.0" and event["enriched"]["campaign"]["source"] == "x"  # anonymized, enriched
+    assert [o.topic for o in dead] == [dead_letter_topic(settings)]
+    assert orjson.loads(dead[0].value)["step"] == "validate"
+
+    outputs = run("enrich", ["enrich", "sessionize", "index"], [page])  # a flow without validate
+    assert [o.topic for o in outputs] == [step_topic(settings, "sessionize")]
+    assert orjson.loads(outputs[0].value)[0]["ip"] == "81.2.69.160"  # this flow keeps anonymize out
+
+    outputs = run("validate", ["validate", "index"], [page])  # a flow with validate only
+    assert [o.topic for o in outputs] == [step_topic(settings, "index")]
+    assert "ua" not in orjson.loads(outputs[0].value)[0]["enriched"]
+
+
+def test_which_steps_can_share_a_process():
+    from processors.registry import role_steps
+
+    assert role_steps(["anonymize", "validate"]) == ["validate", "anonymize"]  # flow order
+    assert role_steps("sessionize") == ["sessionize"]
+    for names, problem in ((["validate", "sessionize"], "own process"), (["enrich", "enrich"], "twice"),
+                           (["validate", "geo"], "unknown processor 'geo'"), ([], "unknown")):
+        with pytest.raises(ValueError, match=problem):
+            role_steps(names)

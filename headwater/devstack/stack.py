@@ -103,9 +103,16 @@ def role_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "headwater", *args]
 
 
-def service_roles() -> list[tuple[str, list[str]]]:
-    """Every Headwater role that ``make up`` runs, with its command line."""
+COLOCATED = "processors"  # the role running every stateless step, with colocate_stateless_steps
+
+
+def service_roles(colocate_stateless_steps: bool = False) -> list[tuple[str, list[str]]]:
+    """Every Headwater role that ``make up`` runs, with its command line: one process per step, or the
+    stateless steps in one process (``COLOCATED``) and the sessionizer in another."""
     processors = [(f"processor-{step}", ["processor", step]) for step in PROCESSOR_STEPS]
+    if colocate_stateless_steps:
+        stateless = [step for step in PROCESSOR_STEPS if step != "sessionize"]
+        processors = [(COLOCATED, ["processor", *stateless]), ("processor-sessionize", ["processor", "sessionize"])]
     return [("collector", ["collector"]), ("admin", ["admin"]), ("dashboard", ["dashboard"]), ("mediator", ["mediator"]),
             *processors,
             ("indexer", ["indexer", "events"]), ("indexer-sessions", ["indexer", "sessions"]),
@@ -121,9 +128,26 @@ class Stack:
         logs = settings.local_path / "logs"
         self.kafka = Child("kafka", role_argv("dev", "kafka"), logs / "kafka.log")
         self.clickhouse = Child("clickhouse", role_argv("dev", "clickhouse"), logs / "clickhouse.log")
-        self.services = [Child(name, role_argv(*args), logs / f"{name}.log") for name, args in service_roles()]
+        self.services = [Child(name, role_argv(*args), logs / f"{name}.log") for name, args in
+                         service_roles(settings.colocate_stateless_steps)]
         for port, child in enumerate(self.consuming_roles, start=settings.local_metrics_port):
             child.env["HEADWATER_METRICS_PORT"] = str(port)
+
+    def switch_layout(self, colocate_stateless_steps: bool) -> None:
+        """Swap the one-process-per-step stateless processors for one process running them all, or
+        back. Each topic keeps its consumer group, so nothing is read twice or skipped."""
+        roles = service_roles(colocate_stateless_steps)
+        names = {name for name, _ in roles}
+        for child in self.services:
+            if child.name not in names:
+                child.stop()
+        kept = {child.name: child for child in self.services if child.name in names}
+        logs = self.settings.local_path / "logs"
+        self.services = [kept.get(name) or Child(name, role_argv(*argv), logs / f"{name}.log") for name, argv in roles]
+        used = [int(c.env["HEADWATER_METRICS_PORT"]) for c in kept.values() if "HEADWATER_METRICS_PORT" in c.env]
+        for port, child in enumerate([c for c in self.consuming_roles if c.name not in kept], start=max(used) + 1):
+            child.env["HEADWATER_METRICS_PORT"] = str(port)
+        self.start_services()
 
     @property
     def consuming_roles(self) -> list[Child]:
