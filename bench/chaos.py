@@ -4,7 +4,9 @@ It starts a whole pipeline of its own (``.local/chaos``, ports apart from `make 
 creates a project, and sends events in batches of 50 with known message ids from a sender thread,
 recording which batches were answered 200. Meanwhile, one phase per fault:
 
-- ``kill -9`` and restart, in turn: the collector, the mediator, each processor, the indexer;
+- ``kill -9`` and restart, in turn: the collector, the mediator, each processor, the indexer; then
+  validate, enrich and anonymize are swapped for one process running all three (the same consumer
+  groups), which is killed in turn and stays for the faults that follow;
 - a restart of the Kafka broker;
 - ClickHouse stopped for ``CHAOS_CLICKHOUSE_DOWN_S`` (default 30) seconds, then started again.
 
@@ -35,7 +37,7 @@ import httpx
 from bench.run import RESULTS, GroupProgress
 from bench.steady import Sender
 from headwater.clickhouse import make_client
-from headwater.devstack.stack import Stack
+from headwater.devstack.stack import COLOCATED, Stack
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
 from headwater.settings import get_settings
 from headwater.topics import dead_letter_topic, raw_topic, sessions_topic, step_topic
@@ -68,8 +70,10 @@ def supervise(stack: Stack, restarted: list[str], phase: str) -> None:
 def inject(stack: Stack, sender: Sender, phase_s: float, down_s: float) -> list[str]:
     restarted: list[str] = []
     time.sleep(phase_s)
-    for fault in [*ROLES, "kafka", "clickhouse"]:
+    for fault in [*ROLES, COLOCATED, "kafka", "clickhouse"]:
         sender.phase = fault
+        if fault == COLOCATED:  # from here on validate, enrich and anonymize run in one process
+            stack.switch_layout(colocate_stateless_steps=True)
         time.sleep(phase_s / 2)
         print(f"fault: {fault}", flush=True)
         if fault == "kafka":
@@ -161,6 +165,9 @@ def main() -> None:
         sender.join()
         supervise(stack, restarted, "drain")
         drained = asyncio.run(caught_up(settings))
+        # open sessions' last changes are written up to session_row_interval_s later: then catch up again
+        time.sleep(settings.session_row_interval_s + 1)
+        drained = drained and asyncio.run(caught_up(settings))
         result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rate": rate,
                   "drained": drained, "restarted_after_exiting": restarted,
                   "statuses": {f"{p}:{s}": n for (p, s), n in sorted(sender.statuses.items(), key=str)},
