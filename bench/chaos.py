@@ -4,9 +4,9 @@ It starts a whole pipeline of its own (``.local/chaos``, ports apart from `make 
 creates a project, and sends events in batches of 50 with known message ids from a sender thread,
 recording which batches were answered 200. Meanwhile, one phase per fault:
 
-- ``kill -9`` and restart, in turn: the collector, the mediator, each processor, the indexer; then
-  validate, enrich and anonymize are swapped for one process running all three (the same consumer
-  groups), which is killed in turn and stays for the faults that follow;
+- ``kill -9`` and restart, in turn: the collector, the mediator, the process running validate, enrich
+  and anonymize, the sessionizer, the indexer; then those three steps are swapped for one process
+  each (the same consumer groups), each is killed in turn, and they stay for the faults that follow;
 - a restart of the Kafka broker;
 - ClickHouse stopped for ``CHAOS_CLICKHOUSE_DOWN_S`` (default 30) seconds, then started again.
 
@@ -49,7 +49,10 @@ CHAOS_SETTINGS = {"local_dir": ".local/chaos", "kafka_bootstrap": "127.0.0.1:270
                   "clickhouse_port": 27000, "clickhouse_http_port": 27123, "collector_port": 27080,
                   "admin_port": 27081, "dashboard_port": 27082, "local_metrics_port": 27400, "admin_token": "chaos-admin-token",
                   "rate_limit_ip_rps": 0, "rate_limit_project_eps": 0, "produce_timeout_s": 3.0}
-ROLES = ["collector", "mediator", *(f"processor-{s}" for s in PROCESSOR_STEPS), "indexer"]
+STATELESS = [f"processor-{s}" for s in PROCESSOR_STEPS if s != "sessionize"]
+# The local stack runs validate, enrich and anonymize in one process (COLOCATED); before the first of
+# STATELESS is killed, it is swapped for one process per step, which stay for the faults after them.
+ROLES = ["collector", "mediator", COLOCATED, "processor-sessionize", "indexer", *STATELESS]
 
 
 def kill_and_restart(stack: Stack, name: str) -> None:
@@ -70,10 +73,10 @@ def supervise(stack: Stack, restarted: list[str], phase: str) -> None:
 def inject(stack: Stack, sender: Sender, phase_s: float, down_s: float) -> list[str]:
     restarted: list[str] = []
     time.sleep(phase_s)
-    for fault in [*ROLES, COLOCATED, "kafka", "clickhouse"]:
+    for fault in [*ROLES, "kafka", "clickhouse"]:
         sender.phase = fault
-        if fault == COLOCATED:  # from here on validate, enrich and anonymize run in one process
-            stack.switch_layout(colocate_stateless_steps=True)
+        if fault == STATELESS[0]:
+            stack.switch_layout(colocate_stateless_steps=False)
         time.sleep(phase_s / 2)
         print(f"fault: {fault}", flush=True)
         if fault == "kafka":

@@ -16,8 +16,10 @@ When no pipeline is running it starts one (as `make up` does, with rate limits o
 4. **steady**: for ``BENCH_STEADY_S`` (30) seconds at each of ``BENCH_STEADY_RATES`` (1,000 and
    3,000 events/s, batches of 50), the ingest-to-queryable latency (``inserted_at - received_at``)
    when the pipeline keeps up.
-5. **end to end, stateless steps in one process**: validate, enrich and anonymize are swapped for
-   one ``headwater processor validate enrich anonymize`` (same consumer groups) and step 3 runs again.
+5. **end to end, the other layout**: step 3 runs with the local stack's layout
+   (``colocate_stateless_steps``, default: validate, enrich and anonymize in one process); then those
+   steps are swapped for the other layout (one process per step; the same consumer groups) and step 3
+   runs again. Step 2 always drains with one process per step.
 
 Against a running pipeline (started by `make up`), step 1 runs with everything else running and step
 2 is skipped; the result says so in ``isolated``.
@@ -291,6 +293,7 @@ async def drain_role(stack: Stack, progress: GroupProgress, role: tuple[str, str
 def drain_in_flow_order(stack: Stack, events: int) -> dict:
     """Each role alone on the backlog the previous one left: its own events per second and per core."""
     settings = stack.settings
+    stack.switch_layout(colocate_stateless_steps=False, start=False)  # each step alone
     roles = [("mediator", "headwater-mediator", raw_topic(settings))]
     roles += [(f"processor-{step}", processor_group(step), step_topic(settings, step)) for step in PROCESSOR_STEPS]
     roles += [("indexer", "headwater-indexer-events", step_topic(settings, INDEX_STEP))]
@@ -329,13 +332,17 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
         counter.wait_indexed(first, len(collector_load["acked"]))
 
     e2e_events = int(os.environ.get("BENCH_E2E_EVENTS", "600000"))
-    second, load, result["end_to_end"] = end_to_end(settings, url, counter, e2e_events)
+    colocated = settings.colocate_stateless_steps
+    if stack is not None:
+        stack.switch_layout(colocated)
+    second, load, result["end_to_end"] = end_to_end(settings, url, counter, e2e_events, colocated)
     runs = [(first, collector_load), (second, load)]
     result["steady"] = [steady_latency(settings, url, counter, rate) for rate in STEADY_RATES]
-    if stack is not None:  # the same load with validate, enrich and anonymize in one process
-        stack.switch_layout(colocate_stateless_steps=True)
-        third, colocated_load, result["end_to_end_colocated"] = end_to_end(settings, url, counter, e2e_events)
-        runs.append((third, colocated_load))
+    if stack is not None:  # the same load in the other layout of the stateless steps
+        stack.switch_layout(not colocated)
+        third, other_load, result["end_to_end_other_layout"] = end_to_end(settings, url, counter, e2e_events,
+                                                                          not colocated)
+        runs.append((third, other_load))
     lost = duplicates = acked = 0
     for run, run_load in runs:
         rows, distinct = counter.counts(run)
@@ -352,7 +359,8 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
     return result
 
 
-def end_to_end(settings: Settings, url: str, counter: Events, events: int) -> tuple[str, dict, dict]:
+def end_to_end(settings: Settings, url: str, counter: Events, events: int,
+               colocated: bool) -> tuple[str, dict, dict]:
     """Step 3: ``events`` in batches of 100 posted while the whole pipeline runs, timed from the first
     POST until the last one is queryable, with where the CPU went."""
     run = f"bench{uuid.uuid4().hex[:10]}"
@@ -361,6 +369,7 @@ def end_to_end(settings: Settings, url: str, counter: Events, events: int) -> tu
     load = run_loadgen(settings, url, run, events, batched_only=True)
     indexed_at, _, _ = counter.wait_indexed(run, len(load["acked"]))
     return run, load, {
+        "layout": "validate+enrich+anonymize in one process" if colocated else "one process per step",
         "events_per_s": round(len(load["acked"]) / (indexed_at - started), 1),
         "ingest_to_queryable_ms": counter.latency(run),
         "cpu": shares.us_per_event(len(load["acked"]), indexed_at - started),

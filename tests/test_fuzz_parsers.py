@@ -275,4 +275,4 @@ def test_malformed_events_land_in_failed_events_never_in_events(stack, clickhous
     assert {reason for _, reason in failed} == {"schema_violation"}
     assert clickhouse.execute(f"SELECT count() FROM {db}.events")[0][0] == 0
     # a flood of bad events from one sender raises the alarm but does not stop the step for everyone
-    assert stack.child("processor-validate").alive()
+    assert stack.child(stack.role_of("validate")).alive()

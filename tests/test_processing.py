@@ -63,7 +63,7 @@ def test_invalid_events_go_to_failed_events_only(stack, settings, clickhouse):
     # validation runs before anonymisation, yet the stored dead letter has no raw IP
     assert stored["event"]["context"]["ip"] == "81.2.69.0" and stored["ip"] == "127.0.0.0"
     assert count_rows(clickhouse, "hw_default", "message_id = %(m)s", {"m": message_id}) == 0
-    metrics = httpx.get(stack.metrics_url("processor-validate"), timeout=5).text  # the dead-letter rate
+    metrics = httpx.get(stack.metrics_url(stack.role_of("validate")), timeout=5).text  # the dead-letter rate
     assert re.search(r'^headwater_dead_letters_total\{step="validate"\} [1-9]', metrics, re.MULTILINE), metrics
 
 
@@ -150,37 +150,36 @@ def test_mediator_and_check_refuse_an_invalid_stored_flow(stack, admin):
         asyncio.run(write_flow(None))
 
 
-def test_stateless_steps_in_one_process_take_over_from_separate_ones(stack, settings, clickhouse):
-    """`headwater processor validate enrich anonymize` replaces the three processes: each topic is read
-    by its step's own consumer group (nothing read again, nothing skipped), events come out enriched
-    and anonymized, bad ones are dead-lettered by validate, and one endpoint serves every step's metrics."""
-    from headwater.devstack.stack import Child, role_argv
+def test_one_process_per_step_and_one_for_all_take_over_from_each_other(stack, settings, clickhouse):
+    """The local stack runs validate, enrich and anonymize in one process; swapped for one process per
+    step and back while the pipeline runs, each topic is read on by its step's own consumer group
+    (nothing read again, nothing skipped): events come out enriched and anonymized in both layouts,
+    bad ones are dead-lettered by validate, and the combined process serves every step's metrics."""
+    from headwater.devstack.stack import COLOCATED
 
-    separate = ["processor-validate", "processor-enrich", "processor-anonymize"]
-    for name in separate:
-        stack.child(name).stop()
-    port = settings.local_metrics_port + 90
-    together = Child("processors", role_argv("processor", "validate", "enrich", "anonymize"),
-                     settings.local_path / "logs" / "processors.log", {"HEADWATER_METRICS_PORT": str(port)})
-    together.start(stack.env)
-    try:
+    def through_the_steps(tag: str) -> None:
         message_id = send(stack, settings.default_write_key, "page", {"context": {
-            "ip": "81.2.69.160", "page": {"url": "https://shop.example/together?utm_source=one"}}})
+            "ip": "81.2.69.160", "page": {"url": f"https://shop.example/{tag}?utm_source={tag}"}}})
         bad_id = send(stack, settings.default_write_key, "identify", {"traits": {"email": "nope"}})
         got = row(clickhouse, "hw_default", "events", message_id, "browser, country, utm_source, ip, session_id != ''")
-        assert got == ("Chrome", "GB", "one", "127.0.0.0", True)
+        assert got == ("Chrome", "GB", tag, "127.0.0.0", True)
         assert row(clickhouse, "hw_default", "failed_events", bad_id, "step, path") == ("validate", "traits.email")
 
-        def served() -> str | None:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-            return text if 'headwater_consumer_lag_total{group="headwater-processor-anonymize"}' in text else None
+    assert stack.role_of("enrich") == COLOCATED
+    through_the_steps("together")
 
-        metrics = wait_for(served)
-        assert re.search(r'^headwater_events_total\{step="validate"\} [1-9]', metrics, re.MULTILINE), metrics
-        assert re.search(r'^headwater_dead_letters_total\{step="validate"\} [1-9]', metrics, re.MULTILINE)
-        assert together.alive()
+    def served() -> str | None:
+        text = httpx.get(stack.metrics_url(COLOCATED), timeout=5).text
+        return text if 'headwater_consumer_lag_total{group="headwater-processor-anonymize"}' in text else None
+
+    metrics = wait_for(served)
+    assert re.search(r'^headwater_events_total\{step="validate"\} [1-9]', metrics, re.MULTILINE), metrics
+    assert re.search(r'^headwater_dead_letters_total\{step="validate"\} [1-9]', metrics, re.MULTILINE)
+    try:
+        stack.switch_layout(colocate_stateless_steps=False)
+        assert stack.role_of("enrich") == "processor-enrich"
+        through_the_steps("apart")
     finally:
-        assert together.stop() == 0, together.log_tail()
-        stack.start_services(separate)
-    later = send(stack, settings.default_write_key, "page", {"context": {"page": {"url": "https://shop.example/after"}}})
-    assert row(clickhouse, "hw_default", "events", later, "url_path") == ("/after",)  # the separate ones again
+        stack.switch_layout(colocate_stateless_steps=True)
+    through_the_steps("again")
+    assert all(child.alive() for child in stack.services)

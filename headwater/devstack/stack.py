@@ -133,9 +133,15 @@ class Stack:
         for port, child in enumerate(self.consuming_roles, start=settings.local_metrics_port):
             child.env["HEADWATER_METRICS_PORT"] = str(port)
 
-    def switch_layout(self, colocate_stateless_steps: bool) -> None:
+    def role_of(self, step: str) -> str:
+        """The name of the child that runs processor ``step`` in the current layout."""
+        own = f"processor-{step}"
+        return own if any(child.name == own for child in self.services) else COLOCATED
+
+    def switch_layout(self, colocate_stateless_steps: bool, start: bool = True) -> None:
         """Swap the one-process-per-step stateless processors for one process running them all, or
-        back. Each topic keeps its consumer group, so nothing is read twice or skipped."""
+        back (started unless ``start`` is false). Each topic keeps its consumer group, so nothing is
+        read twice or skipped."""
         roles = service_roles(colocate_stateless_steps)
         names = {name for name, _ in roles}
         for child in self.services:
@@ -147,7 +153,8 @@ class Stack:
         used = [int(c.env["HEADWATER_METRICS_PORT"]) for c in kept.values() if "HEADWATER_METRICS_PORT" in c.env]
         for port, child in enumerate([c for c in self.consuming_roles if c.name not in kept], start=max(used) + 1):
             child.env["HEADWATER_METRICS_PORT"] = str(port)
-        self.start_services()
+        if start:
+            self.start_services()
 
     @property
     def consuming_roles(self) -> list[Child]:
