@@ -41,7 +41,8 @@ from headwater import metrics
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, decode_batch
 from headwater.errors import FatalError
-from headwater.kafka import PRODUCER_BROKEN, kafka_connection, make_consumer, make_producer, stop_replaced
+from headwater.kafka import (PRODUCER_BROKEN, kafka_connection, make_consumer, make_producer, send_in_batches,
+                             stop_replaced)
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.projects.store import ProjectStore
 from headwater.relay_types import Output
@@ -202,8 +203,7 @@ class Sessionizer:
         transaction (found by `make chaos`: events and session rows lost, their input committed)."""
         await self.producer.begin_transaction()
         try:
-            deliveries = [await self.producer.send(out.topic, out.value, key=out.key, headers=out.headers,
-                                                   partition=out.partition) for out in outputs]
+            deliveries = await send_in_batches(self.producer, outputs, self.counts.counts.__getitem__)
             await asyncio.gather(*deliveries)
             if offsets:  # none when the poll only writes session rows that fell due
                 await self.producer.send_offsets_to_transaction(offsets, self.group)

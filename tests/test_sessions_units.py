@@ -168,7 +168,14 @@ def test_a_transaction_with_a_failed_send_is_aborted_and_the_state_read_again():
         async def begin_transaction(self):
             calls.append("begin")
 
-        async def send(self, topic, value, **kwargs):
+        def create_batch(self):
+            class Batch:
+                def append(self, **record):
+                    return record
+
+            return Batch()
+
+        async def send_batch(self, batch, topic, partition):
             future = asyncio.get_running_loop().create_future()
             if topic.endswith("index"):
                 future.set_exception(NotEnoughReplicasError())
@@ -198,6 +205,7 @@ def test_a_transaction_with_a_failed_send_is_aborted_and_the_state_read_again():
         await sessionizer.producer.stop()
         sessionizer.producer, sessionizer.consumer = Producer(), Consumer()
         sessionizer.partitions = {0: Partition(), 2: Partition()}
+        sessionizer.counts.counts = {"headwater.step.index": 4}
         outputs = [Output("headwater.sessions", None, b"[]", [], events=0, partition=0),
                    Output("headwater.step.index", b"k", b"[]", [])]
         sessionizer._sessionize = lambda batch: (outputs, {}, {})
