@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test bench bench-queries chaos clean
+.PHONY: install up test bench bench-queries chaos profile clean
 
 JS     := sdks/js
 DASH   := dashboard/web
@@ -53,9 +53,13 @@ bench: install
 chaos: install
 	$(BIN)/python -m bench.chaos
 
+# where each role spends its time under the end-to-end load (py-spy; PROFILE_ROLES, PROFILE_EVENTS)
+profile: install
+	$(BIN)/python -m bench.profile
+
 # the analytics queries on 10 million events alone (ClickHouse only)
 bench-queries: install
 	$(BIN)/python -m bench.queries
 
 clean:
-	rm -rf .local/test .local/bench .local/bench-indexer .local/chaos $(JS)/dist dashboard/static
+	rm -rf .local/test .local/bench .local/bench-indexer .local/chaos .local/profile $(JS)/dist dashboard/static

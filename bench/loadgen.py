@@ -87,7 +87,8 @@ async def main(args: argparse.Namespace) -> dict:
         host, int(port), args.key, bodies, args.concurrency, path, rate)
     single = await post(single_bodies(args.run, 0, args.single), "/v1/track")
     start = args.single
-    batch = await post(batch_bodies(args.run, start, args.batched, args.batch_size), "/v1/batch")
+    batch_rate = args.batch_rate / args.batch_size if args.batch_rate else None  # requests per second
+    batch = await post(batch_bodies(args.run, start, args.batched, args.batch_size), "/v1/batch", batch_rate)
     start += args.batched
     half_rate = single["requests_per_s"] / 2
     half_count = int(half_rate * args.half_load_s)
@@ -106,6 +107,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--half-load-s", type=float, default=10.0)
+    parser.add_argument("--batch-rate", type=float, default=0, help="events per second in batches; 0: flat out")
     parser.add_argument("--out", required=True, help="where to write the result (JSON)")
     args = parser.parse_args()
     result = uvloop.run(main(args))

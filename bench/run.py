@@ -15,7 +15,8 @@ When no pipeline is running it starts one (as `make up` does, with rate limits o
    the load generator included) spent on it, per event.
 4. **steady**: for ``BENCH_STEADY_S`` (30) seconds at each of ``BENCH_STEADY_RATES`` (1,000 and
    3,000 events/s, batches of 50), the ingest-to-queryable latency (``inserted_at - received_at``)
-   when the pipeline keeps up.
+   when the pipeline keeps up; then as long at ``BENCH_NEAR_CAPACITY_RATE`` (15,000 events/s, batches
+   of 100 from the load generator), near what the pipeline sustains.
 5. **end to end, the other layout**: step 3 runs with the local stack's layout
    (``colocate_stateless_steps``, default: validate, enrich and anonymize in one process); then those
    steps are swapped for the other layout (one process per step; the same consumer groups) and step 3
@@ -39,6 +40,7 @@ import gzip
 import json
 import os
 import platform
+import shutil
 import resource
 import subprocess
 import sys
@@ -65,18 +67,20 @@ from headwater.topics import raw_topic, step_topic
 from processors.base import group_id as processor_group
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BENCH_DIR = ".local/bench"  # the stack the bench starts itself lives here, emptied at the start
 PHASES = ("single", "batch", "single_half_load")
 STEADY_RATES = [float(r) for r in os.environ.get("BENCH_STEADY_RATES", "1000,3000").split(",")]
 STEADY_S = float(os.environ.get("BENCH_STEADY_S", 30))
 STALL_S = 120
 
 
-def run_loadgen(settings: Settings, url: str, run: str, events: int, batched_only: bool = False) -> dict:
+def run_loadgen(settings: Settings, url: str, run: str, events: int, batched_only: bool = False,
+                rate: float = 0) -> dict:
     """Post ``events``: a tenth as single events (then the half-load phase), the rest in batches of
-    100; or all in batches."""
+    100; or all in batches, flat out or at ``rate`` events per second."""
     single = 0 if batched_only else events // 10
     argv = [sys.executable, "-m", "bench.loadgen", "--url", url, "--key", settings.default_write_key,
-            "--run", run, "--single", str(single), "--batched", str(events - single)]
+            "--run", run, "--single", str(single), "--batched", str(events - single), "--batch-rate", str(rate)]
     if batched_only:
         argv += ["--half-load-s", "0"]
     with tempfile.TemporaryDirectory() as folder:
@@ -338,6 +342,9 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
     second, load, result["end_to_end"] = end_to_end(settings, url, counter, e2e_events, colocated)
     runs = [(first, collector_load), (second, load)]
     result["steady"] = [steady_latency(settings, url, counter, rate) for rate in STEADY_RATES]
+    near_run, near, result["steady_near_capacity"] = near_capacity(settings, url, counter)
+    runs.append((near_run, near))
+    rss = peak_rss_mb(settings)  # before the swap ends some of the processes
     if stack is not None:  # the same load in the other layout of the stateless steps
         stack.switch_layout(not colocated)
         third, other_load, result["end_to_end_other_layout"] = end_to_end(settings, url, counter, e2e_events,
@@ -354,7 +361,7 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
         "collector_requests_per_s": result["collector"]["single_requests_per_s"],
         "ingest_to_queryable_ms": result["end_to_end"]["ingest_to_queryable_ms"],
         "events_acked": acked, "lost": lost, "duplicates": duplicates,
-        "rss_mb": peak_rss_mb(settings),
+        "rss_mb": {**rss, **peak_rss_mb(settings)},
     })
     return result
 
@@ -391,6 +398,19 @@ def steady_latency(settings: Settings, url: str, counter: Events, rate: float) -
             "duplicates": rows - distinct, "ingest_to_queryable_ms": counter.latency(run)}
 
 
+def near_capacity(settings: Settings, url: str, counter: Events) -> tuple[str, dict, dict]:
+    """Ingest-to-queryable latency at ``BENCH_NEAR_CAPACITY_RATE`` (15,000) events/s in batches of 100
+    for ``STEADY_S``: near what the pipeline sustains, still below it."""
+    rate = float(os.environ.get("BENCH_NEAR_CAPACITY_RATE", "15000"))
+    run = f"near{uuid.uuid4().hex[:10]}"
+    load = run_loadgen(settings, url, run, int(rate * STEADY_S), batched_only=True, rate=rate)
+    counter.wait_indexed(run, len(load["acked"]))
+    rows, distinct = counter.counts(run)
+    return run, load, {"rate": rate, "seconds": STEADY_S, "sent_per_s": load["batch"]["events_per_s"],
+                       "acked": len(load["acked"]), "found": distinct, "duplicates": rows - distinct,
+                       "ingest_to_queryable_ms": counter.latency(run)}
+
+
 def tracker_sizes() -> dict:
     """The built tracking scripts, in bytes and in gzipped bytes (as `gzip -9 -n` counts them)."""
     dist = Path(__file__).resolve().parent.parent / "sdks" / "js" / "dist"
@@ -405,7 +425,11 @@ def main() -> None:
     stack = None
     if not http_ok(url + "/readyz"):
         print("starting Kafka, ClickHouse and the collector ...", flush=True)
-        stack = Stack(dataclasses.replace(settings, rate_limit_ip_rps=0, rate_limit_project_eps=0))
+        # A fresh broker and ClickHouse every run: data left by earlier runs (tens of GB of topics,
+        # millions of rows the counting queries scan) made later runs slower than earlier ones.
+        settings = dataclasses.replace(settings, local_dir=BENCH_DIR, rate_limit_ip_rps=0, rate_limit_project_eps=0)
+        shutil.rmtree(settings.local_path, ignore_errors=True)
+        stack = Stack(settings)
         stack.start_servers()
         stack.start_services(["collector"])
     try:

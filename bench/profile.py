@@ -1,0 +1,82 @@
+"""`make profile`: where each role spends its time under the end-to-end load, sampled with py-spy.
+
+Starts its own local stack (ports and data of ``.local/profile``, rate limits off), sends a warm-up
+load, then ``PROFILE_EVENTS`` (default 400,000) events in batches of 100 and, three seconds in,
+samples each role named in ``PROFILE_ROLES`` (default: the collector, the stateless processors'
+process and the sessionizer) for ``PROFILE_S`` (12) seconds at 50 Hz. Prints each role's functions by
+share of its samples (where the time was spent, own time only) and leaves py-spy's raw stacks in
+bench/results/profile-<role>.txt (flame-graph input).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from bench.run import RESULTS, run_loadgen, stack_pids
+from headwater.devstack.stack import COLOCATED, Stack
+from headwater.settings import get_settings
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
+def top_functions(raw: Path, count: int = 15) -> list[tuple[float, str]]:
+    """The functions with the largest share of a py-spy raw profile's samples, by own time."""
+    own, total = collections.Counter(), 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        total += int(samples)
+        own[stack.rpartition(";")[2]] += int(samples)
+    return [(round(100 * n / total, 1), frame) for frame, n in own.most_common(count)] if total else []
+
+
+def sample(pids: dict[str, int], roles: list[str], seconds: float) -> dict[str, Path]:
+    outputs = {role: RESULTS / f"profile-{role}.txt" for role in roles}
+    spies = [subprocess.Popen([str(PY_SPY), "record", "--pid", str(pids[role]), "--duration", str(int(seconds)),
+                               "--rate", "50", "--format", "raw", "--nonblocking", "-o", str(outputs[role])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for role in roles]
+    for spy in spies:
+        spy.wait()
+    return outputs
+
+
+def main() -> None:
+    roles = os.environ.get("PROFILE_ROLES", f"collector,{COLOCATED},processor-sessionize").split(",")
+    events = int(os.environ.get("PROFILE_EVENTS", "400000"))
+    seconds = float(os.environ.get("PROFILE_S", "12"))
+    settings = dataclasses.replace(get_settings(), local_dir=".local/profile", rate_limit_ip_rps=0,
+                                   rate_limit_project_eps=0)
+    shutil.rmtree(settings.local_path, ignore_errors=True)
+    RESULTS.mkdir(exist_ok=True)
+    stack = Stack(settings)
+    stack.start()
+    try:
+        run_loadgen(settings, stack.collector_url, f"warm{uuid.uuid4().hex[:6]}", 50_000, batched_only=True)
+        pids, outputs = stack_pids(settings), {}
+
+        def later() -> None:
+            time.sleep(3)
+            outputs.update(sample(pids, roles, seconds))
+
+        sampler = threading.Thread(target=later)
+        sampler.start()
+        run_loadgen(settings, stack.collector_url, f"profile{uuid.uuid4().hex[:6]}", events, batched_only=True)
+        sampler.join()
+    finally:
+        stack.stop()
+    for role, raw in outputs.items():
+        print(f"\n{role} ({raw}):")
+        for share, frame in top_functions(raw):
+            print(f"  {share:5.1f}%  {frame}")
+
+
+if __name__ == "__main__":
+    main()
