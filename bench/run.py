@@ -15,8 +15,8 @@ When no pipeline is running it starts one (as `make up` does, with rate limits o
    the load generator included) spent on it, per event.
 4. **steady**: for ``BENCH_STEADY_S`` (30) seconds at each of ``BENCH_STEADY_RATES`` (1,000 and
    3,000 events/s, batches of 50), the ingest-to-queryable latency (``inserted_at - received_at``)
-   when the pipeline keeps up; then as long at ``BENCH_NEAR_CAPACITY_RATE`` (15,000 events/s, batches
-   of 100 from the load generator), near what the pipeline sustains.
+   when the pipeline keeps up; then as long at each of ``BENCH_HIGH_RATES`` (6,000, 10,000 and 15,000
+   events/s, batches of 100 from the load generator), up to near what the pipeline sustains.
 5. **end to end, the other layout**: step 3 runs with the local stack's layout
    (``colocate_stateless_steps``, default: validate, enrich and anonymize in one process); then those
    steps are swapped for the other layout (one process per step; the same consumer groups) and step 3
@@ -71,6 +71,7 @@ BENCH_DIR = ".local/bench"  # the stack the bench starts itself lives here, empt
 PHASES = ("single", "batch", "single_half_load")
 STEADY_RATES = [float(r) for r in os.environ.get("BENCH_STEADY_RATES", "1000,3000").split(",")]
 STEADY_S = float(os.environ.get("BENCH_STEADY_S", 30))
+HIGH_RATES = [float(r) for r in os.environ.get("BENCH_HIGH_RATES", "6000,10000,15000").split(",") if r]
 STALL_S = 120
 
 
@@ -342,8 +343,11 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
     second, load, result["end_to_end"] = end_to_end(settings, url, counter, e2e_events, colocated)
     runs = [(first, collector_load), (second, load)]
     result["steady"] = [steady_latency(settings, url, counter, rate) for rate in STEADY_RATES]
-    near_run, near, result["steady_near_capacity"] = near_capacity(settings, url, counter)
-    runs.append((near_run, near))
+    result["steady_high"] = []
+    for rate in HIGH_RATES:
+        high_run, high_load, figures = steady_high(settings, url, counter, rate)
+        result["steady_high"].append(figures)
+        runs.append((high_run, high_load))
     rss = peak_rss_mb(settings)  # before the swap ends some of the processes
     if stack is not None:  # the same load in the other layout of the stateless steps
         stack.switch_layout(not colocated)
@@ -398,11 +402,10 @@ def steady_latency(settings: Settings, url: str, counter: Events, rate: float) -
             "duplicates": rows - distinct, "ingest_to_queryable_ms": counter.latency(run)}
 
 
-def near_capacity(settings: Settings, url: str, counter: Events) -> tuple[str, dict, dict]:
-    """Ingest-to-queryable latency at ``BENCH_NEAR_CAPACITY_RATE`` (15,000) events/s in batches of 100
-    for ``STEADY_S``: near what the pipeline sustains, still below it."""
-    rate = float(os.environ.get("BENCH_NEAR_CAPACITY_RATE", "15000"))
-    run = f"near{uuid.uuid4().hex[:10]}"
+def steady_high(settings: Settings, url: str, counter: Events, rate: float) -> tuple[str, dict, dict]:
+    """Ingest-to-queryable latency at ``rate`` events/s in batches of 100 from the load generator for
+    ``STEADY_S``: rates up to near what the pipeline sustains."""
+    run = f"high{uuid.uuid4().hex[:10]}"
     load = run_loadgen(settings, url, run, int(rate * STEADY_S), batched_only=True, rate=rate)
     counter.wait_indexed(run, len(load["acked"]))
     rows, distinct = counter.counts(run)
