@@ -68,11 +68,30 @@ def group_id(name: str) -> str:
 
 
 def encode_groups(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> list[Output]:
-    """One output record for the group, or several when it would exceed ``MAX_MESSAGE_BYTES``."""
-    value = encode_batch(envelopes)
+    """Output records of at most about ``MAX_MESSAGE_BYTES`` for the group, each event encoded once.
+
+    A poll's group can hold thousands of events (megabytes). Encoding it whole and halving until the
+    halves fit encoded each event five or six times: that was the largest item in the profiles of the
+    stateless steps and the sessionizer (6–7 µs an event). The group is cut up front instead, by the
+    encoded size of a sample spread over it; a piece that still comes out too large is halved."""
+    if len(envelopes) <= SAMPLE_EVENTS:
+        return _fitted(topic, route, envelopes)
+    sample = envelopes[::len(envelopes) // SAMPLE_EVENTS]
+    per_event = len(encode_batch(sample)) / len(sample)
+    size = max(1, int(MAX_MESSAGE_BYTES * 0.8 / per_event))
+    return [out for start in range(0, len(envelopes), size)
+            for out in _fitted(topic, route, envelopes[start:start + size])]
+
+
+SAMPLE_EVENTS = 32
+
+
+def _fitted(topic: str, route: tuple[str, ...], envelopes: list[Envelope], value: bytes | None = None) -> list[Output]:
+    """One output record for the envelopes, or two halves (recursively) when it would be too large."""
+    value = value if value is not None else encode_batch(envelopes)
     if len(value) > MAX_MESSAGE_BYTES and len(envelopes) > 1:
         half = len(envelopes) // 2
-        return encode_groups(topic, route, envelopes[:half]) + encode_groups(topic, route, envelopes[half:])
+        return _fitted(topic, route, envelopes[:half]) + _fitted(topic, route, envelopes[half:])
     headers = [(PROJECT_HEADER, envelopes[0].project_id.encode()), (EVENTS_HEADER, str(len(envelopes)).encode()),
                *encode_route(route)]
     return [Output(topic, envelopes[0].key(), value, headers, events=len(envelopes))]

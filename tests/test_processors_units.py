@@ -275,3 +275,24 @@ def test_which_steps_can_share_a_process():
                            (["validate", "geo"], "unknown processor 'geo'"), ([], "unknown")):
         with pytest.raises(ValueError, match=problem):
             role_steps(names)
+
+
+def test_a_large_group_is_cut_into_records_that_fit_encoding_each_event_about_once(monkeypatch):
+    """A poll's group of thousands of events becomes records of at most MAX_MESSAGE_BYTES, in order;
+    halving a whole encoded group until it fit encoded every event five or six times."""
+    import orjson
+
+    from processors import base
+
+    encoded = []
+    real = base.encode_batch
+    monkeypatch.setattr(base, "encode_batch", lambda envelopes: encoded.append(len(envelopes)) or real(envelopes))
+    group = [Envelope("shop", f"m{n}", NOON_MS, "r1", {"anonymousId": "a1", "type": "page", "messageId": f"m{n}",
+                                                       "properties": {"text": "x" * (500 + n % 700)}})
+             for n in range(3000)]
+    outputs = base.encode_groups("headwater.step.index", ("index",), group)
+    assert len(outputs) > 5 and all(len(o.value) <= base.MAX_MESSAGE_BYTES for o in outputs)
+    assert [e["message_id"] for o in outputs for e in orjson.loads(o.value)] == [f"m{n}" for n in range(3000)]
+    assert sum(o.events for o in outputs) == 3000
+    assert sum(encoded) <= 3000 * 1.1 + base.SAMPLE_EVENTS, sum(encoded)
+    assert base.encode_groups("t", ("index",), group[:3])[0].events == 3  # a small group: one record
