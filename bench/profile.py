@@ -11,9 +11,7 @@ bench/results/profile-<role>.txt (flame-graph input).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.run import RESULTS, run_loadgen, stack_pids
+from bench.run import RESULTS, fresh_stack_settings, run_loadgen, stack_pids
 from headwater.devstack.stack import COLOCATED, Stack
 from headwater.settings import get_settings
 
@@ -52,9 +50,7 @@ def main() -> None:
     roles = os.environ.get("PROFILE_ROLES", f"collector,{COLOCATED},processor-sessionize").split(",")
     events = int(os.environ.get("PROFILE_EVENTS", "400000"))
     seconds = float(os.environ.get("PROFILE_S", "12"))
-    settings = dataclasses.replace(get_settings(), local_dir=".local/profile", rate_limit_ip_rps=0,
-                                   rate_limit_project_eps=0)
-    shutil.rmtree(settings.local_path, ignore_errors=True)
+    settings = fresh_stack_settings(get_settings(), ".local/profile")
     RESULTS.mkdir(exist_ok=True)
     stack = Stack(settings)
     stack.start()

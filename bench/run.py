@@ -75,6 +75,13 @@ HIGH_RATES = [float(r) for r in os.environ.get("BENCH_HIGH_RATES", "6000,10000,1
 STALL_S = 120
 
 
+def fresh_stack_settings(settings: Settings, local_dir: str) -> Settings:
+    """Settings for a stack of a benchmark's own under ``local_dir``, emptied first, rate limits off."""
+    settings = dataclasses.replace(settings, local_dir=local_dir, rate_limit_ip_rps=0, rate_limit_project_eps=0)
+    shutil.rmtree(settings.local_path, ignore_errors=True)
+    return settings
+
+
 def run_loadgen(settings: Settings, url: str, run: str, events: int, batched_only: bool = False,
                 rate: float = 0) -> dict:
     """Post ``events``: a tenth as single events (then the half-load phase), the rest in batches of
@@ -430,8 +437,7 @@ def main() -> None:
         print("starting Kafka, ClickHouse and the collector ...", flush=True)
         # A fresh broker and ClickHouse every run: data left by earlier runs (tens of GB of topics,
         # millions of rows the counting queries scan) made later runs slower than earlier ones.
-        settings = dataclasses.replace(settings, local_dir=BENCH_DIR, rate_limit_ip_rps=0, rate_limit_project_eps=0)
-        shutil.rmtree(settings.local_path, ignore_errors=True)
+        settings = fresh_stack_settings(settings, BENCH_DIR)
         stack = Stack(settings)
         stack.start_servers()
         stack.start_services(["collector"])

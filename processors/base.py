@@ -31,6 +31,7 @@ from headwater.settings import Settings
 from headwater.topics import step_topic
 
 MAX_MESSAGE_BYTES = 256 * 1024  # larger groups are split: smaller records keep batches, and latency, short
+SAMPLE_EVENTS = 32  # encoded to estimate a large group's size before it is cut
 
 
 class Processor(abc.ABC):
@@ -83,12 +84,9 @@ def encode_groups(topic: str, route: tuple[str, ...], envelopes: list[Envelope])
             for out in _fitted(topic, route, envelopes[start:start + size])]
 
 
-SAMPLE_EVENTS = 32
-
-
-def _fitted(topic: str, route: tuple[str, ...], envelopes: list[Envelope], value: bytes | None = None) -> list[Output]:
+def _fitted(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> list[Output]:
     """One output record for the envelopes, or two halves (recursively) when it would be too large."""
-    value = value if value is not None else encode_batch(envelopes)
+    value = encode_batch(envelopes)
     if len(value) > MAX_MESSAGE_BYTES and len(envelopes) > 1:
         half = len(envelopes) // 2
         return _fitted(topic, route, envelopes[:half]) + _fitted(topic, route, envelopes[half:])
@@ -120,9 +118,12 @@ def transform_for(processor: Processor, partitions: PartitionMap,
                 rest = rest[1:]
             topic = step_topic(settings, rest[0])
             count = partitions.counts[topic]
+
+            def reject(step: Processor, error: Rejected, given: Envelope, record=record) -> None:
+                outputs.append(dead_letter(settings, record, error, step.name, given))
+
             for envelope in envelopes:
-                result = _through(steps, envelope, lambda step, error, given: outputs.append(
-                    dead_letter(settings, record, error, step.name, given)))
+                result = _through(steps, envelope, reject)
                 if result is not None:
                     slot = (topic, rest, result.project_id, partition_of(result.key(), count))
                     groups[slot].append(result)

@@ -36,15 +36,15 @@ def role_steps(names: list[str] | tuple[str, ...] | str) -> list[str]:
     return sorted(names, key=PROCESSOR_STEPS.index)
 
 
-def build_processors(names: list[str], settings: Settings) -> tuple[dict[str, Processor], tuple]:
-    """The processors for the stateless steps ``names`` and the resources (stores) they need started,
-    shared between them."""
+def build_processors(names: list[str], settings: Settings) -> tuple[dict[str, Processor], ProjectStore, tuple]:
+    """The processors for the stateless steps ``names``, their project store, and the resources
+    (stores) they need started, shared between them."""
     # Checked before any processor is built, so a broken GeoIP database is reported with the rest.
     problems = check_deployment(settings)
     if problems:
         raise ConfigError(problems)
-    store, resources, built = ProjectStore(settings), [], {}
-    resources.append(store)
+    store, built = ProjectStore(settings), {}
+    resources: list = [store]
     for name in names:
         if name == "validate":
             built[name] = Validate(settings, store)
@@ -56,7 +56,7 @@ def build_processors(names: list[str], settings: Settings) -> tuple[dict[str, Pr
             built[name] = Anonymize(settings, store, salts)
         else:
             raise ValueError(f"{name!r} is not a stateless processor; see build_role")
-    return built, tuple(resources)
+    return built, store, tuple(resources)
 
 
 def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
@@ -67,8 +67,7 @@ def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
         from processors.sessionize import Sessionizer
 
         return Sessionizer(settings)
-    processors, resources = build_processors(steps, settings)
-    store = resources[0]
+    processors, store, resources = build_processors(steps, settings)
     check = lambda: require_valid(settings, list(store.projects.values()))  # noqa: E731
     if len(steps) == 1:
         return _relay(processors[steps[0]], {}, settings, resources, check)

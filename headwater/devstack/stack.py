@@ -125,13 +125,14 @@ class Stack:
             settings = dataclasses.replace(settings, admin_token=DEV_ADMIN_TOKEN)
         self.settings = settings
         self.env = {**os.environ, **settings_env(settings)}
-        logs = settings.local_path / "logs"
-        self.kafka = Child("kafka", role_argv("dev", "kafka"), logs / "kafka.log")
-        self.clickhouse = Child("clickhouse", role_argv("dev", "clickhouse"), logs / "clickhouse.log")
-        self.services = [Child(name, role_argv(*args), logs / f"{name}.log") for name, args in
-                         service_roles(settings.colocate_stateless_steps)]
+        self.kafka = self._service("kafka", ["dev", "kafka"])
+        self.clickhouse = self._service("clickhouse", ["dev", "clickhouse"])
+        self.services = [self._service(name, argv) for name, argv in service_roles(settings.colocate_stateless_steps)]
         for port, child in enumerate(self.consuming_roles, start=settings.local_metrics_port):
             child.env["HEADWATER_METRICS_PORT"] = str(port)
+
+    def _service(self, name: str, argv: list[str]) -> Child:
+        return Child(name, role_argv(*argv), self.settings.local_path / "logs" / f"{name}.log")
 
     def role_of(self, step: str) -> str:
         """The name of the child that runs processor ``step`` in the current layout."""
@@ -148,8 +149,7 @@ class Stack:
             if child.name not in names:
                 child.stop()
         kept = {child.name: child for child in self.services if child.name in names}
-        logs = self.settings.local_path / "logs"
-        self.services = [kept.get(name) or Child(name, role_argv(*argv), logs / f"{name}.log") for name, argv in roles]
+        self.services = [kept.get(name) or self._service(name, argv) for name, argv in roles]
         used = [int(c.env["HEADWATER_METRICS_PORT"]) for c in kept.values() if "HEADWATER_METRICS_PORT" in c.env]
         for port, child in enumerate([c for c in self.consuming_roles if c.name not in kept], start=max(used) + 1):
             child.env["HEADWATER_METRICS_PORT"] = str(port)
