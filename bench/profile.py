@@ -3,7 +3,9 @@
 Starts its own local stack (ports and data of ``.local/profile``, rate limits off), sends a warm-up
 load, then ``PROFILE_EVENTS`` (default 400,000) events in batches of 100 and, three seconds in,
 samples each role named in ``PROFILE_ROLES`` (default: the collector, the stateless processors'
-process and the sessionizer) for ``PROFILE_S`` (12) seconds at 50 Hz. Prints each role's functions by
+process and the sessionizer) for ``PROFILE_S`` (12) seconds at 50 Hz. ``PROFILE_RATE`` (events/s)
+sends at that steady rate instead of flat out; ``PROFILE_IDLE=1`` also counts the samples where a
+role waits (for Kafka, ClickHouse or its next poll): where its wall-clock time goes. Prints each role's functions by
 share of its samples (where the time was spent, own time only) and leaves py-spy's raw stacks in
 bench/results/profile-<role>.txt (flame-graph input).
 """
@@ -36,10 +38,11 @@ def top_functions(raw: Path, count: int = 15) -> list[tuple[float, str]]:
     return [(round(100 * n / total, 1), frame) for frame, n in own.most_common(count)] if total else []
 
 
-def sample(pids: dict[str, int], roles: list[str], seconds: float) -> dict[str, Path]:
+def sample(pids: dict[str, int], roles: list[str], seconds: float, idle: bool) -> dict[str, Path]:
     outputs = {role: RESULTS / f"profile-{role}.txt" for role in roles}
     spies = [subprocess.Popen([str(PY_SPY), "record", "--pid", str(pids[role]), "--duration", str(int(seconds)),
-                               "--rate", "50", "--format", "raw", "--nonblocking", "-o", str(outputs[role])],
+                               "--rate", "50", "--format", "raw", "--nonblocking", "-o", str(outputs[role]),
+                               *(["--idle"] if idle else [])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for role in roles]
     for spy in spies:
         spy.wait()
@@ -50,6 +53,7 @@ def main() -> None:
     roles = os.environ.get("PROFILE_ROLES", f"collector,{COLOCATED},processor-sessionize").split(",")
     events = int(os.environ.get("PROFILE_EVENTS", "400000"))
     seconds = float(os.environ.get("PROFILE_S", "12"))
+    rate, idle = float(os.environ.get("PROFILE_RATE", "0")), os.environ.get("PROFILE_IDLE") == "1"
     settings = fresh_stack_settings(get_settings(), ".local/profile")
     RESULTS.mkdir(exist_ok=True)
     stack = Stack(settings)
@@ -60,11 +64,12 @@ def main() -> None:
 
         def later() -> None:
             time.sleep(3)
-            outputs.update(sample(pids, roles, seconds))
+            outputs.update(sample(pids, roles, seconds, idle))
 
         sampler = threading.Thread(target=later)
         sampler.start()
-        run_loadgen(settings, stack.collector_url, f"profile{uuid.uuid4().hex[:6]}", events, batched_only=True)
+        run_loadgen(settings, stack.collector_url, f"profile{uuid.uuid4().hex[:6]}", events, batched_only=True,
+                    rate=rate)
         sampler.join()
     finally:
         stack.stop()
