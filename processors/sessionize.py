@@ -15,9 +15,12 @@ rows, the changelog updates and the input offsets are committed together, or not
 crash (even ``kill -9``) the transaction is aborted, the state is restored from the committed
 changelog and the same input is read again, so a session is neither split nor counted twice. A
 transaction that fails without a crash (a broker restart) is aborted and recovered the same way,
-in-process. When
-partitions move to another replica (scaling out or in), the new owner restores their state from the
-changelog before it reads them. Downstream consumers read committed records only.
+in-process. While one poll's transaction is being committed (several round trips to the broker),
+the next poll is worked out in memory; its transaction starts only once the previous one has
+committed, and if that one aborted, the work is dropped with the rest of the state. When partitions
+move to another replica (scaling out or in), the poll in hand and the transaction in flight finish
+first, and the new owner restores their state from the changelog before it reads them. Downstream
+consumers read committed records only.
 
 A replica's transactions are named after ``instance_id`` (default: the host name): give each replica
 its own stable id, so a restarted replica fences its previous incarnation at once.
@@ -73,15 +76,18 @@ class Partition:
 
 class Restore(ConsumerRebalanceListener):
     """Marks partitions for restoring; the poll loop restores them before it handles any record, so
-    a restore never races a batch."""
+    a restore never races a batch. Before partitions go, the poll being handled and the transaction
+    in flight finish (committed or aborted): their new owner restores what this one committed."""
 
     def __init__(self, sessionizer: Sessionizer) -> None:
         self.sessionizer = sessionizer
 
     async def on_partitions_revoked(self, revoked) -> None:
-        for tp in revoked:
-            self.sessionizer.partitions.pop(tp.partition, None)
-            self.sessionizer.to_restore.discard(tp.partition)
+        async with self.sessionizer.handling:
+            await self.sessionizer.transaction_ended()
+            for tp in revoked:
+                self.sessionizer.partitions.pop(tp.partition, None)
+                self.sessionizer.to_restore.discard(tp.partition)
 
     async def on_partitions_assigned(self, assigned) -> None:
         self.sessionizer.to_restore.update(tp.partition for tp in assigned)
@@ -100,6 +106,8 @@ class Sessionizer:
         self.consumer = make_consumer(settings, [], self.group)
         self.producer = self._make_producer()
         self.failed_transactions = 0  # in a row: the pause before the next attempt grows with it
+        self.handling = asyncio.Lock()  # held from a poll's first change to the state until its transaction starts
+        self.committing: asyncio.Task | None = None  # the previous poll's transaction
         self.stopping = asyncio.Event()
         self.too_late = 0
         self.copies_dropped = 0  # events whose message id the visitor's last few events already had
@@ -123,19 +131,25 @@ class Sessionizer:
                                      self.stopping)
         try:
             while not self.stopping.is_set():
-                batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)
-                if self.to_restore:
-                    numbers, self.to_restore = sorted(self.to_restore), set()
-                    await self.restore(numbers)
-                owned = self.consumer.assignment()
-                batch = {tp: records for tp, records in batch.items() if tp in owned}
-                if batch or self._rows_due(time.monotonic()):
-                    await self._handle(batch)
+                await self._poll(await self.consumer.getmany(timeout_ms=200, max_records=2000))
         finally:
+            await self._settle()
             stop_lag()
             await self.consumer.stop()
             await self.store.stop()
             await self.producer.stop()
+
+    async def _poll(self, batch: dict) -> None:
+        async with self.handling:
+            if self.to_restore:
+                if not await self._settle():  # aborted and recovered: this poll is read again
+                    return
+                numbers, self.to_restore = sorted(self.to_restore), set()
+                await self.restore(numbers)  # what was committed, so after the transaction in flight
+            owned = self.consumer.assignment()
+            batch = {tp: records for tp, records in batch.items() if tp in owned}
+            if batch or self._rows_due(time.monotonic()):
+                await self._handle(batch)
 
     async def restore(self, numbers: list[int]) -> None:
         """Load the committed changelog of these partitions."""
@@ -180,21 +194,47 @@ class Sessionizer:
         return outputs + self._session_outputs(rows) + self._changelog_outputs(touched), sum(map(len, rows.values()))
 
     async def _handle(self, batch: dict) -> None:
+        """Work out the poll's outputs while the previous poll's transaction is being committed, then
+        start its own. When the previous one failed, the state is restored and this poll dropped:
+        its records are read again."""
         started = time.perf_counter()
         outputs, rows = self._outputs(batch)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        if await self._settle():
+            self.committing = asyncio.create_task(self._commit(outputs, offsets, batch, rows, started))
+
+    async def _commit(self, outputs: list[Output], offsets: dict, batch: dict, rows: int,
+                      started: float) -> BaseException | None:
+        """The poll's transaction; returns the Kafka error that aborted it, if one did."""
         try:
             await self._transaction(outputs, offsets)
         except (KafkaError, asyncio.TimeoutError) as exc:
             if isinstance(exc, ProducerFenced):
                 raise
-            await self._after_failed_transaction(exc)
-            return
+            return exc
         self.failed_transactions = 0
         log.info("batch", group=self.group, records=sum(map(len, batch.values())),
                  events=sum(o.events for o in outputs if not o.dead and o.topic != self.changelog),
                  session_rows=rows, too_late=self.too_late, copies_dropped=self.copies_dropped,
                  ms=round((time.perf_counter() - started) * 1000, 1))
+        return None
+
+    async def transaction_ended(self) -> None:
+        """Wait until the transaction in flight is committed or aborted (its outcome is handled by
+        :meth:`_settle`)."""
+        if self.committing is not None:
+            await asyncio.wait([self.committing])
+
+    async def _settle(self) -> bool:
+        """Wait for the transaction in flight; False when it was aborted, after recovering from it."""
+        if self.committing is None:
+            return True
+        committing, self.committing = self.committing, None
+        failure = await committing
+        if failure is None:
+            return True
+        await self._after_failed_transaction(failure)
+        return False
 
     async def _transaction(self, outputs: list[Output], offsets: dict) -> None:
         """Produce the outputs and commit them with the input offsets, all or nothing. Every send is

@@ -211,6 +211,7 @@ def test_a_transaction_with_a_failed_send_is_aborted_and_the_state_read_again():
         sessionizer._sessionize = lambda batch: (outputs, {}, {})
         await sessionizer._handle({TopicPartition("headwater.step.sessionize", 0): [
             ConsumerRecord("headwater.step.sessionize", 0, 7, 0, 0, b"k", b"[]", None, 0, 0, [])]})
+        assert not await sessionizer._settle()  # the transaction's outcome is taken at the next poll
         return sessionizer
 
     sessionizer = asyncio.run(run())
@@ -316,3 +317,69 @@ def test_an_open_sessions_rows_are_written_at_most_once_per_interval():
 
     import time
     asyncio.run(scenario())
+
+
+def test_the_next_poll_is_worked_out_while_a_transaction_commits_and_dropped_if_it_aborts():
+    """A poll's outputs are computed while the previous transaction is being committed; its own
+    transaction begins only after that commit. When the previous one aborts, the poll's work is
+    dropped (the state is restored and its records read again) and no transaction begins for it."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+    from aiokafka.errors import KafkaTimeoutError
+    from aiokafka.structs import ConsumerRecord
+
+    from headwater.settings import Settings
+    from processors.sessionize import Sessionizer
+
+    tp = TopicPartition("headwater.step.sessionize", 0)
+
+    def poll(offset: int) -> dict:
+        return {tp: [ConsumerRecord(tp.topic, 0, offset, 0, 0, b"k", b"[]", None, 0, 0, [])]}
+
+    async def run(first_commit_fails: bool) -> list:
+        calls, release = [], asyncio.Event()
+
+        class Producer:
+            async def begin_transaction(self):
+                calls.append("begin")
+
+            async def send_offsets_to_transaction(self, offsets, group):
+                calls.append(("offsets", offsets[tp]))
+
+            async def commit_transaction(self):
+                await release.wait()
+                if first_commit_fails and "abort" not in calls:
+                    raise KafkaTimeoutError()
+                calls.append("commit")
+
+            async def abort_transaction(self):
+                calls.append("abort")
+
+        class Consumer:
+            def assignment(self):
+                return {tp}
+
+            async def seek_to_committed(self):
+                calls.append("seek_to_committed")
+
+        sessionizer = Sessionizer(Settings())
+        await sessionizer.consumer.stop()
+        await sessionizer.producer.stop()
+        sessionizer.producer, sessionizer.consumer = Producer(), Consumer()
+        sessionizer._outputs = lambda batch: (calls.append(("outputs", batch[tp][0].offset)), ([], 0))[1]
+        sessionizer._after_failed_transaction = lambda exc: sessionizer._recover()
+        await asyncio.wait_for(sessionizer._handle(poll(1)), 2)  # returns with its transaction in flight
+        await asyncio.sleep(0)  # the transaction begins and waits for its commit
+        handling = asyncio.create_task(sessionizer._handle(poll(2)))
+        await asyncio.sleep(0.01)
+        calls.append("released")
+        release.set()
+        await handling
+        await sessionizer._settle()
+        return calls
+
+    assert asyncio.run(run(False)) == [("outputs", 1), "begin", ("offsets", 2), ("outputs", 2), "released", "commit",
+                                       "begin", ("offsets", 3), "commit"]
+    assert asyncio.run(run(True)) == [("outputs", 1), "begin", ("offsets", 2), ("outputs", 2), "released", "abort",
+                                      "seek_to_committed"]
