@@ -16,7 +16,8 @@ When no pipeline is running it starts one (as `make up` does, with rate limits o
 4. **steady**: for ``BENCH_STEADY_S`` (30) seconds at each of ``BENCH_STEADY_RATES`` (1,000 and
    3,000 events/s, batches of 50), the ingest-to-queryable latency (``inserted_at - received_at``)
    when the pipeline keeps up; then as long at each of ``BENCH_HIGH_RATES`` (6,000, 10,000 and 15,000
-   events/s, batches of 100 from the load generator), up to near what the pipeline sustains.
+   events/s, batches of 100 from the load generator), up to near what the pipeline sustains, with
+   where that time went hop by hop (:mod:`bench.stages`) and the CPU each process spent meanwhile.
 5. **end to end, the other layout**: step 3 runs with the local stack's layout
    (``colocate_stateless_steps``, default: validate, enrich and anonymize in one process); then those
    steps are swapped for the other layout (one process per step; the same consumer groups) and step 3
@@ -57,6 +58,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from bench.stages import hop_latencies
 from bench.state_memory import state_mb_per_100k_visitors
 from bench.steady import Sender
 from headwater.clickhouse import make_client, project_database
@@ -412,13 +414,16 @@ def steady_latency(settings: Settings, url: str, counter: Events, rate: float) -
 def steady_high(settings: Settings, url: str, counter: Events, rate: float) -> tuple[str, dict, dict]:
     """Ingest-to-queryable latency at ``rate`` events/s in batches of 100 from the load generator for
     ``STEADY_S``: rates up to near what the pipeline sustains."""
-    run = f"high{uuid.uuid4().hex[:10]}"
+    run, since_ms = f"high{uuid.uuid4().hex[:10]}", int(time.time() * 1000)
+    shares, started = CpuShares(settings), time.perf_counter()
     load = run_loadgen(settings, url, run, int(rate * STEADY_S), batched_only=True, rate=rate)
+    cpu = shares.us_per_event(len(load["acked"]), time.perf_counter() - started)
     counter.wait_indexed(run, len(load["acked"]))
     rows, distinct = counter.counts(run)
     return run, load, {"rate": rate, "seconds": STEADY_S, "sent_per_s": load["batch"]["events_per_s"],
                        "acked": len(load["acked"]), "found": distinct, "duplicates": rows - distinct,
-                       "ingest_to_queryable_ms": counter.latency(run)}
+                       "ingest_to_queryable_ms": counter.latency(run),
+                       "hops_ms": hop_latencies(settings, run, since_ms)["hops_ms"], "cpu_while_sending": cpu}
 
 
 def tracker_sizes() -> dict:

@@ -72,7 +72,8 @@ def fetch_limits(settings: Settings) -> dict:
     about tenfold, so the compressed limits are a tenth, which keeps a poll (and the process's memory)
     about the same size either way."""
     scale = 1 if settings.kafka_compression == "none" else 10
-    return {"max_partition_fetch_bytes": 1024 * 1024 // scale, "fetch_max_bytes": 16 * 1024 * 1024 // scale}
+    return {"max_partition_fetch_bytes": 1024 * 1024 // scale, "fetch_max_bytes": 16 * 1024 * 1024 // scale,
+            "fetch_min_bytes": settings.fetch_min_bytes, "fetch_max_wait_ms": settings.fetch_max_wait_ms}
 
 
 def make_consumer(settings: Settings, topics: list[str], group_id: str, **overrides) -> AIOKafkaConsumer:

@@ -44,6 +44,13 @@ class Settings:
     # broker's work and the whole pipeline's CPU per event by a quarter (docs/performance.md).
     kafka_compression: str = "zstd"
 
+    # A pipeline consumer's fetch waits at the broker until it has this many (compressed) bytes, or
+    # for this long: about ten polls a second per step under load, each with a commit or transaction,
+    # instead of one per record as fast as the loop turns. Returning at once (1 byte) used the whole
+    # machine at any rate: 1.97 cores busy at 8,000 events/s, 1.42 with these (docs/performance.md).
+    fetch_min_bytes: int = 1_000_000
+    fetch_max_wait_ms: int = 100
+
     # The local stack (make up, make test) creates this project with this public write key.
     default_project: str = "default"
     default_write_key: str = "dev-write-key"
@@ -89,12 +96,13 @@ class Settings:
     colocate_stateless_steps: bool = True
     instance_id: str = ""  # stable and distinct per replica: names its Kafka transactions
 
-    # One INSERT per table and project per second under load (ClickHouse's guidance), and rows
-    # queryable about a second after they reach the index topic.
     tracker_dir: str = "sdks/js/dist"  # where the collector finds the built tracking script (hw.js)
 
+    # At most two INSERTs per table and project per second under load (ClickHouse asks for no more
+    # than about one a second: every INSERT makes a part), and rows queryable about half a second
+    # after they reach the index topic. The next batch fills while one is being inserted.
     indexer_batch_rows: int = 100_000
-    indexer_batch_ms: int = 1_000
+    indexer_batch_ms: int = 500
     indexer_fault_hold_s: float = 0.0  # fault injection for tests: wait this long between INSERT and commit
     metrics_port: int = 0  # Prometheus metrics of a consuming role (0: not served); the collector uses /metrics
     metrics_host: str = "127.0.0.1"  # where those metrics listen (the deployment files use 0.0.0.0)
