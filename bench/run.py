@@ -15,7 +15,7 @@ When no pipeline is running it starts one (as `make up` does, with rate limits o
    the load generator included) spent on it, per event.
 4. **steady**: for ``BENCH_STEADY_S`` (30) seconds at each of ``BENCH_STEADY_RATES`` (1,000 and
    3,000 events/s, batches of 50), the ingest-to-queryable latency (``inserted_at - received_at``)
-   when the pipeline keeps up; then as long at each of ``BENCH_HIGH_RATES`` (6,000, 10,000 and 15,000
+   when the pipeline keeps up; then as long at each of ``BENCH_HIGH_RATES`` (6,000, 10,000, 15,000 and 20,000
    events/s, batches of 100 from the load generator), up to near what the pipeline sustains, with
    where that time went hop by hop (:mod:`bench.stages`) and the CPU each process spent meanwhile.
 5. **end to end, the other layout**: step 3 runs with the local stack's layout
@@ -73,7 +73,7 @@ BENCH_DIR = ".local/bench"  # the stack the bench starts itself lives here, empt
 PHASES = ("single", "batch", "single_half_load")
 STEADY_RATES = [float(r) for r in os.environ.get("BENCH_STEADY_RATES", "1000,3000").split(",")]
 STEADY_S = float(os.environ.get("BENCH_STEADY_S", 30))
-HIGH_RATES = [float(r) for r in os.environ.get("BENCH_HIGH_RATES", "6000,10000,15000").split(",") if r]
+HIGH_RATES = [float(r) for r in os.environ.get("BENCH_HIGH_RATES", "6000,10000,15000,20000").split(",") if r]
 STALL_S = 120
 
 
