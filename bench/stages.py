@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 import uuid
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -89,13 +88,13 @@ def hop_latencies(settings: Settings, run: str, since_ms: int) -> dict:
     stored = stored_times(settings, run)
     seen = asyncio.run(first_seen(settings, flow_topics(settings), run, since_ms))
     path = [topic for topic in flow_topics(settings) if seen[topic]]  # the topics this layout uses
+    names = ["collector", *(f"{a.rsplit('.', 1)[-1]} -> {b.rsplit('.', 1)[-1]}" for a, b in zip(path, path[1:])),
+             "indexer"]
     hops: dict[str, list[int]] = {}
     for message_id, (received, inserted) in stored.items():
         times = [received, *(seen[topic].get(message_id) for topic in path), inserted]
         if None in times:
             continue
-        names = ["collector", *(f"{a.rsplit('.', 1)[-1]} -> {b.rsplit('.', 1)[-1]}" for a, b in zip(path, path[1:])),
-                 "indexer"]
         for name, start, end in zip(names, times, times[1:]):
             hops.setdefault(name, []).append(end - start)
     totals = [inserted - received for received, inserted in stored.values()]
@@ -104,7 +103,7 @@ def hop_latencies(settings: Settings, run: str, since_ms: int) -> dict:
 
 
 def main(rates: list[float]) -> None:
-    from bench.run import STEADY_S, CpuShares, Events, fresh_stack_settings, run_loadgen
+    from bench.run import Events, fresh_stack_settings, run_loadgen, steady_high
     from headwater.devstack.stack import Stack
 
     settings = fresh_stack_settings(get_settings(), ".local/stages")
@@ -114,12 +113,7 @@ def main(rates: list[float]) -> None:
         warm = f"warm{uuid.uuid4().hex[:8]}"
         counter.wait_indexed(warm, len(run_loadgen(settings, url, warm, 200_000, batched_only=True)["acked"]))
         for rate in rates:
-            run, since_ms = f"stage{uuid.uuid4().hex[:8]}", int(time.time() * 1000)
-            shares, started = CpuShares(settings), time.perf_counter()
-            load = run_loadgen(settings, url, run, int(rate * STEADY_S), batched_only=True, rate=rate)
-            cpu = shares.us_per_event(len(load["acked"]), time.perf_counter() - started)
-            counter.wait_indexed(run, len(load["acked"]))
-            print(json.dumps({"rate": rate, **hop_latencies(settings, run, since_ms), "cpu": cpu}), flush=True)
+            print(json.dumps(steady_high(settings, url, counter, rate)[2]), flush=True)
 
 
 if __name__ == "__main__":

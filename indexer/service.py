@@ -7,8 +7,9 @@ Delivery and commit semantics:
   and project per batch) and commits Kafka offsets only after ClickHouse has acknowledged every INSERT
   of the batch. The next batch fills while one is being inserted (a batch's INSERT took a third to
   half of the batch window at 15,000 events/s, and records arriving meanwhile used to wait for it
-  and then a whole window); batches are inserted and committed strictly one after another. Each INSERT carries an ``insert_deduplication_token`` built from its offset ranges, so
-  an INSERT retried after a lost acknowledgement is stored once.
+  and then a whole window); batches are inserted and committed strictly one after another. Each
+  INSERT carries an ``insert_deduplication_token`` built from its offset ranges, so an INSERT
+  retried after a lost acknowledgement is stored once.
 - **Exactly once in the table across crashes.** Every row keeps the partition and offset of its record.
   The first time a batch holds records of a (project, partition) after an assignment, the indexer asks
   the table for the highest offset already stored at or after where it started reading; records up to
