@@ -53,6 +53,7 @@ from headwater.routing import remaining_route
 from headwater.settings import Settings
 from headwater.topics import session_state_topic, sessions_topic, step_topic, topic_specs
 from processors.base import encode_groups, group_id
+from processors import session_changelog
 from processors.checks import require_valid
 from processors.sessions import SessionOptions, VisitorState, event_time_ms
 
@@ -178,11 +179,15 @@ class Sessionizer:
         if record.value is None:
             partition.visitors.pop(key, None)
             return
-        saved = orjson.loads(record.value)
         project_id = key.partition(":")[0]
-        watermark = max(partition.watermarks.get(project_id, 0), saved.pop("watermark_ms", 0))
-        partition.watermarks[project_id] = watermark
-        state = partition.visitors[key] = VisitorState(**saved)
+        try:
+            state, watermark = session_changelog.load(record.value, project_id)
+        except (ValueError, TypeError) as exc:  # not written by a sessionizer: the visitor starts afresh
+            log.error("changelog_value_unreadable", key=key, offset=record.offset, error=str(exc))
+            partition.visitors.pop(key, None)
+            return
+        partition.watermarks[project_id] = max(partition.watermarks.get(project_id, 0), watermark)
+        partition.visitors[key] = state
         if state.changed:  # its latest row was never written: at the next poll
             partition.pending[key] = 0.0
 
@@ -412,8 +417,8 @@ class Sessionizer:
         outputs = []
         for (number, key), state in touched.items():
             value = None
-            if state is not None:  # vars(), not dataclasses.asdict(): that deep-copies, and costs 5x
+            if state is not None:
                 watermark = self.partitions[number].watermarks.get(key.partition(":")[0], 0)
-                value = orjson.dumps({**vars(state), "watermark_ms": watermark})
+                value = session_changelog.dump(state, watermark)
             outputs.append(Output(self.changelog, key.encode(), value, [], events=0, partition=number))
         return outputs

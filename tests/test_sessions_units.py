@@ -137,6 +137,7 @@ def test_a_cookieless_visit_continues_across_midnight():
 
 
 def test_the_visitor_state_recognises_copies_of_recent_events():
+    from processors import session_changelog
     from processors.sessions import RECENT_IDS, VisitorState
 
     state = VisitorState()
@@ -145,8 +146,8 @@ def test_the_visitor_state_recognises_copies_of_recent_events():
     for n in range(3, 3 + RECENT_IDS):
         assert not state.seen(f"m-{n}")
     assert not state.seen("m-1")  # only the last few are remembered
-    saved = orjson.loads(orjson.dumps(vars(state)))  # as the changelog keeps it
-    assert VisitorState(**saved).seen(f"m-{2 + RECENT_IDS}")
+    restored, _ = session_changelog.load(session_changelog.dump(state, 0), "shop")  # as the changelog keeps it
+    assert restored.seen(f"m-{2 + RECENT_IDS}") and not restored.seen("m-2")
 
 
 def test_a_transaction_with_a_failed_send_is_aborted_and_the_state_read_again():
@@ -271,6 +272,7 @@ def test_an_open_sessions_rows_are_written_at_most_once_per_interval():
     from headwater.projects.store import FixedProjects
     from headwater.routing import encode_route
     from headwater.settings import Settings
+    from processors import session_changelog
     from processors.sessionize import Sessionizer
 
     def poll(sessionizer: Sessionizer, offset: int, path: str) -> dict:
@@ -291,7 +293,8 @@ def test_an_open_sessions_rows_are_written_at_most_once_per_interval():
         for offset, path in ((1, "/b"), (2, "/c")):
             _, rows, touched = sessionizer._sessionize(poll(sessionizer, offset, path))
             assert not rows[0]
-            assert orjson.loads(sessionizer._changelog_outputs(touched)[0].value)["changed"]
+            value = sessionizer._changelog_outputs(touched)[0].value
+            assert session_changelog.load(value, "shop")[0].changed
         assert not sessionizer._rows_due(time.monotonic())
         later = time.monotonic() + 5.0
         assert sessionizer._rows_due(later)
@@ -383,3 +386,42 @@ def test_the_next_poll_is_worked_out_while_a_transaction_commits_and_dropped_if_
                                        "begin", ("offsets", 3), "commit"]
     assert asyncio.run(run(True)) == [("outputs", 1), "begin", ("offsets", 2), ("outputs", 2), "released", "abort",
                                       "seek_to_committed"]
+
+
+def test_the_changelog_value_restores_the_state_and_its_last_row_and_reads_the_old_format():
+    """A changelog value is a compact array; what it restores writes the same rows afterwards as the
+    state it was made from (the cancel row must match the row written before). Values an older
+    release wrote (a JSON object) still restore."""
+    import dataclasses
+
+    from processors import session_changelog
+
+    state, _ = run(event(0, path="/a"), event(1, path="/b"))
+    state.rows("shop", "v")  # a row written for two events
+    for envelope, ts in (event(2, path="/c"), event(3, kind="track")):
+        state.apply(envelope, ts, OPTIONS)
+    value = session_changelog.dump(state, 3 * MIN)
+    old_format = orjson.dumps({**vars(state), "watermark_ms": 3 * MIN})
+    assert len(value) < len(old_format) / 2
+    for saved in (value, old_format):
+        restored, watermark = session_changelog.load(saved, "shop")
+        assert watermark == 3 * MIN
+        assert dataclasses.asdict(restored) == dataclasses.asdict(state)
+        assert restored.rows("shop", "v") == dataclasses.replace(state).rows("shop", "v")
+    closed = VisitorState(sessions=3, last_ms=5, recent=[])
+    assert session_changelog.load(session_changelog.dump(closed, 0), "shop")[0] == closed
+
+
+def test_an_unreadable_changelog_value_is_logged_and_the_visitor_starts_afresh():
+    from aiokafka.structs import ConsumerRecord
+
+    from headwater.settings import Settings
+    from processors.sessionize import Partition, Sessionizer
+
+    sessionizer = Sessionizer.__new__(Sessionizer)
+    sessionizer.settings, sessionizer.partitions = Settings(), {0: Partition()}
+    sessionizer.partitions[0].visitors["shop:v"] = VisitorState(sessions=1)
+    for value in (b"[9]", b"not json", b'{"unknown": 1}'):
+        record = ConsumerRecord("state", 0, 7, 0, 0, b"shop:v", value, None, 0, 0, [])
+        sessionizer._restore_record(0, record)
+        assert "shop:v" not in sessionizer.partitions[0].visitors
