@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from collector.sink import KafkaSink, Unavailable
 from headwater.kafka import make_producer
 from headwater.partitioning import PartitionMap
 from headwater.projects.store import ProjectStore
+from headwater.service import tune_gc
 from headwater.settings import Settings, get_settings
 from headwater.topics import raw_topic
 
@@ -157,7 +157,7 @@ def create_app(settings: Settings | None = None) -> Collector:
         app.state.store = store
         app.state.sink = KafkaSink(settings, producer, partitions)
         app.state.ingest = Ingest(settings, store)
-        gc.freeze()  # start-up's objects live as long as the process: out of every full collection
+        tune_gc()
         try:
             yield
         finally:

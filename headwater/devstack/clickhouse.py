@@ -23,10 +23,13 @@ from pathlib import Path
 from headwater.settings import Settings
 
 KEEPALIVE = "SELECT sum(sleep(1)) FROM system.numbers SETTINGS max_block_size = 1"
+# Merges run at nice 10: on a machine the whole pipeline shares, inserts and the roles go first, and
+# merges take the idle time (a row is queryable once its insert is acknowledged, before any merge).
 CONFIG = """<clickhouse>
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>{tcp}</tcp_port>
     <http_port>{http}</http_port>
+    <os_threads_nice_value_merge_mutate>10</os_threads_nice_value_merge_mutate>
 </clickhouse>
 """
 
