@@ -24,13 +24,13 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from bench.run import RESULTS
-from headwater.envelope import Envelope, encode_batch
+from headwater.envelope import Envelope
 from headwater.projects.model import Project
 from headwater.projects.store import FixedProjects
-from headwater.routing import encode_route
 from headwater.settings import Settings
 from headwater.topics import step_topic, topic_specs
 from processors.anonymize import Anonymize
+from processors.base import encode_groups
 from processors.enrich import Enrich
 from processors.sessionize import Sessionizer
 from processors.validate import Validate
@@ -106,17 +106,19 @@ def time_step(step, inputs: list[Envelope]) -> tuple[float, list[Envelope]]:
 
 
 def sessionize_us(inputs: list[Envelope], profile: bool) -> float:
-    """The sessionizer's per-poll work without Kafka: records of 100 envelopes in, events for the
-    next step, session rows and changelog records out (as ``Sessionizer._handle`` builds them)."""
+    """The sessionizer's per-poll work without Kafka: records of 100 envelopes in (with their visits,
+    as the step before sends them), events for the next step, session rows and changelog records out
+    (as ``Sessionizer._handle`` builds them)."""
     async def build() -> Sessionizer:
         sessionizer = Sessionizer(Settings())  # its Kafka clients are made, never started: close them
         await sessionizer.consumer.stop()
         await sessionizer.producer.stop()
         return sessionizer
 
-    records = [ConsumerRecord(step_topic(Settings(), "sessionize"), 0, n, 0, 0, None, encode_batch(chunk), None,
-                              0, 0, encode_route(["sessionize", "index"]))
-               for n, chunk in enumerate(inputs[i:i + 100] for i in range(0, len(inputs), 100))]
+    topic = step_topic(Settings(), "sessionize")
+    records = [ConsumerRecord(topic, 0, n, 0, 0, out.key, out.value, None, 0, 0, out.headers)
+               for n, out in enumerate(out for i in range(0, len(inputs), 100)  # as anonymize sends them
+                                       for out in encode_groups(topic, ("sessionize", "index"), inputs[i:i + 100]))]
     polls = [records[i:i + 20] for i in range(0, len(records), 20)]  # 2,000 events a poll
     best = float("inf")
     for attempt in range(3):

@@ -16,7 +16,8 @@ The route is carried with each message as a routing slip (see :mod:`headwater.ro
 
 from __future__ import annotations
 
-PROCESSOR_STEPS: tuple[str, ...] = ("validate", "enrich", "anonymize", "sessionize")
+SESSIONIZE_STEP = "sessionize"
+PROCESSOR_STEPS: tuple[str, ...] = ("validate", "enrich", "anonymize", SESSIONIZE_STEP)
 INDEX_STEP = "index"
 DEFAULT_FLOW: tuple[str, ...] = (*PROCESSOR_STEPS, INDEX_STEP)
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 ROUTE_HEADER = "hw-route"
 PROJECT_HEADER = "hw-project"  # set by the collector, so routing needs no body decode
 EVENTS_HEADER = "hw-events"  # how many events the record holds, so counting needs no decode either
+# On records for the sessionizer: what it reads of each event, so it does not decode the events
+VISITS_HEADER = "hw-visits"
+# On records from the sessionizer: each event's [session id, seq], when the events were passed on as they came
+SESSIONS_HEADER = "hw-sessions"
 Headers = list[tuple[str, bytes]]
 
 

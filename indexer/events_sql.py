@@ -12,9 +12,13 @@ belongs to the record's project. Unreadable records insert nothing; the indexer 
 
 from __future__ import annotations
 
-INPUT_COLUMNS = (("raw", "String"), ("kafka_partition", "UInt16"), ("kafka_offset", "UInt64"))
+# ``sessions``: the record's SESSIONS_HEADER (each event's session, when the sessionizer passed the
+# events on as they came), or '' (the events carry their sessions themselves)
+INPUT_COLUMNS = (("raw", "String"), ("sessions", "String"), ("kafka_partition", "UInt16"),
+                 ("kafka_offset", "UInt64"))
 INPUT_STRUCTURE = ", ".join(f"{name} {kind}" for name, kind in INPUT_COLUMNS)
 
+_SESSION = "Tuple(id String, seq UInt32)"
 _EVENT = ("Tuple(type String, event String, name String, anonymousId String, userId String, timestamp String, "
           "sentAt String, context String, properties String, traits String)")
 _ENRICHED = (
@@ -25,7 +29,7 @@ _ENRICHED = (
     "page Tuple(url String, host String, path String, query String), "
     "referrer Tuple(url String, host String, medium String, source String), "
     "campaign Tuple(source String, medium String, campaign String, term String, content String), "
-    "session Tuple(id String, seq UInt32))"
+    f"session {_SESSION})"
 )
 ENVELOPES = (f"Array(Tuple(project_id String, message_id String, received_at_ms Int64, request_id String, "
              f"ip String, user_agent String, event {_EVENT}, enriched {_ENRICHED}))")
@@ -43,8 +47,8 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "e.event.name"),
     ("anonymous_id", "e.event.anonymousId"),
     ("user_id", "e.event.userId"),
-    ("session_id", "e.enriched.session.id"),
-    ("session_seq", "e.enriched.session.seq"),
+    ("session_id", "session.id"),
+    ("session_seq", "session.seq"),
     ("timestamp", "ifNull(parseDateTime64BestEffortOrNull(e.event.timestamp, 3, 'UTC'), received)"),
     ("sent_at", "parseDateTime64BestEffortOrNull(e.event.sentAt, 3, 'UTC')"),
     ("received_at", "received"),
@@ -77,7 +81,13 @@ def _quote(text: str) -> str:
 
 
 def _readable(project_id: str) -> str:
-    return f"length(arr) > 0 AND arrayAll(x -> x.message_id != '' AND x.project_id = {_quote(project_id)}, arr)"
+    return (f"length(arr) > 0 AND arrayAll(x -> x.message_id != '' AND x.project_id = {_quote(project_id)}, arr) "
+            "AND length(sess) = length(arr)")
+
+
+# The record's envelopes and each one's session: from ``sessions`` when it is there, else their own
+_PARSED = (f"SELECT JSONExtract(raw, '{ENVELOPES}') AS arr, if(sessions = '', arrayMap(x -> x.enriched.session, arr), "
+           f"JSONExtract(sessions, 'Array({_SESSION})')) AS sess, kafka_partition, kafka_offset")
 
 
 def insert_sql(database: str, project_id: str) -> str:
@@ -88,9 +98,9 @@ def insert_sql(database: str, project_id: str) -> str:
         f"INSERT INTO {database}.events ({columns})\n"
         f"SELECT\n    {values}\n"
         "FROM (\n"
-        "    SELECT arrayJoin(arr) AS e, fromUnixTimestamp64Milli(e.received_at_ms, 'UTC') AS received,\n"
-        "           kafka_partition, kafka_offset\n"
-        f"    FROM (SELECT JSONExtract(raw, '{ENVELOPES}') AS arr, kafka_partition, kafka_offset\n"
+        "    SELECT arrayJoin(arrayZip(arr, sess)) AS pair, pair.1 AS e, pair.2 AS session,\n"
+        "           fromUnixTimestamp64Milli(e.received_at_ms, 'UTC') AS received, kafka_partition, kafka_offset\n"
+        f"    FROM ({_PARSED}\n"
         f"          FROM input('{INPUT_STRUCTURE}'))\n"
         f"    WHERE {_readable(project_id)}\n"
         ")"
@@ -100,6 +110,5 @@ def insert_sql(database: str, project_id: str) -> str:
 def unreadable_sql(table: str, project_id: str) -> str:
     """The partition and offset of each unreadable record in an external table of :data:`INPUT_STRUCTURE`."""
     return (
-        f"SELECT kafka_partition, kafka_offset FROM (SELECT JSONExtract(raw, '{ENVELOPES}') AS arr, "
-        f"kafka_partition, kafka_offset FROM {table}) WHERE NOT ({_readable(project_id)})"
+        f"SELECT kafka_partition, kafka_offset FROM ({_PARSED} FROM {table}) WHERE NOT ({_readable(project_id)})"
     )

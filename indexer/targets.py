@@ -19,7 +19,7 @@ from headwater.deadletter import Rejected
 from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.projects.store import ProjectStore
-from headwater.routing import PROJECT_HEADER, event_count, header_value
+from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER, event_count, header_value
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic, sessions_topic, step_topic
 from indexer import events_sql
@@ -83,8 +83,9 @@ class EventsTarget:
         return [(project.decode(errors="replace"), Item(record, [], count))]
 
     def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
-        data = [(item.record.value.decode(errors="replace"), item.record.partition, item.record.offset)
-                for item in items]
+        data = [(item.record.value.decode(errors="replace"),
+                 (header_value(item.record.headers, SESSIONS_HEADER) or b"").decode(errors="replace"),
+                 item.record.partition, item.record.offset) for item in items]
         client.execute(events_sql.insert_sql(db, project_id), data, settings={
             "insert_deduplication_token": token,
             # a client's retries inside one batch collapse on merge like any others: applying the

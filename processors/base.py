@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import abc
 from collections import defaultdict
-from typing import ClassVar
+from typing import Callable, ClassVar
+
+import orjson
 
 from aiokafka.structs import ConsumerRecord
 
@@ -26,9 +28,11 @@ from headwater.envelope import Envelope, decode_batch, encode_batch
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.relay import Transform
 from headwater.relay_types import Output
-from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, remaining_route
+from headwater.flow import SESSIONIZE_STEP
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, VISITS_HEADER, encode_route, remaining_route
 from headwater.settings import Settings
 from headwater.topics import step_topic
+from processors.sessions import visit
 
 MAX_MESSAGE_BYTES = 256 * 1024  # larger groups are split: smaller records keep batches, and latency, short
 SAMPLE_EVENTS = 32  # encoded to estimate a large group's size before it is cut
@@ -68,6 +72,11 @@ def group_id(name: str) -> str:
     return f"headwater-processor-{name}"
 
 
+def visits_for(route: tuple[str, ...]) -> Callable[[Envelope], dict] | None:
+    """What goes beside the events for the next step on ``route``: the sessionizer reads visits."""
+    return visit if route[0] == SESSIONIZE_STEP else None
+
+
 def encode_groups(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> list[Output]:
     """Output records of at most about ``MAX_MESSAGE_BYTES`` for the group, each event encoded once.
 
@@ -92,6 +101,8 @@ def _fitted(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> li
         return _fitted(topic, route, envelopes[:half]) + _fitted(topic, route, envelopes[half:])
     headers = [(PROJECT_HEADER, envelopes[0].project_id.encode()), (EVENTS_HEADER, str(len(envelopes)).encode()),
                *encode_route(route)]
+    if (view := visits_for(route)) is not None:
+        headers.append((VISITS_HEADER, orjson.dumps([view(envelope) for envelope in envelopes])))
     return [Output(topic, envelopes[0].key(), value, headers, events=len(envelopes))]
 
 

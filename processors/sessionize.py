@@ -49,7 +49,8 @@ from headwater.kafka import (PRODUCER_BROKEN, kafka_connection, make_consumer, m
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.projects.store import ProjectStore
 from headwater.relay_types import Output
-from headwater.routing import remaining_route
+from headwater.routing import (EVENTS_HEADER, PROJECT_HEADER, SESSIONS_HEADER, VISITS_HEADER, encode_route,
+                               event_count, header_value, remaining_route)
 from headwater.settings import Settings
 from headwater.topics import session_state_topic, sessions_topic, step_topic, topic_specs
 from processors.base import encode_groups, group_id
@@ -61,6 +62,30 @@ log = structlog.get_logger()
 NAME = "sessionize"
 DAY_MS = 86_400_000
 SWEEP_EVERY_MS = 60_000  # of event time
+
+
+def _visits(record: ConsumerRecord) -> list[Envelope] | None:
+    """The visits the previous step sent beside the record's events (``processors.sessions.visit``),
+    or ``None`` when there are none, or not one for each event (the events are decoded instead)."""
+    raw = header_value(record.headers, VISITS_HEADER)
+    if raw is None:
+        return None
+    visits = decode_batch(raw)
+    return visits if len(visits) == event_count(record.headers) else None
+
+
+def _decoded(record: ConsumerRecord, visits: list[Envelope], kept: list[Envelope]) -> list[Envelope]:
+    """The record's events whose visits were kept, decoded, each with its visit's session."""
+    events = decode_batch(record.value)
+    if len(events) != len(visits):
+        raise ValueError(f"{len(visits)} visits for {len(events)} events")
+    sessions = {id(visit): visit.enriched["session"] for visit in kept}
+    out = []
+    for event, visit in zip(events, visits):
+        if id(visit) in sessions:
+            event.enriched["session"] = sessions[id(visit)]
+            out.append(event)
+    return out
 
 
 class Partition:
@@ -295,11 +320,13 @@ class Sessionizer:
             for record in records:
                 try:
                     rest = remaining_route(record.headers, NAME)
-                    envelopes = decode_batch(record.value)
+                    visits = _visits(record)
+                    envelopes = visits if visits is not None else decode_batch(record.value)
                 except ValueError as exc:
                     outputs.append(dead_letter(self.settings, record, Rejected("unparseable", str(exc)), NAME))
                     continue
                 topic = step_topic(self.settings, rest[0])
+                kept = []
                 for envelope in envelopes:
                     key = self._continue_across_midnight(tp.partition, partition, envelope, touched)
                     state = partition.visitors.setdefault(key, VisitorState())
@@ -308,6 +335,17 @@ class Sessionizer:
                         self.copies_dropped += 1
                         continue
                     rows[tp.partition] += self._apply(partition, state, envelope)
+                    kept.append(envelope)
+                if visits is not None and len(kept) == len(visits):
+                    outputs.append(self._passed_on(record, topic, rest, kept))
+                    continue
+                if visits is not None:  # copies among them: the other events are decoded and re-encoded
+                    try:
+                        kept = _decoded(record, visits, kept)
+                    except ValueError as exc:
+                        outputs.append(dead_letter(self.settings, record, Rejected("unparseable", str(exc)), NAME))
+                        continue
+                for envelope in kept:
                     slot = (topic, rest, envelope.project_id, partition_of(envelope.key(), self.counts.counts[topic]))
                     groups[slot].append(envelope)
             for project_id in {k.partition(":")[0] for (n, k) in touched if n == tp.partition}:
@@ -324,6 +362,16 @@ class Sessionizer:
             else:
                 self.partitions[number].pending.setdefault(key, now)
         return outputs, rows, touched
+
+    def _passed_on(self, record: ConsumerRecord, topic: str, rest: tuple[str, ...], visits: list[Envelope]) -> Output:
+        """The record's events as they came, for the next step, with each one's session beside them."""
+        sessions = [[session.get("id", ""), session.get("seq", 0)] for session in
+                    (visit.enriched["session"] for visit in visits)]
+        key = visits[0].key()
+        headers = [(PROJECT_HEADER, visits[0].project_id.encode()), (EVENTS_HEADER, str(len(visits)).encode()),
+                   *encode_route(rest), (SESSIONS_HEADER, orjson.dumps(sessions))]
+        return Output(topic, key, record.value, headers, events=len(visits),
+                      partition=partition_of(key, self.counts.counts[topic]))
 
     def _rows_due(self, now: float) -> bool:
         horizon = now - self.settings.session_row_interval_s

@@ -91,6 +91,23 @@ def new_session(envelope: Envelope, ts: int, number: int) -> dict:
     }
 
 
+VISIT_EVENT_FIELDS = ("type", "anonymousId", "userId", "timestamp")
+VISIT_ENRICHED_FIELDS = ("referrer", "campaign", "ua", "geo", "previous_visitor_id", "partition_key")
+
+
+def visit(envelope: Envelope) -> dict:
+    """What sessionizing reads of an event, as an envelope of its own (a tenth of the bytes): the
+    step before the sessionizer sends these beside the events, so the sessionizer decodes these
+    instead of the events and passes the events on as they came (see processors/sessionize.py)."""
+    event, enriched = envelope.event, envelope.enriched
+    derived = {name: enriched[name] for name in VISIT_ENRICHED_FIELDS if name in enriched}
+    if "page" in enriched:
+        derived["page"] = {"path": _page(envelope)}
+    return {"project_id": envelope.project_id, "message_id": envelope.message_id,
+            "received_at_ms": envelope.received_at_ms, "request_id": "",
+            "event": {name: event[name] for name in VISIT_EVENT_FIELDS if name in event}, "enriched": derived}
+
+
 RECENT_IDS = 16  # message ids remembered per visitor to recognise copies
 
 

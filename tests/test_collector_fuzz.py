@@ -2,10 +2,11 @@
 response matches the document (status codes, content types, headers, bodies).
 
 Batch endpoints accept the valid events of a partly invalid batch (a documented choice), so for them
-the check that schema-violating input is refused whole is left out; every other check runs. Their
-"coverage" phase is skipped: with the nested batch schema, schemathesis 4.32 sometimes crashes inside
-its own generator (a SystemError from Python's ast module while it describes a Hypothesis strategy),
-which says nothing about the collector.
+the check that schema-violating input is refused whole is left out; every other check runs. The
+"coverage" phase is skipped: schemathesis 4.32 sometimes crashes inside its own generator there (a
+SystemError from Python 3.11's ast module, "AST constructor recursion depth mismatch", while it
+describes a Hypothesis strategy), first seen with the nested batch schema and later on the
+single-event endpoints in the full suite, which says nothing about the collector.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.integration
 BATCH_PATHS = "^/v1/(batch|b|hw)$"
 
 
-def schemathesis(stack, settings, *args: str) -> tuple[int, str]:
+def schemathesis(stack, settings, *args: str, examples: int = 25) -> tuple[int, str]:
     argv = [str(Path(sys.executable).with_name("schemathesis")), "run", stack.collector_url + "/openapi.json",
-            "-a", f"{settings.default_write_key}:", "--max-examples", "25", "--seed", "1", "-w", "2",
+            "-a", f"{settings.default_write_key}:", "--max-examples", str(examples), "--seed", "1", "-w", "2",
             "--no-color", "--request-timeout", "10", *args]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     return done.returncode, done.stdout + done.stderr
@@ -35,10 +36,11 @@ def generated(output: str) -> int:
 
 
 def test_single_event_endpoints_conform(stack, settings):
-    code, output = schemathesis(stack, settings, "--checks", "all", "--exclude-path-regex", BATCH_PATHS)
+    code, output = schemathesis(stack, settings, "--checks", "all", "--exclude-path-regex", BATCH_PATHS,
+                                "--phases", "examples,fuzzing,stateful", examples=60)
     print(f"schemathesis: {generated(output)} cases on the single-event endpoints")
     assert code == 0, output[-6000:]
-    assert generated(output) > 100
+    assert generated(output) > 800
 
 
 def test_batch_endpoints_conform(stack, settings):

@@ -9,11 +9,12 @@ import time
 import uuid
 
 import httpx
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from headwater.flow import INDEX_STEP
-from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, SESSIONS_HEADER
 from headwater.topics import step_topic
 from tests.helpers import Admin, count_rows, post, wait_for
 
@@ -124,6 +125,11 @@ async def test_an_unreadable_record_is_dead_lettered_and_the_rest_lands(stack, s
         headers = [(PROJECT_HEADER, project.encode()), (EVENTS_HEADER, b"2")]
         for value in (b"not json", b'[{"project_id": "someone_else", "message_id": "x"}]'):
             await producer.send_and_wait(step_topic(settings, INDEX_STEP), value, headers=headers)
+        # sessions for two events beside one
+        one = orjson.dumps([{"project_id": project, "message_id": "y", "received_at_ms": 0, "request_id": "r",
+                             "event": {"type": "track"}, "enriched": {}}])
+        await producer.send_and_wait(step_topic(settings, INDEX_STEP), one, headers=[
+            (PROJECT_HEADER, project.encode()), (EVENTS_HEADER, b"1"), (SESSIONS_HEADER, b'[["s_1", 1], ["s_1", 2]]')])
     finally:
         await producer.stop()
     send(stack, key, events(50, "ok"))
@@ -133,6 +139,6 @@ async def test_an_unreadable_record_is_dead_lettered_and_the_rest_lands(stack, s
         return clickhouse.execute(f"SELECT reason, origin_topic, (origin_partition, origin_offset) "
                                   f"FROM {db}.failed_events WHERE step = 'index'")
 
-    rows = wait_for(lambda: len(dead()) == 2 and dead(), timeout_s=60)
+    rows = wait_for(lambda: len(dead()) == 3 and dead(), timeout_s=60)
     assert {(reason, topic) for reason, topic, _ in rows} == {("unparseable", step_topic(settings, INDEX_STEP))}
-    assert len({position for _, _, position in rows}) == 2
+    assert len({position for _, _, position in rows}) == 3

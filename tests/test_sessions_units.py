@@ -425,3 +425,87 @@ def test_an_unreadable_changelog_value_is_logged_and_the_visitor_starts_afresh()
         record = ConsumerRecord("state", 0, 7, 0, 0, b"shop:v", value, None, 0, 0, [])
         sessionizer._restore_record(0, record)
         assert "shop:v" not in sessionizer.partitions[0].visitors
+
+
+def test_the_sessionizer_reads_the_visits_beside_the_events_and_passes_the_events_on_as_they_came():
+    """The step before the sessionizer sends each event's visit beside it; the sessionizer decodes the
+    visits only and forwards the record's bytes with each event's session in a header. The sessions
+    are those it works out from the events themselves. A record holding a copy is re-encoded without
+    it; visits that do not match the events are ignored and the events decoded."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+    from aiokafka.structs import ConsumerRecord
+
+    from headwater.projects.model import Project
+    from headwater.projects.store import FixedProjects
+    from headwater.routing import EVENTS_HEADER, SESSIONS_HEADER, VISITS_HEADER, header_value
+    from headwater.settings import Settings
+    from processors.base import encode_groups
+    from processors.sessionize import Sessionizer
+
+    def envelope(n: int, kind: str = "page") -> Envelope:
+        made = Envelope("shop", f"m{n}", 1_795_348_740_000 + n * 1000, "r",
+                        {"type": kind, "anonymousId": "v", "properties": {"n": n}}, "81.2.69.0", "UA")
+        made.enriched.update(page={"path": f"/p{n}", "url": f"https://x/p{n}"}, ua={"browser": "Firefox"},
+                             referrer={"url": "https://t.co/", "source": "Twitter", "medium": "social"})
+        return made
+
+    def record(offset: int, envelopes: list[Envelope], drop_visits: bool = False, count: int = 0):
+        out, = encode_groups("headwater.step.sessionize", ("sessionize", "index"), envelopes)
+        headers = [(k, str(count).encode() if count and k == EVENTS_HEADER else v) for k, v in out.headers
+                   if not (drop_visits and k == VISITS_HEADER)]
+        return ConsumerRecord("headwater.step.sessionize", 0, offset, 0, 0, out.key, out.value, None, 0, 0, headers)
+
+    async def scenario() -> list:
+        results = []
+        for drop_visits in (False, True):
+            sessionizer = Sessionizer(Settings())
+            sessionizer.store = FixedProjects(Project("shop", "Shop", 0))
+            sessionizer.counts.counts = {"headwater.step.index": 4}
+            first = record(0, [envelope(1), envelope(2, "track"), envelope(3)], drop_visits)
+            outputs, rows, _ = sessionizer._sessionize({TopicPartition(first.topic, 0): [first]})
+            out, = outputs
+            sessions = header_value(out.headers, SESSIONS_HEADER)
+            if sessions is None:
+                sessions = [[e["enriched"]["session"]["id"], e["enriched"]["session"]["seq"]]
+                            for e in orjson.loads(out.value)]
+            else:
+                sessions = orjson.loads(sessions)
+                assert out.value == first.value and header_value(out.headers, EVENTS_HEADER) == b"3"
+            results.append((sessions, [row[7:11] for row in rows[0]]))
+            for client in (sessionizer.consumer, sessionizer.producer):
+                await client.stop()
+        assert results[0] == results[1]  # the same sessions whichever way they were read
+
+        sessionizer = Sessionizer(Settings())
+        sessionizer.store = FixedProjects(Project("shop", "Shop", 0))
+        sessionizer.counts.counts = {"headwater.step.index": 4}
+        copy = record(1, [envelope(3), envelope(4)])
+        mismatched = record(2, [envelope(5)], count=2)
+        sessionizer._sessionize({TopicPartition(copy.topic, 0): [record(0, [envelope(3)])]})
+        outputs, _, _ = sessionizer._sessionize({TopicPartition(copy.topic, 0): [copy, mismatched]})
+        forwarded = [e for out in outputs for e in orjson.loads(out.value)]
+        assert [e["message_id"] for e in forwarded] == ["m4", "m5"]
+        assert [e["enriched"]["session"]["seq"] for e in forwarded] == [2, 3]
+        assert all(header_value(out.headers, SESSIONS_HEADER) is None for out in outputs)
+        for client in (sessionizer.consumer, sessionizer.producer):
+            await client.stop()
+        return results
+
+    sessions, rows = asyncio.run(scenario())[0]
+    assert [seq for _, seq in sessions] == [1, 2, 3] and len({sid for sid, _ in sessions}) == 1
+    assert rows == [[2, 3, "/p1", "/p3"]]  # pageviews, events, entry and exit page of the new session
+
+
+def test_only_records_for_the_sessionizer_carry_visits():
+    from headwater.routing import VISITS_HEADER, header_value
+    from processors.base import encode_groups
+
+    events = [Envelope("shop", "m1", 0, "r", {"type": "page", "anonymousId": "v", "context": {"ip": "x"}}, "x")]
+    to_sessionize, = encode_groups("t", ("sessionize", "index"), events)
+    to_index, = encode_groups("t", ("index",), events)
+    visits = orjson.loads(header_value(to_sessionize.headers, VISITS_HEADER))
+    assert visits == [{"project_id": "shop", "message_id": "m1", "received_at_ms": 0, "request_id": "",
+                       "event": {"type": "page", "anonymousId": "v"}, "enriched": {}}]
+    assert header_value(to_index.headers, VISITS_HEADER) is None
