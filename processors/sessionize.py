@@ -1,8 +1,13 @@
 """The sessionize step: a stateful stream processor keyed by (project, visitor).
 
-Each event gets ``enriched.session = {"id", "seq"}``; session changes become rows of the
-``sessions`` table (``headwater.sessions``: the previous row cancelled with sign -1, the new one with
-sign +1 and the next version, for a ``VersionedCollapsingMergeTree``). A new session's row is written
+Each event gets a session ``{"id", "seq"}``. The sessionizer reads the *visits* the step before it
+sent beside the events (``hw-visits``: what sessionizing reads of each event, far cheaper to decode
+than the events) and passes the record's bytes on as they came, with each event's ``[id, seq]`` in
+``hw-sessions``, which the indexer stores; a record without matching visits (a flow starting with
+this step, an older release), or holding a copy to drop, is decoded and re-encoded with
+``enriched.session`` set instead. Session changes become rows of the ``sessions`` table
+(``headwater.sessions``: the previous row cancelled with sign -1, the new one with sign +1 and the
+next version, for a ``VersionedCollapsingMergeTree``). A new session's row is written
 in the poll that started it, a closed session's final row in the poll that closed it, and the changes
 to an open session at most every ``session_row_interval_s`` (wall clock, also when no events arrive):
 the sessions table trails the events by up to that interval. The rules are in
@@ -53,8 +58,8 @@ from headwater.routing import (EVENTS_HEADER, PROJECT_HEADER, SESSIONS_HEADER, V
                                event_count, header_value, remaining_route)
 from headwater.settings import Settings
 from headwater.topics import session_state_topic, sessions_topic, step_topic, topic_specs
-from processors.base import encode_groups, group_id
 from processors import session_changelog
+from processors.base import encode_groups, group_id
 from processors.checks import require_valid
 from processors.sessions import SessionOptions, VisitorState, event_time_ms
 
@@ -340,7 +345,7 @@ class Sessionizer:
                     outputs.append(self._passed_on(record, topic, rest, kept))
                     continue
                 if visits is not None:  # copies among them: the other events are decoded and re-encoded
-                    try:
+                    try:  # events that do not match their visits cannot come from our steps: dead-lettered whole
                         kept = _decoded(record, visits, kept)
                     except ValueError as exc:
                         outputs.append(dead_letter(self.settings, record, Rejected("unparseable", str(exc)), NAME))

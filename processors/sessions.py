@@ -96,9 +96,10 @@ VISIT_ENRICHED_FIELDS = ("referrer", "campaign", "ua", "geo", "previous_visitor_
 
 
 def visit(envelope: Envelope) -> dict:
-    """What sessionizing reads of an event, as an envelope of its own (a tenth of the bytes): the
-    step before the sessionizer sends these beside the events, so the sessionizer decodes these
-    instead of the events and passes the events on as they came (see processors/sessionize.py)."""
+    """What sessionizing reads of an event, as an envelope of its own (under half the bytes, and far
+    fewer objects to decode): the step before the sessionizer sends these beside the events, so the
+    sessionizer decodes these instead of the events and passes the events on as they came (see
+    processors/sessionize.py)."""
     event, enriched = envelope.event, envelope.enriched
     derived = {name: enriched[name] for name in VISIT_ENRICHED_FIELDS if name in enriched}
     if "page" in enriched:
