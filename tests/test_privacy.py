@@ -42,7 +42,7 @@ async def topic_bytes(settings, topic: str) -> bytes:
 def test_raw_ips_are_nowhere_after_anonymisation(stack, settings, clickhouse):
     admin = Admin(settings)
     created = admin.create_project()
-    project_id, key, database = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    key, database = created["keys"]["server_key"], created["project"]["database"]
     ids = []
     for ip in RAW_IPS:
         ids.append(str(uuid.uuid4()))
