@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from collections import defaultdict
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import orjson
 
@@ -72,11 +72,6 @@ def group_id(name: str) -> str:
     return f"headwater-processor-{name}"
 
 
-def visits_for(route: tuple[str, ...]) -> Callable[[Envelope], dict] | None:
-    """What goes beside the events for the next step on ``route``: the sessionizer reads visits."""
-    return visit if route[0] == SESSIONIZE_STEP else None
-
-
 def encode_groups(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> list[Output]:
     """Output records of at most about ``MAX_MESSAGE_BYTES`` for the group, each event encoded once.
 
@@ -101,8 +96,8 @@ def _fitted(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> li
         return _fitted(topic, route, envelopes[:half]) + _fitted(topic, route, envelopes[half:])
     headers = [(PROJECT_HEADER, envelopes[0].project_id.encode()), (EVENTS_HEADER, str(len(envelopes)).encode()),
                *encode_route(route)]
-    if (view := visits_for(route)) is not None:
-        headers.append((VISITS_HEADER, orjson.dumps([view(envelope) for envelope in envelopes])))
+    if route[0] == SESSIONIZE_STEP:  # the sessionizer reads the visits beside the events, not the events
+        headers.append((VISITS_HEADER, orjson.dumps([visit(envelope) for envelope in envelopes])))
     return [Output(topic, envelopes[0].key(), value, headers, events=len(envelopes))]
 
 

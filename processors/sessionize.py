@@ -79,16 +79,16 @@ def _visits(record: ConsumerRecord) -> list[Envelope] | None:
     return visits if len(visits) == event_count(record.headers) else None
 
 
-def _decoded(record: ConsumerRecord, visits: list[Envelope], kept: list[Envelope]) -> list[Envelope]:
-    """The record's events whose visits were kept, decoded, each with its visit's session."""
+def _decoded(record: ConsumerRecord, visits: list[Envelope]) -> list[Envelope]:
+    """The record's events, decoded, each with its visit's session; the copies (their visits got no
+    session) left out."""
     events = decode_batch(record.value)
     if len(events) != len(visits):
         raise ValueError(f"{len(visits)} visits for {len(events)} events")
-    sessions = {id(visit): visit.enriched["session"] for visit in kept}
     out = []
     for event, visit in zip(events, visits):
-        if id(visit) in sessions:
-            event.enriched["session"] = sessions[id(visit)]
+        if "session" in visit.enriched:
+            event.enriched["session"] = visit.enriched["session"]
             out.append(event)
     return out
 
@@ -346,7 +346,7 @@ class Sessionizer:
                     continue
                 if visits is not None:  # copies among them: the other events are decoded and re-encoded
                     try:  # events that do not match their visits cannot come from our steps: dead-lettered whole
-                        kept = _decoded(record, visits, kept)
+                        kept = _decoded(record, visits)
                     except ValueError as exc:
                         outputs.append(dead_letter(self.settings, record, Rejected("unparseable", str(exc)), NAME))
                         continue
