@@ -43,6 +43,7 @@ from headwater.settings import Settings
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 SHORT_PATHS = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
 BATCH, COMPACT = "batch", "compact"
+MAX_DEPTH = 254  # levels of nesting in an event: orjson's limit when it writes one
 
 
 _REQUEST_PREFIX = os.urandom(6).hex()
@@ -113,7 +114,10 @@ class Ingest:
             return event.problems
         if not self.schema.is_valid(event):
             return self.schema.errors(event)
-        size = len(orjson.dumps(event))
+        try:
+            size = len(orjson.dumps(event))
+        except TypeError:  # orjson writes at most MAX_DEPTH levels; no later step could either
+            return [{"field": "", "reason": "too_deep", "detail": f"objects and arrays nested deeper than {MAX_DEPTH}"}]
         if size > self.settings.max_event_bytes:
             detail = f"the event is {size} bytes; the limit is {self.settings.max_event_bytes}"
             return [{"field": "", "reason": "too_large", "detail": detail}]

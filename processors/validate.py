@@ -88,7 +88,10 @@ class Validate(Processor):
         type_schema = self.type_schemas[event["type"]]
         if not type_schema.is_valid(event):
             _reject(type_schema, event)
-        size = len(orjson.dumps(event))
+        try:
+            size = len(orjson.dumps(event))
+        except TypeError as exc:  # nested deeper than orjson writes (the collector refuses these)
+            raise Rejected("size", f"too deeply nested: {exc}") from exc
         if size > self.settings.max_event_bytes:
             raise Rejected("size", f"{size} bytes; the limit is {self.settings.max_event_bytes}")
         if event["type"] == "track":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import uuid
 
 import httpx
@@ -126,6 +127,21 @@ def test_size_limits(stack, settings):
     mixed = post(url, "/v1/batch", {"batch": [big_event, track()]}, key)
     assert mixed.status_code == 200
     assert mixed.json()["rejected"] == 1 and mixed.json()["errors"][0]["reason"] == "too_large"
+
+
+def test_too_deeply_nested_events_get_400_with_a_reason(stack, settings, clickhouse):
+    url, key = stack.collector_url, settings.default_write_key
+    deep_ids = [str(uuid.uuid4()) for _ in range(2)]
+    deepest = properties = {}
+    for _ in range(252):  # with the event and its properties, 254 levels: the most that is accepted
+        deepest["p"] = deepest = {}
+    body = json.dumps({"batch": [track(deep_ids[0], properties=properties),
+                                 track(deep_ids[1], properties={"q": properties})]})
+    reply = httpx.post(url + "/v1/batch", content=body, headers={**basic_auth(key), "Content-Type": "application/json"})
+    assert reply.status_code == 200
+    assert reply.json()["rejected"] == 1 and reply.json()["errors"][0]["reason"] == "too_deep"
+    wait_for(lambda: count_rows(clickhouse, "hw_default", "message_id IN %(ids)s", {"ids": deep_ids}) == 1)
+    assert count_rows(clickhouse, "hw_default", "message_id = %(id)s", {"id": deep_ids[0]}) == 1
 
 
 def test_content_types_and_encodings(stack, settings, clickhouse):

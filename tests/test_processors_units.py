@@ -159,6 +159,20 @@ def test_standard_schemas_reject_with_a_path():
     assert (error.value.reason, error.value.path) == ("schema_violation", "traits.email")
 
 
+def nested(depth: int) -> dict:
+    top = inner = {}
+    for _ in range(depth):
+        inner["p"] = inner = {}
+    return top
+
+
+def test_too_deeply_nested_events_are_rejected_not_raised():
+    assert validator().process(envelope({"type": "track", "event": "x", "properties": nested(200)}))
+    with pytest.raises(Rejected) as error:
+        validator().process(envelope({"type": "track", "event": "x", "properties": nested(300)}))
+    assert error.value.reason == "size"
+
+
 def test_custom_event_schema_newest_version_applies():
     schemas = {"Order Completed": [
         {"version": "1-0-0", "schema": {"type": "object", "required": ["total"]}},
