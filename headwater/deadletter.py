@@ -49,7 +49,7 @@ def dead_letter(settings: Settings, record: ConsumerRecord, error: Rejected, ste
         "detail": error.detail[:2000], "failed_at_ms": int(time.time() * 1000),
         "origin": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
         "message_id": envelope.message_id if envelope else None,
-        "payload": envelope if envelope else record.value.decode(errors="replace"),
+        "payload": envelope.to_dict() if envelope else record.value.decode(errors="replace"),
     }
     headers = [(PROJECT_HEADER, (project_id or "").encode()), (ERROR_HEADER, error.reason.encode())]
     key = envelope.key() if envelope else record.key

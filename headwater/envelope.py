@@ -1,6 +1,6 @@
 """The envelope: one Segment-style event plus what the collector stamped on it.
 
-On Kafka, a message value is a *batch* of envelopes (an orjson list), all of one project and all
+On Kafka, a message value is a *batch* of envelopes (a JSON list), all of one project and all
 belonging to the same partition (see :mod:`headwater.partitioning`). Batching many events into one
 message is what keeps Python's per-message cost off the hot path, while grouping by partition keeps
 each visitor's events in one partition, in order.
@@ -8,14 +8,16 @@ each visitor's events in one partition, in order.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-import orjson
+import msgspec
 
 
-@dataclasses.dataclass(slots=True)
-class Envelope:
+class Envelope(msgspec.Struct):
+    """One event and what the collector stamped on it. A ``msgspec.Struct``: records are decoded straight
+    into envelopes and encoded from them, with their field types checked on the way in (about half the
+    CPU of ``orjson`` into dicts and a dataclass, docs/performance.md)."""
+
     project_id: str
     message_id: str
     received_at_ms: int
@@ -23,7 +25,7 @@ class Envelope:
     event: dict[str, Any]
     ip: str | None = None
     user_agent: str | None = None
-    enriched: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the processors derived
+    enriched: dict[str, Any] = {}  # what the processors derived (a fresh dict per envelope)
 
     @property
     def visitor_id(self) -> str:
@@ -39,33 +41,44 @@ class Envelope:
         return f"{self.project_id}:{self.visitor_id}"
 
     def encode(self) -> bytes:
-        return orjson.dumps(self)
+        return _ENCODER.encode(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope as plain JSON types (to embed it in another document)."""
+        return msgspec.to_builtins(self)
 
     @classmethod
     def from_dict(cls, raw: object) -> Envelope:
-        if not isinstance(raw, dict):
-            raise ValueError("an envelope must be a JSON object")
+        """An envelope from plain JSON types; raises ``ValueError`` when they do not make one."""
         try:
-            envelope = cls(**raw)
-        except TypeError as exc:
+            return msgspec.convert(raw, cls)
+        except msgspec.ValidationError as exc:
             raise ValueError(f"not an envelope: {exc}") from exc
-        if not isinstance(envelope.event, dict) or not isinstance(envelope.project_id, str):
-            raise ValueError("an envelope needs a project_id string and an event object")
-        return envelope
 
     @classmethod
     def decode(cls, data: bytes) -> Envelope:
         """Decode one envelope; raises ``ValueError`` on anything else."""
-        return cls.from_dict(orjson.loads(data))
+        try:
+            return _DECODER.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"not an envelope: {exc}") from exc
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Envelope)
+_BATCH_DECODER = msgspec.json.Decoder(list[Envelope])
 
 
 def encode_batch(envelopes: list[Envelope]) -> bytes:
-    return orjson.dumps(envelopes)
+    return _ENCODER.encode(envelopes)
 
 
 def decode_batch(data: bytes) -> list[Envelope]:
     """Decode a message value; raises ``ValueError`` when it is not a non-empty list of envelopes."""
-    raw = orjson.loads(data)
-    if not isinstance(raw, list) or not raw:
+    try:
+        envelopes = _BATCH_DECODER.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"a message must hold a non-empty list of envelopes: {exc}") from exc
+    if not envelopes:
         raise ValueError("a message must hold a non-empty list of envelopes")
-    return [Envelope.from_dict(item) for item in raw]
+    return envelopes

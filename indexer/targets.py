@@ -141,7 +141,7 @@ def clean_failed_payload(payload: object, policy: PrivacyPolicy) -> object:
         withheld = policy.anonymises_ip and payload is not None
         return "[payload withheld: it could not be read and the project anonymises IPs]" if withheld else payload
     anonymise_ips(policy, envelope)
-    return envelope
+    return envelope.to_dict()
 
 
 class FailedEventsTarget:
