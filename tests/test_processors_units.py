@@ -159,6 +159,18 @@ def test_standard_schemas_reject_with_a_path():
     assert (error.value.reason, error.value.path) == ("schema_violation", "traits.email")
 
 
+def test_one_check_for_both_schemas_agrees_with_the_two():
+    processor = validator()
+    events = [{"type": "track", "event": "x"}, {"type": "track"}, {"type": "page", "name": "Home"},
+              {"type": "track", "event": "x", "timestamp": "yesterday"}, {"type": "identify", "userId": 7},
+              {"type": "alias", "previousId": "a"}, {"type": "track", "event": "x", "messageId": ""},
+              {"type": "identify", "traits": {"email": "nope"}}, {"type": "screen", "name": None}]
+    for event in events:
+        full = {"anonymousId": "a1", **event}
+        separately = processor.envelope_schema.is_valid(full) and processor.type_schemas[event["type"]].is_valid(full)
+        assert processor.both[event["type"]].is_valid(full) == separately, event
+
+
 def nested(depth: int) -> dict:
     top = inner = {}
     for _ in range(depth):
