@@ -1,0 +1,53 @@
+"""Alternate one role's environment between two values on one stack, at one steady rate.
+
+``python -m bench.alternate ROLE VARIABLE A B RATE RUNS`` starts a fresh stack (under
+``.local/alternate``), warms it up (200,000 events, then one untimed steady run for the broker's
+JIT), then for each of ``RUNS`` rounds restarts ``ROLE`` with ``VARIABLE=A`` and with ``VARIABLE=B``
+(ABBA order, so a drifting machine does not favour one side) and sends ``RATE`` events/s for
+``BENCH_STEADY_S`` seconds each time. Prints one line per run: the value, ingest-to-queryable p50 and
+p99, each hop's p50/p99, each process's CPU µs an event, and the events acknowledged and found.
+
+Why: on this 2-core machine the speed of the moment swings more than most changes move a figure, so
+comparing two separate `make bench` runs says little. Alternating on one stack does (docs/performance.md).
+Example: ``python -m bench.alternate collector HEADWATER_PRODUCER_LINGER_MS 5 0 20000 2``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+
+from bench.run import Events, fresh_stack_settings, run_loadgen, steady_high
+from headwater.devstack.stack import Stack
+from headwater.settings import get_settings
+
+
+def summary(value: str, result: dict) -> str:
+    cpu = result["cpu_while_sending"]
+    hops = " ".join(f"{name.split(' -> ')[0]}:{q['p50']}/{q['p99']}" for name, q in result["hops_ms"].items())
+    shares = {name: us for name, us in cpu["us_per_event"].items() if us >= 2}
+    return (f"{value}: {result['ingest_to_queryable_ms']} {hops} {shares} sum {cpu['total_us_per_event']} "
+            f"busy {cpu['cores_busy']} found {result['found']}/{result['acked']} dup {result['duplicates']}")
+
+
+def main(role: str, variable: str, a: str, b: str, rate: float, runs: int) -> None:
+    settings = fresh_stack_settings(get_settings(), ".local/alternate")
+    url = f"http://{settings.collector_host}:{settings.collector_port}"
+    with Stack(settings) as stack:
+        counter = Events(settings)
+        warm = f"warm{uuid.uuid4().hex[:8]}"
+        counter.wait_indexed(warm, len(run_loadgen(settings, url, warm, 200_000, batched_only=True)["acked"]))
+        steady_high(settings, url, counter, rate)
+        for round_ in range(runs):
+            for value in (a, b) if round_ % 2 == 0 else (b, a):
+                stack.child(role).env[variable] = value
+                stack.restart(role)
+                time.sleep(3)
+                print(summary(value, steady_high(settings, url, counter, rate)[2]), flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 7:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), int(sys.argv[6]))
