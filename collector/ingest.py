@@ -25,7 +25,6 @@ import os
 import re
 import time
 
-import orjson
 from starlette.requests import Request
 
 from collector.auth import authenticate, write_key
@@ -35,7 +34,7 @@ from collector.errors import ApiError
 from collector.network import ClientAddress
 from collector.ratelimit import TokenBuckets, retry_after
 from collector.stamp import stamp
-from headwater.envelope import Envelope
+from headwater.envelope import Envelope, TooDeep, event_size
 from headwater.projects.store import ProjectStore
 from headwater.schemas import Schema, load_schema
 from headwater.settings import Settings
@@ -43,7 +42,6 @@ from headwater.settings import Settings
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 SHORT_PATHS = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
 BATCH, COMPACT = "batch", "compact"
-MAX_DEPTH = 254  # levels of nesting in an event: orjson's limit when it writes one
 
 
 _REQUEST_PREFIX = os.urandom(6).hex()
@@ -115,9 +113,9 @@ class Ingest:
         if not self.schema.is_valid(event):
             return self.schema.errors(event)
         try:
-            size = len(orjson.dumps(event))
-        except TypeError:  # orjson writes at most MAX_DEPTH levels; no later step could either
-            return [{"field": "", "reason": "too_deep", "detail": f"objects and arrays nested deeper than {MAX_DEPTH}"}]
+            size = event_size(event)
+        except TooDeep as exc:
+            return [{"field": "", "reason": "too_deep", "detail": str(exc)}]
         if size > self.settings.max_event_bytes:
             detail = f"the event is {size} bytes; the limit is {self.settings.max_event_bytes}"
             return [{"field": "", "reason": "too_large", "detail": detail}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import orjson
 
 
 class Envelope(msgspec.Struct):
@@ -62,6 +63,21 @@ class Envelope(msgspec.Struct):
             return _DECODER.decode(data)
         except msgspec.DecodeError as exc:
             raise ValueError(f"not an envelope: {exc}") from exc
+
+
+MAX_EVENT_DEPTH = 254  # levels of nesting: the most orjson writes (dead letters embed the event with it)
+
+
+class TooDeep(ValueError):
+    """The event is nested more than :data:`MAX_EVENT_DEPTH` levels deep."""
+
+
+def event_size(event: dict[str, Any]) -> int:
+    """The event's size as compact JSON, in bytes; raises :class:`TooDeep` when no step could write it."""
+    try:
+        return len(orjson.dumps(event))
+    except TypeError as exc:
+        raise TooDeep(f"objects and arrays nested deeper than {MAX_EVENT_DEPTH}") from exc
 
 
 _ENCODER = msgspec.json.Encoder()

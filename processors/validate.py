@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 
-import orjson
-
-from headwater.envelope import Envelope
+from headwater.envelope import Envelope, TooDeep, event_size
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.deadletter import Rejected
@@ -87,7 +85,8 @@ class Validate(Processor):
 
     def process(self, envelope: Envelope) -> Envelope | None:
         event = envelope.event
-        both = self.both.get(event.get("type")) if isinstance(event.get("type"), str) else None
+        kind = event.get("type")
+        both = self.both.get(kind) if isinstance(kind, str) else None  # unhashable types are not kinds
         if both is None or not both.is_valid(event):
             if not self.envelope_schema.is_valid(event):
                 _reject(self.envelope_schema, event)
@@ -95,9 +94,9 @@ class Validate(Processor):
             if not type_schema.is_valid(event):
                 _reject(type_schema, event)
         try:
-            size = len(orjson.dumps(event))
-        except TypeError as exc:  # nested deeper than orjson writes (the collector refuses these)
-            raise Rejected("size", f"too deeply nested: {exc}") from exc
+            size = event_size(event)
+        except TooDeep as exc:  # the collector refuses these; they can only come another way
+            raise Rejected("size", str(exc)) from exc
         if size > self.settings.max_event_bytes:
             raise Rejected("size", f"{size} bytes; the limit is {self.settings.max_event_bytes}")
         if event["type"] == "track":
