@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 
-from bench.run import Events, fresh_stack_settings, run_loadgen, steady_high
+from bench.run import Events, fresh_stack_settings, steady_high, warm_up
 from headwater.devstack.stack import Stack
 from headwater.settings import get_settings
 
@@ -36,8 +35,7 @@ def main(role: str, variable: str, a: str, b: str, rate: float, runs: int) -> No
     url = f"http://{settings.collector_host}:{settings.collector_port}"
     with Stack(settings) as stack:
         counter = Events(settings)
-        warm = f"warm{uuid.uuid4().hex[:8]}"
-        counter.wait_indexed(warm, len(run_loadgen(settings, url, warm, 200_000, batched_only=True)["acked"]))
+        warm_up(settings, url, counter)
         steady_high(settings, url, counter, rate)
         for round_ in range(runs):
             for value in (a, b) if round_ % 2 == 0 else (b, a):

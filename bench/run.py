@@ -103,6 +103,13 @@ def run_loadgen(settings: Settings, url: str, run: str, events: int, batched_onl
     return load
 
 
+def warm_up(settings: Settings, url: str, counter: Events, events: int = 200_000) -> None:
+    """Send ``events`` in batches flat out and wait until all are queryable: a fresh stack's first
+    load pays for caches, the broker's JIT and the first parts, which steady runs should not."""
+    run = f"warm{uuid.uuid4().hex[:8]}"
+    counter.wait_indexed(run, len(run_loadgen(settings, url, run, events, batched_only=True)["acked"]))
+
+
 class Events:
     """Counting one run's events in ClickHouse."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import uuid
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -103,15 +102,14 @@ def hop_latencies(settings: Settings, run: str, since_ms: int) -> dict:
 
 
 def main(rates: list[float]) -> None:
-    from bench.run import Events, fresh_stack_settings, run_loadgen, steady_high
+    from bench.run import Events, fresh_stack_settings, steady_high, warm_up
     from headwater.devstack.stack import Stack
 
     settings = fresh_stack_settings(get_settings(), ".local/stages")
     url = f"http://{settings.collector_host}:{settings.collector_port}"
     with Stack(settings):
         counter = Events(settings)
-        warm = f"warm{uuid.uuid4().hex[:8]}"
-        counter.wait_indexed(warm, len(run_loadgen(settings, url, warm, 200_000, batched_only=True)["acked"]))
+        warm_up(settings, url, counter)
         for rate in rates:
             print(json.dumps(steady_high(settings, url, counter, rate)[2]), flush=True)
 
