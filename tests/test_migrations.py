@@ -40,7 +40,7 @@ def test_migrate_reaches_every_project_and_is_idempotent(stack, settings, clickh
                            settings={"mutations_sync": 2})
     first = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
-        assert f"{project['id']}: applied [3, 4, 5]" in first.stdout
+        assert f"{project['id']}: applied [3, 4, 5, 6]" in first.stdout
     again = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
         assert f"{project['id']}: applied nothing, up to date" in again.stdout
@@ -66,12 +66,13 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
                        "ENGINE = MergeTree ORDER BY reason")
     clickhouse.execute(f"INSERT INTO {db}.events (message_id, anonymous_id, user_id) VALUES",
                        [("m1", "a1", ""), ("m2", "", "u2")])
-    assert migrate_project(clickhouse, project) == [4, 5]
+    assert migrate_project(clickhouse, project) == [4, 5, 6]
     assert "visitor_hash" in columns(clickhouse, db, "events")
     assert {"kafka_partition", "kafka_offset", "visitor_hash"} <= columns(clickhouse, db, "sessions")
     assert clickhouse.execute(f"SELECT compression_codec FROM system.columns WHERE database = '{db}' "
                               "AND table = 'events' AND name = 'timestamp'") == [("CODEC(LZ4)",)]
     assert {"kafka_partition", "kafka_offset"} <= columns(clickhouse, db, "failed_events")
+    assert "merge_selector_base = 10" in clickhouse.execute(f"SHOW CREATE TABLE {db}.events")[0][0]
     hashes = clickhouse.execute(f"SELECT visitor_hash = cityHash64(if(anonymous_id != '', anonymous_id, user_id)) "
                                 f"FROM {db}.events")
     assert hashes == [(1,), (1,)]
