@@ -322,6 +322,7 @@ class Sessionizer:
         touched: dict[tuple[int, str], VisitorState] = {}
         for tp, records in batch.items():
             partition = self.partitions.setdefault(tp.partition, Partition())
+            projects = set()  # whose visitors this partition's records touched
             for record in records:
                 try:
                     rest = remaining_route(record.headers, NAME)
@@ -333,6 +334,7 @@ class Sessionizer:
                 topic = step_topic(self.settings, rest[0])
                 kept = []
                 for envelope in envelopes:
+                    projects.add(envelope.project_id)
                     key = self._continue_across_midnight(tp.partition, partition, envelope, touched)
                     state = partition.visitors.setdefault(key, VisitorState())
                     touched[(tp.partition, key)] = state
@@ -353,7 +355,7 @@ class Sessionizer:
                 for envelope in kept:
                     slot = (topic, rest, envelope.project_id, partition_of(envelope.key(), self.counts.counts[topic]))
                     groups[slot].append(envelope)
-            for project_id in {k.partition(":")[0] for (n, k) in touched if n == tp.partition}:
+            for project_id in projects:
                 rows[tp.partition] += self._close_idle(tp.partition, partition, project_id, touched)
         for (topic, rest, _, _), envelopes in groups.items():
             outputs.extend(encode_groups(topic, rest, envelopes))

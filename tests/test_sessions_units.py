@@ -322,6 +322,58 @@ def test_an_open_sessions_rows_are_written_at_most_once_per_interval():
     asyncio.run(scenario())
 
 
+def test_idle_sessions_close_by_their_own_projects_clock_in_their_own_partition():
+    """When a project's events move its watermark in a partition past an open session's end, its
+    timeout and the allowed lateness, the session closes (its final row written) and the visitor's
+    changelog record follows; another project's sessions, and the same project's in another
+    partition, wait for their own clocks."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+    from aiokafka.structs import ConsumerRecord
+
+    from headwater.envelope import encode_batch
+    from headwater.projects.model import Project
+    from headwater.projects.store import FixedProjects
+    from headwater.routing import encode_route
+    from headwater.settings import Settings
+    from processors.sessionize import Sessionizer
+
+    hour = 60 * MIN
+    start = 1_795_348_740_000
+
+    def record(partition: int, offset: int, project: str, visitor: str, at_ms: int) -> ConsumerRecord:
+        envelope = Envelope(project, f"{project}-{visitor}-{offset}", at_ms, "r",
+                            {"type": "page", "anonymousId": visitor})
+        envelope.enriched["page"] = {"path": "/"}
+        return ConsumerRecord("headwater.step.sessionize", partition, offset, 0, 0, b"k",
+                              encode_batch([envelope]), None, 0, 0, encode_route(["sessionize", "index"]))
+
+    def poll(*records: ConsumerRecord) -> dict:
+        batch: dict = {}
+        for r in records:
+            batch.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+        return batch
+
+    async def scenario() -> None:
+        sessionizer = Sessionizer(Settings())
+        sessionizer.store = FixedProjects(Project("shop", "Shop", 0), Project("blog", "Blog", 0))
+        sessionizer.counts.counts = {"headwater.step.index": 4}
+        sessionizer._sessionize(poll(record(0, 0, "shop", "a", start), record(0, 1, "blog", "b", start),
+                                     record(1, 0, "shop", "c", start)))
+        later = start + 3 * hour  # past 30 minutes of inactivity and an hour of allowed lateness
+        _, rows, touched = sessionizer._sessionize(poll(record(0, 2, "shop", "d", later)))
+        visitors = {n: sessionizer.partitions[n].visitors for n in (0, 1)}
+        assert visitors[0]["shop:a"].session is None  # closed
+        assert visitors[0]["blog:b"].session is not None and visitors[1]["shop:c"].session is not None
+        assert (0, "shop:a") in touched and (0, "blog:b") not in touched
+        assert [row[2] for row in rows[0]] == ["d"]  # a's final row was its first (it never changed)
+        await sessionizer.consumer.stop()
+        await sessionizer.producer.stop()
+
+    asyncio.run(scenario())
+
+
 def test_the_next_poll_is_worked_out_while_a_transaction_commits_and_dropped_if_it_aborts():
     """A poll's outputs are computed while the previous transaction is being committed; its own
     transaction begins only after that commit. When the previous one aborts, the poll's work is
