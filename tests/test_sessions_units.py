@@ -27,6 +27,40 @@ def run(*events) -> tuple[VisitorState, list]:
     return state, results
 
 
+def step_record(envelopes: list[Envelope], partition: int = 0, offset: int = 0):
+    """A record of the sessionize step's topic holding ``envelopes``, routed on to the indexer."""
+    from aiokafka.structs import ConsumerRecord
+
+    from headwater.envelope import encode_batch
+    from headwater.routing import encode_route
+
+    return ConsumerRecord("headwater.step.sessionize", partition, offset, 0, 0, b"k", encode_batch(envelopes),
+                          None, 0, 0, encode_route(["sessionize", "index"]))
+
+
+def as_poll(*records) -> dict:
+    """What ``getmany`` returns for these records: lists by topic partition."""
+    from aiokafka.structs import TopicPartition
+
+    batch: dict = {}
+    for record in records:
+        batch.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+    return batch
+
+
+def sessionizer_for(*projects, settings=None):
+    """A sessionizer for these projects, not connected to Kafka (call inside an event loop; stop its
+    consumer and producer after)."""
+    from headwater.projects.store import FixedProjects
+    from headwater.settings import Settings
+    from processors.sessionize import Sessionizer
+
+    sessionizer = Sessionizer(settings or Settings())
+    sessionizer.store = FixedProjects(*projects)
+    sessionizer.counts.counts = {"headwater.step.index": 4}
+    return sessionizer
+
+
 def test_inactivity_splits_and_ids_are_deterministic():
     _, results = run(event(0), event(10), event(41), event(50))
     assert [seq for _, seq in results] == [1, 2, 1, 2]
@@ -86,15 +120,10 @@ def test_a_cookieless_visit_continues_across_midnight():
     import asyncio
     import datetime as dt
 
-    from aiokafka.structs import ConsumerRecord, TopicPartition
-
-    from headwater.envelope import encode_batch
     from headwater.projects.model import Project
-    from headwater.routing import encode_route
+    from headwater.projects.store import FixedProjects
     from headwater.settings import Settings
     from processors.anonymize import Anonymize
-    from processors.sessionize import Sessionizer
-    from headwater.projects.store import FixedProjects
 
     day1, day2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
 
@@ -121,14 +150,10 @@ def test_a_cookieless_visit_continues_across_midnight():
     assert before.key() == after.key()  # same partition on both days
 
     async def sessionize() -> list[str]:
-        sessionizer = Sessionizer(Settings())
-        sessionizer.store = FixedProjects(project)
-        sessionizer.counts.counts = {"headwater.step.index": 4}
+        sessionizer = sessionizer_for(project)
         ids = []
         for offset, envelope in enumerate((before, after)):
-            record = ConsumerRecord("headwater.step.sessionize", 0, offset, 0, 0, b"k", encode_batch([envelope]),
-                                    None, 0, 0, encode_route(["sessionize", "index"]))
-            outputs, _, _ = sessionizer._sessionize({TopicPartition(record.topic, 0): [record]})
+            outputs, _, _ = sessionizer._sessionize(as_poll(step_record([envelope], offset=offset)))
             ids.append(orjson.loads(outputs[0].value)[0]["enriched"]["session"]["id"])
         return ids
 
@@ -264,13 +289,9 @@ def test_an_open_sessions_rows_are_written_at_most_once_per_interval():
     import asyncio
     import dataclasses
 
-    from aiokafka import TopicPartition
     from aiokafka.structs import ConsumerRecord
 
-    from headwater.envelope import encode_batch
     from headwater.projects.model import Project
-    from headwater.projects.store import FixedProjects
-    from headwater.routing import encode_route
     from headwater.settings import Settings
     from processors import session_changelog
     from processors.sessionize import Sessionizer
@@ -279,15 +300,11 @@ def test_an_open_sessions_rows_are_written_at_most_once_per_interval():
         envelope = Envelope("shop", f"m{offset}", 1_795_348_740_000 + offset * 1000, "r",
                             {"type": "page", "anonymousId": "v"})
         envelope.enriched["page"] = {"path": path}
-        record = ConsumerRecord("headwater.step.sessionize", 0, offset, 0, 0, b"k", encode_batch([envelope]),
-                                None, 0, 0, encode_route(["sessionize", "index"]))
-        return {TopicPartition(record.topic, 0): [record]}
+        return as_poll(step_record([envelope], offset=offset))
 
     async def scenario() -> None:
         settings = dataclasses.replace(Settings(), session_row_interval_s=5.0)
-        sessionizer = Sessionizer(settings)
-        sessionizer.store = FixedProjects(Project("shop", "Shop", 0))
-        sessionizer.counts.counts = {"headwater.step.index": 4}
+        sessionizer = sessionizer_for(Project("shop", "Shop", 0), settings=settings)
         _, rows, _ = sessionizer._sessionize(poll(sessionizer, 0, "/a"))
         assert [r[-2:] for r in rows[0]] == [[1, 1]]  # the new session, at once
         for offset, path in ((1, "/b"), (2, "/c")):
@@ -329,40 +346,23 @@ def test_idle_sessions_close_by_their_own_projects_clock_in_their_own_partition(
     partition, wait for their own clocks."""
     import asyncio
 
-    from aiokafka import TopicPartition
-    from aiokafka.structs import ConsumerRecord
-
-    from headwater.envelope import encode_batch
     from headwater.projects.model import Project
-    from headwater.projects.store import FixedProjects
-    from headwater.routing import encode_route
-    from headwater.settings import Settings
-    from processors.sessionize import Sessionizer
 
     hour = 60 * MIN
     start = 1_795_348_740_000
 
-    def record(partition: int, offset: int, project: str, visitor: str, at_ms: int) -> ConsumerRecord:
+    def record(partition: int, offset: int, project: str, visitor: str, at_ms: int):
         envelope = Envelope(project, f"{project}-{visitor}-{offset}", at_ms, "r",
                             {"type": "page", "anonymousId": visitor})
         envelope.enriched["page"] = {"path": "/"}
-        return ConsumerRecord("headwater.step.sessionize", partition, offset, 0, 0, b"k",
-                              encode_batch([envelope]), None, 0, 0, encode_route(["sessionize", "index"]))
-
-    def poll(*records: ConsumerRecord) -> dict:
-        batch: dict = {}
-        for r in records:
-            batch.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
-        return batch
+        return step_record([envelope], partition, offset)
 
     async def scenario() -> None:
-        sessionizer = Sessionizer(Settings())
-        sessionizer.store = FixedProjects(Project("shop", "Shop", 0), Project("blog", "Blog", 0))
-        sessionizer.counts.counts = {"headwater.step.index": 4}
-        sessionizer._sessionize(poll(record(0, 0, "shop", "a", start), record(0, 1, "blog", "b", start),
-                                     record(1, 0, "shop", "c", start)))
+        sessionizer = sessionizer_for(Project("shop", "Shop", 0), Project("blog", "Blog", 0))
+        sessionizer._sessionize(as_poll(record(0, 0, "shop", "a", start), record(0, 1, "blog", "b", start),
+                                        record(1, 0, "shop", "c", start)))
         later = start + 3 * hour  # past 30 minutes of inactivity and an hour of allowed lateness
-        _, rows, touched = sessionizer._sessionize(poll(record(0, 2, "shop", "d", later)))
+        _, rows, touched = sessionizer._sessionize(as_poll(record(0, 2, "shop", "d", later)))
         visitors = {n: sessionizer.partitions[n].visitors for n in (0, 1)}
         assert visitors[0]["shop:a"].session is None  # closed
         assert visitors[0]["blog:b"].session is not None and visitors[1]["shop:c"].session is not None
@@ -486,15 +486,11 @@ def test_the_sessionizer_reads_the_visits_beside_the_events_and_passes_the_event
     it; visits that do not match the events are ignored and the events decoded."""
     import asyncio
 
-    from aiokafka import TopicPartition
     from aiokafka.structs import ConsumerRecord
 
     from headwater.projects.model import Project
-    from headwater.projects.store import FixedProjects
     from headwater.routing import EVENTS_HEADER, SESSIONS_HEADER, VISITS_HEADER, header_value
-    from headwater.settings import Settings
     from processors.base import encode_groups
-    from processors.sessionize import Sessionizer
 
     def envelope(n: int, kind: str = "page") -> Envelope:
         made = Envelope("shop", f"m{n}", 1_795_348_740_000 + n * 1000, "r",
@@ -512,11 +508,9 @@ def test_the_sessionizer_reads_the_visits_beside_the_events_and_passes_the_event
     async def scenario() -> list:
         results = []
         for drop_visits in (False, True):
-            sessionizer = Sessionizer(Settings())
-            sessionizer.store = FixedProjects(Project("shop", "Shop", 0))
-            sessionizer.counts.counts = {"headwater.step.index": 4}
+            sessionizer = sessionizer_for(Project("shop", "Shop", 0))
             first = record(0, [envelope(1), envelope(2, "track"), envelope(3)], drop_visits)
-            outputs, rows, _ = sessionizer._sessionize({TopicPartition(first.topic, 0): [first]})
+            outputs, rows, _ = sessionizer._sessionize(as_poll(first))
             out, = outputs
             sessions = header_value(out.headers, SESSIONS_HEADER)
             if sessions is None:
@@ -530,13 +524,11 @@ def test_the_sessionizer_reads_the_visits_beside_the_events_and_passes_the_event
                 await client.stop()
         assert results[0] == results[1]  # the same sessions whichever way they were read
 
-        sessionizer = Sessionizer(Settings())
-        sessionizer.store = FixedProjects(Project("shop", "Shop", 0))
-        sessionizer.counts.counts = {"headwater.step.index": 4}
+        sessionizer = sessionizer_for(Project("shop", "Shop", 0))
         copy = record(1, [envelope(3), envelope(4)])
         mismatched = record(2, [envelope(5)], count=2)
-        sessionizer._sessionize({TopicPartition(copy.topic, 0): [record(0, [envelope(3)])]})
-        outputs, _, _ = sessionizer._sessionize({TopicPartition(copy.topic, 0): [copy, mismatched]})
+        sessionizer._sessionize(as_poll(record(0, [envelope(3)])))
+        outputs, _, _ = sessionizer._sessionize(as_poll(copy, mismatched))
         forwarded = [e for out in outputs for e in orjson.loads(out.value)]
         assert [e["message_id"] for e in forwarded] == ["m4", "m5"]
         assert [e["enriched"]["session"]["seq"] for e in forwarded] == [2, 3]
