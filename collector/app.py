@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -29,9 +29,13 @@ log = structlog.get_logger()
 PREFLIGHT_MAX_AGE = "86400"
 
 
-def cors_headers(request: Request, allowed: bool) -> dict[str, str]:
+def cors_headers(request: Request) -> dict[str, str]:
+    """Every answer to a browser names its origin: a 200 goes only to an origin its project allows
+    (:func:`collector.auth.authenticate` refuses the others with 403), and an error answer holds
+    nothing a page may not read, while without these headers a browser sees any 4xx as a network error
+    and its SDK retries the request for ever."""
     origin = request.headers.get("origin")
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin and allowed else {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
 
 
 async def preflight(request: Request) -> Response:
@@ -62,13 +66,13 @@ def make_ingest_route(route: str, call: str):
             accepted = len(result.envelopes)
             body = {"success": True}
             if result.errors:
-                body.update(accepted=accepted, rejected=rejected, errors=result.errors)
-            response = JSONResponse(body, headers=cors_headers(request, True))
+                body.update(accepted=accepted, rejected=rejected, errors=result.errors, error_count=rejected)
+            response = JSONResponse(body, headers=cors_headers(request))
         except Unavailable as exc:
             response = ApiError(503, "kafka_unavailable", f"events not stored, retry later: {exc}",
-                                headers={"Retry-After": "5"}).response()
+                                headers={"Retry-After": "5", **cors_headers(request)}).response()
         except ApiError as exc:
-            response = exc.response()
+            response = exc.with_headers(cors_headers(request)).response()
             state.metrics.rejected.labels(exc.reason).inc()
         finally:
             state.metrics.in_flight.dec()
@@ -135,6 +139,9 @@ class Collector:
         scope["app"] = self.app
         try:
             response = await handler(Request(scope, receive))
+        except ClientDisconnect:  # the client went away before its body arrived: nobody to answer
+            log.info("client_disconnected", route=scope["path"])
+            return
         except Exception:  # a bug: answer like Starlette's error middleware would, and log it
             log.exception("unhandled_error", route=scope["path"])
             response = JSONResponse({"success": False, "reason": "internal_error", "code": "internal_error",

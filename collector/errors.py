@@ -7,8 +7,9 @@ from starlette.responses import JSONResponse
 
 class ApiError(Exception):
     def __init__(self, status: int, reason: str, message: str, errors: list | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, count: int | None = None) -> None:
         super().__init__(message)
+        self.count = len(errors or []) if count is None else count
         self.status = status
         self.reason = reason
         self.message = message
@@ -19,5 +20,9 @@ class ApiError(Exception):
         # "code" repeats the reason for SDKs (RudderStack's) that read that name.
         body = {"success": False, "reason": self.reason, "code": self.reason, "message": self.message}
         if self.errors:
-            body["errors"] = self.errors
+            body.update(errors=self.errors, error_count=self.count)
         return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+    def with_headers(self, headers: dict[str, str]) -> ApiError:
+        self.headers = {**headers, **self.headers}
+        return self

@@ -14,11 +14,20 @@ What happens to a request, in order:
 A batch with some invalid events: the valid ones are accepted, the invalid ones are listed in
 ``errors`` by their index, field and reason, and the answer is 200 with ``accepted`` and ``rejected``
 counts. When no event of the request is valid the answer is 400 with the same ``errors`` (413 for a
-single event over the size limit).
+single event over the size limit). ``errors`` lists the first :data:`MAX_LISTED_ERRORS` problems and
+``error_count`` says how many events had any, so an answer stays small whatever the request.
+
+The work one request can cause is bounded: a batch holds at most ``max_batch_events`` events (400
+``too_many_events`` otherwise), and checking yields to the event loop every :data:`CHECK_SLICE`
+events, so other requests (``/healthz`` included) are served meanwhile.
+
+An empty ``anonymousId`` or ``userId`` means none (RudderStack's browser SDK sends ``"userId": ""``
+before ``identify``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import os
@@ -33,7 +42,7 @@ from collector.compact import Invalid, expand
 from collector.errors import ApiError
 from collector.network import ClientAddress
 from collector.ratelimit import TokenBuckets, retry_after
-from collector.stamp import stamp
+from collector.stamp import TimeWindow, stamp
 from headwater.envelope import Envelope, TooDeep, event_size
 from headwater.projects.store import ProjectStore
 from headwater.schemas import Schema, load_schema
@@ -42,6 +51,9 @@ from headwater.settings import Settings
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 SHORT_PATHS = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
 BATCH, COMPACT = "batch", "compact"
+MAX_LISTED_ERRORS = 20
+CHECK_SLICE = 256
+OPTIONAL_IDS = ("anonymousId", "userId")
 
 
 _REQUEST_PREFIX = os.urandom(6).hex()
@@ -59,9 +71,7 @@ class Accepted:
     envelopes: list[Envelope]
     errors: list[dict]
 
-    @property
-    def rejected(self) -> int:
-        return len({e["index"] for e in self.errors})
+    rejected: int = 0
 
 
 class Ingest:
@@ -72,6 +82,7 @@ class Ingest:
         self.addresses = ClientAddress(settings.trusted_proxies)
         self.per_ip = TokenBuckets(settings.rate_limit_ip_rps, settings.rate_limit_ip_burst)
         self.per_project = TokenBuckets(settings.rate_limit_project_eps, settings.rate_limit_project_burst)
+        self.window = TimeWindow.of(settings)
 
     async def accept(self, request: Request, call: str) -> Accepted:
         ip = self.addresses.of(request)
@@ -84,42 +95,59 @@ class Ingest:
         received_at_ms = int(time.time() * 1000)
         project = authenticate(self.store, write_key(request, payload), request.headers.get("origin"),
                                received_at_ms)
-        events, errors = self.check(events_of(payload, call), single=call != BATCH)
+        batch = events_of(payload, call, self.settings.max_batch_events)
+        events, errors, rejected = await self.check(batch, received_at_ms, single=call != BATCH)
         if events and (wait := self.per_project.take(project.id, len(events))):
             raise ApiError(429, "rate_limited", "this project is over its event rate",
                            headers={"Retry-After": retry_after(wait)})
         request_id = next_request_id()
         user_agent = request.headers.get("user-agent")
         envelopes = [stamp(e, project.id, request_id, received_at_ms, ip, user_agent) for e in events]
-        return Accepted(project.id, envelopes, errors)
+        return Accepted(project.id, envelopes, errors, rejected)
 
-    def check(self, events: list, single: bool) -> tuple[list[dict], list[dict]]:
-        valid, errors = [], []
+    async def check(self, events: list, received_at_ms: int,
+                    single: bool) -> tuple[list[dict], list[dict], int]:
+        """The valid events, the first problems of the invalid ones, and how many were invalid."""
+        valid, errors, rejected = [], [], 0
         for index, event in enumerate(events):
-            problems = self.problems(event)
+            if index and index % CHECK_SLICE == 0:
+                await asyncio.sleep(0)
+            problems = self.problems(event, received_at_ms, listed=len(errors) < MAX_LISTED_ERRORS)
             if not problems:
                 valid.append(event)
-            elif single and problems[0]["reason"] == "too_large":
+                continue
+            if single and problems[0]["reason"] == "too_large":
                 raise ApiError(413, "too_large", problems[0]["detail"])
-            else:
-                errors.extend({"index": index, **p} for p in problems)
+            rejected += 1
+            errors.extend({"index": index, **p} for p in problems[:MAX_LISTED_ERRORS - len(errors)])
         if not valid:
-            raise ApiError(400, "invalid_envelope", "no valid event in the request", errors)
-        return valid, errors
+            raise ApiError(400, "invalid_envelope", "no valid event in the request", errors, count=rejected)
+        return valid, errors, rejected
 
-    def problems(self, event: object) -> list[dict]:
+    def problems(self, event: object, received_at_ms: int, listed: bool = True) -> list[dict]:
+        """What is wrong with one event (empty when nothing is). With ``listed`` false the problems are
+        only counted by the caller, so a schema violation is reported without working out each field."""
         if isinstance(event, Invalid):
             return event.problems
-        if not self.schema.is_valid(event):
-            return self.schema.errors(event)
+        if isinstance(event, dict):
+            drop_empty_ids(event)
         try:
             size = event_size(event)
         except TooDeep as exc:
             return [{"field": "", "reason": "too_deep", "detail": str(exc)}]
+        if not self.schema.is_valid(event):
+            return self.schema.errors(event) if listed else [{"field": "", "reason": "schema_violation"}]
         if size > self.settings.max_event_bytes:
             detail = f"the event is {size} bytes; the limit is {self.settings.max_event_bytes}"
             return [{"field": "", "reason": "too_large", "detail": detail}]
-        return []
+        problem = self.window.settle(event, received_at_ms)
+        return [problem] if problem else []
+
+
+def drop_empty_ids(event: dict) -> None:
+    for name in OPTIONAL_IDS:
+        if event.get(name) == "":
+            del event[name]
 
 
 def is_time(value: object) -> bool:
@@ -127,7 +155,7 @@ def is_time(value: object) -> bool:
     return isinstance(value, str) and re.search(time_schema["pattern"], value) is not None
 
 
-def events_of(payload: dict, call: str) -> list:
+def events_of(payload: dict, call: str, max_events: int) -> list:
     """The request's events. A batch's top-level ``sentAt`` and ``context`` apply to events that carry
     none."""
     if call != BATCH:
@@ -136,6 +164,9 @@ def events_of(payload: dict, call: str) -> list:
     if not isinstance(batch, list) or not batch:
         raise ApiError(400, "invalid_envelope", "batch must be a non-empty list",
                        [{"field": "batch", "reason": "must be a non-empty list"}])
+    if len(batch) > max_events:
+        raise ApiError(400, "too_many_events", f"a batch holds at most {max_events} events; this one has "
+                       f"{len(batch)}: send them in several requests")
     shared = {k: payload[k] for k in ("sentAt", "context") if k in payload}
     if not isinstance(shared.get("context", {}), dict):
         raise ApiError(400, "invalid_envelope", "context must be an object",

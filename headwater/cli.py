@@ -9,39 +9,27 @@ from headwater.settings import get_settings
 
 
 def cmd_collector(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from collector.app import create_app
+    from headwater.serving import serve
 
     settings = get_settings()
-    uvicorn.run(
-        create_app, factory=True, host=settings.collector_host, port=settings.collector_port,
-        loop="uvloop", http="httptools", access_log=False, log_level="warning",
-    )
+    serve(create_app, settings, settings.collector_host, settings.collector_port)
 
 
 def cmd_admin(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from admin.app import create_app
+    from headwater.serving import serve
 
     settings = get_settings()
-    uvicorn.run(
-        create_app, factory=True, host=settings.admin_host, port=settings.admin_port,
-        loop="uvloop", access_log=False, log_level="warning",
-    )
+    serve(create_app, settings, settings.admin_host, settings.admin_port)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from dashboard.app import create_app
+    from headwater.serving import serve
 
     settings = get_settings()
-    uvicorn.run(
-        create_app, factory=True, host=settings.dashboard_host, port=settings.dashboard_port,
-        loop="uvloop", access_log=False, log_level="warning",
-    )
+    serve(create_app, settings, settings.dashboard_host, settings.dashboard_port)
 
 
 def cmd_project(args: argparse.Namespace) -> None:

@@ -67,6 +67,20 @@ class Settings:
 
     max_request_bytes: int = 500 * 1024
     max_event_bytes: int = 32 * 1024
+    max_batch_events: int = 2_000  # events in one batch request; more is refused whole (400 too_many_events)
+    # Event times (docs/collector.md): later than this past the receive time becomes the receive time,
+    # as Segment and PostHog do; older than this is refused (too_old). The window also bounds how many
+    # monthly partitions one INSERT can touch (ClickHouse refuses more than 100).
+    max_event_future_s: float = 86_400.0
+    max_event_age_days: float = 730.0
+    # The HTTP servers (collector, admin, dashboard): a request's headers must arrive within
+    # http_header_timeout_s of its first byte (or of the connection opening), its body within
+    # http_body_timeout_s of the headers; an idle keep-alive connection closes after http_keepalive_s;
+    # past http_max_connections open connections and requests, new requests are answered 503.
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    http_keepalive_s: int = 5
+    http_max_connections: int = 2_048
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For / X-Real-IP are believed
     rate_limit_ip_rps: float = 200.0  # requests per second per client IP; 0 turns it off
     rate_limit_ip_burst: float = 400.0
@@ -141,7 +155,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     unknown = set(values) - set(hints)
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-    return Settings(**{name: _coerce(v, hints[name]) for name, v in values.items()})
+    coerced = {}
+    for name, value in values.items():
+        try:
+            coerced[name] = _coerce(value, hints[name])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"setting {name} (HEADWATER_{name.upper()}): {value!r} is not a "
+                             f"{hints[name].__name__}") from exc
+    return Settings(**coerced)
 
 
 @functools.cache

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from collector.stamp import correct_clock_skew, stamp
+from collector.stamp import TimeWindow, stamp
 from headwater.envelope import Envelope
 from headwater.flow import DEFAULT_FLOW, FlowError, validate_flow
 from headwater.routing import encode_route, read_route, remaining_route
@@ -57,18 +57,48 @@ def test_envelope_decode_rejects_other_bytes(data):
         Envelope.decode(data)
 
 
+WINDOW = TimeWindow(future_ms=86_400_000, past_ms=730 * 86_400_000)
+
+
 def test_clock_skew_uses_sent_at():
     received = epoch_ms("2026-01-01T00:00:10Z")
     event = {"timestamp": "2030-05-05T10:00:00Z", "sentAt": "2030-05-05T10:00:05Z"}
-    correct_clock_skew(event, received)
+    assert WINDOW.settle(event, received) is None
     assert event["timestamp"] == "2026-01-01T00:00:05.000Z"
     assert event["originalTimestamp"] == "2030-05-05T10:00:00Z"
 
 
 def test_clock_skew_without_any_client_time_uses_received_at():
     event = {}
-    correct_clock_skew(event, epoch_ms("2026-01-01T00:00:10Z"))
+    assert WINDOW.settle(event, epoch_ms("2026-01-01T00:00:10Z")) is None
     assert event["timestamp"] == "2026-01-01T00:00:10.000Z"
+
+
+def test_a_time_too_far_ahead_becomes_the_receive_time():
+    received = epoch_ms("2026-01-01T00:00:10Z")
+    event = {"timestamp": "9999-12-31T00:00:00Z"}
+    assert WINDOW.settle(event, received) is None
+    assert event["timestamp"] == "2026-01-01T00:00:10.000Z"
+    assert event["originalTimestamp"] == "9999-12-31T00:00:00Z"
+
+
+def test_a_time_within_a_day_ahead_is_kept():
+    event = {"timestamp": "2026-01-01T20:00:00Z"}
+    assert WINDOW.settle(event, epoch_ms("2026-01-01T00:00:10Z")) is None
+    assert event["timestamp"] == "2026-01-01T20:00:00.000Z"
+
+
+def test_a_time_too_old_is_refused():
+    event = {"timestamp": "1900-01-01T00:00:00Z"}
+    problem = WINDOW.settle(event, epoch_ms("2026-01-01T00:00:10Z"))
+    assert problem["reason"] == "too_old" and problem["field"] == "timestamp"
+
+
+@pytest.mark.parametrize("sent_at", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+def test_a_sent_at_nowhere_near_the_receive_time_is_not_trusted(sent_at):
+    event = {"timestamp": "2026-01-01T00:00:00Z", "sentAt": sent_at}
+    assert WINDOW.settle(event, epoch_ms("2026-01-01T00:00:10Z")) is None
+    assert event["timestamp"] == "2026-01-01T00:00:00.000Z"
 
 
 def test_stamp_generates_a_message_id_only_when_missing():
