@@ -20,7 +20,9 @@ from headwater.routing import PROJECT_HEADER, header_value
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic
 
-REASONS = ("unparseable", "schema_violation", "size", "unknown_event", "missing_project", "invalid_flow")
+# "refused": ClickHouse refused the record's rows for their content (indexer/refusals.py)
+REASONS = ("unparseable", "schema_violation", "size", "unknown_event", "missing_project", "invalid_flow",
+           "refused")
 ERROR_HEADER = "hw-error"
 
 

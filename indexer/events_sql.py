@@ -19,8 +19,8 @@ INPUT_COLUMNS = (("raw", "String"), ("sessions", "String"), ("kafka_partition", 
 INPUT_STRUCTURE = ", ".join(f"{name} {kind}" for name, kind in INPUT_COLUMNS)
 
 _SESSION = "Tuple(id String, seq UInt32)"
-_EVENT = ("Tuple(type String, event String, name String, anonymousId String, userId String, timestamp String, "
-          "sentAt String, context String, properties String, traits String)")
+_EVENT = ("Tuple(type String, event String, name String, anonymousId String, userId String, previousId String, "
+          "groupId String, timestamp String, sentAt String, context String, properties String, traits String)")
 _ENRICHED = (
     "Tuple(ua Tuple(browser String, browser_version String, os String, os_version String, device String, "
     "is_bot Bool), "
@@ -47,6 +47,8 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "e.event.name"),
     ("anonymous_id", "e.event.anonymousId"),
     ("user_id", "e.event.userId"),
+    ("previous_id", "e.event.previousId"),
+    ("group_id", "e.event.groupId"),
     ("session_id", "session.id"),
     ("session_seq", "session.seq"),
     ("timestamp", "ifNull(parseDateTime64BestEffortOrNull(e.event.timestamp, 3, 'UTC'), received)"),
@@ -54,10 +56,12 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("received_at", "received"),
     ("context", _JSON_TEXT.format("e.event.context")),
     ("properties", _JSON_TEXT.format("e.event.properties")),
-    # RudderStack's SDKs put traits in context.traits
+    # the user's traits; RudderStack's SDKs put them in context.traits, and a group call's own traits
+    # are the group's
     ("traits", _JSON_TEXT.format(
-        f"if({_JSON_TEXT.format('e.event.traits')} = '{{}}', JSONExtractRaw(e.event.context, 'traits'), "
-        "e.event.traits)")),
+        f"if({_TYPE} = 'group' OR {_JSON_TEXT.format('e.event.traits')} = '{{}}', "
+        "JSONExtractRaw(e.event.context, 'traits'), e.event.traits)")),
+    ("group_traits", _JSON_TEXT.format(f"if({_TYPE} = 'group', e.event.traits, '')")),
     ("user_agent", "e.user_agent"),
     ("ip", "e.ip"),
     ("request_id", "e.request_id"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 
 from headwater.timeutil import from_epoch_ms
+from processors.sessions import SESSION_COLUMNS
 
 FAILED_COLUMNS = ("failed_at", "step", "reason", "path", "detail", "message_id", "origin_topic",
                   "origin_partition", "origin_offset", "payload")
@@ -27,5 +28,8 @@ def failed_row(record: dict, payload: object) -> tuple:
 
 
 def session_row(row: list) -> tuple:
-    """A ``sessions`` row as the sessionizer emitted it, with its times as datetimes."""
+    """A ``sessions`` row as the sessionizer emitted it, with its times as datetimes. A row of an older
+    sessionizer, without ``duration_ms`` (one value short), gets it from its start and end."""
+    if len(row) == len(SESSION_COLUMNS) - 1:
+        row = [*row[:7], row[5] - row[4], *row[7:]]
     return (*row[:4], from_epoch_ms(row[4]), from_epoch_ms(row[5]), *row[6:])

@@ -15,14 +15,20 @@ Delivery and commit semantics:
   the table for the highest offset already stored at or after where it started reading; records up to
   it were inserted by a run that died before committing, and are skipped. One INSERT is one part, so
   a batch's rows for a project are all there or none are.
-- **ClickHouse down or refusing inserts:** the same batch is retried with backoff (0.5 s doubling to
+- **ClickHouse refusing an INSERT for what it holds** (:mod:`indexer.refusals`, for example more
+  monthly partitions than one INSERT may touch): the INSERT is split in two halves, inserted in
+  turn, down to single records; a record refused on its own becomes a ``refused`` dead letter, acked
+  by Kafka before any record after it is inserted (so a crash cannot skip it). One bad record never
+  holds up the others.
+- **ClickHouse down or failing otherwise:** the same batch is retried with backoff (0.5 s doubling to
   30 s); meanwhile the assigned partitions are paused (also while the next batch is full), so
   nothing new is read and lag grows (exported as ``headwater_consumer_lag``), while polling continues
   so the consumer keeps its group membership.
   It resumes by itself. A rebalance that takes a partition of the batch away drops the batch without
   committing it: the partition's new owner loads it.
-- Unreadable records (not a list of envelopes of their project) insert nothing and are dead-lettered
-  before the commit.
+- Unreadable records (not a list of envelopes of their project) insert nothing and are dead-lettered:
+  those found when reading before the batch is inserted, those ClickHouse finds right after its
+  INSERT; always before the commit.
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from headwater import metrics
 from headwater.clickhouse import make_client, project_database
 from headwater.deadletter import Rejected, dead_letter
+from headwater.envelope import decode_batch
 from headwater.kafka import make_consumer, make_producer
 from headwater.migrations import migrate_project
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
+from indexer.refusals import refusal_detail, refused_for_content
 from indexer.targets import Item, Target, target
 
 log = structlog.get_logger()
@@ -133,6 +141,8 @@ class IndexerMetrics:
                             labelnames=["table"]).labels(**labels)
         self.skipped = Counter("headwater_indexer_records_skipped", "records already in the table (replayed)",
                                registry=self.registry, labelnames=["table"]).labels(**labels)
+        self.refused = Counter("headwater_indexer_records_refused", "records ClickHouse refused for their content "
+                               "(dead-lettered)", registry=self.registry, labelnames=["table"]).labels(**labels)
         self.failures = Counter("headwater_indexer_insert_failures", "INSERTs that failed and were retried",
                                 registry=self.registry, labelnames=["table"]).labels(**labels)
         self.paused = Gauge("headwater_indexer_paused", "1 while inserts fail and consumption is paused",
@@ -174,11 +184,13 @@ class Indexer:
         self.flushing: asyncio.Task | None = None  # the previous batch's INSERT and commit
         self.failing = False  # the last INSERT attempt failed: read nothing new until one succeeds
         self.stopping = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def stop(self) -> None:
         self.stopping.set()
 
     async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
         await self.producer.start()
         await self.store.start()
         self.consumer.subscribe([self.target.topic], listener=Reassigned(self))
@@ -258,22 +270,22 @@ class Indexer:
             return
         started, backoff = time.perf_counter(), 0.5
         pending = dict(batch.items)
+        await self._dead_letter(batch.rejected)
         while not self.stopping.is_set():
             async with self.lock:
                 if batch.generation != self.generation:
                     log.info("batch_dropped", reason="partitions reassigned", records=batch.records)
                     return
                 try:
-                    unreadable = await asyncio.to_thread(self._insert_all, batch, pending)
+                    dead_lettered = await asyncio.to_thread(self._insert_all, batch, pending)
                 except INSERT_ERRORS as exc:
                     self._insert_failed(exc, backoff)
                 else:
-                    await self._dead_letter(batch.rejected + [(item.record, unreadable_record()) for item in unreadable])
                     await self._commit(batch)
                     self._inserted()
                     self.metrics.flush_seconds.observe(time.perf_counter() - started)
                     log.info("batch", table=self.target.table, records=batch.records, rows=batch.events,
-                             projects=len(batch.items), dead_lettered=len(batch.rejected) + len(unreadable),
+                             projects=len(batch.items), dead_lettered=len(batch.rejected) + dead_lettered,
                              ms=round((time.perf_counter() - started) * 1000, 1))
                     return
             try:  # the batch being filled meanwhile keeps polling, so the group keeps this member
@@ -282,10 +294,10 @@ class Indexer:
                 pass
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    def _insert_all(self, batch: Batch, pending: dict[str, list[Item]]) -> list[Item]:
-        """Insert each project's items (removing them from ``pending`` once acknowledged); return the
-        unreadable ones."""
-        unreadable: list[Item] = []
+    def _insert_all(self, batch: Batch, pending: dict[str, list[Item]]) -> int:
+        """Insert each project's items (removing them from ``pending`` once acknowledged); return how
+        many records were dead-lettered. Runs in a worker thread."""
+        dead_lettered = 0
         for project_id in list(pending):
             db = project_database(project_id)
             if project_id not in self.migrated:  # a project created after start, or hw__unknown
@@ -294,11 +306,38 @@ class Indexer:
             items = self.watermarks.unstored(self.client, db, project_id, pending[project_id])
             self.metrics.skipped.inc(len(pending[project_id]) - len(items))
             if items:
-                unreadable += self.target.insert(self.client, db, project_id, items, batch.token(project_id))
-                self.metrics.rows.inc(sum(item.events for item in items if item not in unreadable))
+                dead_lettered += self._insert_in_order(db, project_id, items, batch.token(project_id))
             del pending[project_id]
         self._hold_before_commit()
-        return unreadable
+        return dead_lettered
+
+    def _insert_in_order(self, db: str, project_id: str, items: list[Item], token: str) -> int:
+        """Insert the items with one INSERT; when ClickHouse refuses it for its content, insert the first
+        half and then the second the same way, so that a record refused on its own is dead-lettered
+        before any record after it is stored. Return how many records were dead-lettered."""
+        try:
+            unreadable = self.target.insert(self.client, db, project_id, items, token)
+        except INSERT_ERRORS as exc:
+            if not refused_for_content(exc):
+                raise
+            if len(items) == 1:
+                self.metrics.refused.inc()
+                log.warning("record_refused", table=self.target.table, project=project_id,
+                            partition=items[0].record.partition, offset=items[0].record.offset,
+                            error=refusal_detail(exc))
+                self._dead_letter_now([(items[0].record, Rejected("refused", refusal_detail(exc)))])
+                return 1
+            half = len(items) // 2
+            return (self._insert_in_order(db, project_id, items[:half], f"{token}|1")
+                    + self._insert_in_order(db, project_id, items[half:], f"{token}|2"))
+        self.metrics.rows.inc(sum(item.events for item in items if item not in unreadable))
+        self._dead_letter_now([(item.record, unreadable_record()) for item in unreadable])
+        return len(unreadable)
+
+    def _dead_letter_now(self, rejected_records: list[tuple[ConsumerRecord, Rejected]]) -> None:
+        """From the insert thread: dead-letter and wait for Kafka's acknowledgement."""
+        if rejected_records:
+            asyncio.run_coroutine_threadsafe(self._dead_letter(rejected_records), self.loop).result()
 
     def _hold_before_commit(self) -> None:
         """Fault injection for the crash test: sleep after the INSERT so a kill -9 lands before the commit."""
@@ -321,8 +360,8 @@ class Indexer:
 
     async def _dead_letter(self, rejected_records: list[tuple[ConsumerRecord, Rejected]]) -> None:
         for record, error in rejected_records:
-            out = dead_letter(self.settings, record, error, "index")
-            await self.producer.send_and_wait(out.topic, out.value, key=out.key, headers=out.headers)
+            for out in dead_letters(self.settings, record, error):
+                await self.producer.send_and_wait(out.topic, out.value, key=out.key, headers=out.headers)
 
     async def _commit(self, batch: Batch) -> None:
         """Commit where the batch left each partition (see :attr:`Batch.positions`), where it moved."""
@@ -336,6 +375,17 @@ class Indexer:
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             self.committed.clear()
             log.warning("commit_failed", error=str(exc), note="the batch will be delivered again and skipped")
+
+
+def dead_letters(settings: Settings, record: ConsumerRecord, error: Rejected) -> list:
+    """A refused record of envelopes becomes a dead letter per event (each replayable on its own); any
+    other record, one dead letter holding its bytes."""
+    if error.reason == "refused":
+        try:
+            return [dead_letter(settings, record, error, "index", envelope) for envelope in decode_batch(record.value)]
+        except ValueError:
+            pass
+    return [dead_letter(settings, record, error, "index")]
 
 
 def unreadable_record() -> Rejected:

@@ -142,3 +142,39 @@ async def test_an_unreadable_record_is_dead_lettered_and_the_rest_lands(stack, s
     rows = wait_for(lambda: len(dead()) == 3 and dead(), timeout_s=60)
     assert {(reason, topic) for reason, topic, _ in rows} == {("unparseable", step_topic(settings, INDEX_STEP))}
     assert len({position for _, _, position in rows}) == 3
+
+
+def envelope_of(project: str, month: int) -> dict:
+    return {"project_id": project, "message_id": f"m-{month}-{uuid.uuid4().hex[:6]}", "received_at_ms": 0,
+            "request_id": "r", "event": {"type": "track", "event": "Old", "anonymousId": "v",
+                                         "timestamp": f"{1990 + month // 12}-{month % 12 + 1:02d}-01T00:00:00Z"},
+            "enriched": {}}
+
+
+async def test_a_record_clickhouse_refuses_is_dead_lettered_and_loading_goes_on(stack, settings, clickhouse):
+    """Events in 101 months (from a producer other than the collector, which refuses such times) make
+    an INSERT ClickHouse refuses (too many partitions): that record is split off and dead-lettered, one
+    dead letter per event, and the records around it still land."""
+    created = Admin(settings).create_project()
+    project, key, db = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    send(stack, key, events(30, "before"))
+    refused = [envelope_of(project, month) for month in range(101)]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(step_topic(settings, INDEX_STEP), orjson.dumps(refused), headers=[
+            (PROJECT_HEADER, project.encode()), (EVENTS_HEADER, b"101")])
+    finally:
+        await producer.stop()
+    send(stack, key, events(30, "after"))
+    wait_for(lambda: count_rows(clickhouse, db) == 60, timeout_s=60)
+
+    def dead():
+        return clickhouse.execute(f"SELECT reason, message_id, detail FROM {db}.failed_events WHERE step = 'index'")
+
+    rows = wait_for(lambda: len(dead()) == 101 and dead(), timeout_s=60)
+    assert {reason for reason, _, _ in rows} == {"refused"}
+    assert {message_id for _, message_id, _ in rows} == {e["message_id"] for e in refused}
+    assert "partitions" in rows[0][2]
+    assert count_rows(clickhouse, db, "event = 'Old'") == 0
+    assert metric(stack, "indexer", "headwater_indexer_records_refused_total") >= 1
