@@ -94,8 +94,9 @@ def _decoded(record: ConsumerRecord, visits: list[Envelope]) -> list[Envelope]:
 
 
 class Partition:
-    """The state of one input partition: visitors, and per project the newest event time seen (each
-    project's clock is its own: one project's events must not make another's look late)."""
+    """The state of one input partition: visitors, and per project the newest event time seen, capped
+    at each event's receive time (each project's clock is its own: one project's events must not make
+    another's look late)."""
 
     def __init__(self) -> None:
         self.visitors: dict[str, VisitorState] = {}
@@ -424,7 +425,11 @@ class Sessionizer:
         ts = event_time_ms(envelope)
         options = self._options(envelope.project_id)
         lateness = int(self.settings.session_allowed_lateness_s * 1000)
-        watermark = partition.watermarks[envelope.project_id] = max(partition.watermarks.get(envelope.project_id, 0), ts)
+        # The project's clock follows event time but never passes the time the event was received: a
+        # sender's far-future timestamp must not make every other visitor of the project look late.
+        clock = min(ts, envelope.received_at_ms)
+        watermark = partition.watermarks[envelope.project_id] = max(partition.watermarks.get(envelope.project_id, 0),
+                                                                    clock)
         if state.session is None and ts < watermark - lateness:
             result, closed = None, []
         else:

@@ -9,7 +9,8 @@ Rules, on event time (the event's skew-corrected ``timestamp``), never wall-cloc
   no more than ``timeout`` before the session's start; it can move the start (and entry page)
   earlier;
 - an event that belongs to an earlier, already closed session, or that is older than the
-  partition's watermark (the newest event time seen, minus ``allowed_lateness``) while its visitor has
+  partition's watermark (the newest event time seen, but never past the time that event was received,
+  minus ``allowed_lateness``) while its visitor has
   no open session, is *too late*: it is stored in ``events`` without a session (``session_id`` empty)
   and counted.
 
@@ -66,7 +67,11 @@ def event_time_ms(envelope: Envelope) -> int:
 
 
 def _page(envelope: Envelope) -> str:
-    return str((envelope.enriched.get("page") or {}).get("path") or "")
+    """The page a pageview shows: a page's path, a screen's name."""
+    path = (envelope.enriched.get("page") or {}).get("path")
+    if not path and envelope.event.get("type") == "screen":
+        path = envelope.event.get("name")
+    return str(path or "")
 
 
 def _is_pageview(envelope: Envelope) -> bool:
@@ -81,6 +86,7 @@ def new_session(envelope: Envelope, ts: int, number: int) -> dict:
     return {
         "id": session_id(envelope.project_id, envelope.visitor_id, ts), "number": number,
         "start_ms": ts, "end_ms": ts, "events": 0, "pageviews": 0, "entry_page": "", "exit_page": "",
+        "entry_ms": ts, "exit_ms": ts,
         "user_id": str(envelope.event.get("userId") or ""),
         "referrer": ref.get("url", ""), "referrer_source": ref.get("source", ""),
         "referrer_medium": ref.get("medium", ""), "utm_source": utm.get("source", ""),
@@ -102,8 +108,8 @@ def visit(envelope: Envelope) -> dict:
     processors/sessionize.py)."""
     event, enriched = envelope.event, envelope.enriched
     derived = {name: enriched[name] for name in VISIT_ENRICHED_FIELDS if name in enriched}
-    if "page" in enriched:
-        derived["page"] = {"path": _page(envelope)}
+    if page := _page(envelope):
+        derived["page"] = {"path": page}
     return {"project_id": envelope.project_id, "message_id": envelope.message_id,
             "received_at_ms": envelope.received_at_ms, "request_id": "",
             "event": {name: event[name] for name in VISIT_EVENT_FIELDS if name in event}, "enriched": derived}
@@ -159,10 +165,7 @@ class VisitorState:
         session["events"] += 1
         if _is_pageview(envelope):
             session["pageviews"] += 1
-            if ts >= session["end_ms"] or not session["exit_page"]:
-                session["exit_page"] = _page(envelope)
-            if ts <= session["start_ms"] or not session["entry_page"]:
-                session["entry_page"] = _page(envelope)
+            _place_page(session, _page(envelope), ts)
         session["start_ms"] = min(session["start_ms"], ts)
         session["end_ms"] = max(session["end_ms"], ts)
         if not session["user_id"] and envelope.event.get("userId"):
@@ -182,12 +185,24 @@ class VisitorState:
         return [*rows, self.emitted]
 
 
+def _place_page(session: dict, page: str, ts: int) -> None:
+    """Entry and exit pages by event time, whatever order the pageviews arrive in: the entry page is
+    the earliest pageview's, the exit page the latest's (on a tie, the first and the last to arrive).
+    A pageview without a page (a screen without a name) changes neither."""
+    if not page:
+        return
+    if not session["exit_page"] or ts >= session["exit_ms"]:
+        session["exit_page"], session["exit_ms"] = page, ts
+    if not session["entry_page"] or ts < session["entry_ms"]:
+        session["entry_page"], session["entry_ms"] = page, ts
+
+
 def session_row(project_id: str, visitor_id: str, state: VisitorState, sign: int) -> list:
     """One ``sessions`` row for the state's open session (``SESSION_COLUMNS`` order)."""
     s = state.session
     return [
         project_id, s["id"], visitor_id, s["user_id"], s["start_ms"], s["end_ms"],
-        (s["end_ms"] - s["start_ms"]) // 1000, s["pageviews"], s["events"], s["entry_page"], s["exit_page"],
+        (s["end_ms"] - s["start_ms"]) // 1000, s["end_ms"] - s["start_ms"], s["pageviews"], s["events"], s["entry_page"], s["exit_page"],
         s["referrer"], s["referrer_source"], s["referrer_medium"], s["utm_source"], s["utm_medium"],
         s["utm_campaign"], s["utm_term"], s["utm_content"], s["country"], s["device"], s["browser"], s["os"],
         s["events"] == 1, s["number"] == 1, sign, state.version,
@@ -195,7 +210,8 @@ def session_row(project_id: str, visitor_id: str, state: VisitorState, sign: int
 
 
 SESSION_COLUMNS = (
-    "project_id", "session_id", "visitor_id", "user_id", "start_at", "end_at", "duration_s", "pageviews",
+    "project_id", "session_id", "visitor_id", "user_id", "start_at", "end_at", "duration_s", "duration_ms",
+    "pageviews",
     "events", "entry_page", "exit_page", "referrer", "referrer_source", "referrer_medium", "utm_source",
     "utm_medium", "utm_campaign", "utm_term", "utm_content", "country", "device", "browser", "os",
     "is_bounce", "is_new_visitor", "sign", "version",

@@ -318,7 +318,7 @@ def test_an_open_sessions_rows_are_written_at_most_once_per_interval():
         rows, touched = {0: []}, {}
         sessionizer._due_rows(later, rows, touched)
         cancel, current = rows[0]
-        assert (cancel[8], cancel[-2:], current[8], current[10], current[-2:]) == (1, [-1, 1], 3, "/c", [1, 2])
+        assert (cancel[9], cancel[-2:], current[9], current[11], current[-2:]) == (1, [-1, 1], 3, "/c", [1, 2])
         assert list(touched) == [(0, "shop:v")]  # its changelog record follows
         rows, touched = {0: []}, {}
         sessionizer._due_rows(later + 10, rows, touched)
@@ -519,7 +519,7 @@ def test_the_sessionizer_reads_the_visits_beside_the_events_and_passes_the_event
             else:
                 sessions = orjson.loads(sessions)
                 assert out.value == first.value and header_value(out.headers, EVENTS_HEADER) == b"3"
-            results.append((sessions, [row[7:11] for row in rows[0]]))
+            results.append((sessions, [row[8:12] for row in rows[0]]))
             for client in (sessionizer.consumer, sessionizer.producer):
                 await client.stop()
         assert results[0] == results[1]  # the same sessions whichever way they were read
@@ -553,3 +553,87 @@ def test_only_records_for_the_sessionizer_carry_visits():
     assert visits == [{"project_id": "shop", "message_id": "m1", "received_at_ms": 0, "request_id": "",
                        "event": {"type": "page", "anonymousId": "v"}, "enriched": {}}]
     assert header_value(to_index.headers, VISITS_HEADER) is None
+
+
+def test_the_exit_page_is_the_latest_pageview_by_event_time_whatever_the_arrival_order():
+    """A page /a at 10:00, a track at 10:02, then a page /b at 10:01: /b is the exit page."""
+    state, _ = run(event(0, path="/a"), event(2, kind="track"), event(1, path="/b"))
+    assert state.session["exit_page"] == "/b" and state.session["entry_page"] == "/a"
+    state, _ = run(event(5, path="/b"), event(6, kind="track"), event(4, path="/a"))
+    assert state.session["entry_page"] == "/a" and state.session["exit_page"] == "/b"
+
+
+def test_a_screen_after_a_page_names_the_exit_by_the_screen_and_never_blanks_it():
+    page, ts = event(0, path="/a")
+    screen = Envelope("shop", "m-screen", 0, "r", {"type": "screen", "anonymousId": "v", "name": "Checkout"})
+    nameless = Envelope("shop", "m-nameless", 0, "r", {"type": "screen", "anonymousId": "v"})
+    state, _ = run((page, ts), (screen, 1 * MIN))
+    assert state.session["exit_page"] == "Checkout"
+    state.apply(nameless, 2 * MIN, OPTIONS)
+    assert state.session["exit_page"] == "Checkout" and state.session["pageviews"] == 3
+
+
+def test_a_screens_name_reaches_the_sessionizer_in_its_visit():
+    from processors.sessions import visit
+
+    screen = Envelope("shop", "m", 0, "r", {"type": "screen", "anonymousId": "v", "name": "Home"})
+    assert visit(screen)["enriched"]["page"] == {"path": "Home"}
+
+
+def test_session_rows_keep_the_duration_in_milliseconds():
+    from processors.sessions import SESSION_COLUMNS
+
+    state, _ = run(event(0), (event(0)[0], 1_234))
+    row = dict(zip(SESSION_COLUMNS, state.rows("shop", "v")[-1]))
+    assert row["duration_ms"] == 1_234 and row["duration_s"] == 1
+
+
+def test_an_older_sessionizers_row_gets_its_duration_in_milliseconds():
+    from indexer.rows import session_row as table_row
+    from processors.sessions import SESSION_COLUMNS
+
+    state, _ = run(event(0), (event(0)[0], 61_500))
+    row = state.rows("shop", "v")[-1]
+    older = row[:7] + row[8:]  # what a sessionizer before duration_ms wrote
+    assert table_row(older) == table_row(row)
+    assert len(table_row(row)) == len(SESSION_COLUMNS)
+
+
+def test_a_format_2_changelog_value_restores_with_its_pages_times_from_the_session():
+    from processors import session_changelog
+
+    state, _ = run(event(0, path="/a"), event(3, path="/b"))
+    current = orjson.loads(session_changelog.dump(state, 0))
+    current[0], current[7] = 2, current[7][:len(session_changelog.FORMAT_2_SESSION_FIELDS)]
+    restored, _ = session_changelog.load(orjson.dumps(current), "shop")
+    assert restored.session["entry_ms"] == 0 and restored.session["exit_ms"] == 3 * MIN
+    assert restored.session == state.session
+
+
+def test_a_far_future_event_does_not_move_the_projects_clock_past_its_receive_time():
+    """Sixteen events dated 9999 used to push the project's clock so far ahead that every new visitor
+    was too late for a session."""
+    import asyncio
+
+    from headwater.projects.model import Project
+
+    now = 1_795_348_740_000
+
+    def record(offset: int, visitor: str, timestamp: str):
+        envelope = Envelope("shop", f"m-{offset}", now, "r",
+                            {"type": "page", "anonymousId": visitor, "timestamp": timestamp})
+        envelope.enriched["page"] = {"path": "/"}
+        return step_record([envelope], 0, offset)
+
+    async def scenario() -> None:
+        sessionizer = sessionizer_for(Project("shop", "Shop", 0))
+        future = [record(n, f"f{n}", "9999-12-31T00:00:00Z") for n in range(16)]
+        sessionizer._sessionize(as_poll(*future))
+        assert sessionizer.partitions[0].watermarks["shop"] <= now
+        sessionizer._sessionize(as_poll(record(16, "newcomer", "2026-11-22T12:00:00Z")))
+        assert sessionizer.too_late == 0
+        assert sessionizer.partitions[0].visitors["shop:newcomer"].session is not None
+        await sessionizer.consumer.stop()
+        await sessionizer.producer.stop()
+
+    asyncio.run(scenario())
