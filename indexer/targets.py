@@ -24,7 +24,8 @@ from headwater.settings import Settings
 from headwater.topics import dead_letter_topic, sessions_topic, step_topic
 from indexer import events_sql
 from indexer.rows import FAILED_COLUMNS, failed_row, session_row
-from processors.anonymize import PrivacyPolicy, anonymise_ips
+from headwater.privacy import PrivacyPolicy, apply_policy
+from headwater.projects.model import Project
 from processors.sessions import SESSION_COLUMNS
 
 UNKNOWN_PROJECT = "_unknown"  # dead letters whose project is not known land in hw__unknown
@@ -132,15 +133,22 @@ class SessionsTarget:
         return []
 
 
-def clean_failed_payload(payload: object, policy: PrivacyPolicy) -> object:
-    """A dead letter may hold the raw IP (validation runs before anonymisation): apply the project's
-    IP policy, as the anonymize step would, before it is stored."""
+WITHHELD = "[payload withheld: it could not be read, so the project's privacy policy could not be applied]"
+
+
+def clean_failed_payload(payload: object, policy: PrivacyPolicy, project: Project | None) -> object:
+    """A dead letter holds the event as it was when a step refused it, often before anonymisation:
+    apply the project's whole privacy policy, as the anonymize step would, before it is stored. A
+    cookieless project's client ids are removed (its stored ids are made by the anonymize step). A
+    payload that is not an envelope is withheld unless the policy would change nothing."""
     try:
         envelope = Envelope.from_dict(payload)
     except ValueError:
-        withheld = policy.anonymises_ip and payload is not None
-        return "[payload withheld: it could not be read and the project anonymises IPs]" if withheld else payload
-    anonymise_ips(policy, envelope)
+        return WITHHELD if payload is not None and policy != PrivacyPolicy(ip="keep") else payload
+    apply_policy(policy, project, envelope)
+    if policy.cookieless:
+        for name in ("anonymousId", "userId"):
+            envelope.event.pop(name, None)
     return envelope.to_dict()
 
 
@@ -164,7 +172,7 @@ class FailedEventsTarget:
         project = self.store.get(project_id)
         if project is None:
             project_id = UNKNOWN_PROJECT
-        payload = clean_failed_payload(dead.get("payload"), PrivacyPolicy.of(project))
+        payload = clean_failed_payload(dead.get("payload"), PrivacyPolicy.of(project), project)
         return [(project_id, Item(record, [failed_row(dead, payload)], 1))]
 
     def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:

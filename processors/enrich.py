@@ -14,7 +14,7 @@ from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
 from processors.base import Processor
-from processors.options import check_options
+from headwater.options import check_options
 from processors.enrichments.geoip import GeoIP, GeoIPError
 from processors.enrichments.urls import campaign, classify_referrer, split_url
 from processors.enrichments.useragent import make_parser

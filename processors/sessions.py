@@ -28,7 +28,7 @@ from headwater.envelope import Envelope
 from headwater.projects.model import Project
 from headwater.settings import Settings
 from headwater.timeutil import epoch_ms
-from processors.options import check_options
+from headwater.options import check_options
 
 SESSION_OPTIONS = {"timeout_s", "max_length_s", "split_on_campaign"}
 

@@ -21,7 +21,7 @@ from headwater.deadletter import Rejected
 from headwater.schemas import Schema, compile_schema, load_schema
 from headwater.settings import Settings
 from processors.base import Processor
-from processors.options import check_options
+from headwater.options import check_options
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 VALIDATION_OPTIONS = {"strict_events"}

@@ -43,6 +43,8 @@ from tests.helpers import Admin, post, wait_for
 from headwater.projects.store import FixedProjects
 from tests.test_processors_units import FixedSalts, envelope, project
 
+RECEIVED_MS = 1_795_348_740_000  # 2026-11-22T11:59:00Z
+
 CASES: dict[str, int] = {}
 MANY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -202,7 +204,8 @@ def ingest():
 def test_envelope_checks_accept_or_say_why(ingest, payload, call):
     counted("collector envelope checks")
     try:
-        valid, errors = ingest.check(events_of(payload, call), single=call != "batch")
+        checked = ingest.check(events_of(payload, call, 2_000), RECEIVED_MS, single=call != "batch")
+        valid, errors, _ = asyncio.run(checked)
     except ApiError as error:
         assert 400 <= error.status < 500 and error.reason
         return

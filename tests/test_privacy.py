@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -97,3 +98,38 @@ def test_a_flood_of_invalid_events_stops_the_processor_only_when_told_to(stack, 
     assert "were rejected" in done.stderr
     # It stopped before producing the batch that tipped it: nothing was dead-lettered.
     assert asyncio.run(topic_bytes(flood, dead_letter_topic(flood))) == b""
+
+
+def test_the_whole_policy_applies_to_failed_events_and_context_traits(stack, settings, clickhouse):
+    """Hashed, dropped and masked fields used to be stored raw in failed_events, and context.traits
+    (where RudderStack's SDKs send traits) reached the traits column unmasked."""
+    admin = Admin(settings)
+    created = admin.create_project()
+    project_id, key, database = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    policy = {"hash_fields": ["traits.email", "properties.account"], "drop_properties": ["password"],
+              "mask_patterns": ["email", "phone"]}
+    assert admin.call("PATCH", f"/v1/projects/{project_id}/config", {"privacy": policy}).status_code == 200
+    time.sleep(1.5)  # the processors see the new policy
+    secrets = {"email": "ada@example.org", "account": "acct-991", "password": "hunter2", "note": "call +44 20 7946 0958",
+               "other": "write to grace@example.org", "other_email": "grace@example.org"}
+    context = {"traits": {"email": secrets["email"], "password": secrets["password"], "bio": secrets["other"]},
+               "page": {"url": f"https://shop.example/?contact={secrets['other'].split()[-1]}"}}
+    good = {"anonymousId": "pii", "messageId": str(uuid.uuid4()), "context": context,
+            "properties": {"account": secrets["account"], "note": secrets["note"], "password": secrets["password"]}}
+    bad_identify = {"anonymousId": "pii", "context": context,  # invalid: traits.email is not an email
+                    "traits": {"email": "not-an-email " + secrets["email"], "password": secrets["password"],
+                               "phone": secrets["note"]}}
+    assert post(stack.collector_url, "/v1/page", good, key).status_code == 200
+    assert post(stack.collector_url, "/v1/identify", bad_identify, key).status_code == 200
+    wait_for(lambda: count_rows(clickhouse, database, "message_id = %(m)s", {"m": good["messageId"]}) == 1)
+    wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {database}.failed_events")[0][0] == 1)
+
+    dump = "\n".join(str(clickhouse.execute(f"SELECT * FROM {database}.{table}"))
+                     for table in ("events", "failed_events", "sessions"))
+    for name, value in secrets.items():
+        assert value not in dump, f"{name} stored raw"
+    payload = clickhouse.execute(f"SELECT payload FROM {database}.failed_events")[0][0]
+    assert "hmac:" in payload and "[masked]" in payload
+    traits = clickhouse.execute(f"SELECT traits FROM {database}.events WHERE message_id = %(m)s",
+                                {"m": good["messageId"]})[0][0]
+    assert "hmac:" in traits and "password" not in traits

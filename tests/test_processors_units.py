@@ -142,6 +142,42 @@ def test_cookieless_ids():
     assert again.enriched["previous_visitor_id"] != again.event["anonymousId"]
 
 
+def test_context_traits_get_the_policy_too():
+    event = {"context": {"traits": {"email": "ann@example.com", "password": "x", "bio": "ann@example.com"},
+                         "page": {"url": "https://shop.example/?to=ann@example.com"}}}
+    result = anonymize(hash_fields=["traits.email"], drop_properties=["password"],
+                       mask_patterns=["email"]).process(envelope(event)).event
+    traits = result["context"]["traits"]
+    assert traits["email"].startswith("hmac:k1:") and "password" not in traits and traits["bio"] == "[masked]"
+    assert result["context"]["page"]["url"] == "https://shop.example/?to=[masked]"
+
+
+def test_applying_the_policy_twice_does_not_hash_a_hash():
+    processor = anonymize(hash_fields=["userId"])
+    once = processor.process(envelope({"userId": "u-42"})).event["userId"]
+    assert processor.process(envelope({"userId": once})).event["userId"] == once
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(x+x+)+y", r"^(\w+\s?)*$"])
+def test_mask_patterns_run_in_linear_time(pattern):
+    """With Python's re, (a+)+$ took 1.85 s on 24 characters and the email mask 1.19 s on one 30 KB
+    value; RE2 takes microseconds."""
+    import time
+
+    processor = anonymize(mask_patterns=[pattern, "email"])
+    event = {"properties": {"a": "a" * 30_000 + "!", "b": "x" * 30_000, "c": "a" * 30_000 + "@" + "a" * 10}}
+    started = time.perf_counter()
+    processor.process(envelope(event))
+    assert time.perf_counter() - started < 0.2
+
+
+def test_mask_patterns_re2_cannot_run_are_refused_with_the_reason():
+    problems = check_privacy({"mask_patterns": [r"(a)\1", r"(?=x)y", "a" * 2000]})
+    assert len(problems) == 3 and all("RE2" in p for p in problems)
+    assert "backreference" in problems[0] or "escape" in problems[0]
+    assert check_privacy({"mask_patterns": ["x"] * 21})
+
+
 def test_privacy_policy_problems_are_all_reported():
     problems = check_privacy({"ip": "blur", "mask_patterns": ["("], "cookieless": "yes", "colour": 1})
     assert len(problems) == 4
