@@ -12,6 +12,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from collector.auth import public_project
 from collector.errors import ApiError
 from collector.ingest import BATCH, COMPACT, EVENT_TYPES, SHORT_PATHS, Ingest
 from collector.metrics import CollectorMetrics
@@ -20,6 +21,7 @@ from collector.scripts import SCRIPTS, load_scripts, serve_script
 from collector.sink import KafkaSink, Unavailable
 from headwater.kafka import make_producer
 from headwater.partitioning import PartitionMap
+from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.service import tune_gc
 from headwater.settings import Settings, get_settings
@@ -29,13 +31,13 @@ log = structlog.get_logger()
 PREFLIGHT_MAX_AGE = "86400"
 
 
-def cors_headers(request: Request) -> dict[str, str]:
-    """Every answer to a browser names its origin: a 200 goes only to an origin its project allows
-    (:func:`collector.auth.authenticate` refuses the others with 403), and an error answer holds
-    nothing a page may not read, while without these headers a browser sees any 4xx as a network error
-    and its SDK retries the request for ever."""
+def cors_headers(request: Request, project: Project | None) -> dict[str, str]:
+    """The CORS headers for an origin that ``project`` allows, on every answer, errors included: without
+    them a browser sees a 4xx as a network error and its SDK retries the request for ever."""
     origin = request.headers.get("origin")
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
+    if not origin or project is None or not project.origin_allowed(origin):
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
 async def preflight(request: Request) -> Response:
@@ -59,7 +61,7 @@ def make_ingest_route(route: str, call: str):
         project_id, accepted, rejected = None, 0, 0
         try:
             result = await state.ingest.accept(request, call)
-            project_id, rejected = result.project_id, result.rejected
+            project_id, rejected = result.project.id, result.rejected
             produce_started = time.perf_counter()
             await state.sink.publish(result.envelopes)
             state.metrics.produce_seconds.observe(time.perf_counter() - produce_started)
@@ -67,12 +69,13 @@ def make_ingest_route(route: str, call: str):
             body = {"success": True}
             if result.errors:
                 body.update(accepted=accepted, rejected=rejected, errors=result.errors, error_count=rejected)
-            response = JSONResponse(body, headers=cors_headers(request))
+            response = JSONResponse(body, headers=cors_headers(request, result.project))
         except Unavailable as exc:
             response = ApiError(503, "kafka_unavailable", f"events not stored, retry later: {exc}",
-                                headers={"Retry-After": "5", **cors_headers(request)}).response()
+                                headers={"Retry-After": "5", **cors_headers(request, result.project)}).response()
         except ApiError as exc:
-            response = exc.with_headers(cors_headers(request)).response()
+            project = exc.project or public_project(state.store, request)
+            response = exc.with_headers(cors_headers(request, project)).response()
             state.metrics.rejected.labels(exc.reason).inc()
         finally:
             state.metrics.in_flight.dec()

@@ -9,7 +9,7 @@ import binascii
 from starlette.requests import Request
 
 from collector.errors import ApiError
-from headwater.projects.model import SERVER, WRITE_KINDS, Project
+from headwater.projects.model import PUBLIC, SERVER, WRITE_KINDS, Project
 from headwater.projects.store import ProjectStore
 
 
@@ -26,6 +26,20 @@ def write_key(request: Request, payload: dict) -> str | None:
             return None
     key = payload.get("writeKey")
     return key if isinstance(key, str) and key else None
+
+
+def public_project(store: ProjectStore, request: Request) -> Project | None:
+    """The project whose public key is the request's HTTP Basic username, if any (for the CORS headers
+    of an answer refused before the body was read)."""
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() != "basic ":
+        return None
+    try:
+        key = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    found = store.find_key(key) if key else None
+    return found[0] if found is not None and found[1].kind == PUBLIC else None
 
 
 def authenticate(store: ProjectStore, key: str | None, origin: str | None, now_ms: int) -> Project:

@@ -10,6 +10,7 @@ class ApiError(Exception):
                  headers: dict[str, str] | None = None, count: int | None = None) -> None:
         super().__init__(message)
         self.count = len(errors or []) if count is None else count
+        self.project = None  # the request's project, once known (for the CORS headers)
         self.status = status
         self.reason = reason
         self.message = message

@@ -44,6 +44,7 @@ from collector.network import ClientAddress
 from collector.ratelimit import TokenBuckets, retry_after
 from collector.stamp import TimeWindow, stamp
 from headwater.envelope import Envelope, TooDeep, event_size
+from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.schemas import Schema, load_schema
 from headwater.settings import Settings
@@ -67,7 +68,7 @@ def next_request_id() -> str:
 
 @dataclasses.dataclass
 class Accepted:
-    project_id: str
+    project: Project
     envelopes: list[Envelope]
     errors: list[dict]
 
@@ -95,15 +96,19 @@ class Ingest:
         received_at_ms = int(time.time() * 1000)
         project = authenticate(self.store, write_key(request, payload), request.headers.get("origin"),
                                received_at_ms)
-        batch = events_of(payload, call, self.settings.max_batch_events)
-        events, errors, rejected = await self.check(batch, received_at_ms, single=call != BATCH)
-        if events and (wait := self.per_project.take(project.id, len(events))):
-            raise ApiError(429, "rate_limited", "this project is over its event rate",
-                           headers={"Retry-After": retry_after(wait)})
+        try:
+            batch = events_of(payload, call, self.settings.max_batch_events)
+            events, errors, rejected = await self.check(batch, received_at_ms, single=call != BATCH)
+            if events and (wait := self.per_project.take(project.id, len(events))):
+                raise ApiError(429, "rate_limited", "this project is over its event rate",
+                               headers={"Retry-After": retry_after(wait)})
+        except ApiError as exc:
+            exc.project = project
+            raise
         request_id = next_request_id()
         user_agent = request.headers.get("user-agent")
         envelopes = [stamp(e, project.id, request_id, received_at_ms, ip, user_agent) for e in events]
-        return Accepted(project.id, envelopes, errors, rejected)
+        return Accepted(project, envelopes, errors, rejected)
 
     async def check(self, events: list, received_at_ms: int,
                     single: bool) -> tuple[list[dict], list[dict], int]:

@@ -116,21 +116,25 @@ def test_an_empty_user_id_means_none(stack, key, database, clickhouse):
     wait_for(lambda: count_rows(clickhouse, database, "message_id IN %(ids)s AND user_id = ''", {"ids": ids}) == 2)
 
 
-@pytest.mark.parametrize("case", ["bad_key", "invalid", "disallowed_origin", "too_large"])
-def test_error_answers_carry_cors_headers(stack, key, case):
+@pytest.mark.parametrize("case", ["malformed", "invalid", "too_large", "too_many"])
+def test_error_answers_to_an_allowed_origin_carry_cors_headers(stack, key, case):
     origin = "https://shop.example"
     headers = {"Origin": origin}
-    if case == "bad_key":
-        reply = post(stack.collector_url, "/v1/track", event(), "pk_nope", headers)
+    if case == "malformed":  # refused before the body names its project: the Basic key does
+        reply = httpx.post(stack.collector_url + "/v1/track", content=b"{nope", auth=(key, ""), headers=headers)
     elif case == "invalid":
         reply = post(stack.collector_url, "/v1/track", {"anonymousId": "x"}, key, headers)
-    elif case == "disallowed_origin":
-        origin = "https://evil.example"
-        reply = post(stack.collector_url, "/v1/track", event(), key, {"Origin": origin})
-    else:
+    elif case == "too_large":
         reply = post(stack.collector_url, "/v1/track", event(properties={"x": "y" * 40_000}), key, headers)
-    assert 400 <= reply.status_code < 500
+    else:
+        reply = post(stack.collector_url, "/v1/batch", {"batch": [event()] * 2_001}, key, headers)
+    assert 400 <= reply.status_code < 500, reply.text
     assert reply.headers["access-control-allow-origin"] == origin
+
+
+def test_error_answers_to_other_origins_carry_none(stack, key):
+    reply = post(stack.collector_url, "/v1/track", {"anonymousId": "x"}, key, {"Origin": "https://evil.example"})
+    assert reply.status_code == 403 and "access-control-allow-origin" not in reply.headers
 
 
 def test_forwarding_headers_from_loopback_are_ignored_without_trusted_proxies(stack, settings, database,
@@ -191,3 +195,23 @@ def test_a_client_that_disconnects_is_not_an_error(stack, settings):
     assert "unhandled_error" not in log
     assert any(json.loads(line).get("event") == "client_disconnected"
                for line in log.splitlines() if line.startswith("{"))
+
+
+@pytest.mark.parametrize("body", [{"id": "shop\n"}, {"id": "shop", "origins": "https://x.example"},
+                                  {"id": "shop", "colour": "red"}, {"id": 5}])
+def test_bad_project_definitions_are_400s(stack, body):
+    reply = Admin(stack.settings).call("POST", "/v1/projects", body)
+    assert reply.status_code == 400, reply.text
+
+
+@pytest.mark.parametrize("grace", [True, 1e300, -1, "60"])
+def test_rotate_keys_takes_only_a_number_of_seconds_up_to_a_year(stack, project, grace):
+    reply = Admin(stack.settings).call("POST", f"/v1/projects/{project['project']['id']}/rotate-keys",
+                                       {"grace_seconds": grace})
+    assert reply.status_code == 400 and "grace_seconds" in reply.json()["message"]
+
+
+def test_rotate_keys_with_an_overflowing_number_is_a_400(stack, project):
+    reply = httpx.post(Admin(stack.settings).url + f"/v1/projects/{project['project']['id']}/rotate-keys",
+                       content=b'{"grace_seconds": 1e999}', headers=Admin(stack.settings).headers)
+    assert reply.status_code == 400
