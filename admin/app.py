@@ -8,39 +8,65 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+from typing import Annotated, TypeVar
 
-import orjson
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from headwater.projects.admin import ProjectAdmin, ProjectError, describe
+from headwater.projects.admin import MAX_GRACE_S, ProjectAdmin, ProjectError, describe
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings, get_settings
 from processors.checks import check_project
+
+
+T = TypeVar("T")
 
 
 def error(status: int, reason: str, message: str) -> JSONResponse:
     return JSONResponse({"success": False, "reason": reason, "message": message}, status_code=status)
 
 
-async def body_of(request: Request) -> dict:
+MAX_BODY_BYTES = 1 << 20
+
+
+class CreateProject(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    name: str = ""
+    origins: list[str] = []
+
+
+class SetOrigins(msgspec.Struct, forbid_unknown_fields=True):
+    origins: list[str]
+
+
+class RotateKeys(msgspec.Struct, forbid_unknown_fields=True):
+    grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_GRACE_S)] | None = None
+
+
+class AddSchema(msgspec.Struct, forbid_unknown_fields=True):
+    event: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    version: str
+    schema: dict
+
+
+async def body_as(request: Request, kind: type[T]) -> T:
+    """The body decoded into ``kind`` (types checked, booleans are not numbers, unknown fields refused),
+    or a 400 that names the field and what is wrong with it."""
     raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ProjectError(f"the body is over {MAX_BODY_BYTES} bytes")
     try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise ProjectError(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ProjectError("the body must be a JSON object")
-    return body
+        return msgspec.json.decode(raw or b"{}", type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ProjectError(f"the body is not what this call takes: {exc}") from exc
 
 
-def string_list(body: dict, field: str) -> list[str]:
-    value = body.get(field, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ProjectError(f"{field} must be a list of strings")
-    return value
+async def body_of(request: Request) -> dict:
+    """A body that is an object of changes, each checked by the project checks."""
+    return await body_as(request, dict)
 
 
 def handler(operation):
@@ -64,10 +90,8 @@ async def list_projects(request: Request, admin: ProjectAdmin) -> JSONResponse:
 
 
 async def create_project(request: Request, admin: ProjectAdmin) -> JSONResponse:
-    body = await body_of(request)
-    if not isinstance(body.get("id"), str):
-        raise ProjectError("id is required: lower-case letters, digits and _")
-    project, keys = await admin.create(body["id"], str(body.get("name") or ""), string_list(body, "origins"))
+    body = await body_as(request, CreateProject)
+    project, keys = await admin.create(body.id, body.name, body.origins)
     return JSONResponse({"project": describe(project), "keys": vars(keys)}, status_code=201)
 
 
@@ -76,15 +100,14 @@ async def get_project(request: Request, admin: ProjectAdmin) -> JSONResponse:
 
 
 async def set_origins(request: Request, admin: ProjectAdmin) -> JSONResponse:
-    origins = string_list(await body_of(request), "origins")
+    origins = (await body_as(request, SetOrigins)).origins
     return JSONResponse({"project": describe(await admin.set_origins(request.path_params["id"], origins))})
 
 
 async def rotate_keys(request: Request, admin: ProjectAdmin) -> JSONResponse:
-    body = await body_of(request)
-    grace = body.get("grace_seconds", request.app.state.settings.key_grace_s)
-    if not isinstance(grace, (int, float)) or grace < 0:
-        raise ProjectError("grace_seconds must be a number >= 0")
+    grace = (await body_as(request, RotateKeys)).grace_seconds
+    if grace is None:
+        grace = request.app.state.settings.key_grace_s
     project, keys = await admin.rotate_keys(request.path_params["id"], grace)
     return JSONResponse({"project": describe(project), "keys": vars(keys)})
 
@@ -103,11 +126,8 @@ async def configure(request: Request, admin: ProjectAdmin) -> JSONResponse:
 
 
 async def add_schema(request: Request, admin: ProjectAdmin) -> JSONResponse:
-    body = await body_of(request)
-    event, version, schema = body.get("event"), body.get("version"), body.get("schema")
-    if not isinstance(event, str) or not isinstance(version, str) or not isinstance(schema, dict):
-        raise ProjectError("send event (a string), version (like 1-0-0) and schema (an object)")
-    project = await admin.add_schema(request.path_params["id"], event, version, schema)
+    body = await body_as(request, AddSchema)
+    project = await admin.add_schema(request.path_params["id"], body.event, body.version, body.schema)
     return JSONResponse({"project": describe(project)}, status_code=201)
 
 

@@ -8,7 +8,7 @@ from clickhouse_driver import Client
 
 from headwater.settings import Settings
 
-_PROJECT_ID = re.compile(r"^[a-z0-9_]{1,48}$")
+_PROJECT_ID = re.compile(r"[a-z0-9_]{1,48}")
 
 
 def make_client(settings: Settings, database: str = "default", **settings_overrides) -> Client:
@@ -26,6 +26,6 @@ def make_client(settings: Settings, database: str = "default", **settings_overri
 
 def project_database(project_id: str) -> str:
     """The ClickHouse database that holds one project's tables."""
-    if not _PROJECT_ID.match(project_id):
+    if not isinstance(project_id, str) or not _PROJECT_ID.fullmatch(project_id):
         raise ValueError(f"project id {project_id!r} must match {_PROJECT_ID.pattern}")
     return f"hw_{project_id}"

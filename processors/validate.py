@@ -25,7 +25,7 @@ from headwater.options import check_options
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 VALIDATION_OPTIONS = {"strict_events"}
-VERSION = re.compile(r"^\d+-\d+-\d+$")
+VERSION = re.compile(r"\d+-\d+-\d+")
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -43,7 +43,7 @@ def check_event_schemas(raw: object) -> list[str]:
     errors = []
     for event, versions in raw.items():
         for entry in versions if isinstance(versions, list) else [None]:
-            if not isinstance(entry, dict) or not VERSION.match(str(entry.get("version", ""))):
+            if not isinstance(entry, dict) or not VERSION.fullmatch(str(entry.get("version", ""))):
                 errors.append(f"event_schemas[{event!r}]: each entry needs a version like 1-0-0 and a schema")
                 continue
             try:

@@ -133,3 +133,20 @@ def test_relays_resend_on_what_a_broker_restart_raises_only():
                   asyncio.TimeoutError()):
         assert _retriable(error), error
     assert not _retriable(MessageSizeTooLargeError()) and not _retriable(ValueError())
+
+
+@pytest.mark.parametrize("project_id", ["shop\n", "shop\r\n", "\nshop", "Shop", "", "a" * 49, "shop;drop"])
+def test_a_project_id_must_be_whole_lower_case_words(project_id):
+    from headwater.clickhouse import project_database
+
+    with pytest.raises(ValueError):
+        project_database(project_id)
+    assert project_database("shop_2") == "hw_shop_2"
+
+
+def test_an_origin_pattern_with_a_trailing_newline_is_refused():
+    from headwater.projects.model import check_origin_pattern
+
+    assert check_origin_pattern("https://shop.example\n") == "https://shop.example"  # stripped, not matched
+    with pytest.raises(ValueError):
+        check_origin_pattern("https://shop.example\n/x")

@@ -41,6 +41,9 @@ class IssuedKeys:
     server_key: str
 
 
+MAX_GRACE_S = 365 * 86_400.0
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -149,6 +152,8 @@ class ProjectAdmin:
     async def rotate_keys(self, project_id: str, grace_s: float) -> tuple[Project, IssuedKeys]:
         """Issue new write keys. Every write key that works now keeps working for at most ``grace_s`` more
         seconds; expired keys are dropped from the record. Dashboard read tokens are left as they are."""
+        if isinstance(grace_s, bool) or not isinstance(grace_s, (int, float)) or not 0 <= grace_s <= MAX_GRACE_S:
+            raise ProjectError(f"grace_seconds must be a number of seconds from 0 to {MAX_GRACE_S:.0f} (a year)")
         project = self.get(project_id)
         now = now_ms()
         expires = now + int(grace_s * 1000)

@@ -14,7 +14,7 @@ READ = "read"  # secret tokens that open the project's dashboard, and never writ
 WRITE_KINDS = (PUBLIC, SERVER)
 PREFIXES = {PUBLIC: "pk_", SERVER: "sk_", READ: "rk_"}
 ANY_ORIGIN = "*"
-_ORIGIN = re.compile(r"^(\*|https?://(\*\.)?[a-z0-9.-]+(:\d{1,5})?)$")
+_ORIGIN = re.compile(r"(\*|https?://(\*\.)?[a-z0-9.-]+(:\d{1,5})?)")
 
 
 def key_hash(key: str) -> str:
@@ -28,7 +28,7 @@ def new_key(kind: str) -> str:
 def check_origin_pattern(origin: str) -> str:
     """Normalise an allowed-origin entry (``https://shop.example``, ``https://*.example``, ``*``)."""
     normalised = origin.strip().rstrip("/").lower()
-    if not _ORIGIN.match(normalised):
+    if not _ORIGIN.fullmatch(normalised):
         raise ValueError(f"{origin!r} is not an origin like https://example.com, https://*.example.com or *")
     return normalised
 
