@@ -13,6 +13,7 @@ import contextlib
 from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -20,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from analytics.queries import QueryError
 from dashboard import pages
-from dashboard.access import COOKIE, viewer_for, viewer_of
+from dashboard.access import COOKIE, Sessions, from_this_site, viewer_for, viewer_of
 from dashboard.rendering import ADMIN_ONLY, NAV, STATIC, form_fields, problem, render, templates
 from dashboard.runner import QueryRunner
 from dashboard.state import StateError, parse_state
@@ -70,20 +71,30 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def cross_site(request: Request) -> Response:
+    return problem(request, 403, "Refused", "post this form from the dashboard's own pages")
+
+
 async def login(request: Request) -> Response:
+    if not from_this_site(request):
+        return cross_site(request)
     form = await form_fields(request)
     token, target = str(form.get("token") or "").strip(), _safe_next(str(form.get("next") or ""))
-    if viewer_for(token, request.app.state.settings.admin_token, request.app.state.store) is None:
+    settings = request.app.state.settings
+    if viewer_for(token, settings.admin_token, request.app.state.store) is None:
         return render(request, "login.html", {"viewer": None, "next": target,
                                               "error": "That token opens nothing: use the admin token or a read token."},
                       401)
     response = RedirectResponse(target, 303)
-    response.set_cookie(COOKIE, token, max_age=30 * 86400, httponly=True, samesite="lax",
-                        secure=request.app.state.settings.dashboard_cookie_secure)
+    response.set_cookie(COOKIE, request.app.state.sessions.cookie_for(token, settings.admin_token),
+                        max_age=int(settings.dashboard_session_hours * 3600), httponly=True, samesite="lax",
+                        secure=settings.dashboard_cookie_secure)
     return response
 
 
 async def logout(request: Request) -> Response:
+    if not from_this_site(request):
+        return cross_site(request)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(COOKIE)
     return response
@@ -133,7 +144,38 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/p/{project}", guarded("overview")(pages.to_overview)),
         Mount("/static", StaticFiles(directory=str(STATIC), check_dir=False), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.settings = settings
     app.state.templates = templates()
+    app.state.sessions = Sessions(settings.admin_token, settings.dashboard_session_hours * 3600)
     return app
+
+
+# Scripts and styles come only from /static; style attributes carry the bars' widths; no framing.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; "
+                                 b"style-src-attr 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+                                 b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every answer."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

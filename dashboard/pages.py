@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from analytics import activity
 from dashboard import views
+from dashboard.access import from_this_site
 from dashboard.formatting import plain
 from dashboard.rendering import ADMIN_ONLY, form_fields, problem, render
 from dashboard.runner import QueryRunner
@@ -31,7 +32,7 @@ async def overview_data(runner: QueryRunner, project_id: str, state: ViewState) 
     """Everything the overview shows (``make bench`` times this and its rendering on 10M events)."""
     rows = await runner.records(views.overview_queries(project_id, state))
     return {"headline": views.headline(rows["traffic"], rows["engagement"]),
-            "trend": views.trend_series(rows["trend"]), "top_blocks": views.TOP_BLOCKS, "rows": rows,
+            "trend": views.trend_series(rows["trend"], *state.bounds()), "top_blocks": views.TOP_BLOCKS, "rows": rows,
             "no_events": not any(r["current"] for r in rows["traffic"])}
 
 
@@ -86,9 +87,12 @@ async def sessions(request: Request, context: dict) -> Response:
     return render(request, "sessions.html", context)
 
 
+LATEST_MS = 10_413_791_999_999  # 2299-12-31T23:59:59.999Z, the last time a DateTime64 holds
+
+
 def _ms_param(request: Request, name: str) -> datetime | None:
     value = request.query_params.get(name, "")
-    if not value.isdigit() or len(value) > 15:
+    if not value.isascii() or not value.isdigit() or len(value) > 14 or int(value) > LATEST_MS:
         return None
     return datetime.fromtimestamp(int(value) / 1000, timezone.utc)
 
@@ -120,7 +124,7 @@ async def _failures(request: Request, context: dict) -> dict:
 async def replay(request: Request, context: dict) -> Response:
     """Re-inject the project's dead letters (of one reason, or all) through the validate step as it
     is configured now; the first still-invalid event stops the replay (as ``headwater replay``)."""
-    if request.headers.get("origin") not in (None, f"{request.url.scheme}://{request.url.netloc}"):
+    if not from_this_site(request):
         return problem(request, 403, "Refused", "a replay must be posted from this dashboard")
     form = await form_fields(request)
     reason = str(form.get("reason") or "") or None

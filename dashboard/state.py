@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from analytics.filters import FIELDS, FilterError, Filters
+from analytics.filters import BOTS, FIELDS, FilterError, Filters
 from analytics.queries import INTERVALS, RETENTION_PERIODS
 
 RANGES = {"today": "Today", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
@@ -93,7 +93,8 @@ class ViewState:
         return "?" + text if text else ""
 
     def without_filter(self, name: str) -> str:
-        filters = dataclasses.replace(self.filters, **{name: ""})
+        change = {"include_bots": False} if name == BOTS else {name: ""}
+        filters = dataclasses.replace(self.filters, **change)
         return self.query_string(filters=filters)
 
     def with_filter(self, name: str, value: str) -> str:
@@ -101,11 +102,26 @@ class ViewState:
         return self.query_string(filters=filters)
 
 
+EARLIEST, LATEST = date(1970, 1, 1), date(2299, 12, 30)  # what a DateTime64 holds, with a day to spare
+
+
 def _date(text: str | None, name: str) -> date:
     try:
-        return date.fromisoformat(text or "")
+        value = date.fromisoformat(text or "")
     except ValueError as exc:
         raise StateError(f"{name} must be a date like 2026-11-01") from exc
+    if not EARLIEST <= value <= LATEST:
+        raise StateError(f"{name} must be a date from {EARLIEST} to {LATEST}")
+    return value
+
+
+def whole_number(text: str | None, name: str, low: int, high: int, default: int) -> int:
+    """A whole number from ``low`` to ``high`` (the text's length is checked first: Python refuses to
+    read integers of thousands of digits)."""
+    text = text or str(default)
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(high)) or not low <= int(text) <= high:
+        raise StateError(f"{name} must be a whole number from {low} to {high}")
+    return int(text)
 
 
 def _choice(value: str | None, allowed, name: str, default: str) -> str:
@@ -135,17 +151,13 @@ def parse_state(params) -> ViewState:
     if interval and interval not in INTERVALS:
         raise StateError(f"interval must be one of {', '.join(INTERVALS)}")
     try:
-        filters = Filters.from_mapping({name: params.get(name) for name in FIELDS})
+        filters = Filters.from_mapping({name: params.get(name) for name in (*FIELDS, BOTS)})
     except FilterError as exc:
         raise StateError(str(exc)) from exc
     steps = tuple(s.strip() for s in params.getlist("step") if s.strip())
     if len(steps) > MAX_STEPS:
         raise StateError(f"a funnel has at most {MAX_STEPS} steps")
-    window = params.get("window") or "86400"
-    if not window.isdigit() or not 0 < int(window) <= 90 * 86400:
-        raise StateError("window must be a number of seconds up to 90 days")
+    window = str(whole_number(params.get("window"), "window", 1, 90 * 86400, 86400))
     period = _choice(params.get("period"), RETENTION_PERIODS, "period", "week")
-    periods = params.get("periods") or "8"
-    if not periods.isdigit() or not 1 <= int(periods) <= 52:
-        raise StateError("periods must be a whole number from 1 to 52")
-    return ViewState(range_, start, end, tz, interval, filters, steps, window, period, int(periods))
+    periods = whole_number(params.get("periods"), "periods", 1, 52, 8)
+    return ViewState(range_, start, end, tz, interval, filters, steps, window, period, periods)

@@ -106,10 +106,11 @@ def headline(traffic: list[dict], engagement: list[dict]) -> list[dict]:
             for key, label, cur, prev, kind in figures]
 
 
-def trend_series(rows: list[dict]) -> dict:
-    """The trend chart's data: period start times (seconds) and the events and visitors of each."""
+def trend_series(rows: list[dict], since: datetime, until: datetime) -> dict:
+    """The trend chart's data: period start times (seconds) and the events and visitors of each, and
+    the range the x axis spans (seconds)."""
     return {"x": [_epoch(r["period"]) for r in rows], "events": [r["events"] for r in rows],
-            "visitors": [r["visitors"] for r in rows]}
+            "visitors": [r["visitors"] for r in rows], "from": int(since.timestamp()), "to": int(until.timestamp())}
 
 
 def _epoch(value) -> int:

@@ -63,6 +63,7 @@ class Settings:
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8082
     dashboard_cookie_secure: bool = False  # set behind HTTPS: the login cookie is then sent over HTTPS only
+    dashboard_session_hours: float = 12.0  # how long a dashboard login lasts
     dashboard_live_minutes: int = 30  # how far back the live page looks
 
     max_request_bytes: int = 500 * 1024

@@ -51,3 +51,11 @@ class Admin:
 
 def count_rows(clickhouse, database: str, where: str = "1", params: dict | None = None) -> int:
     return clickhouse.execute(f"SELECT count() FROM {database}.events WHERE {where}", params or {})[0][0]
+
+
+def dashboard_session(dashboard_url: str, token: str) -> dict[str, str]:
+    """The cookies of a browser logged in to the dashboard with ``token`` (through its login form)."""
+    reply = httpx.post(f"{dashboard_url}/login", data={"token": token, "next": "/"},
+                       headers={"Origin": dashboard_url}, follow_redirects=False, timeout=15)
+    assert reply.status_code == 303, reply.text
+    return dict(reply.cookies)

@@ -20,8 +20,7 @@ import pytest
 from analytics import activity, overview, queries
 from analytics.filters import Filters
 from analytics.run import records
-from dashboard.access import COOKIE
-from tests.helpers import Admin, post, wait_for
+from tests.helpers import Admin, dashboard_session, post, wait_for
 
 pytestmark = pytest.mark.integration
 WEB = Path(__file__).resolve().parent.parent / "dashboard" / "web"
@@ -116,6 +115,13 @@ def test_overview_figures_are_the_events_and_the_query_results(shown, loaded, cl
     assert metrics["average_duration_s"] == pytest.approx(engagement["average_duration_s"])
 
 
+def test_the_trend_axis_spans_the_views_range(shown):
+    """With its data in one period, the axis used to run from 2027 to 2029."""
+    axis = shown["pages"]["overview"]["axis"]
+    assert axis["range"] == [SINCE.timestamp(), UNTIL.timestamp()]
+    assert axis["shown"] == axis["range"]
+
+
 def test_overview_lists_are_the_query_results(shown, loaded, clickhouse):
     blocks = shown["pages"]["overview"]["blocks"]
     assert blocks["pages"] == [["/pricing", 3], ["/", 2]]
@@ -198,7 +204,7 @@ def test_a_screenshot_of_every_page(shown):
 
 
 def test_filters_combine(stack, loaded):
-    cookies = {COOKIE: stack.settings.admin_token}
+    cookies = dashboard_session(stack.dashboard_url, stack.settings.admin_token)
     url = f"{stack.dashboard_url}/p/{loaded['project']}/overview{STATE}"
     gb = httpx.get(url + "&country=GB", cookies=cookies).text
     assert 'data-metric="visitors" data-value="2"' in gb and 'data-metric="pageviews" data-value="4"' in gb
@@ -210,10 +216,13 @@ def test_filters_combine(stack, loaded):
 
 def test_replay_button_and_its_guards(stack, loaded):
     base = f"{stack.dashboard_url}/p/{loaded['project']}/failed/replay{STATE}"
-    admin = {COOKIE: stack.settings.admin_token}
+    admin = dashboard_session(stack.dashboard_url, stack.settings.admin_token)
     foreign = httpx.post(base, cookies=admin, headers={"Origin": "https://evil.example"}, data={"reason": ""})
     assert foreign.status_code == 403
-    reader = httpx.post(base, cookies={COOKIE: loaded["read_token"]}, data={"reason": ""})
+    no_origin = httpx.post(base, cookies=admin, data={"reason": ""})
+    assert no_origin.status_code == 403
+    reader = httpx.post(base, cookies=dashboard_session(stack.dashboard_url, loaded["read_token"]),
+                        headers={"Origin": stack.dashboard_url}, data={"reason": ""})
     assert reader.status_code == 403
     replayed = httpx.post(base, cookies=admin, headers={"Origin": stack.dashboard_url}, data={"reason": ""},
                           timeout=150)

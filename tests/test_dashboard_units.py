@@ -50,12 +50,25 @@ def test_ranges_end_tomorrow_and_pick_their_trend_interval():
 
 
 def test_filters_are_parameters_and_refuse_non_text():
-    filters = Filters(country="DE", utm_campaign="spring")
+    filters = Filters(country="DE", utm_campaign="spring", include_bots=True)
     assert filters.events_condition() == " AND country = %(filter_country)s AND utm_campaign = %(filter_utm_campaign)s"
     assert filters.params() == {"filter_country": "DE", "filter_utm_campaign": "spring"}
     assert "session_id IN" in Filters(page="/x").sessions_condition("p", "A", "B")
     with pytest.raises(FilterError):
         Filters(country=5)
+
+
+def test_bots_are_left_out_unless_included():
+    assert Filters().events_condition() == " AND NOT is_bot"
+    assert " AND NOT is_bot" in Filters().sessions_condition("p", "A", "B")
+    included = Filters.from_mapping({"bots": "include"})
+    assert included.include_bots and included.events_condition() == ""
+    assert included.active() == {"bots": "include"}
+    for query in (queries.trends("p", datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                 datetime(2026, 1, 2, tzinfo=timezone.utc)),
+                  queries.paths("p", "/x", datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                datetime(2026, 1, 2, tzinfo=timezone.utc))):
+        assert "NOT is_bot" in query.sql
 
 
 def test_funnel_steps_by_page_path_or_event_name():

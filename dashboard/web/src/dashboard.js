@@ -8,13 +8,16 @@ function trendChart(box) {
   const data = JSON.parse(box.querySelector("script").textContent);
   const options = (width) => ({
     width, height: 260,
-    scales: { x: { time: true } },
+    // the x axis spans the view's range, however few periods have events (one point alone used to
+    // stretch the axis over years)
+    scales: { x: { time: true, range: () => [data.from, data.to] } },
     series: [{}, { label: "Events", stroke: "#2563eb", width: 2, points: { show: data.x.length < 60 } },
              { label: "Visitors", stroke: "#16a34a", width: 2, scale: "visitors", points: { show: data.x.length < 60 } }],
     axes: [{}, { size: 60, stroke: "#2563eb" }, { scale: "visitors", side: 1, size: 60, stroke: "#16a34a", grid: { show: false } }],
   });
   let plot = new uPlot(options(box.clientWidth), [data.x, data.events, data.visitors], box);
   box.dataset.drawn = "true";
+  box.dataset.xRange = JSON.stringify([plot.scales.x.min, plot.scales.x.max]);
   let pending;
   new ResizeObserver(() => {
     clearTimeout(pending);

@@ -31,8 +31,12 @@ async function overview(page) {
     n.dataset.block,
     [...n.querySelectorAll("[data-row]")].map((r) => [r.dataset.row, Number(r.dataset.count)]),
   ])));
+  const axis = await page.$eval("[data-chart=trend]", (box) => ({
+    shown: JSON.parse(box.dataset.xRange),
+    range: (({ from, to }) => [from, to])(JSON.parse(box.querySelector("script").textContent)),
+  }));
   await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });  // the one full-length shot
-  return { status, metrics, blocks };
+  return { status, metrics, blocks, axis };
 }
 
 async function funnels(page) {
