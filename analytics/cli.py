@@ -16,9 +16,13 @@ from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from analytics import queries
+from analytics.filters import Filters
 from analytics.export import FORMATS, TIME_COLUMN, export, export_query
 from analytics.queries import Query, QueryError
 from analytics.run import as_json_lines, as_table, rendered_sql, rows
+from clickhouse_driver.errors import Error as ClickHouseError
+from clickhouse_driver.errors import ServerException
+from headwater.clickhouse import project_database
 
 
 def _when(text: str, tz: str) -> datetime:
@@ -38,19 +42,19 @@ def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 def _build(args: argparse.Namespace) -> Query:
     since, until = _range(args)
-    p = args.project
+    p, f = args.project, Filters(include_bots=args.include_bots)
     if args.query == "trends":
-        return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz)
+        return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f)
     if args.query == "funnel":
-        return queries.funnel(p, args.steps, since, until, args.window)
+        return queries.funnel(p, args.steps, since, until, args.window, f)
     if args.query == "retention":
         return queries.retention(p, since, until, args.period, args.periods, args.cohort_event,
-                                 args.return_event, args.tz)
+                                 args.return_event, args.tz, f)
     if args.query == "top":
-        return queries.top(p, args.what, since, until, args.limit)
+        return queries.top(p, args.what, since, until, args.limit, f)
     if args.query == "paths":
-        return queries.paths(p, args.target, since, until, args.depth, args.limit)
-    return queries.sessions(p, since, until)
+        return queries.paths(p, args.target, since, until, args.depth, args.limit, f)
+    return queries.sessions(p, since, until, f)
 
 
 def _client():
@@ -60,18 +64,35 @@ def _client():
     return make_client(get_settings())
 
 
-def _run(command: str, build: Callable[[], Query], show: Callable[[object, Query], str], sql_only: bool) -> None:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _require_project(client, project_id: str | None) -> None:
+    if project_id is not None and client.execute(f"EXISTS DATABASE {project_database(project_id)}") != [(1,)]:
+        raise QueryError(f"there is no project {project_id!r} (no database {project_database(project_id)})")
+
+
+def _run(command: str, build: Callable[[], Query], show: Callable[[object, Query], str], sql_only: bool,
+         project_id: str | None = None) -> None:
     """Build the query (a refused argument exits with the reason), then print its SQL (``--sql``) or
-    what ``show`` makes of running it."""
+    what ``show`` makes of running it. Whatever goes wrong is one line on stderr, not a traceback."""
+    client = None
     try:
         query = build()
+        client = _client()
+        _require_project(client, project_id)
+        sys.stdout.write(rendered_sql(client, query) if sql_only else show(client, query))
     except (QueryError, ValueError) as exc:
         raise SystemExit(f"headwater {command}: {exc}") from exc
-    client = _client()
-    try:
-        sys.stdout.write(rendered_sql(client, query) if sql_only else show(client, query))
+    except ServerException as exc:
+        raise SystemExit(f"headwater {command}: ClickHouse refused it: {_first_line(exc)}") from exc
+    except (ClickHouseError, OSError, EOFError) as exc:
+        raise SystemExit(f"headwater {command}: cannot reach ClickHouse: {_first_line(exc)}") from exc
     finally:
-        client.disconnect()
+        if client is not None:
+            client.disconnect()
 
 
 def cmd_query(args: argparse.Namespace) -> None:
@@ -79,7 +100,7 @@ def cmd_query(args: argparse.Namespace) -> None:
         result = rows(client, query)
         return as_json_lines(query, result) if args.format == "json" else as_table(query, result)
 
-    _run("query", lambda: _build(args), show, args.sql)
+    _run("query", lambda: _build(args), show, args.sql, args.project)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -90,7 +111,18 @@ def cmd_export(args: argparse.Namespace) -> None:
     def show(client, query: Query) -> str:
         return json.dumps(dataclasses.asdict(export(client, query, args.format))) + "\n"
 
-    _run("export", build, show, args.sql)
+    _run("export", build, show, args.sql, args.project)
+
+
+def cmd_sql(args: argparse.Namespace) -> None:
+    """Any SQL, through the same connection settings as every role (the local engine serves the native
+    protocol only)."""
+    def show(client, query: Query) -> str:
+        result, columns = client.execute(query.sql, with_column_types=True)
+        named = Query(query.sql, {}, tuple(name for name, _ in columns))
+        return as_json_lines(named, result) if args.format == "json" else as_table(named, result)
+
+    _run("sql", lambda: Query(args.query, {}, ()), show, False)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -117,6 +149,8 @@ def add_parsers(sub) -> None:
         made[name] = kinds.add_parser(name, help=help_text)
         _common(made[name])
         made[name].add_argument("--format", choices=["table", "json"], default="table")
+        made[name].add_argument("--include-bots", action="store_true",
+                                help="count events whose user agent is on the crawler list (left out by default)")
         made[name].set_defaults(func=cmd_query)
     made["trends"].add_argument("--event", help="only this event (default: every event)")
     made["trends"].add_argument("--interval", choices=queries.INTERVALS, default="day")
@@ -132,6 +166,11 @@ def add_parsers(sub) -> None:
     made["paths"].add_argument("target", help="an event name, or a page path")
     made["paths"].add_argument("--depth", type=int, default=3)
     made["paths"].add_argument("--limit", type=int, default=10)
+
+    sql = sub.add_parser("sql", help="run any SQL on ClickHouse and print the result (a table, or JSON lines)")
+    sql.add_argument("query", help='for example "SELECT event, count() FROM hw_default.events GROUP BY event"')
+    sql.add_argument("--format", choices=["table", "json"], default="table")
+    sql.set_defaults(func=cmd_sql)
 
     exporter = sub.add_parser("export", help="bulk export of a table, written by ClickHouse as parquet or jsonl")
     _common(exporter)

@@ -1,5 +1,8 @@
 """Filters that narrow every query of the library to some events: a country, a device, a campaign, a page.
 
+Bots (events whose user agent is on the crawler list, ``is_bot``) are left out of every query unless
+``include_bots`` is set (``bots=include`` in a dashboard URL, ``--include-bots`` on the command line).
+
 Filters combine with AND. They are conditions on each event's own columns, so "country = DE" keeps the
 events sent from Germany (a visitor who travels is counted where each event was sent from). On the
 ``sessions`` table the same filters keep sessions whose entry matches (country, device and campaign are
@@ -22,6 +25,7 @@ FIELDS = {
     "page": "url_path",
 }
 SESSION_FIELDS = {name: column for name, column in FIELDS.items() if name != "page"}
+BOTS, INCLUDE = "bots", "include"
 MAX_VALUE = 1000
 
 
@@ -37,6 +41,7 @@ class Filters:
     utm_medium: str = ""
     utm_campaign: str = ""
     page: str = ""
+    include_bots: bool = False
 
     def __post_init__(self) -> None:
         for name in FIELDS:
@@ -47,26 +52,36 @@ class Filters:
     @classmethod
     def from_mapping(cls, values) -> Filters:
         """The filters named in ``values`` (query-string parameters); unknown names are ignored."""
-        return cls(**{name: str(values.get(name) or "").strip() for name in FIELDS})
+        include_bots = str(values.get(BOTS) or "").strip() == INCLUDE
+        return cls(**{name: str(values.get(name) or "").strip() for name in FIELDS}, include_bots=include_bots)
 
     def active(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in FIELDS if getattr(self, name)}
+        """The filters that narrow anything, as URL parameters (``bots=include`` widens)."""
+        active = {name: getattr(self, name) for name in FIELDS if getattr(self, name)}
+        return {**active, BOTS: INCLUDE} if self.include_bots else active
+
+    def _equalities(self) -> list[str]:
+        return [name for name in FIELDS if getattr(self, name)]
 
     def __bool__(self) -> bool:
         return bool(self.active())
 
     def params(self) -> dict[str, str]:
-        return {f"filter_{name}": value for name, value in self.active().items()}
+        return {f"filter_{name}": getattr(self, name) for name in self._equalities()}
+
+    def _bots(self) -> str:
+        return "" if self.include_bots else " AND NOT is_bot"
 
     def events_condition(self) -> str:
-        """`` AND …`` for a query on ``events`` (empty without filters); parameters from :meth:`params`."""
-        return "".join(f" AND {FIELDS[name]} = %(filter_{name})s" for name in self.active())
+        """`` AND …`` for a query on ``events``; parameters from :meth:`params`."""
+        return self._bots() + "".join(f" AND {FIELDS[name]} = %(filter_{name})s" for name in self._equalities())
 
     def sessions_condition(self, project_id: str, since: str, until: str) -> str:
         """`` AND …`` for a query on ``sessions``; a page filter looks up the sessions that viewed the page
         between ``since`` and ``until`` (SQL expressions) in ``events``."""
-        active = self.active()
-        sql = "".join(f" AND {SESSION_FIELDS[name]} = %(filter_{name})s" for name in active if name != "page")
+        active = self._equalities()
+        sql = self._bots() + "".join(f" AND {SESSION_FIELDS[name]} = %(filter_{name})s"
+                                     for name in active if name != "page")
         if "page" in active:
             sql += (f" AND session_id IN (SELECT session_id FROM {project_database(project_id)}.events"
                     f" WHERE timestamp >= {since} AND timestamp < {until} AND url_path = %(filter_page)s)")

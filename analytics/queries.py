@@ -282,7 +282,8 @@ WHERE start_at >= {SINCE} AND start_at < {UNTIL}{filters.sessions_condition(proj
                  ("sessions", "bounce_rate", "average_duration_s", "pageviews_per_session"))
 
 
-def paths(project_id: str, target: str, since: datetime, until: datetime, depth: int = 3, limit: int = 10) -> Query:
+def paths(project_id: str, target: str, since: datetime, until: datetime, depth: int = 3, limit: int = 10,
+          filters: Filters = NONE) -> Query:
     """The most common paths to ``target``: the ``depth`` steps before each session's first ``target``
     event (a page is named by its path, other events by their name), counted per session. Events
     without a session are grouped by visitor."""
@@ -301,7 +302,7 @@ FROM (
         SELECT timestamp, message_id, if(session_id != '', session_id, {VISITOR}) AS sequence,
                if(type = 'page', url_path, event) AS label
         FROM {_events(project_id)}
-        WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}
+        WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
     )
     GROUP BY sequence
     HAVING at > 0
@@ -309,5 +310,5 @@ FROM (
 GROUP BY path
 ORDER BY sessions DESC, path
 LIMIT %(limit)s{FINAL_SETTINGS}"""
-    return Query(sql, {**time_range(since, until), "target": target, "depth": depth, "limit": limit},
-                 ("path", "sessions"))
+    return Query(sql, {**time_range(since, until), "target": target, "depth": depth, "limit": limit,
+                       **filters.params()}, ("path", "sessions"))

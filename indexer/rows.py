@@ -27,9 +27,13 @@ def failed_row(record: dict, payload: object) -> tuple:
     )
 
 
+OLDER_ROW = len(SESSION_COLUMNS) - 2  # before duration_ms and is_bot
+
+
 def session_row(row: list) -> tuple:
     """A ``sessions`` row as the sessionizer emitted it, with its times as datetimes. A row of an older
-    sessionizer, without ``duration_ms`` (one value short), gets it from its start and end."""
-    if len(row) == len(SESSION_COLUMNS) - 1:
-        row = [*row[:7], row[5] - row[4], *row[7:]]
+    sessionizer, without ``duration_ms`` and ``is_bot``, gets the duration from its start and end and
+    is taken as no bot's."""
+    if len(row) == OLDER_ROW:
+        row = [*row[:7], row[5] - row[4], *row[7:-4], False, *row[-4:]]
     return (*row[:4], from_epoch_ms(row[4]), from_epoch_ms(row[5]), *row[6:])

@@ -13,7 +13,7 @@ number first::
   or ``null``; the rest of that row is the session's, which does not change while it is open.
 
 Formats 1 (a JSON object of the state's fields) and 2 (the session without the times of its entry
-and exit pages, taken then as its start and end) are still read, so a changelog written by an older
+and exit pages, taken then as its start and end, nor its bot flag) are still read, so a changelog written by an older
 release restores.
 """
 
@@ -33,7 +33,7 @@ FORMAT_2_SESSION_FIELDS = (
     "referrer", "referrer_source", "referrer_medium", "utm_source", "utm_medium", "utm_campaign", "utm_term",
     "utm_content", "country", "device", "browser", "os",
 )
-SESSION_FIELDS = (*FORMAT_2_SESSION_FIELDS, "entry_ms", "exit_ms")
+SESSION_FIELDS = (*FORMAT_2_SESSION_FIELDS, "entry_ms", "exit_ms", "is_bot")
 _session_values = operator.itemgetter(*SESSION_FIELDS)
 # What may differ between an open session's last row and the session (indices in SESSION_COLUMNS)
 EMITTED_FIELDS = {"visitor_id": 2, "user_id": 3, "start_ms": 4, "end_ms": 5, "pageviews": 8, "events": 9,
@@ -66,7 +66,7 @@ def load(value: bytes, project_id: str) -> tuple[VisitorState, int]:
                          recent=_unpack(recent))
     if values is not None and version_of_format == 2:
         state.session = dict(zip(FORMAT_2_SESSION_FIELDS, values))
-        state.session.update(entry_ms=state.session["start_ms"], exit_ms=state.session["end_ms"])
+        state.session.update(entry_ms=state.session["start_ms"], exit_ms=state.session["end_ms"], is_bot=False)
     elif values is not None:
         state.session = dict(zip(SESSION_FIELDS, values))
     if emitted is not None and state.session is not None:

@@ -93,7 +93,7 @@ def new_session(envelope: Envelope, ts: int, number: int) -> dict:
         "utm_medium": utm.get("medium", ""), "utm_campaign": utm.get("campaign", ""),
         "utm_term": utm.get("term", ""), "utm_content": utm.get("content", ""),
         "country": geo.get("country", ""), "device": ua.get("device", ""), "browser": ua.get("browser", ""),
-        "os": ua.get("os", ""),
+        "os": ua.get("os", ""), "is_bot": bool(ua.get("is_bot", False)),
     }
 
 
@@ -205,7 +205,7 @@ def session_row(project_id: str, visitor_id: str, state: VisitorState, sign: int
         (s["end_ms"] - s["start_ms"]) // 1000, s["end_ms"] - s["start_ms"], s["pageviews"], s["events"], s["entry_page"], s["exit_page"],
         s["referrer"], s["referrer_source"], s["referrer_medium"], s["utm_source"], s["utm_medium"],
         s["utm_campaign"], s["utm_term"], s["utm_content"], s["country"], s["device"], s["browser"], s["os"],
-        s["events"] == 1, s["number"] == 1, sign, state.version,
+        s["is_bot"], s["events"] == 1, s["number"] == 1, sign, state.version,
     ]
 
 
@@ -213,6 +213,6 @@ SESSION_COLUMNS = (
     "project_id", "session_id", "visitor_id", "user_id", "start_at", "end_at", "duration_s", "duration_ms",
     "pageviews",
     "events", "entry_page", "exit_page", "referrer", "referrer_source", "referrer_medium", "utm_source",
-    "utm_medium", "utm_campaign", "utm_term", "utm_content", "country", "device", "browser", "os",
+    "utm_medium", "utm_campaign", "utm_term", "utm_content", "country", "device", "browser", "os", "is_bot",
     "is_bounce", "is_new_visitor", "sign", "version",
 )

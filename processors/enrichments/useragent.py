@@ -1,19 +1,26 @@
-"""User agent -> browser, OS, device and a bot flag, with ua-parser (its Rust resolver,
-ua-parser-rs, is picked up automatically) behind an LRU cache."""
+"""User agent -> browser, OS, device and a bot flag: ua-parser (its Rust resolver, ua-parser-rs, is
+picked up automatically) for the first three, and the maintained crawler list of
+``crawler-user-agents`` (MIT, about 1,500 patterns, updated monthly) for the flag, matched at once by
+one RE2 pattern (linear time, about 3 µs a user agent); both behind an LRU cache."""
 
 from __future__ import annotations
 
 import functools
-import re
 
+import crawleruseragents
 import ua_parser
 
-BOT = re.compile(r"bot|crawl|spider|slurp|headless|lighthouse|pingdom|uptime|monitor|curl|wget|python-"
-                 r"|httpclient|java/|go-http|preview|facebookexternalhit|scrapy", re.IGNORECASE)
+from headwater.regex import compile_alternatives
+
+CRAWLERS = compile_alternatives([entry["pattern"] for entry in crawleruseragents.CRAWLER_USER_AGENTS_DATA])
 
 
 def _version(part) -> str:
     return ".".join(p for p in (part.major, part.minor, part.patch) if p) if part else ""
+
+
+def is_crawler(user_agent: str) -> bool:
+    return CRAWLERS.search(user_agent) is not None
 
 
 def parse_user_agent(user_agent: str) -> dict:
@@ -25,7 +32,7 @@ def parse_user_agent(user_agent: str) -> dict:
         "os": result.os.family if result.os else "Other",
         "os_version": _version(result.os),
         "device": device,
-        "is_bot": device == "Spider" or bool(BOT.search(user_agent)),
+        "is_bot": device == "Spider" or is_crawler(user_agent),
     }
 
 
