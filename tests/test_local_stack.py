@@ -95,10 +95,66 @@ LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFF
 
 def test_local_servers_listen_on_loopback_only(stack, settings):
     ports = [int(settings.kafka_bootstrap.rpartition(":")[2]), settings.kafka_controller_port,
-             settings.clickhouse_port, settings.clickhouse_http_port, settings.admin_port, settings.collector_port,
+             settings.clickhouse_port, settings.admin_port, settings.collector_port,
              settings.dashboard_port,
              *(int(child.env["HEADWATER_METRICS_PORT"]) for child in stack.consuming_roles)]
     sockets = wait_for(lambda: (found := listening_sockets()) and all(found.get(p) for p in ports) and found,
                        timeout_s=60)  # consumers open their metrics port once they have joined their group
     for port in ports:
         assert sockets[port] <= LOOPBACK, f"port {port} listens on {sockets[port]}"
+
+
+def test_a_web_page_cannot_reach_the_local_clickhouse(stack, settings, clickhouse):
+    """The engine's local mode has no passwords and answered browsers with CORS *: a page at another
+    loopback port listed the hw_* databases and ran a CREATE TABLE. It now serves the native protocol
+    only, which a browser cannot speak."""
+    import httpx
+
+    origin = {"Origin": "http://127.0.0.1:9999"}
+    with pytest.raises(httpx.TransportError):
+        httpx.post(f"http://127.0.0.1:{settings.clickhouse_http_port}/", content=b"SHOW DATABASES", headers=origin,
+                   timeout=5)
+    try:
+        reply = httpx.post(f"http://127.0.0.1:{settings.clickhouse_port}/?query=CREATE+TABLE+default.from_a_page"
+                           "+(x+UInt8)+ENGINE+=+Memory", content=b"", headers=origin, timeout=5)
+        assert reply.status_code >= 400 and "access-control-allow-origin" not in reply.headers
+    except httpx.TransportError:
+        pass  # refused as a protocol error
+    assert clickhouse.execute("EXISTS TABLE default.from_a_page") == [(0,)]
+
+
+UP_PORTS = {"HEADWATER_KAFKA_BOOTSTRAP": "127.0.0.1:39092", "HEADWATER_KAFKA_CONTROLLER_PORT": "39093",
+            "HEADWATER_CLICKHOUSE_PORT": "39000", "HEADWATER_COLLECTOR_PORT": "38080", "HEADWATER_ADMIN_PORT": "38081",
+            "HEADWATER_DASHBOARD_PORT": "38082", "HEADWATER_LOCAL_METRICS_PORT": "39400"}
+
+
+def test_up_stops_everything_when_its_piped_output_breaks(tmp_path):
+    """``make up 2>&1 | tee log`` and Ctrl-C: tee dies with the Ctrl-C, the next progress line used to
+    raise BrokenPipeError, and all 11 children kept running with their ports bound."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, **UP_PORTS, "HEADWATER_LOCAL_DIR": str(tmp_path / "up")}
+    up = subprocess.Popen([sys.executable, "-m", "headwater", "up"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        for line in iter(up.stdout.readline, b""):
+            if b"Headwater is up" in line or time.monotonic() > deadline:
+                break
+        pids = json.loads((tmp_path / "up" / "stack.json").read_text())
+        assert len(pids) >= 10
+        up.stdout.close()  # the pipe's reader is gone
+        up.send_signal(signal.SIGINT)
+        up.wait(180)
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+    alive = [name for name, pid in pids.items() if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert alive == []
+    assert not (tmp_path / "up" / "stack.json").exists()

@@ -5,8 +5,14 @@ clickhouse-server in production.
 How it works: ``chdb._chdb.query`` runs a real clickhouse-local, which reads ``config.xml`` from the
 current directory. ``SYSTEM START LISTEN`` opens the listeners, which stay open only while that same
 call runs, so the call ends with a query that never returns. Stopping means killing that query
-through the HTTP port; the engine then flushes and returns. One server per process and per data
-directory, and no passwords, so it binds to 127.0.0.1 only. After the keep-alive query is killed the
+through the native port; the engine then flushes and returns. One server per process and per data
+directory.
+
+It serves the native protocol only, on 127.0.0.1. The engine's local mode has one user, ``default``,
+without a password, and ignores a users configuration; its HTTP port would let any web page the
+developer opens run SQL against it (a form POST needs no CORS, and the engine answers browsers with
+``Access-Control-Allow-Origin: *``). A browser cannot speak the native protocol: a request to that port
+is refused as a protocol error. SQL from a shell: ``headwater sql``. After the keep-alive query is killed the
 engine sometimes ends the process with exit code 1 instead of returning; its data is on disk either way
 (MergeTree parts are complete when an INSERT is acknowledged).
 """
@@ -16,8 +22,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from headwater.settings import Settings
@@ -28,7 +32,6 @@ KEEPALIVE = "SELECT sum(sleep(1)) FROM system.numbers SETTINGS max_block_size = 
 CONFIG = """<clickhouse>
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>{tcp}</tcp_port>
-    <http_port>{http}</http_port>
     <os_threads_nice_value_merge_mutate>10</os_threads_nice_value_merge_mutate>
 </clickhouse>
 """
@@ -44,24 +47,33 @@ def user_files_dir(settings: Settings) -> Path:
     return clickhouse_dir(settings)
 
 
-def http_url(settings: Settings) -> str:
-    return f"http://{settings.clickhouse_host}:{settings.clickhouse_http_port}/"
+def _client(settings: Settings, timeout_s: float):
+    from clickhouse_driver import Client
+
+    return Client(settings.clickhouse_host, port=settings.clickhouse_port, connect_timeout=timeout_s,
+                  send_receive_timeout=timeout_s)
 
 
 def is_up(settings: Settings) -> bool:
+    client = _client(settings, 1)
     try:
-        with urllib.request.urlopen(http_url(settings) + "ping", timeout=1) as reply:
-            return reply.status == 200
-    except (urllib.error.URLError, OSError):
+        return client.execute("SELECT 1") == [(1,)]
+    except Exception:  # refused, reset, or still starting: not up
         return False
+    finally:
+        client.disconnect()
 
 
 def request_stop(settings: Settings) -> None:
-    """Kill the keep-alive query (a POST: GET requests are read-only), which stops the server."""
+    """Kill the keep-alive query, which stops the server."""
     sql = f"KILL QUERY WHERE query = '{KEEPALIVE}' OR startsWith(query, 'SYSTEM START LISTEN') ASYNC"
-    request = urllib.request.Request(http_url(settings), data=sql.encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=5):
-        pass
+    client = _client(settings, 5)
+    try:
+        client.execute(sql)
+    except Exception as exc:  # clickhouse_driver's errors, or the socket's
+        raise OSError(f"could not ask ClickHouse to stop: {exc}") from exc
+    finally:
+        client.disconnect()
 
 
 def serve(settings: Settings) -> None:
@@ -71,10 +83,10 @@ def serve(settings: Settings) -> None:
     home = clickhouse_dir(settings)
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.xml").write_text(
-        CONFIG.format(tcp=settings.clickhouse_port, http=settings.clickhouse_http_port)
+        CONFIG.format(tcp=settings.clickhouse_port)
     )
     os.chdir(home)
-    sql = f"SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; {KEEPALIVE}"
+    sql = f"SYSTEM START LISTEN TCP; {KEEPALIVE}"
 
     def run() -> None:
         try:
