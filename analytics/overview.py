@@ -86,9 +86,10 @@ def sources(project_id: str, what: str, since: datetime, until: datetime, limit:
     if not 1 <= limit <= 10_000:
         raise QueryError("limit must be between 1 and 10000")
     column = SOURCES[what]
+    external = " AND referrer_medium != 'internal'" if what == "referrers" else ""  # the site is no referrer
     sql = f"""SELECT {column} AS value, uniqExactIf(visitor_hash, sign = 1) AS visitors, sum(sign) AS sessions
 FROM {project_database(project_id)}.sessions
-WHERE start_at >= {SINCE} AND start_at < {UNTIL} AND {column} != ''{filters.sessions_condition(project_id, SINCE, UNTIL)}
+WHERE start_at >= {SINCE} AND start_at < {UNTIL} AND {column} != ''{external}{filters.sessions_condition(project_id, SINCE, UNTIL)}
 GROUP BY value
 HAVING sessions > 0
 ORDER BY visitors DESC, sessions DESC, value

@@ -32,7 +32,7 @@ BREAKDOWNS = ("event", "type", "browser", "os", "device", "country", "region", "
 TOP = {
     "pages": ("url_path", "type = 'page'"),
     "events": ("event", "type = 'track'"),
-    "referrers": ("referrer_source", "type = 'page' AND referrer_source != ''"),
+    "referrers": ("referrer_source", "type = 'page' AND referrer_source != '' AND referrer_medium != 'internal'"),
     "campaigns": ("utm_campaign", "utm_campaign != ''"),
     "countries": ("country", "country != ''"),
     "browsers": ("browser", "browser != ''"),
