@@ -1,6 +1,7 @@
 """Daily-rotating random salts for cookieless visitor ids, shared by every anonymize replica.
 
-Salts live in the compacted topic ``headwater.salts``, keyed by UTC date. A replica that needs the
+Salts live in the compacted topic ``headwater.salts``, keyed by UTC date, sealed when ``secret_key`` is
+set (headwater/sealing.py). A replica that needs the
 salt of a day that has none writes a random candidate; all replicas read the topic in the same order
 and keep the *first* record of each date, so they agree even when two wrote at once. Today's and
 tomorrow's salts are made ahead of time; salts older than yesterday are deleted (a tombstone, then
@@ -16,6 +17,7 @@ import secrets
 import structlog
 
 from headwater.kafka import make_producer
+from headwater.sealing import Sealer
 from headwater.settings import Settings
 from headwater.tailing import TopicTail
 from headwater.topics import salts_topic
@@ -32,6 +34,7 @@ class DailySalts:
     def __init__(self, settings: Settings) -> None:
         self.topic = salts_topic(settings)
         self.salts: dict[dt.date, bytes] = {}
+        self.sealer = Sealer(settings.secret_key)
         self.tail = TopicTail(settings, self.topic, self.apply)
         self.producer = make_producer(settings, linger_ms=0)
         self._maintenance: asyncio.Task | None = None
@@ -41,7 +44,7 @@ class DailySalts:
         if value is None:
             self.salts.pop(day, None)
         elif day not in self.salts:  # the first record of a date wins
-            self.salts[day] = bytes.fromhex(value.decode())
+            self.salts[day] = bytes.fromhex(self.sealer.open(value.decode()))
 
     def salt_for(self, day: dt.date) -> bytes:
         """The salt of ``day`` while it is kept, else today's."""
@@ -58,7 +61,7 @@ class DailySalts:
         today = utc_today()
         for day in (today, today + dt.timedelta(days=1)):
             if day not in self.salts:
-                await self.producer.send_and_wait(self.topic, secrets.token_hex(32).encode(),
+                await self.producer.send_and_wait(self.topic, self.sealer.seal(secrets.token_hex(32)).encode(),
                                                   key=day.isoformat().encode())
                 await self.tail.wait_for(lambda d=day: d in self.salts)
         for day in [d for d in self.salts if d <= today - dt.timedelta(days=KEEP_DAYS)]:

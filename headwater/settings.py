@@ -58,6 +58,8 @@ class Settings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8081
     admin_token: str = ""  # required by the admin role; the local stack sets a development token
+    # Seals the HMAC keys and salts kept in Kafka topics (headwater/sealing.py); the same on every role.
+    secret_key: str = ""
     key_grace_s: float = 86_400.0  # how long a rotated-out key keeps working
 
     dashboard_host: str = "127.0.0.1"
@@ -163,7 +165,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"setting {name} (HEADWATER_{name.upper()}): {value!r} is not a "
                              f"{hints[name].__name__}") from exc
-    return Settings(**coerced)
+    settings = Settings(**coerced)
+    if settings.secret_key and len(settings.secret_key) < 32:
+        raise ValueError("setting secret_key (HEADWATER_SECRET_KEY) must be at least 32 characters "
+                         "(for example: openssl rand -hex 32)")
+    return settings
 
 
 @functools.cache

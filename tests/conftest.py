@@ -29,6 +29,7 @@ TEST_ENV = {
     "HEADWATER_LOG_FORMAT": "json",
     "HEADWATER_HTTP_HEADER_TIMEOUT_S": "2",
     "HEADWATER_HTTP_BODY_TIMEOUT_S": "3",
+    "HEADWATER_SECRET_KEY": "test-secret-key-of-at-least-32-characters",
 }
 os.environ.update(TEST_ENV)
 

@@ -133,3 +133,26 @@ def test_the_whole_policy_applies_to_failed_events_and_context_traits(stack, set
     traits = clickhouse.execute(f"SELECT traits FROM {database}.events WHERE message_id = %(m)s",
                                 {"m": good["messageId"]})[0][0]
     assert "hmac:" in traits and "password" not in traits
+
+
+def test_hmac_keys_and_salts_are_sealed_in_their_topics(stack, settings):
+    """Anyone who could read headwater.projects used to read each project's HMAC secret in the clear."""
+    from headwater.projects.store import ProjectStore
+    from headwater.topics import projects_topic, salts_topic
+
+    assert settings.secret_key
+    created = Admin(settings).create_project()
+    project_id = created["project"]["id"]
+
+    async def secrets_and_bytes():
+        store = ProjectStore(settings)
+        await store.start()
+        await store.wait_for(lambda s: s.get(project_id) is not None)
+        secret = store.get(project_id).hash_keys[-1]["secret"]
+        await store.stop()
+        return secret, await topic_bytes(settings, projects_topic(settings)), await topic_bytes(settings, salts_topic(settings))
+
+    secret, projects, salts = asyncio.run(secrets_and_bytes())
+    assert len(secret) >= 32 and secret.encode() not in projects
+    assert b"sealed:v1:" in projects and salts and all(
+        line.startswith(b"sealed:v1:") for line in salts.split(b"\n") if line)

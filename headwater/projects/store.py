@@ -17,6 +17,7 @@ import structlog
 
 from headwater.kafka import make_producer
 from headwater.projects.model import Key, Project, key_hash
+from headwater.sealing import Sealer
 from headwater.settings import Settings
 from headwater.tailing import TopicTail
 from headwater.topics import projects_topic
@@ -30,6 +31,7 @@ class ProjectStore:
         self.projects: dict[str, Project] = {}
         self.by_key_hash: dict[str, tuple[Project, Key]] = {}
         self._derived: dict[tuple[str, str], object] = {}
+        self.sealer = Sealer(settings.secret_key)
         self.tail = TopicTail(settings, projects_topic(settings), self.apply)
 
     @property
@@ -60,6 +62,7 @@ class ProjectStore:
         if value is None:
             return
         project = Project.from_dict(orjson.loads(value))
+        project.hash_keys = [{**k, "secret": self.sealer.open(k["secret"])} for k in project.hash_keys]
         self.projects[project_id] = project
         for key in project.keys:
             self.by_key_hash[key.hash] = (project, key)
@@ -79,12 +82,16 @@ class ProjectWriter:
     def __init__(self, settings: Settings) -> None:
         self.topic = projects_topic(settings)
         self.producer = make_producer(settings, linger_ms=0)
+        self.sealer = Sealer(settings.secret_key)
 
     async def start(self) -> None:
         await self.producer.start()
 
     async def write(self, project: Project) -> None:
-        await self.producer.send_and_wait(self.topic, orjson.dumps(project.to_dict()), key=project.id.encode())
+        """Write the project's whole state, its HMAC keys sealed (headwater/sealing.py)."""
+        record = project.to_dict()
+        record["hash_keys"] = [{**k, "secret": self.sealer.seal(k["secret"])} for k in record["hash_keys"]]
+        await self.producer.send_and_wait(self.topic, orjson.dumps(record), key=project.id.encode())
 
     async def stop(self) -> None:
         await self.producer.stop()
