@@ -28,6 +28,8 @@ class FlowError(ValueError):
 
 def validate_flow(flow: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Return the flow as a tuple, or raise :class:`FlowError` listing every problem found."""
+    if not isinstance(flow, (list, tuple)) or not all(isinstance(step, str) for step in flow):
+        raise FlowError(f"a flow is a list of step names, like {list(DEFAULT_FLOW)}")
     problems = [f"unknown step {step!r}" for step in flow if step not in DEFAULT_FLOW]
     if len(set(flow)) != len(flow):
         problems.append("a step is repeated")

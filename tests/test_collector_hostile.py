@@ -11,8 +11,10 @@ import uuid
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from tests.helpers import Admin, count_rows, post, wait_for
+from tests.test_fuzz_parsers import counted
 
 pytestmark = pytest.mark.integration
 
@@ -215,3 +217,32 @@ def test_rotate_keys_with_an_overflowing_number_is_a_400(stack, project):
     reply = httpx.post(Admin(stack.settings).url + f"/v1/projects/{project['project']['id']}/rotate-keys",
                        content=b'{"grace_seconds": 1e999}', headers=Admin(stack.settings).headers)
     assert reply.status_code == 400
+
+
+ADMIN_ROUTES = [("PUT", "origins"), ("POST", "rotate-keys"), ("PATCH", "config"), ("POST", "schemas"),
+                ("POST", "disable"), ("POST", "enable")]
+JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers() | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    max_leaves=12)
+BODY_FIELDS = st.sampled_from(["origins", "grace_seconds", "flow", "privacy", "enrich", "validation", "sessions",
+                               "event", "version", "schema", "retention_days", "id", "name"])
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(route=st.sampled_from(ADMIN_ROUTES), body=st.one_of(JSON, st.dictionaries(BODY_FIELDS, JSON, max_size=3)))
+def test_no_admin_api_body_is_a_5xx(stack, route, body):
+    """The admin API, like every public endpoint, answers bad input with a 4xx and its reason."""
+    counted("admin API bodies")
+    method, action = route
+    admin = Admin(stack.settings)
+    reply = admin.call(method, f"/v1/projects/{_fuzzed_project(admin)}/{action}", body)
+    assert reply.status_code < 500, (route, body, reply.text[-300:])
+
+
+_FUZZED: dict = {}
+
+
+def _fuzzed_project(admin: Admin) -> str:
+    if "id" not in _FUZZED:
+        _FUZZED["id"] = admin.create_project(prefix="fuzzed")["project"]["id"]
+    return _FUZZED["id"]

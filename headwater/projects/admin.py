@@ -14,6 +14,8 @@ import secrets
 import time
 from typing import Callable
 
+import msgspec
+
 from headwater.clickhouse import make_client, project_database
 from headwater.migrations import apply_retention, migrate_project
 from headwater.projects.model import PUBLIC, READ, SERVER, Key, Project, check_origin_pattern, key_hash, new_key
@@ -42,6 +44,17 @@ class IssuedKeys:
 
 
 MAX_GRACE_S = 365 * 86_400.0
+
+
+class Configuration(msgspec.Struct, forbid_unknown_fields=True):
+    """The types of what ``configure`` changes; each part's content is checked by its processor."""
+
+    flow: list[str] | None = None
+    privacy: dict = {}
+    enrich: dict = {}
+    validation: dict = {}
+    sessions: dict = {}
+    retention_days: int | None = None
 
 
 def now_ms() -> int:
@@ -186,6 +199,10 @@ class ProjectAdmin:
         unknown = set(changes) - set(CONFIGURABLE)
         if unknown:
             raise ProjectError(f"cannot configure {', '.join(sorted(unknown))}; only {', '.join(CONFIGURABLE)}")
+        try:
+            msgspec.convert(changes, Configuration)
+        except msgspec.ValidationError as exc:
+            raise ProjectError(f"the configuration is not of the right types: {exc}") from exc
         project = dataclasses.replace(self.get(project_id), **changes)
         await self._save(project)
         if "retention_days" in changes:
