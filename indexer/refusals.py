@@ -45,5 +45,8 @@ def refused_for_content(exc: BaseException) -> bool:
 
 
 def refusal_detail(exc: BaseException) -> str:
-    """The first line of ClickHouse's message, without its stack trace."""
-    return str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+    """ClickHouse's code and message on one line, without its stack trace."""
+    message = getattr(exc, "message", "") or str(exc)
+    text = message.split("Stack trace:")[0].strip().replace("\n", " ")
+    code = getattr(exc, "code", None)
+    return (f"Code {code}: {text}" if code is not None else text)[:500] or type(exc).__name__

@@ -16,7 +16,8 @@ from headwater.settings import Settings
 from processors.base import Processor
 from headwater.options import check_options
 from processors.enrichments.geoip import GeoIP, GeoIPError
-from processors.enrichments.urls import campaign, classify_referrer, split_url
+from processors.enrichments.referrers import classify_referrer
+from processors.enrichments.urls import campaign, split_url
 from processors.enrichments.useragent import make_parser
 
 ENRICH_OPTIONS = {"geoip"}
@@ -78,8 +79,8 @@ class Enrich(Processor):
         if page:
             enriched["page"] = page
             enriched["campaign"] = campaign(page["query"])
-        ref = split_url(referrer) or {"url": "", "host": ""}
+        ref = split_url(referrer) or {"url": "", "host": "", "path": "/"}
         medium, source = classify_referrer(ref["host"], page["host"] if page else "",
-                                           enriched.get("campaign", {}).get("medium", ""))
+                                           enriched.get("campaign", {}).get("medium", ""), ref["path"])
         enriched["referrer"] = {"url": ref["url"], "host": ref["host"], "medium": medium, "source": source}
         return envelope

@@ -2,7 +2,10 @@
 response matches the document (status codes, content types, headers, bodies).
 
 Batch endpoints accept the valid events of a partly invalid batch (a documented choice), so for them
-the check that schema-violating input is refused whole is left out; every other check runs. The
+the check that schema-violating input is refused whole is left out. The check that schema-valid input
+is accepted is left out everywhere: an event time more than ``max_event_age_days`` before its receipt
+is refused (400 ``too_old``, docs/collector.md), a bound relative to now that a JSON Schema cannot
+state. Every other check runs. The
 "coverage" phase is skipped: schemathesis 4.32 sometimes crashes inside its own generator there (a
 SystemError from Python 3.11's ast module, "AST constructor recursion depth mismatch", while it
 describes a Hypothesis strategy), first seen with the nested batch schema and later on the
@@ -36,7 +39,8 @@ def generated(output: str) -> int:
 
 
 def test_single_event_endpoints_conform(stack, settings):
-    code, output = schemathesis(stack, settings, "--checks", "all", "--exclude-path-regex", BATCH_PATHS,
+    code, output = schemathesis(stack, settings, "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+                                "--exclude-path-regex", BATCH_PATHS,
                                 "--phases", "examples,fuzzing,stateful", examples=60)
     print(f"schemathesis: {generated(output)} cases on the single-event endpoints")
     assert code == 0, output[-6000:]
@@ -44,7 +48,7 @@ def test_single_event_endpoints_conform(stack, settings):
 
 
 def test_batch_endpoints_conform(stack, settings):
-    code, output = schemathesis(stack, settings, "--checks", "all", "--exclude-checks", "negative_data_rejection",
+    code, output = schemathesis(stack, settings, "--checks", "all", "--exclude-checks", "negative_data_rejection,positive_data_acceptance",
                                 "--include-path-regex", BATCH_PATHS, "--phases", "examples,fuzzing")
     print(f"schemathesis: {generated(output)} cases on the batch endpoints")
     assert code == 0, output[-6000:]

@@ -188,6 +188,7 @@ def test_phone_sized_screens_do_not_scroll_sideways(shown):
 
 
 def test_access_by_login_and_read_token(shown):
+    assert shown["session_cookie_holds_token"] is False  # a signed session, not the token itself
     access = shown["access"]
     assert access["anonymous_lands_on"] == "/login"
     assert "opens nothing" in access["wrong_token_error"]

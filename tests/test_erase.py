@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -45,7 +46,8 @@ def test_retention_drops_old_events_and_keeps_recent_ones(stack, settings, click
     admin = Admin(settings)
     created = admin.create_project()
     project_id, key, db = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
-    batch = [{"type": "track", "event": "old", "anonymousId": "a", "timestamp": "2020-01-01T00:00:00Z"},
+    old = (datetime.now(timezone.utc) - timedelta(days=400)).isoformat()  # within the accepted two years
+    batch = [{"type": "track", "event": "old", "anonymousId": "a", "timestamp": old},
              {"type": "track", "event": "new", "anonymousId": "b"}]
     assert post(stack.collector_url, "/v1/batch", {"batch": batch}, key).status_code == 200
     wait_for(lambda: count_rows(clickhouse, db) == 2)  # both stored while the project keeps everything

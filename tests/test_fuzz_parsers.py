@@ -35,7 +35,8 @@ from headwater.settings import Settings
 from headwater.timeutil import epoch_ms, parse_time
 from processors.anonymize import Anonymize, truncate_ip
 from processors.enrich import Enrich
-from processors.enrichments.urls import campaign, classify_referrer, split_url
+from processors.enrichments.referrers import classify_referrer
+from processors.enrichments.urls import campaign, split_url
 from processors.enrichments.useragent import parse_user_agent
 from processors.validate import Validate
 from tests.geoip import build_city_database

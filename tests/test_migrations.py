@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_migrate_reaches_every_project_and_is_idempotent(stack, settings, clickh
                            settings={"mutations_sync": 2})
     first = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
-        assert f"{project['id']}: applied [3, 4, 5, 6]" in first.stdout
+        assert f"{project['id']}: applied [3, 4, 5, 6, 7]" in first.stdout
     again = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
         assert f"{project['id']}: applied nothing, up to date" in again.stdout
@@ -60,13 +61,17 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
                        "anonymous_id String, user_id String, timestamp DateTime64(3, 'UTC'), kafka_partition UInt16, "
                        "kafka_offset UInt64) ENGINE = MergeTree ORDER BY (toDate(timestamp), event, "
                        "cityHash64(anonymous_id), timestamp)")
-    clickhouse.execute(f"CREATE TABLE {db}.sessions (session_id String, visitor_id String, sign Int8, version UInt32) "
+    clickhouse.execute(f"CREATE TABLE {db}.sessions (session_id String, visitor_id String, start_at DateTime64(3, 'UTC'), "
+                       "end_at DateTime64(3, 'UTC'), duration_s UInt32, os String, sign Int8, version UInt32) "
                        "ENGINE = VersionedCollapsingMergeTree(sign, version) ORDER BY session_id")
+    clickhouse.execute(f"INSERT INTO {db}.sessions (session_id, visitor_id, start_at, end_at, duration_s, sign, version) "
+                       "VALUES", [("s1", "a1", datetime(2026, 1, 1, 10), datetime(2026, 1, 1, 10, 2, 3, 450_000), 123,
+                                   1, 1)])
     clickhouse.execute(f"CREATE TABLE {db}.failed_events (reason String, payload String) "
                        "ENGINE = MergeTree ORDER BY reason")
     clickhouse.execute(f"INSERT INTO {db}.events (message_id, anonymous_id, user_id) VALUES",
                        [("m1", "a1", ""), ("m2", "", "u2")])
-    assert migrate_project(clickhouse, project) == [4, 5, 6]
+    assert migrate_project(clickhouse, project) == [4, 5, 6, 7]
     assert "visitor_hash" in columns(clickhouse, db, "events")
     assert {"kafka_partition", "kafka_offset", "visitor_hash"} <= columns(clickhouse, db, "sessions")
     assert clickhouse.execute(f"SELECT compression_codec FROM system.columns WHERE database = '{db}' "
@@ -76,4 +81,6 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
     hashes = clickhouse.execute(f"SELECT visitor_hash = cityHash64(if(anonymous_id != '', anonymous_id, user_id)) "
                                 f"FROM {db}.events")
     assert hashes == [(1,), (1,)]
+    assert clickhouse.execute(f"SELECT duration_ms, is_bot FROM {db}.sessions") == [(123_450, False)]
+    assert {"previous_id", "group_id", "group_traits"} <= columns(clickhouse, db, "events")
     assert migrate_project(clickhouse, project) == []

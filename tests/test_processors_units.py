@@ -15,7 +15,8 @@ from headwater.settings import Settings
 from processors.anonymize import Anonymize, PrivacyPolicy, apply_ip_policy, check_privacy, truncate_ip
 from processors.checks import check_project
 from processors.enrich import Enrich
-from processors.enrichments.urls import campaign, classify_referrer
+from processors.enrichments.referrers import classify_referrer
+from processors.enrichments.urls import campaign
 from processors.enrichments.useragent import parse_user_agent
 from processors.validate import Validate
 from tests.geoip import build_city_database
@@ -86,9 +87,32 @@ def test_geoip_can_be_off_for_a_project(enrich):
     ("blog.shop.example", "shop.example", "internal", "blog.shop.example"),
     ("", "shop.example", "direct", ""),
     ("news.example.org", "shop.example", "referral", "news.example.org"),
+    # the defects: the Gmail app counted as Google search, the site's own www. host as a referrer
+    ("com.google.android.gm", "shop.example", "email", "Gmail"),
+    ("shop.example", "www.shop.example", "internal", "shop.example"),
+    ("www.shop.example", "shop.example", "internal", "www.shop.example"),
+    # from the maintained lists, not a hand list
+    ("www.google.co.uk", "shop.example", "search", "Google"),
+    ("yandex.com.tr", "shop.example", "search", "Yandex"),
+    ("search.seznam.cz", "shop.example", "search", "Seznam"),
+    ("vk.com", "shop.example", "social", "Vkontakte"),
+    ("chatgpt.com", "shop.example", "ai", "ChatGPT"),
+    ("com.google.android.googlequicksearchbox", "shop.example", "search", "Google"),
 ])
 def test_referrer_classes(referrer, page, medium, source):
     assert classify_referrer(referrer, page) == (medium, source)
+
+
+def test_the_gmail_apps_referrer_url_is_email_through_enrichment():
+    from processors.enrichments.urls import split_url
+
+    ref = split_url("android-app://com.google.android.gm/")
+    assert classify_referrer(ref["host"], "shop.example", "", ref["path"]) == ("email", "Gmail")
+
+
+def test_referrer_paths_pick_the_product():
+    assert classify_referrer("www.google.com", "shop.example", "", "/imgres") == ("search", "Google Images")
+    assert classify_referrer("x.com", "shop.example", "", "/i/grok") == ("ai", "Grok")
 
 
 def test_campaign_keeps_the_first_value_of_each_parameter():

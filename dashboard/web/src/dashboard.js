@@ -15,9 +15,12 @@ function trendChart(box) {
              { label: "Visitors", stroke: "#16a34a", width: 2, scale: "visitors", points: { show: data.x.length < 60 } }],
     axes: [{}, { size: 60, stroke: "#2563eb" }, { scale: "visitors", side: 1, size: 60, stroke: "#16a34a", grid: { show: false } }],
   });
-  let plot = new uPlot(options(box.clientWidth), [data.x, data.events, data.visitors], box);
-  box.dataset.drawn = "true";
-  box.dataset.xRange = JSON.stringify([plot.scales.x.min, plot.scales.x.max]);
+  const drawn = (u) => {
+    box.dataset.xRange = JSON.stringify([u.scales.x.min, u.scales.x.max]);
+    box.dataset.drawn = "true";
+  };
+  let plot = new uPlot({ ...options(box.clientWidth), hooks: { draw: [drawn] } },
+                       [data.x, data.events, data.visitors], box);
   let pending;
   new ResizeObserver(() => {
     clearTimeout(pending);
