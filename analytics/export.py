@@ -27,6 +27,7 @@ class ExportReport:
     path: str  # relative to the ClickHouse server's user_files directory
     format: str
     rows: int
+    location: str  # where the file is on the ClickHouse server's machine
 
 
 def default_path(project_id: str, table: str, since: datetime, until: datetime, fmt: str) -> str:
@@ -55,4 +56,11 @@ def export_query(project_id: str, table: str, since: datetime, until: datetime, 
 
 def export(client: Client, query: Query, fmt: str) -> ExportReport:
     client.execute(query.sql, query.params)
-    return ExportReport(query.params["path"], fmt, client.last_query.progress.written_rows)
+    rows = client.last_query.progress.written_rows
+    return ExportReport(query.params["path"], fmt, rows, location(client, query.params["path"], fmt))
+
+
+def location(client: Client, path: str, fmt: str) -> str:
+    """The file's full path as ClickHouse resolved it (``_path`` of the file it reads back)."""
+    found = client.execute(f"SELECT _path FROM file(%(path)s, '{FORMATS[fmt][0]}') LIMIT 1", {"path": path})
+    return found[0][0] if found else path

@@ -6,6 +6,8 @@ fails when a committed file differs from what the definitions give:
 
 - ``deploy/compose/compose.yaml``: the Docker Compose file, its topic-creation service included;
 - ``deploy/helm/headwater/files/topics.json``: the topics the chart's topic Job creates;
+- ``deploy/helm/headwater/files/kafka-access.json``: the bundled broker's SASL settings and the ACLs
+  the topic Job adds (:mod:`headwater.kafka_access`);
 - ``deploy/grafana/headwater.json``: a Grafana dashboard on the query library's SQL (:mod:`analytics.grafana`).
 """
 
@@ -19,12 +21,23 @@ import yaml
 
 from analytics import grafana
 from headwater.devstack.stack import service_roles
+from headwater.kafka_access import (
+    BROKER_ADMIN,
+    USERS,
+    Acl,
+    acl_arguments,
+    acls,
+    broker_sasl_properties,
+    client_properties,
+    user_of,
+)
 from headwater.settings import Settings
 from headwater.topics import TopicSpec, topic_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
 HELM_TOPICS_FILE = ROOT / "deploy" / "helm" / "headwater" / "files" / "topics.json"
+HELM_KAFKA_ACCESS_FILE = ROOT / "deploy" / "helm" / "headwater" / "files" / "kafka-access.json"
 GRAFANA_FILE = ROOT / "deploy" / "grafana" / "headwater.json"
 DEPLOY_PARTITIONS = 12  # per pipeline topic: the most replicas any one consumer group can use
 IMAGE = "${HEADWATER_IMAGE:-headwater:0.1.0}"
@@ -44,10 +57,67 @@ def service_name(role: str) -> str:
     return role.removeprefix("processor-")
 
 
+ADMIN_CONFIG = "/tmp/admin.properties"
+KAFKA_PASSWORD = {user: f"${{KAFKA_{user.upper()}_PASSWORD:?set KAFKA_{user.upper()}_PASSWORD in .env}}"
+                  for user in (BROKER_ADMIN, *USERS)}
+SECRET_KEY = "${HEADWATER_SECRET_KEY:?set HEADWATER_SECRET_KEY in .env (openssl rand -hex 32)}"
+
+
 def topic_command(spec: TopicSpec, bootstrap: str, replication: str) -> str:
     configs = " ".join(f"--config {key}={value}" for key, value in sorted(spec.config.items()))
-    return (f"/opt/kafka/bin/kafka-topics.sh --bootstrap-server {bootstrap} --create --if-not-exists "
-            f"--topic {spec.name} --partitions {spec.partitions} --replication-factor {replication} {configs}")
+    return (f"/opt/kafka/bin/kafka-topics.sh --bootstrap-server {bootstrap} --command-config {ADMIN_CONFIG} "
+            f"--create --if-not-exists --topic {spec.name} --partitions {spec.partitions} "
+            f"--replication-factor {replication} {configs}")
+
+
+def acl_command(acl: Acl, bootstrap: str) -> str:
+    return (f"/opt/kafka/bin/kafka-acls.sh --bootstrap-server {bootstrap} --command-config {ADMIN_CONFIG} "
+            + " ".join(acl_arguments(acl)))
+
+
+def admin_config_command() -> str:
+    """A shell command writing the admin's client settings for the Kafka tools (as
+    :func:`headwater.kafka_access.client_properties`), the password from the container's environment
+    (``$$`` is a literal ``$`` to compose)."""
+    jaas = client_properties(BROKER_ADMIN, "$${KAFKA_ADMIN_PASSWORD}").splitlines()[2].replace('"', '\\"')
+    return f"printf '%s\\n' security.protocol=SASL_PLAINTEXT sasl.mechanism=PLAIN \"{jaas}\" > {ADMIN_CONFIG}"
+
+
+def kafka_broker_environment() -> dict[str, str]:
+    """The apache/kafka image's settings (KAFKA_ + the property, dots as _, underscores as __)."""
+    secured = {"KAFKA_" + key.upper().replace("_", "__").replace(".", "_"): value
+               for key, value in broker_sasl_properties(KAFKA_PASSWORD).items()}
+    return {
+        "KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": "SASL_PLAINTEXT://:9092,CONTROLLER://:9093",
+        "KAFKA_ADVERTISED_LISTENERS": "SASL_PLAINTEXT://kafka:9092",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "SASL_PLAINTEXT",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@kafka:9093",
+        **secured,
+        "KAFKA_ADMIN_PASSWORD": KAFKA_PASSWORD[BROKER_ADMIN],
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1", "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_LOG_DIRS": "/var/lib/kafka/data", "KAFKA_HEAP_OPTS": "${KAFKA_HEAP_OPTS:--Xmx1g -Xms1g}",
+    }
+
+
+def headwater_environment(settings: Settings, role: str) -> dict[str, str]:
+    """A Headwater service's environment: the shared settings and its own Kafka user."""
+    user = user_of(role)
+    return {
+        "HEADWATER_KAFKA_BOOTSTRAP": "kafka:9092", "HEADWATER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "HEADWATER_KAFKA_SASL_MECHANISM": "PLAIN", "HEADWATER_KAFKA_SASL_USERNAME": user,
+        "HEADWATER_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD[user],
+        "HEADWATER_SECRET_KEY": SECRET_KEY,
+        "HEADWATER_CLICKHOUSE_HOST": "clickhouse",
+        "HEADWATER_CLICKHOUSE_USER": "${CLICKHOUSE_USER:-headwater}",
+        "HEADWATER_CLICKHOUSE_PASSWORD": "${CLICKHOUSE_PASSWORD:?set CLICKHOUSE_PASSWORD in .env}",
+        "HEADWATER_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "HEADWATER_COLLECTOR_HOST": "0.0.0.0", "HEADWATER_ADMIN_HOST": "0.0.0.0", "HEADWATER_DASHBOARD_HOST": "0.0.0.0",
+        "HEADWATER_METRICS_PORT": str(METRICS_PORT), "HEADWATER_METRICS_HOST": "0.0.0.0",
+    }
 
 
 def _healthcheck(command: str) -> dict:
@@ -59,10 +129,11 @@ def _http_ok(url: str) -> str:
     return f"import urllib.request,sys; sys.exit(urllib.request.urlopen('{url}', timeout=4).status != 200)"
 
 
-def _role_service(role: str, argv: list[str]) -> dict:
+def _role_service(settings: Settings, role: str, argv: list[str]) -> dict:
     service: dict = {
         "<<": "*headwater",
         "command": argv,
+        "environment": headwater_environment(settings, role),
     }
     if role == "collector":
         service["ports"] = ["${COLLECTOR_PORT:-8080}:8080"]
@@ -80,23 +151,14 @@ def _role_service(role: str, argv: list[str]) -> dict:
 
 def compose_document(settings: Settings) -> dict:
     topics = [topic_command(spec, "kafka:9092", "1") for spec in topic_specs(settings)]
+    access = [acl_command(acl, "kafka:9092") for acl in acls(settings)]
     services: dict = {
         "kafka": {
             "image": KAFKA_IMAGE,
-            "environment": {
-                "KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller",
-                "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
-                "KAFKA_ADVERTISED_LISTENERS": "PLAINTEXT://kafka:9092",
-                "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
-                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@kafka:9093",
-                "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
-                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1", "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
-                "KAFKA_LOG_DIRS": "/var/lib/kafka/data", "KAFKA_HEAP_OPTS": "${KAFKA_HEAP_OPTS:--Xmx1g -Xms1g}",
-            },
+            "environment": kafka_broker_environment(),
             "volumes": ["kafka-data:/var/lib/kafka/data"],
-            "healthcheck": {"test": ["CMD-SHELL", "/opt/kafka/bin/kafka-broker-api-versions.sh "
-                                                  "--bootstrap-server localhost:9092 > /dev/null"],
+            "healthcheck": {"test": ["CMD-SHELL", admin_config_command() + " && /opt/kafka/bin/kafka-broker-api-versions.sh "
+                                                  f"--bootstrap-server localhost:9092 --command-config {ADMIN_CONFIG} > /dev/null"],
                             "interval": "10s", "timeout": "10s", "retries": 12, "start_period": "20s"},
             "restart": "unless-stopped",
         },
@@ -114,29 +176,23 @@ def compose_document(settings: Settings) -> dict:
         "topics": {
             "image": KAFKA_IMAGE,
             "depends_on": {"kafka": {"condition": "service_healthy"}},
+            "environment": {"KAFKA_ADMIN_PASSWORD": KAFKA_PASSWORD[BROKER_ADMIN]},
             "entrypoint": ["/bin/bash", "-ec"],
-            "command": [" &&\n".join(topics) + "\n"],
+            "command": [" &&\n".join([admin_config_command(), *topics, *access]) + "\n"],
             "restart": "no",
         },
         "migrate": {"<<": "*headwater", "command": ["migrate"], "restart": "no",
+                    "environment": headwater_environment(settings, "migrate"),
                     "depends_on": {"clickhouse": {"condition": "service_healthy"},
                                    "topics": {"condition": "service_completed_successfully"}}},
     }
     for role, argv in service_roles():
-        services[service_name(role)] = _role_service(role, argv)
+        services[service_name(role)] = _role_service(settings, role, argv)
     return {
         "name": "headwater",
         "x-headwater": {
             "image": IMAGE,
             "env_file": [{"path": ".env", "required": False}],
-            "environment": {
-                "HEADWATER_KAFKA_BOOTSTRAP": "kafka:9092", "HEADWATER_CLICKHOUSE_HOST": "clickhouse",
-                "HEADWATER_CLICKHOUSE_USER": "${CLICKHOUSE_USER:-headwater}",
-                "HEADWATER_CLICKHOUSE_PASSWORD": "${CLICKHOUSE_PASSWORD:?set CLICKHOUSE_PASSWORD in .env}",
-                "HEADWATER_TOPIC_PARTITIONS": str(settings.topic_partitions),
-                "HEADWATER_COLLECTOR_HOST": "0.0.0.0", "HEADWATER_ADMIN_HOST": "0.0.0.0", "HEADWATER_DASHBOARD_HOST": "0.0.0.0",
-                "HEADWATER_METRICS_PORT": str(METRICS_PORT), "HEADWATER_METRICS_HOST": "0.0.0.0",
-            },
             "depends_on": {"kafka": {"condition": "service_healthy"},
                            "clickhouse": {"condition": "service_healthy"},
                            "topics": {"condition": "service_completed_successfully"}},
@@ -168,10 +224,19 @@ def render_helm_topics(settings: Settings) -> str:
     return json.dumps({"generated_by": "headwater deploy render", "topics": topics}, indent=2) + "\n"
 
 
+def render_helm_kafka_access(settings: Settings) -> str:
+    """The bundled broker's SASL settings (passwords as Kubernetes ``$(VAR)`` references to the
+    container's environment) and the ACLs the topic Job adds, from headwater/kafka_access.py."""
+    passwords = {user: f"$(KAFKA_{user.upper()}_PASSWORD)" for user in (BROKER_ADMIN, *USERS)}
+    document = {"generated_by": "headwater deploy render", "users": [BROKER_ADMIN, *USERS],
+                "broker": broker_sasl_properties(passwords), "acls": [acl_arguments(acl) for acl in acls(settings)]}
+    return json.dumps(document, indent=2) + "\n"
+
+
 def rendered() -> dict[Path, str]:
     settings = deploy_settings()
     return {COMPOSE_FILE: render_compose(settings), HELM_TOPICS_FILE: render_helm_topics(settings),
-            GRAFANA_FILE: grafana.render()}
+            HELM_KAFKA_ACCESS_FILE: render_helm_kafka_access(settings), GRAFANA_FILE: grafana.render()}
 
 
 def render(check: bool = False) -> list[Path]:

@@ -44,7 +44,10 @@ def test_the_chart_reads_the_same_topics():
 
 ROOT = COMPOSE_FILE.parents[2]
 CHART = ROOT / "deploy" / "helm" / "headwater"
-TRIAL_SECRETS = ["--set", "secrets.adminToken=example-token", "--set", "secrets.clickhousePassword=example"]
+TRIAL_SECRETS = ["--set", "secrets.adminToken=example-token", "--set", "secrets.clickhousePassword=example",
+                 "--set", "secrets.secretKey=example-secret-key-of-32-characters-or-more",
+                 *(part for user in ("admin", "collector", "pipeline", "control")
+                   for part in ("--set", f"secrets.kafkaPasswords.{user}=example-{user}"))]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,7 @@ def test_docker_compose_config_accepts_the_compose_file(tools):
     assert {service_name(role) for role, _ in service_roles()} | {"kafka", "clickhouse", "topics", "migrate"} == \
         set(services.stdout.split())
     missing = compose(tools, "config", "--quiet")  # no .env: the password is required, and said so
-    assert missing.returncode != 0 and "CLICKHOUSE_PASSWORD" in missing.stderr
+    assert missing.returncode != 0 and "missing a value: set" in missing.stderr
 
 
 def render_chart(tools, *values: str) -> list[dict]:
@@ -180,3 +183,53 @@ def test_project_definitions_apply_idempotently_with_given_keys(stack, settings,
     broken = subprocess.run([sys.executable, "-m", "headwater", "project", "apply", str(tmp_path / "broken.json")],
                             capture_output=True, text=True)
     assert broken.returncode != 0 and "colour" in (broken.stdout + broken.stderr)
+
+
+def test_compose_runs_kafka_with_sasl_acls_and_a_user_per_kind_of_role():
+    """The deployment files ran Kafka unauthenticated: anyone who reached the broker read the HMAC
+    secrets and could rewrite a project."""
+    from headwater.deployment import acl_command
+    from headwater.kafka_access import acls, user_of
+
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    broker = services["kafka"]["environment"]
+    assert broker["KAFKA_LISTENERS"] == "SASL_PLAINTEXT://:9092,CONTROLLER://:9093"
+    assert "PLAINTEXT:PLAINTEXT" not in broker["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert broker["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert broker["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    for role, _ in service_roles():
+        env = services[service_name(role)]["environment"]
+        assert env["HEADWATER_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["HEADWATER_KAFKA_SASL_USERNAME"] == user_of(role)
+        assert f"KAFKA_{user_of(role).upper()}_PASSWORD" in env["HEADWATER_KAFKA_SASL_PASSWORD"]
+        assert "HEADWATER_SECRET_KEY" in env["HEADWATER_SECRET_KEY"]
+    assert services["collector"]["environment"]["HEADWATER_KAFKA_SASL_USERNAME"] == "collector"
+    script = services["topics"]["command"][0]
+    assert all(acl_command(acl, "kafka:9092") in script for acl in acls(deploy_settings()))
+
+
+def test_the_chart_secures_kafka_and_the_network(tools):
+    manifests = render_chart(tools)
+    policies = [d for d in manifests if d["kind"] == "NetworkPolicy"]
+    assert any(not p["spec"].get("ingress") for p in policies)  # the default deny
+    kafka_policy = next(p for p in policies if p["metadata"]["name"].endswith("-kafka"))
+    assert kafka_policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/instance": "trial"}
+    broker = next(d for d in manifests if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-kafka"))
+    env = {e["name"]: e for e in broker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KAFKA_LISTENERS"]["value"].startswith("SASL_PLAINTEXT://")
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"]["value"] == "false"
+    assert "$(KAFKA_COLLECTOR_PASSWORD)" in env["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_PLAIN_SASL_JAAS_CONFIG"]["value"]
+    users = {}
+    for deployment in (d for d in manifests if d["kind"] == "Deployment"):
+        container_env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        users[deployment["metadata"]["labels"]["app.kubernetes.io/component"]] = \
+            container_env["HEADWATER_KAFKA_SASL_USERNAME"]["value"]
+        assert container_env["HEADWATER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "secret-key"
+    assert users["collector"] == "collector" and users["admin"] == users["dashboard"] == "control"
+    assert {users[name] for name in users if name not in ("collector", "admin", "dashboard")} == {"pipeline"}
+    topics = next(d for d in manifests if d["kind"] == "Job" and "topics" in d["metadata"]["name"])
+    assert "kafka-acls.sh" in topics["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    without_key = subprocess.run([tools["helm"], "template", "trial", str(CHART), *TRIAL_SECRETS[:4]],
+                                 capture_output=True, text=True)
+    assert without_key.returncode != 0 and "secrets.secretKey" in without_key.stderr

@@ -5,10 +5,12 @@ periods in several time zones, and empty ranges."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -351,6 +353,7 @@ def test_export_writes_the_range_once_per_event(clickhouse, data, settings, fmt)
     since, until = T0 + timedelta(days=2), T0 + timedelta(days=9)
     report = export(clickhouse, export_query(project, "events", since, until, fmt), fmt)
     written = user_files_dir(settings) / report.path
+    assert Path(report.location).resolve() == written.resolve()  # the CLI prints where the file is
     if fmt == "parquet":
         ids = pyarrow.parquet.read_table(written).column("message_id").to_pylist()
     else:
@@ -375,3 +378,29 @@ def test_the_cli_prints_rows_and_the_sql_it_runs(clickhouse, data):
     assert clickhouse.execute(sql) == got
     bad = subprocess.run(base + ["--tz", "Nowhere/Else"], capture_output=True, text=True)
     assert bad.returncode != 0 and "Nowhere/Else" in bad.stderr
+
+
+@pytest.mark.parametrize("command", [["query", "top", "pages"], ["query", "sessions"],
+                                     ["export", "--format", "jsonl"]])
+def test_an_unknown_project_is_one_line_not_a_traceback(clickhouse, command):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "headwater", *command, "--project", "nosuch"],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "no project 'nosuch'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_headwater_sql_runs_any_query(clickhouse, data):
+    import subprocess
+    import sys
+
+    project, events = data
+    done = subprocess.run([sys.executable, "-m", "headwater", "sql",
+                           f"SELECT count() AS n FROM {project_database(project)}.events", "--format", "json"],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == {"n": clickhouse.execute(f"SELECT count() FROM {project_database(project)}.events")[0][0]}
+    bad = subprocess.run([sys.executable, "-m", "headwater", "sql", "SELEKT 1"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "ClickHouse refused it" in bad.stderr and "Traceback" not in bad.stderr

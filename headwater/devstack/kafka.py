@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from headwater.devstack import DEPLOY_LOCAL
+from headwater.kafka_access import broker_sasl_properties
 from headwater.settings import Settings
 
 POM = DEPLOY_LOCAL / "pom.xml"
@@ -45,18 +46,23 @@ def ensure_jars(settings: Settings) -> Path:
     return libs
 
 
-def server_properties(settings: Settings) -> str:
+def server_properties(settings: Settings, sasl_passwords: dict[str, str] | None = None) -> str:
+    """The broker's configuration: PLAINTEXT on loopback for the local stack, or, with
+    ``sasl_passwords``, SASL/PLAIN and ACLs as the deployment files run it (headwater/kafka_access.py)."""
     host, _, port = settings.kafka_bootstrap.partition(":")
     controller = f"{host}:{settings.kafka_controller_port}"
+    protocol = "SASL_PLAINTEXT" if sasl_passwords else "PLAINTEXT"
+    secured = [f"{k}={v}" for k, v in broker_sasl_properties(sasl_passwords).items()] if sasl_passwords else []
     return "\n".join([
+        *secured,
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@{controller}",
-        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
-        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        f"listeners={protocol}://{host}:{port},CONTROLLER://{controller}",
+        f"advertised.listeners={protocol}://{host}:{port}",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"inter.broker.listener.name={protocol}",
+        f"listener.security.protocol.map=CONTROLLER:{protocol},{protocol}:{protocol}",
         f"log.dirs={kafka_dir(settings) / 'data'}",
         f"num.partitions={settings.topic_partitions}",
         "auto.create.topics.enable=false",
@@ -72,7 +78,9 @@ def server_properties(settings: Settings) -> str:
     ])
 
 
-def _java(settings: Settings, main: str, *args: str) -> list[str]:
+def java(settings: Settings, main: str, *args: str) -> list[str]:
+    """A command line running ``main`` of the local Kafka jars (the broker, or a tool such as
+    ``org.apache.kafka.tools.AclCommand``, which is what ``kafka-acls.sh`` runs)."""
     return [
         "java", f"-Xms{settings.kafka_heap}", f"-Xmx{settings.kafka_heap}", "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
@@ -81,17 +89,17 @@ def _java(settings: Settings, main: str, *args: str) -> list[str]:
     ]
 
 
-def prepare(settings: Settings) -> Path:
+def prepare(settings: Settings, sasl_passwords: dict[str, str] | None = None) -> Path:
     """Fetch jars, write the config and format the storage once; return the config path."""
     ensure_jars(settings)
     home = kafka_dir(settings)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "server.properties"
-    config.write_text(server_properties(settings))
+    config.write_text(server_properties(settings, sasl_passwords))
     if not (home / "data" / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
-            _java(settings, "kafka.tools.StorageTool", "format", "--ignore-formatted",
+            java(settings, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                   f"--cluster-id={cluster_id}", f"--config={config}"),
             check=True, stdout=subprocess.DEVNULL,
         )
@@ -101,5 +109,5 @@ def prepare(settings: Settings) -> Path:
 def run_broker(settings: Settings) -> None:
     """Replace this process with the broker (SIGTERM stops it cleanly)."""
     config = prepare(settings)
-    argv = _java(settings, "kafka.Kafka", str(config))
+    argv = java(settings, "kafka.Kafka", str(config))
     os.execvp(argv[0], argv)

@@ -62,12 +62,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if hasPrefix "SASL" .Values.kafka.security.protocol }}
 - name: HEADWATER_KAFKA_SASL_MECHANISM
   value: {{ required "kafka.security.saslMechanism is required with SASL" .Values.kafka.security.saslMechanism | quote }}
-- name: HEADWATER_KAFKA_SASL_USERNAME
-  value: {{ .Values.kafka.security.saslUsername | quote }}
-- name: HEADWATER_KAFKA_SASL_PASSWORD
-  valueFrom:
-    secretKeyRef: {name: {{ include "headwater.secretName" . }}, key: kafka-password}
 {{- end }}
+- name: HEADWATER_SECRET_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "headwater.secretName" . }}, key: secret-key}
 {{- if .Values.kafka.security.caSecret }}
 - name: HEADWATER_KAFKA_SSL_CAFILE
   value: /etc/headwater/kafka-ca/ca.crt
@@ -102,5 +100,30 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 {{- if .Values.clickhouse.caSecret }}
 - {name: clickhouse-ca, mountPath: /etc/headwater/clickhouse-ca, readOnly: true}
+{{- end }}
+{{- end }}
+
+{{/* The Kafka user of a component (headwater/kafka_access.py): the collector its own, the admin API and
+     the dashboard "control", every other role "pipeline"; or one user for all (kafka.security.saslUsername,
+     for an external cluster). Call with (dict "root" $ "component" NAME). */}}
+{{- define "headwater.kafkaUser" -}}
+{{- $name := .component -}}
+{{- if .root.Values.kafka.security.saslUsername -}}{{ .root.Values.kafka.security.saslUsername }}
+{{- else if eq $name "collector" -}}collector
+{{- else if has $name (list "admin" "dashboard" "migrate" "projects") -}}control
+{{- else -}}pipeline
+{{- end -}}
+{{- end }}
+
+{{- define "headwater.kafkaCredentials" -}}
+{{- if hasPrefix "SASL" .root.Values.kafka.security.protocol }}
+{{- $user := include "headwater.kafkaUser" . }}
+- name: HEADWATER_KAFKA_SASL_USERNAME
+  value: {{ $user | quote }}
+- name: HEADWATER_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "headwater.secretName" .root }}
+      key: {{ if .root.Values.kafka.security.saslUsername }}kafka-password{{ else }}kafka-{{ $user }}-password{{ end }}
 {{- end }}
 {{- end }}
