@@ -11,6 +11,9 @@ Then it times, through the query library as analysts would run them:
 - daily trends with a breakdown (browser),
 - the dashboard's overview for the month (its queries, run as the dashboard runs them, and its rendering),
 
+each as the library runs it by default (bots left out: 3% of the generated visitors are bots) and
+again counting bots (``*_bots_included``), which is what leaving them out costs,
+
 each ``BENCH_QUERY_RUNS`` times (default 5), after ClickHouse has merged the load (the state a table
 is in most of the time) and right after the load, with the parts as the daily INSERTs left them
 (non-overlapping days, partly merged in the background). Figures go to bench/results/queries.json.
@@ -30,6 +33,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from analytics import queries
+from analytics.filters import NONE, Filters
 from dashboard.runner import QueryRunner
 from headwater.clickhouse import make_client, project_database
 from headwater.devstack.stack import Stack
@@ -46,12 +50,12 @@ FUNNEL = ["Viewed Product", "Added To Cart", "Checkout", "Paid"]
 # rand-like values come from cityHash64 of the ids, so a load is the same every time.
 GENERATE = """
 INSERT INTO {db}.events_staging (project_id, message_id, type, event, name, anonymous_id, user_id, session_id,
-    session_seq, timestamp, received_at, properties, browser, os, device, country, url, url_host, url_path,
+    session_seq, timestamp, received_at, properties, browser, os, device, is_bot, country, url, url_host, url_path,
     referrer_host, referrer_source, referrer_medium, utm_campaign, kafka_partition, kafka_offset)
 SELECT
     '{project}', toString(generateUUIDv4(v * 1000 + s * 50 + e)), type, event, if(type = 'page', path, ''),
     concat('v', toString(v)), if(h % 5 = 0, concat('user', toString(v)), ''), concat('v', toString(v), '-', toString(s)),
-    e + 1, ts, ts, '{{}}', browser, os, device, country,
+    e + 1, ts, ts, '{{}}', browser, os, device, bitShiftRight(h, 40) % 100 < 3, country,
     concat('https://shop.example', path), 'shop.example', path, referrer, source, medium, utm,
     65535, v * 1000 + s * 50 + e  -- no real partition: the indexer never mistakes these for its own rows
 FROM (
@@ -94,12 +98,12 @@ WHERE ts < toDateTime64('{start}', 3, 'UTC') + toIntervalDay({days} + 7)
 DERIVE_SESSIONS = """
 INSERT INTO {db}.sessions (project_id, session_id, visitor_id, user_id, start_at, end_at, duration_s, pageviews,
     events, entry_page, exit_page, referrer, referrer_source, referrer_medium, utm_campaign, country, device,
-    browser, os, is_bounce, is_new_visitor, sign, version)
+    browser, os, is_bot, is_bounce, is_new_visitor, sign, version)
 SELECT any(project_id), session_id, any(anonymous_id), any(user_id), min(timestamp), max(timestamp),
     dateDiff('second', min(timestamp), max(timestamp)), countIf(type = 'page'), count(),
     argMinIf(url_path, timestamp, type = 'page'), argMaxIf(url_path, timestamp, type = 'page'),
     any(referrer_host), any(referrer_source), any(referrer_medium), any(utm_campaign), any(country), any(device),
-    any(browser), any(os), count() = 1, endsWith(session_id, '-0'), 1, 1
+    any(browser), any(os), any(is_bot), count() = 1, endsWith(session_id, '-0'), 1, 1
 FROM {db}.events
 GROUP BY session_id
 """
@@ -136,18 +140,20 @@ def part_count(client, db: str) -> int:
                           "AND active")[0][0]
 
 
-def bench_queries(project: str) -> dict[str, queries.Query]:
+def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Query]:
     until = START + timedelta(days=DAYS)
     return {
-        "funnel_4_steps_7_day_window": queries.funnel(project, FUNNEL, START, until, 7 * 86_400),
-        "retention_weekly": queries.retention(project, START, until + timedelta(days=7), period="week", periods=4),
-        "trends_daily_by_browser": queries.trends(project, START, until, interval="day", breakdown="browser"),
+        "funnel_4_steps_7_day_window": queries.funnel(project, FUNNEL, START, until, 7 * 86_400, filters),
+        "retention_weekly": queries.retention(project, START, until + timedelta(days=7), period="week", periods=4,
+                                              filters=filters),
+        "trends_daily_by_browser": queries.trends(project, START, until, interval="day", breakdown="browser",
+                                                  filters=filters),
     }
 
 
-def time_queries(client, project: str, runs: int) -> dict:
+def time_queries(client, project: str, runs: int, filters: Filters = NONE) -> dict:
     timings = {}
-    for name, query in bench_queries(project).items():
+    for name, query in bench_queries(project, filters).items():
         client.execute(query.sql, query.params)  # warm: the first run reads from disk
         seconds = []
         for _ in range(runs):
@@ -159,7 +165,16 @@ def time_queries(client, project: str, runs: int) -> dict:
     return timings
 
 
-def time_overview(settings, project: str, runs: int) -> dict:
+def both(settings, client, project: str, runs: int) -> dict:
+    """The same queries counting bots too (``include_bots``): what leaving bots out costs (3% of the
+    generated visitors are bots)."""
+    included = Filters(include_bots=True)
+    timings = time_queries(client, project, runs, included)
+    timings["dashboard_overview"] = time_overview(settings, project, runs, included)
+    return timings
+
+
+def time_overview(settings, project: str, runs: int, filters: Filters = NONE) -> dict:
     """The dashboard's overview for the whole month: its 12 queries (run as the dashboard runs them,
     several at once) and its rendering, the server's part of showing the page."""
     from dashboard.pages import overview_data
@@ -167,7 +182,8 @@ def time_overview(settings, project: str, runs: int) -> dict:
     from dashboard.state import ViewState
 
     runner, template = QueryRunner(settings), templates().get_template("overview.html")
-    state = ViewState(range="custom", start=START.date(), end=(START + timedelta(days=DAYS - 1)).date())
+    state = ViewState(range="custom", start=START.date(), end=(START + timedelta(days=DAYS - 1)).date(),
+                      filters=filters)
     context = {"project": types.SimpleNamespace(id=project, name=project), "state": state, "view": "overview",
                "viewer": types.SimpleNamespace(admin=True)}
     try:
@@ -207,12 +223,14 @@ def main() -> None:
         print(json.dumps(result["load"]), flush=True)
         result["unmerged"] = time_queries(client, project, runs)
         result["unmerged"]["dashboard_overview"] = time_overview(settings, project, runs)
+        result["unmerged_bots_included"] = both(settings, client, project, runs)
         started = time.perf_counter()
         client.execute(f"OPTIMIZE TABLE {project_database(project)}.events FINAL")
         result["merge_s"] = round(time.perf_counter() - started, 1)
         result["merged_parts"] = part_count(client, project_database(project))
         result["merged"] = time_queries(client, project, runs)
         result["merged"]["dashboard_overview"] = time_overview(settings, project, runs)
+        result["merged_bots_included"] = both(settings, client, project, runs)
         result["sizes"] = table_size(client, project_database(project))
         client.execute(f"DROP DATABASE {project_database(project)} SYNC")  # 400 MB of generated events
         RESULTS.mkdir(exist_ok=True)

@@ -8,7 +8,7 @@ import uuid
 import orjson
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import Admin, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +89,36 @@ def test_node_sdks_send_every_call(stack, settings, clickhouse):
         identify = next(r for r in mine if r[1] == "identify")
         assert orjson.loads(identify[4]) == {"email": f"{prefix}-{sdk}@example.com", "plan": "pro"}
         assert all(library in r[5] for r in mine), {r[5] for r in mine}
+
+
+def test_the_rudderstack_browser_sdk_before_identify(stack, clickhouse):
+    """RudderStack's browser SDK (sdks/js/test/rudderstack-browser.mjs, in Chromium) sends "userId": ""
+    until identify. That was a 400 for a single event and `rejected` in a 200 for a batch, so the SDK
+    took the events as delivered and they were lost. Both modes must land every event."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    import socket
+
+    with socket.socket() as probe:  # a free port for the page's own origin
+        probe.bind(("127.0.0.1", 0))
+        site_port = probe.getsockname()[1]
+    created = Admin(stack.settings).create_project(origins=[f"http://127.0.0.1:{site_port}"], prefix="rs_browser")
+    key, db = created["keys"]["public_key"], created["project"]["database"]
+    prefix = f"rs-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(["node", "test/rudderstack-browser.mjs", stack.collector_url, key, prefix, str(site_port)],
+                          cwd=Path(__file__).resolve().parent.parent / "sdks" / "js", capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    answers = json.loads(done.stdout)["answers"]
+    assert {a["mode"] for a in answers} == {"single", "batch"}
+    assert all(a["status"] == 200 and "rejected" not in a["body"] for a in answers), answers
+    sent = [json.loads(a["body"]) for a in answers]
+    assert all(body == {"success": True} for body in sent)
+    query = f"SELECT anonymous_id, user_id, type, event FROM {db}.events"
+    rows = wait_for(lambda: (r := clickhouse.execute(query)) and len(r) >= 4 and r, timeout_s=60)
+    assert sorted((anonymous, kind) for anonymous, _, kind, _ in rows) == [
+        (f"{prefix}-batch", "page"), (f"{prefix}-batch", "track"), (f"{prefix}-single", "page"),
+        (f"{prefix}-single", "track")]
+    assert {user for _, user, _, _ in rows} == {""}
