@@ -70,8 +70,28 @@ class PrivacyPolicy:
         return self.ip != "keep"
 
     @functools.cached_property
-    def masks(self) -> list:
-        return [compile_pattern(NAMED_PATTERNS.get(p, p)) for p in self.mask_patterns]
+    def masks(self) -> Masks:
+        return Masks([NAMED_PATTERNS.get(p, p) for p in self.mask_patterns])
+
+
+class Masks:
+    """The policy's mask patterns, compiled by RE2, and one pattern matching any of them. RE2's Python
+    binding costs about 1.6 µs a call whatever the text, so an event's strings are first searched at
+    once, joined by newlines, with that one pattern (about 3 µs an event), and replaced value by value
+    only when something matched. The joined search can only over-match (a pattern that spans a
+    newline), never miss, except for anchored patterns (``^``, ``$``), which are therefore always run
+    value by value."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.each = [compile_pattern(p) for p in patterns]
+        anchored = any(marker in p for p in patterns for marker in ("^", "$", "\\A", "\\z"))
+        try:
+            self.any = None if anchored else compile_pattern("|".join(f"(?:{p})" for p in patterns))
+        except ValueError:  # too long together, or clashing group names: value by value then
+            self.any = None
+
+    def may_match(self, texts: list[str]) -> bool:
+        return self.any is None or self.any.search("\n".join(texts)) is not None
 
 
 def check_privacy(raw: object) -> list[str]:
@@ -175,6 +195,18 @@ def _scrub(value: object, masks: list) -> object:
     return value
 
 
+def _strings(value: object, out: list[str]) -> list[str]:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _strings(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _strings(item, out)
+    return out
+
+
 def _drop(properties: object, patterns: tuple[str, ...]) -> object:
     if not isinstance(properties, dict):
         return properties
@@ -197,21 +229,30 @@ def _url_holders(envelope: Envelope) -> list[dict]:
     return [holder for holder in (page, *enriched) if isinstance(holder, dict)]
 
 
+def _mask(masks: Masks, holders: list[tuple[dict, str]], urls: list[dict]) -> None:
+    url_fields = [(holder, field) for holder in urls for field in URL_FIELDS if isinstance(holder.get(field), str)]
+    texts = [text for container, name in holders for text in _strings(container.get(name), [])]
+    if not masks.may_match(texts + [holder[field] for holder, field in url_fields]):
+        return
+    for container, name in holders:
+        if container.get(name):
+            container[name] = _scrub(container[name], masks.each)
+    for holder, field in url_fields:
+        holder[field] = _scrub(holder[field], masks.each)
+
+
 def apply_policy(policy: PrivacyPolicy, project: Project | None, envelope: Envelope) -> None:
     """Apply every part of the policy but the cookieless id (which needs the day's salt: the anonymize
     step's) to the envelope, in place."""
     anonymise_ips(policy, envelope)
     event = envelope.event
-    for container, name in _trait_holders(event):
-        if policy.drop_properties and name in container:
-            container[name] = _drop(container.get(name), policy.drop_properties)
-        if policy.mask_patterns and container.get(name):
-            container[name] = _scrub(container[name], policy.masks)
+    holders = _trait_holders(event)
+    if policy.drop_properties:
+        for container, name in holders:
+            if name in container:
+                container[name] = _drop(container.get(name), policy.drop_properties)
     if policy.mask_patterns:
-        for holder in _url_holders(envelope):
-            for field in URL_FIELDS:
-                if isinstance(holder.get(field), str):
-                    holder[field] = _scrub(holder[field], policy.masks)
+        _mask(policy.masks, holders, _url_holders(envelope))
     if policy.hash_fields and project and project.hash_keys:
         for path in policy.hash_fields:
             _hash_path(event, path, project.hash_keys[-1])

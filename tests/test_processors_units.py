@@ -195,6 +195,15 @@ def test_mask_patterns_run_in_linear_time(pattern):
     assert time.perf_counter() - started < 0.2
 
 
+def test_masks_searched_at_once_still_mask_each_value_and_anchored_patterns_still_apply():
+    event = {"properties": {"a": "clean", "b": ["x", {"c": "to bob@example.org"}], "code": "secret"},
+             "traits": {"t": "plain"}}
+    result = anonymize(mask_patterns=["email", "^secret$"]).process(envelope(event)).event
+    assert result["properties"] == {"a": "clean", "b": ["x", {"c": "to [masked]"}], "code": "[masked]"}
+    untouched = anonymize(mask_patterns=["email"]).process(envelope({"properties": {"a": "clean"}})).event
+    assert untouched["properties"] == {"a": "clean"}
+
+
 def test_mask_patterns_re2_cannot_run_are_refused_with_the_reason():
     problems = check_privacy({"mask_patterns": [r"(a)\1", r"(?=x)y", "a" * 2000]})
     assert len(problems) == 3 and all("RE2" in p for p in problems)

@@ -103,9 +103,14 @@ class FixedProjects:
 
     def __init__(self, *projects: Project) -> None:
         self.projects = {p.id: p for p in projects}
+        self._derived: dict[tuple[str, str], object] = {}
 
     def get(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
 
     def derived(self, project_id: str, name: str, compute: Callable[[Project | None], T]) -> T:
-        return compute(self.get(project_id))
+        """``compute(project)``, remembered, as :meth:`ProjectStore.derived` does."""
+        cache_key = (project_id, name)
+        if cache_key not in self._derived:
+            self._derived[cache_key] = compute(self.get(project_id))
+        return self._derived[cache_key]
