@@ -22,9 +22,9 @@ def curl_example(stack: Stack) -> str:
 
 
 class Console:
-    """Prints progress to stdout until stdout breaks, then to nowhere. ``make up | tee log`` and a
-    Ctrl-C kill ``tee`` too, and the next print raised ``BrokenPipeError`` before the stack was stopped,
-    leaving every child running: a broken stdout must never skip the shutdown."""
+    """Prints progress to stdout until stdout breaks, then to nowhere. With ``make up | tee log`` a
+    Ctrl-C kills ``tee`` too, and the next print would raise ``BrokenPipeError`` before the stack is
+    stopped, leaving every child running: a broken stdout must never skip the shutdown."""
 
     def __init__(self) -> None:
         self.broken = False

@@ -8,8 +8,8 @@ function trendChart(box) {
   const data = JSON.parse(box.querySelector("script").textContent);
   const options = (width) => ({
     width, height: 260,
-    // the x axis spans the view's range, however few periods have events (one point alone used to
-    // stretch the axis over years)
+    // the x axis spans the view's range, however few periods have events (around a single point
+    // uPlot's automatic range stretches the axis over years)
     scales: { x: { time: true, range: () => [data.from, data.to] } },
     series: [{}, { label: "Events", stroke: "#2563eb", width: 2, points: { show: data.x.length < 60 } },
              { label: "Visitors", stroke: "#16a34a", width: 2, scale: "visitors", points: { show: data.x.length < 60 } }],
