@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import os
 import time
 from urllib.parse import urlsplit
 
@@ -64,12 +65,16 @@ def viewer_for(token: str, admin_token: str, store: ProjectStore) -> Viewer | No
 
 
 class Sessions:
-    """Signed, expiring session cookies."""
+    """Signed, expiring session cookies. The signing key comes from the admin token (so changing it
+    ends every session), else from ``secret_key``, else is random for this process (sessions then end
+    with it): never a key anyone could know. Without an admin token no session is an admin's."""
 
-    def __init__(self, admin_token: str, max_age_s: float) -> None:
-        secret = hmac.new(admin_token.encode(), b"headwater dashboard session", hashlib.sha256).hexdigest()
+    def __init__(self, admin_token: str, max_age_s: float, secret_key: str = "") -> None:
+        material = (admin_token or secret_key).encode() or os.urandom(32)
+        secret = hmac.new(material, b"headwater dashboard session", hashlib.sha256).hexdigest()
         self.serializer = URLSafeTimedSerializer(secret, salt="hw-dashboard")
         self.max_age_s = max_age_s
+        self.admins = bool(admin_token)
 
     def cookie_for(self, token: str, admin_token: str) -> str:
         is_admin = bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
@@ -81,7 +86,7 @@ class Sessions:
         except BadSignature:  # also an expired one
             return None
         if subject == ADMIN:
-            return Viewer(True, frozenset())
+            return Viewer(True, frozenset()) if self.admins else None
         return _read_viewer(store, subject) if isinstance(subject, str) else None
 
 

@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.settings = settings
     app.state.templates = templates()
-    app.state.sessions = Sessions(settings.admin_token, settings.dashboard_session_hours * 3600)
+    app.state.sessions = Sessions(settings.admin_token, settings.dashboard_session_hours * 3600, settings.secret_key)
     return app
 
 

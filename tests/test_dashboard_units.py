@@ -114,3 +114,17 @@ def test_grafana_sql_uses_the_plugin_macros():
     assert "timestamp >= $__fromTime_ms AND timestamp < $__toTime_ms" in sql
     assert "FROM hw_${project}.events FINAL" in sql and "LIMIT 7" in sql and "%(" not in sql
     assert grafana._literal("it's") == "'it\\'s'" and grafana._literal(("a", 1)) == "('a', 1)"
+
+
+def test_sessions_are_never_signed_with_a_key_anyone_could_know():
+    from dashboard.access import ADMIN, Sessions
+    from headwater.projects.store import FixedProjects
+
+    without_token = Sessions("", 3600)
+    forged = Sessions("", 3600).serializer.dumps(ADMIN)  # another process, the same (empty) settings
+    assert without_token.viewer(forged, FixedProjects()) is None
+    own = without_token.serializer.dumps(ADMIN)
+    assert without_token.viewer(own, FixedProjects()) is None  # no admin without an admin token
+    with_token = Sessions("the-admin-token", 3600)
+    assert with_token.viewer(with_token.cookie_for("the-admin-token", "the-admin-token"), FixedProjects()).admin
+    assert with_token.viewer(Sessions("another-token", 3600).serializer.dumps(ADMIN), FixedProjects()) is None

@@ -110,6 +110,14 @@ def test_the_gmail_apps_referrer_url_is_email_through_enrichment():
     assert classify_referrer(ref["host"], "shop.example", "", ref["path"]) == ("email", "Gmail")
 
 
+def test_a_referrer_host_of_thousands_of_labels_is_classified_in_linear_time():
+    import time
+
+    started = time.perf_counter()
+    assert classify_referrer("a." * 15_000 + "google.com", "shop.example") == ("search", "Google")
+    assert time.perf_counter() - started < 0.05
+
+
 def test_referrer_paths_pick_the_product():
     assert classify_referrer("www.google.com", "shop.example", "", "/imgres") == ("search", "Google Images")
     assert classify_referrer("x.com", "shop.example", "", "/i/grok") == ("ai", "Grok")

@@ -28,6 +28,7 @@ UPSTREAM, OWN = DATA / "matomo-referrers.json", DATA / "headwater-referrers.json
 MEDIUMS = ("search", "social", "ai", "email")
 COMPOUND_TLDS = {"com", "org", "net", "co", "it", "edu", "ac", "gov", "ne", "or"}
 EMAIL_MEDIUMS = {"email", "e-mail", "newsletter"}
+MAX_LABELS = 10
 
 
 def _is_tld(labels: list[str]) -> bool:
@@ -64,7 +65,9 @@ class Referrers:
 
     def lookup(self, host: str, path: str = "/") -> tuple[str, str] | None:
         """(medium, name) of a referrer host (and path), or ``None``."""
-        labels = host.lower().strip(".").split(".")
+        # the lists' hosts have at most six labels; a sender's referrer may have thousands, and trying
+        # every suffix of those would cost quadratic time
+        labels = host.lower().strip(".").split(".")[-MAX_LABELS:]
         for start in range(len(labels) - 1 if len(labels) > 1 else 1):
             candidate = ".".join(labels[start:])
             if found := self._at(candidate, labels[start:], path):
