@@ -13,17 +13,25 @@ from headwater.projects.model import PUBLIC, SERVER, WRITE_KINDS, Project
 from headwater.projects.store import ProjectStore
 
 
+def basic_username(request: Request) -> str | None:
+    """The HTTP Basic username; ``""`` for a Basic header that cannot be read; ``None`` without one."""
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() != "basic ":
+        return None
+    try:
+        return base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+
+
 def write_key(request: Request, payload: dict) -> str | None:
     """The HTTP Basic username (the password is empty), else ``writeKey`` in the body."""
     if "writeKey" in payload and not isinstance(payload["writeKey"], str):
         raise ApiError(400, "invalid_envelope", "writeKey must be a string",
                        [{"field": "writeKey", "reason": "must be a string"}])
-    header = request.headers.get("authorization", "")
-    if header[:6].lower() == "basic ":
-        try:
-            return base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")[0] or None
-        except (binascii.Error, UnicodeDecodeError):
-            return None
+    username = basic_username(request)
+    if username is not None:
+        return username or None
     key = payload.get("writeKey")
     return key if isinstance(key, str) and key else None
 
@@ -31,13 +39,7 @@ def write_key(request: Request, payload: dict) -> str | None:
 def public_project(store: ProjectStore, request: Request) -> Project | None:
     """The project whose public key is the request's HTTP Basic username, if any (for the CORS headers
     of an answer refused before the body was read)."""
-    header = request.headers.get("authorization", "")
-    if header[:6].lower() != "basic ":
-        return None
-    try:
-        key = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError):
-        return None
+    key = basic_username(request)
     found = store.find_key(key) if key else None
     return found[0] if found is not None and found[1].kind == PUBLIC else None
 

@@ -13,14 +13,12 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 
 from headwater.envelope import Envelope
-from headwater.privacy import PrivacyPolicy, anonymise_ips, apply_ip_policy, apply_policy, check_privacy, truncate_ip
+from headwater.privacy import PrivacyPolicy, apply_policy
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.salts import DailySalts
 from headwater.settings import Settings
 from processors.base import Processor
-
-__all__ = ["Anonymize", "PrivacyPolicy", "anonymise_ips", "apply_ip_policy", "check_privacy", "truncate_ip"]
 
 
 PARTITION_BUCKETS = 1024

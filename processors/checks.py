@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from headwater.errors import FatalError
 from headwater.flow import FlowError, validate_flow
+from headwater.privacy import check_privacy
 from headwater.projects.model import Project
 from headwater.settings import Settings
-from processors import anonymize, enrich, sessions, validate
+from processors import enrich, sessions, validate
 
 SETTINGS_CHECKS = {"validate": validate.check_settings, "enrich": enrich.check_settings}
 
@@ -31,7 +32,7 @@ def check_project(project: Project) -> list[str]:
             validate_flow(project.flow)
         except FlowError as exc:
             problems.append(str(exc))
-    problems += anonymize.check_privacy(project.privacy)
+    problems += check_privacy(project.privacy)
     problems += enrich.check_enrich(project.enrich)
     problems += validate.check_validation(project.validation)
     problems += validate.check_event_schemas(project.event_schemas)

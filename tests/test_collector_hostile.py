@@ -1,6 +1,6 @@
 """What one sender holding a project's public write key can do to everyone else, against the real
 stack: event times that scatter partitions, huge invalid batches, slow and idle connections, forged
-forwarding headers, input that used to answer 500, and what real browser SDKs send."""
+forwarding headers, input that must never answer 500, and what real browser SDKs send."""
 
 from __future__ import annotations
 

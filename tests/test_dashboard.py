@@ -116,7 +116,7 @@ def test_overview_figures_are_the_events_and_the_query_results(shown, loaded, cl
 
 
 def test_the_trend_axis_spans_the_views_range(shown):
-    """With its data in one period, the axis used to run from 2027 to 2029."""
+    """With its data in one period, uPlot's own range stretches the axis over years."""
     axis = shown["pages"]["overview"]["axis"]
     assert axis["range"] == [SINCE.timestamp(), UNTIL.timestamp()]
     assert axis["shown"] == axis["range"]

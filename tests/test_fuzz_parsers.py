@@ -31,9 +31,10 @@ from collector.errors import ApiError
 from collector.ingest import Ingest, events_of
 from headwater.deadletter import Rejected
 from headwater.envelope import decode_batch, encode_batch
+from headwater.privacy import truncate_ip
 from headwater.settings import Settings
 from headwater.timeutil import epoch_ms, parse_time
-from processors.anonymize import Anonymize, truncate_ip
+from processors.anonymize import Anonymize
 from processors.enrich import Enrich
 from processors.enrichments.referrers import classify_referrer
 from processors.enrichments.urls import campaign, split_url

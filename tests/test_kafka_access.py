@@ -1,7 +1,7 @@
 """The deployment's Kafka security on a real broker: SASL/PLAIN, the StandardAuthorizer, and the ACLs
 of headwater/kafka_access.py added by the same kafka-acls.sh commands as the Compose file's topic job
-(Kafka's AclCommand, from the local jars). Anyone who could reach the broker used to read the project
-registry, HMAC secrets included, and rewrite a project."""
+(Kafka's AclCommand, from the local jars). Without them anyone who reaches the broker reads the
+project registry, HMAC secrets included, and rewrites a project."""
 
 from __future__ import annotations
 

@@ -105,9 +105,9 @@ def test_local_servers_listen_on_loopback_only(stack, settings):
 
 
 def test_a_web_page_cannot_reach_the_local_clickhouse(stack, settings, clickhouse):
-    """The engine's local mode has no passwords and answered browsers with CORS *: a page at another
-    loopback port listed the hw_* databases and ran a CREATE TABLE. It now serves the native protocol
-    only, which a browser cannot speak."""
+    """The engine's local mode has no passwords and answers browsers with CORS * on its HTTP port, where a
+    page at another loopback port could list the hw_* databases and run a CREATE TABLE. So it serves the
+    native protocol only, which a browser cannot speak."""
     import httpx
 
     origin = {"Origin": "http://127.0.0.1:9999"}
@@ -129,8 +129,8 @@ UP_PORTS = {"HEADWATER_KAFKA_BOOTSTRAP": "127.0.0.1:39092", "HEADWATER_KAFKA_CON
 
 
 def test_up_stops_everything_when_its_piped_output_breaks(tmp_path):
-    """``make up 2>&1 | tee log`` and Ctrl-C: tee dies with the Ctrl-C, the next progress line used to
-    raise BrokenPipeError, and all 11 children kept running with their ports bound."""
+    """``make up 2>&1 | tee log`` and Ctrl-C: tee dies with the Ctrl-C and the next progress line raises
+    BrokenPipeError; the children must still all stop and free their ports."""
     import json
     import os
     import signal

@@ -101,8 +101,8 @@ def test_a_flood_of_invalid_events_stops_the_processor_only_when_told_to(stack, 
 
 
 def test_the_whole_policy_applies_to_failed_events_and_context_traits(stack, settings, clickhouse):
-    """Hashed, dropped and masked fields used to be stored raw in failed_events, and context.traits
-    (where RudderStack's SDKs send traits) reached the traits column unmasked."""
+    """Hashed, dropped and masked fields must not be stored raw in failed_events, nor context.traits
+    (where RudderStack's SDKs send traits) reach the traits column unmasked."""
     admin = Admin(settings)
     created = admin.create_project()
     project_id, key, database = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
@@ -136,7 +136,7 @@ def test_the_whole_policy_applies_to_failed_events_and_context_traits(stack, set
 
 
 def test_hmac_keys_and_salts_are_sealed_in_their_topics(stack, settings):
-    """Anyone who could read headwater.projects used to read each project's HMAC secret in the clear."""
+    """Whoever can read headwater.projects must not read each project's HMAC secret in the clear."""
     from headwater.projects.store import ProjectStore
     from headwater.topics import projects_topic, salts_topic
 

@@ -93,8 +93,8 @@ def test_node_sdks_send_every_call(stack, settings, clickhouse):
 
 def test_the_rudderstack_browser_sdk_before_identify(stack, clickhouse):
     """RudderStack's browser SDK (sdks/js/test/rudderstack-browser.mjs, in Chromium) sends "userId": ""
-    until identify. That was a 400 for a single event and `rejected` in a 200 for a batch, so the SDK
-    took the events as delivered and they were lost. Both modes must land every event."""
+    until identify. Refusing that (a 400 for a single event, `rejected` in a 200 for a batch) loses the
+    events: the SDK takes them as delivered. Both modes must land every event."""
     import json
     import subprocess
     from pathlib import Path

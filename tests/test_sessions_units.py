@@ -611,8 +611,8 @@ def test_a_format_2_changelog_value_restores_with_its_pages_times_from_the_sessi
 
 
 def test_a_far_future_event_does_not_move_the_projects_clock_past_its_receive_time():
-    """Sixteen events dated 9999 used to push the project's clock so far ahead that every new visitor
-    was too late for a session."""
+    """Sixteen events dated 9999 must not push the project's clock so far ahead that every new visitor
+    is too late for a session."""
     import asyncio
 
     from headwater.projects.model import Project
