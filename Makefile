@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test bench bench-queries chaos profile clean
+.PHONY: install up lint test bench bench-queries chaos profile clean
 
 JS     := sdks/js
 DASH   := dashboard/web
@@ -40,7 +40,14 @@ dashboard/static/dashboard.js: $(DASH)/node_modules/.installed-stamp $(DASH)/bui
 up: install
 	$(BIN)/headwater up
 
-test: install
+# the layers (the kernel imports no role; the roles stand apart; only the command imports them all),
+# style, and the types of the kernel and the command
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/pytest
 
 bench: install

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import msgspec
@@ -17,10 +18,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from headwater.projects.admin import MAX_GRACE_S, ProjectAdmin, ProjectError, describe
+from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings, get_settings
-from processors.checks import check_project
-
 
 T = TypeVar("T")
 
@@ -148,7 +148,9 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(check_project: Callable[[Project], list[str]], settings: Settings | None = None) -> Starlette:
+    """The admin API. ``check_project`` lists a project configuration's problems (the processors'
+    checks, given by the command that runs the role); a change with any is refused."""
     settings = settings or get_settings()
     if not settings.admin_token:
         raise SystemExit("the admin API needs HEADWATER_ADMIN_TOKEN")

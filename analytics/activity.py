@@ -9,9 +9,10 @@ from analytics.filters import NONE, Filters
 from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, VISITOR, Query, QueryError, _events, time_range
 from headwater.clickhouse import project_database
 
-EVENT_COLUMNS = ("timestamp", "type", "event", "url_path", "visitor", "session_id", "country", "device", "browser",
+RECENT_EVENT_COLUMNS = ("timestamp", "type", "event", "url_path", "visitor", "session_id", "country", "device",
+                        "browser",
                  "message_id")
-SESSION_COLUMNS = ("session_id", "visitor_id", "start_at", "end_at", "duration_s", "pageviews", "events",
+RECENT_SESSION_COLUMNS = ("session_id", "visitor_id", "start_at", "end_at", "duration_s", "pageviews", "events",
                    "entry_page", "exit_page", "referrer_source", "utm_campaign", "country", "device", "browser")
 SAMPLE_BYTES = 2000
 
@@ -25,24 +26,24 @@ def _limit(limit: int) -> dict:
 def latest_events(project_id: str, since: datetime, until: datetime, limit: int = 100,
                   filters: Filters = NONE) -> Query:
     """The newest events (by their time) in the range, newest first."""
-    sql = f"""SELECT {', '.join(EVENT_COLUMNS[:4])}, {VISITOR} AS visitor, {', '.join(EVENT_COLUMNS[5:])}
+    sql = f"""SELECT {', '.join(RECENT_EVENT_COLUMNS[:4])}, {VISITOR} AS visitor, {', '.join(RECENT_EVENT_COLUMNS[5:])}
 FROM {_events(project_id)}
 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
 ORDER BY timestamp DESC, message_id
 LIMIT %(limit)s{FINAL_SETTINGS}"""
-    return Query(sql, {**time_range(since, until), **_limit(limit), **filters.params()}, EVENT_COLUMNS)
+    return Query(sql, {**time_range(since, until), **_limit(limit), **filters.params()}, RECENT_EVENT_COLUMNS)
 
 
 def recent_sessions(project_id: str, since: datetime, until: datetime, limit: int = 50,
                     filters: Filters = NONE) -> Query:
     """The latest sessions that started in the range, newest first, each in its current state (the
     table's collapsed rows: see docs/schema.md)."""
-    sql = f"""SELECT {', '.join(SESSION_COLUMNS)}
+    sql = f"""SELECT {', '.join(RECENT_SESSION_COLUMNS)}
 FROM {project_database(project_id)}.sessions FINAL
 WHERE start_at >= {SINCE} AND start_at < {UNTIL} AND sign = 1{filters.sessions_condition(project_id, SINCE, UNTIL)}
 ORDER BY start_at DESC, session_id
 LIMIT %(limit)s"""
-    return Query(sql, {**time_range(since, until), **_limit(limit), **filters.params()}, SESSION_COLUMNS)
+    return Query(sql, {**time_range(since, until), **_limit(limit), **filters.params()}, RECENT_SESSION_COLUMNS)
 
 
 def session_timeline(project_id: str, session_id: str, since: datetime, until: datetime) -> Query:
@@ -50,11 +51,11 @@ def session_timeline(project_id: str, session_id: str, since: datetime, until: d
     to look (the session's start and end)."""
     if not session_id or len(session_id) > 200:
         raise QueryError("a session id is required")
-    sql = f"""SELECT {', '.join(EVENT_COLUMNS[:4])}, {VISITOR} AS visitor, {', '.join(EVENT_COLUMNS[5:])}
+    sql = f"""SELECT {', '.join(RECENT_EVENT_COLUMNS[:4])}, {VISITOR} AS visitor, {', '.join(RECENT_EVENT_COLUMNS[5:])}
 FROM {_events(project_id)}
 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND session_id = %(session_id)s
 ORDER BY timestamp, session_seq, message_id{FINAL_SETTINGS}"""
-    return Query(sql, {**time_range(since, until), "session_id": session_id}, EVENT_COLUMNS)
+    return Query(sql, {**time_range(since, until), "session_id": session_id}, RECENT_EVENT_COLUMNS)
 
 
 def failure_reasons(project_id: str, since: datetime, until: datetime) -> Query:

@@ -11,17 +11,18 @@ import argparse
 import dataclasses
 import json
 import sys
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from analytics import queries
-from analytics.filters import Filters
-from analytics.export import FORMATS, TIME_COLUMN, export, export_query
-from analytics.queries import Query, QueryError
-from analytics.run import as_json_lines, as_table, rendered_sql, rows
 from clickhouse_driver.errors import Error as ClickHouseError
 from clickhouse_driver.errors import ServerException
+
+from analytics import queries
+from analytics.export import FORMATS, TIME_COLUMN, export, export_query
+from analytics.filters import Filters
+from analytics.queries import Query, QueryError
+from analytics.run import as_json_lines, as_table, rendered_sql, rows
 from headwater.clickhouse import project_database
 
 
@@ -35,7 +36,7 @@ def _when(text: str, tz: str) -> datetime:
 
 
 def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
-    until = _when(args.to, args.tz) if args.to else datetime.now(timezone.utc)
+    until = _when(args.to, args.tz) if args.to else datetime.now(UTC)
     since = _when(args.since, args.tz) if args.since else until - timedelta(days=30)
     return since, until
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from analytics import activity, overview, queries
 from analytics.queries import SINCE, UNTIL, Query
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "${datasource}"}
 PLACEHOLDER_PROJECT = "grafana_project"
-_ANY = datetime(2026, 1, 1, tzinfo=timezone.utc)  # the range is replaced by macros
-_ANY_END = datetime(2026, 1, 2, tzinfo=timezone.utc)
+_ANY = datetime(2026, 1, 1, tzinfo=UTC)  # the range is replaced by macros
+_ANY_END = datetime(2026, 1, 2, tzinfo=UTC)
 MACROS = {SINCE: "$__fromTime_ms", UNTIL: "$__toTime_ms",
           overview.PREVIOUS: "fromUnixTimestamp64Milli(toInt64(2 * $__from - $__to))"}
 TABLE, TIME_SERIES = 1, 0  # the plugin's result formats
@@ -80,7 +80,8 @@ def panels() -> list[dict]:
                           (12 * (i % 2), 21 + 8 * (i // 2), 12, 8)))
     y = 21 + 8 * ((len(tops) + 1) // 2)
     out.append(_panel(20, "Weekly retention", "table", queries.retention(p, since, until, "week", 8), (0, y, 24, 9)))
-    out.append(_panel(21, "Failed events by reason", "table", activity.failure_reasons(p, since, until), (0, y + 9, 24, 6)))
+    out.append(_panel(21, "Failed events by reason", "table", activity.failure_reasons(p, since, until),
+                      (0, y + 9, 24, 6)))
     return out
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from analytics.filters import NONE, Filters
 from analytics import queries
+from analytics.filters import NONE, Filters
 from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, Query, QueryError, _events, _utc_ms, time_range
 from headwater.clickhouse import project_database
 

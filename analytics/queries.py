@@ -18,7 +18,7 @@ names of the result columns. ``headwater query … --sql`` prints it with the pa
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from analytics.filters import NONE, Filters
@@ -65,7 +65,7 @@ def _zone(tz: str) -> str:
 
 
 def _utc_ms(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def time_range(since: datetime, until: datetime) -> dict:

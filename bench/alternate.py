@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench.run import Events, fresh_stack_settings, steady_high, warm_up
-from headwater.devstack.stack import Stack
+from devstack.stack import Stack
 from headwater.settings import get_settings
 
 

@@ -30,14 +30,15 @@ import shutil
 import time
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
 from bench.run import RESULTS, GroupProgress
 from bench.steady import Sender
+from commands.roles import COLOCATED
+from devstack.stack import Stack
 from headwater.clickhouse import make_client
-from headwater.devstack.stack import COLOCATED, Stack
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
 from headwater.settings import get_settings
 from headwater.topics import dead_letter_topic, raw_topic, sessions_topic, step_topic
@@ -171,7 +172,7 @@ def main() -> None:
         # open sessions' last changes are written up to session_row_interval_s later: then catch up again
         time.sleep(settings.session_row_interval_s + 1)
         drained = drained and asyncio.run(caught_up(settings))
-        result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rate": rate,
+        result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "rate": rate,
                   "drained": drained, "restarted_after_exiting": restarted,
                   "statuses": {f"{p}:{s}": n for (p, s), n in sorted(sender.statuses.items(), key=str)},
                   **check(settings, "hw_chaos", sender),

@@ -12,9 +12,8 @@ step's cProfile instead.
 
 from __future__ import annotations
 
-import asyncio
-import cProfile
 import copy
+import cProfile
 import json
 import os
 import pstats
@@ -26,6 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 from bench.run import RESULTS
 from headwater.envelope import Envelope
+from headwater.partitioning import PartitionMap
 from headwater.projects.model import Project
 from headwater.projects.store import FixedProjects
 from headwater.settings import Settings
@@ -33,7 +33,7 @@ from headwater.topics import step_topic, topic_specs
 from processors.anonymize import Anonymize
 from processors.base import encode_groups
 from processors.enrich import Enrich
-from processors.sessionize import Sessionizer
+from processors.session_book import SessionBook, options_in
 from processors.validate import Validate
 
 EVENTS = 100_000
@@ -132,12 +132,7 @@ def time_step(step, inputs: list[Envelope]) -> tuple[float, list[Envelope]]:
 def sessionize_us(inputs: list[Envelope], profile: bool) -> float:
     """The sessionizer's per-poll work without Kafka: records of 100 envelopes in (with their visits,
     as the step before sends them), events for the next step, session rows and changelog records out
-    (as ``Sessionizer._handle`` builds them)."""
-    async def build() -> Sessionizer:
-        sessionizer = Sessionizer(Settings())  # its Kafka clients are made, never started: close them
-        await sessionizer.consumer.stop()
-        await sessionizer.producer.stop()
-        return sessionizer
+    (:meth:`SessionBook.poll`, what each of the sessionizer's transactions writes)."""
 
     topic = step_topic(Settings(), "sessionize")
     records = [ConsumerRecord(topic, 0, n, 0, 0, out.key, out.value, None, 0, 0, out.headers)
@@ -146,14 +141,14 @@ def sessionize_us(inputs: list[Envelope], profile: bool) -> float:
     polls = [records[i:i + 20] for i in range(0, len(records), 20)]  # 2,000 events a poll
     best = float("inf")
     for attempt in range(3):
-        sessionizer = asyncio.run(build())
-        sessionizer.store = FixedProjects(PROJECT)
-        sessionizer.counts.counts = {spec.name: 1 for spec in topic_specs(Settings())}
+        counts = PartitionMap()
+        counts.counts = {spec.name: 1 for spec in topic_specs(Settings())}
+        book = SessionBook(Settings(), options_in(Settings(), FixedProjects(PROJECT)), counts)
         tp = TopicPartition(step_topic(Settings(), "sessionize"), 0)
 
-        def run() -> None:
+        def run(book: SessionBook = book, tp: TopicPartition = tp) -> None:
             for poll in polls:
-                sessionizer._outputs({tp: poll})
+                book.poll({tp: poll}, time.monotonic())
 
         started = time.perf_counter()
         if profile and attempt == 0:
@@ -175,7 +170,7 @@ def main() -> None:
     for step in steps():
         if step.name == profile:
             profiler = cProfile.Profile()
-            profiler.runcall(lambda: [step.process(e) for e in copy.deepcopy(inputs)])
+            profiler.runcall(lambda step=step, inputs=inputs: [step.process(e) for e in copy.deepcopy(inputs)])
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         result[step.name], inputs = time_step(step, inputs)
     result["sessionize"] = sessionize_us(inputs, profile == "sessionize")

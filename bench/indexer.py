@@ -17,10 +17,11 @@ import json
 import os
 import shutil
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from bench.run import RESULTS, GroupProgress, drain_role
+from devstack.stack import Stack
 from headwater.clickhouse import make_client, project_database
-from headwater.devstack.stack import Stack
 from headwater.envelope import Envelope, encode_batch
 from headwater.flow import INDEX_STEP
 from headwater.kafka import make_producer
@@ -28,7 +29,6 @@ from headwater.partitioning import partition_of
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import get_settings
 from headwater.topics import step_topic
-from bench.run import RESULTS, GroupProgress, drain_role
 
 PER_RECORD = 100
 BENCH_SETTINGS = {"local_dir": ".local/bench-indexer", "kafka_bootstrap": "127.0.0.1:29092",
@@ -98,7 +98,7 @@ def main() -> None:
         client.disconnect()
     finally:
         stack.stop()
-    result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
+    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(),
               "events": events, "rows_stored": stored,
               "rows_per_s": figures.get("events_per_s"), "rows_per_indexer_core_s": figures.get("events_per_core_s"),
               "batches": figures.get("batches"), "seconds": figures.get("seconds")}

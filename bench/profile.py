@@ -22,7 +22,8 @@ import uuid
 from pathlib import Path
 
 from bench.run import RESULTS, fresh_stack_settings, run_loadgen, stack_pids
-from headwater.devstack.stack import COLOCATED, Stack
+from commands.roles import COLOCATED
+from devstack.stack import Stack
 from headwater.settings import get_settings
 
 PY_SPY = Path(sys.executable).with_name("py-spy")

@@ -29,19 +29,19 @@ import os
 import statistics
 import time
 import types
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from analytics import queries
 from analytics.filters import NONE, Filters
 from dashboard.runner import QueryRunner
+from devstack.stack import Stack
 from headwater.clickhouse import make_client, project_database
-from headwater.devstack.stack import Stack
 from headwater.migrations import migrate_project
 from headwater.settings import get_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-START = datetime(2026, 10, 1, tzinfo=timezone.utc)
+START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
 EVENTS_PER_VISITOR = 23  # on average: 2.5 sessions of about 9 events
 FUNNEL = ["Viewed Product", "Added To Cart", "Checkout", "Paid"]
@@ -218,7 +218,7 @@ def main() -> None:
         client = make_client(settings)
     try:
         project = "bench_queries"
-        result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
+        result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(),
                   "load": load(client, project, events)}
         print(json.dumps(result["load"]), flush=True)
         result["unmerged"] = time_queries(client, project, runs)

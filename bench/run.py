@@ -41,19 +41,18 @@ import gzip
 import json
 import os
 import platform
-import shutil
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
-
-import orjson
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
@@ -61,8 +60,8 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from bench.stages import hop_latencies
 from bench.state_memory import state_mb_per_100k_visitors
 from bench.steady import Sender
+from devstack.stack import Stack, http_ok
 from headwater.clickhouse import make_client, project_database
-from headwater.devstack.stack import Stack, http_ok
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
 from headwater.settings import Settings, get_settings
 from headwater.topics import raw_topic, step_topic
@@ -460,7 +459,7 @@ def main() -> None:
             stack.stop()
     result["sessionize_state_mb_per_100k_visitors"] = state_mb_per_100k_visitors()
     result["tracker"] = tracker_sizes()
-    result.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), cores=os.cpu_count(),
+    result.update(date=datetime.now(UTC).isoformat(timespec="seconds"), cores=os.cpu_count(),
                   machine=platform.machine(), events_per_load=events,
                   events_per_end_to_end_load=int(os.environ.get("BENCH_E2E_EVENTS", "600000")))
     RESULTS.mkdir(exist_ok=True)

@@ -103,7 +103,7 @@ def hop_latencies(settings: Settings, run: str, since_ms: int) -> dict:
 
 def main(rates: list[float]) -> None:
     from bench.run import Events, fresh_stack_settings, steady_high, warm_up
-    from headwater.devstack.stack import Stack
+    from devstack.stack import Stack
 
     settings = fresh_stack_settings(get_settings(), ".local/stages")
     url = f"http://{settings.collector_host}:{settings.collector_port}"

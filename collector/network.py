@@ -18,7 +18,7 @@ class ClientAddress:
     def __init__(self, trusted_proxies: str) -> None:
         self.trusted = parse_networks(trusted_proxies)
 
-    @lru_cache(maxsize=4096)
+    @lru_cache(maxsize=4096)  # noqa: B019 -- one instance per application, living as long as it
     def is_trusted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)

@@ -33,9 +33,8 @@ from headwater.kafka import PRODUCER_BROKEN, make_producer, stop_replaced
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import Settings
-from headwater.topics import raw_topic
+from headwater.topics import MAX_MESSAGE_BYTES, raw_topic
 
-MAX_MESSAGE_BYTES = 256 * 1024
 log = structlog.get_logger()
 
 
@@ -70,7 +69,7 @@ class KafkaSink:
         waits = {self._add(envelope) for envelope in envelopes}
         try:
             await asyncio.wait_for(asyncio.gather(*map(asyncio.shield, waits)), self.timeout_s)
-        except (asyncio.TimeoutError, KafkaError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             raise Unavailable(str(exc) or type(exc).__name__) from exc
 
     def _add(self, envelope: Envelope) -> asyncio.Future:
@@ -130,5 +129,5 @@ class KafkaSink:
         try:
             await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 2)
             return True
-        except (asyncio.TimeoutError, KafkaError, OSError):
+        except (TimeoutError, KafkaError, OSError):
             return False

@@ -26,7 +26,9 @@ from dashboard.rendering import ADMIN_ONLY, NAV, STATIC, form_fields, problem, r
 from dashboard.runner import QueryRunner
 from dashboard.state import StateError, parse_state
 from headwater.projects.store import ProjectStore
+from headwater.replay import Revalidator
 from headwater.settings import Settings, get_settings
+
 
 def guarded(view: str):
     """A project page: the viewer must be logged in and may see the project (and be an admin for
@@ -82,9 +84,8 @@ async def login(request: Request) -> Response:
     token, target = str(form.get("token") or "").strip(), _safe_next(str(form.get("next") or ""))
     settings = request.app.state.settings
     if viewer_for(token, settings.admin_token, request.app.state.store) is None:
-        return render(request, "login.html", {"viewer": None, "next": target,
-                                              "error": "That token opens nothing: use the admin token or a read token."},
-                      401)
+        error = "That token opens nothing: use the admin token or a read token."
+        return render(request, "login.html", {"viewer": None, "next": target, "error": error}, 401)
     response = RedirectResponse(target, 303)
     response.set_cookie(COOKIE, request.app.state.sessions.cookie_for(token, settings.admin_token),
                         max_age=int(settings.dashboard_session_hours * 3600), httponly=True, samesite="lax",
@@ -115,7 +116,9 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(revalidator: Revalidator, settings: Settings | None = None) -> Starlette:
+    """The dashboards. ``revalidator`` builds the validate step a replay of dead letters checks each
+    event with (given by the command that runs the role)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
@@ -146,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.settings = settings
+    app.state.revalidator = revalidator
     app.state.templates = templates()
     app.state.sessions = Sessions(settings.admin_token, settings.dashboard_session_hours * 3600, settings.secret_key)
     return app

@@ -4,7 +4,7 @@ state and the view's name (see ``guarded`` in :mod:`dashboard.app`), runs its qu
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -16,7 +16,7 @@ from dashboard.formatting import plain
 from dashboard.rendering import ADMIN_ONLY, form_fields, problem, render
 from dashboard.runner import QueryRunner
 from dashboard.state import ViewState
-from processors.replay import Replayer
+from headwater.replay import Replayer
 
 
 async def _run(request: Request, context: dict, view: str, **extra) -> dict:
@@ -77,7 +77,7 @@ async def live(request: Request, context: dict) -> Response:
 async def live_json(request: Request, context: dict) -> Response:
     data = await _live_rows(request, context)
     data["latest"] = [{k: plain(v) for k, v in row.items()} for row in data["latest"]]
-    data["at"] = datetime.now(timezone.utc).isoformat()
+    data["at"] = datetime.now(UTC).isoformat()
     return JSONResponse(data)
 
 
@@ -94,7 +94,7 @@ def _ms_param(request: Request, name: str) -> datetime | None:
     value = request.query_params.get(name, "")
     if not value.isascii() or not value.isdigit() or len(value) > 14 or int(value) > LATEST_MS:
         return None
-    return datetime.fromtimestamp(int(value) / 1000, timezone.utc)
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
 
 
 async def session(request: Request, context: dict) -> Response:
@@ -128,7 +128,8 @@ async def replay(request: Request, context: dict) -> Response:
         return problem(request, 403, "Refused", "a replay must be posted from this dashboard")
     form = await form_fields(request)
     reason = str(form.get("reason") or "") or None
-    replayer = Replayer(request.app.state.settings, context["project"].id, reason, "stop")
+    replayer = Replayer(request.app.state.settings, context["project"].id, reason, "stop",
+                        request.app.state.revalidator)
     report = await asyncio.wait_for(replayer.run(), timeout=120)
     context.update(await _failures(request, context), report=report, replayed_reason=reason)
     return render(request, "failed.html", context)

@@ -10,7 +10,7 @@ funnels, ``period`` and ``periods`` for retention.
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -47,7 +47,7 @@ class ViewState:
 
     def bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
         """The range as ``[since, until)``, aware datetimes."""
-        now = (now or datetime.now(timezone.utc)).astimezone(self.zone)
+        now = (now or datetime.now(UTC)).astimezone(self.zone)
         midnight = datetime.combine(now.date(), datetime.min.time(), self.zone)
         tomorrow = midnight + timedelta(days=1)
         if self.range == "custom":

@@ -7,7 +7,7 @@ rebuilds the same query from the same URL state, so what it shows is exactly wha
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from analytics import activity, overview, queries
 from analytics.queries import Query
@@ -56,7 +56,7 @@ def retention_queries(project_id: str, state: ViewState) -> dict[str, Query]:
 
 
 def live_window(minutes: int) -> tuple[datetime, datetime]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now - timedelta(minutes=minutes), now + timedelta(minutes=1)
 
 
@@ -116,7 +116,7 @@ def trend_series(rows: list[dict], since: datetime, until: datetime) -> dict:
 def _epoch(value) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp())
-    return int(datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp())
+    return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
 
 
 def funnel_steps(rows: list[dict]) -> list[dict]:

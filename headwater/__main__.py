@@ -1,3 +1,3 @@
-from headwater.cli import main
+from commands.main import main
 
 main()

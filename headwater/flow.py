@@ -21,6 +21,13 @@ PROCESSOR_STEPS: tuple[str, ...] = ("validate", "enrich", "anonymize", SESSIONIZ
 INDEX_STEP = "index"
 DEFAULT_FLOW: tuple[str, ...] = (*PROCESSOR_STEPS, INDEX_STEP)
 
+# What each step is to the pipeline, read without loading the steps (their classes and checks are in
+# processors.steps). A stateful step keeps its state in Kafka transactions of its own, so it runs as
+# its own process; a step that reads visits is sent, beside each record's events, what it reads of
+# each one (headwater.routing.VISITS_HEADER), which is far cheaper to decode than the events.
+STATEFUL_STEPS = frozenset({SESSIONIZE_STEP})
+VISIT_READERS = frozenset({SESSIONIZE_STEP})
+
 
 class FlowError(ValueError):
     """A flow names an unknown step, repeats one, reorders them, or does not end in ``index``."""

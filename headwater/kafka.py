@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import structlog
-
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, TopicAlreadyExistsError, UnknownProducerId
@@ -15,7 +14,7 @@ from aiokafka.helpers import create_ssl_context
 from headwater.errors import FatalError
 from headwater.partitioning import partition_of
 from headwater.settings import Settings
-from headwater.topics import MAX_MESSAGE_BYTES, topic_specs
+from headwater.topics import TOPIC_MAX_MESSAGE_BYTES, topic_specs
 
 # After a broker restart with messages in flight an idempotent producer's sequence numbers can disagree
 # with the broker's; it then fails every later send to the partition and must be replaced.
@@ -60,7 +59,7 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
         linger_ms=settings.producer_linger_ms,
         compression_type=compression_type(settings),
         max_batch_size=512 * 1024,
-        max_request_size=MAX_MESSAGE_BYTES,
+        max_request_size=TOPIC_MAX_MESSAGE_BYTES,
         request_timeout_ms=int(settings.produce_timeout_s * 1000),
     )
     options.update(overrides)
@@ -158,5 +157,5 @@ async def stop_replaced(producer: AIOKafkaProducer, timeout_s: float = 5.0) -> N
     (its unacknowledged sends were failed or will be sent again by the caller)."""
     try:
         await asyncio.wait_for(producer.stop(), timeout_s)
-    except (asyncio.TimeoutError, KafkaError) as exc:
+    except (TimeoutError, KafkaError) as exc:
         log.warning("old_producer_stop_failed", error=str(exc) or type(exc).__name__)

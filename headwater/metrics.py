@@ -8,7 +8,7 @@ growing while the role is paused (for example, while ClickHouse is down).
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer
@@ -31,7 +31,12 @@ def serve_with_lag(registry: CollectorRegistry, settings: Settings, consumers: l
     lag = ConsumerLag(registry, consumers)
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     log.info("metrics", host=settings.metrics_host, port=settings.metrics_port)
-    return asyncio.create_task(lag.run(stopping)).cancel
+    task = asyncio.create_task(lag.run(stopping))
+
+    def stop_lag() -> None:
+        task.cancel()
+
+    return stop_lag
 
 
 class ConsumerLag:
@@ -48,11 +53,11 @@ class ConsumerLag:
         while not stopping.is_set():
             try:
                 await self.update()
-            except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, KafkaError, OSError) as exc:
                 log.warning("lag_unavailable", error=str(exc))
             try:
                 await asyncio.wait_for(stopping.wait(), LAG_INTERVAL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def update(self) -> None:

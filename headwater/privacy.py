@@ -105,7 +105,8 @@ def check_privacy(raw: object) -> list[str]:
         value = raw.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             errors.append(f"privacy.{name} must be a list of non-empty strings")
-    patterns = raw.get("mask_patterns") if isinstance(raw.get("mask_patterns"), list) else []
+    given = raw.get("mask_patterns")
+    patterns: list = given if isinstance(given, list) else []
     if len(patterns) > MAX_MASK_PATTERNS:
         errors.append(f"privacy.mask_patterns: at most {MAX_MASK_PATTERNS} patterns")
     for pattern in patterns[:MAX_MASK_PATTERNS]:
@@ -129,9 +130,9 @@ def _octet(text: str) -> bool:
 def truncate_ip(address: str) -> str | None:
     """IPv4 to its /24, IPv6 to its /48; ``None`` for anything that is not an IP address.
 
-    Dotted IPv4 takes a string-only path (parsing with ``ipaddress``, twice an event, was most of
-    anonymize's 23 µs per event in bench/hotpath.py; now 4 µs); results are cached, as a visitor's
-    events share an address."""
+    Dotted IPv4 takes a string-only path (parsing with ``ipaddress``, twice an event, costs anonymize
+    about six times as much: docs/performance.md); results are cached, as a visitor's events share an
+    address."""
     text = address.strip()
     parts = text.split(".")
     if len(parts) == 4 and all(map(_octet, parts)):
@@ -176,7 +177,7 @@ def is_keyed_hash(value: object) -> bool:
 
 def _hash_path(event: dict, path: str, key: dict) -> None:
     *parents, leaf = path.split(".")
-    node = event
+    node: object = event
     for part in parents:
         node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, dict) and node.get(leaf) not in (None, "") and not is_keyed_hash(node[leaf]):

@@ -13,7 +13,7 @@ again; the rejected events are dead-lettered and can be replayed after the fix. 
 ``stop_on_invalid_flood`` it instead raises :class:`TooManyInvalid` *before* producing or committing
 the batch that tipped it, and the process stops (it reads that batch again after the fix). That is
 off by default: bad events sent with a public write key would otherwise stop the pipeline for every
-project, and again after every restart (found by fuzzing the pipeline, issue 9).
+project, and again after every restart.
 """
 
 from __future__ import annotations
@@ -21,31 +21,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
 
 import structlog
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from headwater import metrics
+from headwater.consuming import Resource, run_consumer
 from headwater.errors import FatalError
 from headwater.kafka import PRODUCER_BROKEN, make_consumer, make_producer, stop_replaced
 from headwater.partitioning import PartitionMap
 from headwater.relay_types import Output
 from headwater.settings import Settings
-from headwater.topics import topic_specs
 
 log = structlog.get_logger()
 Transform = Callable[[list[ConsumerRecord]], list[Output]]
 """Takes every record of one poll (each partition's records in offset order) and returns what to
 produce. Transforms merge the events of many small records into few large ones per output partition:
 Kafka's per-message cost, not the per-event work, is what limits a Python pipeline."""
-
-
-class Resource(Protocol):
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
 
 
 class TooManyInvalid(FatalError):
@@ -129,27 +123,17 @@ class Relay:
         self.flooding = False
 
     async def run(self) -> None:
-        await self.producer.start()
-        for resource in self.resources:
-            await resource.start()
-        if self.check:
-            self.check()  # raises ConfigError, naming every problem, before anything is read
-        await self.partitions.load(self.producer, [spec.name for spec in topic_specs(self.settings)])
-        await self.consumer.start()
-        self.started.set()
-        stop_lag = metrics.serve_with_lag(self.metrics.registry, self.settings, [(self.consumer, self.group_id)],
-                                          self.stopping) if self.serve_metrics else (lambda: None)
-        try:
-            while not self.stopping.is_set():
-                batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)
-                if batch:
-                    await self._relay(batch)
-        finally:
-            stop_lag()
-            await self.consumer.stop()
-            for resource in reversed(self.resources):
-                await resource.stop()
-            await self.producer.stop()
+        await run_consumer(self, self.metrics.registry if self.serve_metrics else None, self.resources, self.check,
+                           self.partitions)
+
+    async def poll(self) -> None:
+        batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+        if batch:
+            await self._relay(batch)
+
+    async def drain(self) -> None:
+        """Nothing is in flight between polls: a poll's outputs are acknowledged and its offsets
+        committed before the next."""
 
     def stop(self) -> None:
         self.stopping.set()
@@ -165,7 +149,7 @@ class Relay:
                 sends = [await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outputs]
                 await asyncio.gather(*sends)
                 return
-            except (KafkaError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, KafkaError) as exc:
                 if not _retriable(exc) or time.monotonic() > deadline or self.stopping.is_set():
                     raise
                 log.warning("produce_retry", group=self.group_id, error=type(exc).__name__, delay_s=delay)

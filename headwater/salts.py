@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import secrets
 
 import structlog
@@ -27,7 +28,7 @@ KEEP_DAYS = 2  # today and yesterday
 
 
 def utc_today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 class DailySalts:
@@ -63,7 +64,7 @@ class DailySalts:
             if day not in self.salts:
                 await self.producer.send_and_wait(self.topic, self.sealer.seal(secrets.token_hex(32)).encode(),
                                                   key=day.isoformat().encode())
-                await self.tail.wait_for(lambda d=day: d in self.salts)
+                await self.tail.wait_for(functools.partial(self.salts.__contains__, day))
         for day in [d for d in self.salts if d <= today - dt.timedelta(days=KEEP_DAYS)]:
             await self.producer.send_and_wait(self.topic, None, key=day.isoformat().encode())
 

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator
@@ -23,7 +24,7 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 @dataclasses.dataclass(frozen=True)
 class Schema:
     document: dict
-    validator: object
+    validator: Any  # a compiled jsonschema-rs or jsonschema validator
 
     def is_valid(self, instance: object) -> bool:
         return self.validator.is_valid(instance)

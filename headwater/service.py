@@ -6,7 +6,8 @@ import asyncio
 import gc
 import signal
 import sys
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 import uvloop

@@ -105,7 +105,8 @@ class Settings:
     session_visitor_retention_days: float = 30.0  # a visitor idle this long (event time) is forgotten
     # A new session's row is written at once; later changes to an open session at most this often
     # (wall clock), and its final row when it closes: one row pair per session per interval instead of
-    # one per poll (the sessions indexer and ClickHouse's inserts were a quarter of an event's cost).
+    # one per poll (a pair per visitor per poll makes the sessions indexer and ClickHouse's inserts a
+    # quarter of an event's cost).
     session_row_interval_s: float = 5.0
     # The local stack (make up, make test, make bench) runs validate, enrich and anonymize in one
     # process (`headwater processor validate enrich anonymize`): a third less CPU per event on a small

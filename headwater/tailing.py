@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -31,30 +31,29 @@ class TopicTail:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Start tailing and wait until the topic's current content has been applied."""
-        self._consumer = AIOKafkaConsumer(**kafka_connection(self.settings), enable_auto_commit=False)
-        await self._consumer.start()
-        partitions = [TopicPartition(self.topic, p)
-                      for p in sorted(self._consumer.partitions_for_topic(self.topic) or {0})]
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_beginning(*partitions)
-        ends = await self._consumer.end_offsets(partitions)
-        self._task = asyncio.create_task(self._tail(ends))
+        self._consumer = consumer = AIOKafkaConsumer(**kafka_connection(self.settings), enable_auto_commit=False)
+        await consumer.start()
+        partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        self._task = asyncio.create_task(self._tail(consumer, ends))
         await asyncio.wait_for(self.loaded.wait(), timeout_s)
 
-    async def _tail(self, ends: dict) -> None:
+    async def _tail(self, consumer: AIOKafkaConsumer, ends: dict) -> None:
         if all(offset == 0 for offset in ends.values()):
             self.loaded.set()
         while True:
-            polled = await self._consumer.getmany(timeout_ms=500)
+            polled = await consumer.getmany(timeout_ms=500)
             for records in polled.values():
                 for record in records:
                     self.apply(record.key.decode(), record.value)
-            if not self.loaded.is_set() and await self._caught_up(ends):
+            if not self.loaded.is_set() and await self._caught_up(consumer, ends):
                 self.loaded.set()
 
-    async def _caught_up(self, ends: dict) -> bool:
+    async def _caught_up(self, consumer: AIOKafkaConsumer, ends: dict) -> bool:
         for tp, end in ends.items():
-            if await self._consumer.position(tp) < end:
+            if await consumer.position(tp) < end:
                 return False
         return True
 

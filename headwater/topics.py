@@ -20,7 +20,10 @@ SESSION_STATE = "sessionize-state"
 DAY_MS = 24 * 3600 * 1000
 
 
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+TOPIC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # the most a topic accepts in one record
+# where the collector, the mediator and the processors cut the records they produce: smaller records
+# keep batches, and latency, short
+MAX_MESSAGE_BYTES = 256 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +31,7 @@ class TopicSpec:
     name: str
     partitions: int
     retention_ms: int | None  # None: compacted, kept forever
-    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_message_bytes: int = TOPIC_MAX_MESSAGE_BYTES
 
     @property
     def config(self) -> dict[str, str]:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import orjson
 
+from headwater.migrations.columns import SESSION_COLUMNS
 from headwater.timeutil import from_epoch_ms
-from processors.sessions import SESSION_COLUMNS
-
-FAILED_COLUMNS = ("failed_at", "step", "reason", "path", "detail", "message_id", "origin_topic",
-                  "origin_partition", "origin_offset", "payload")
 
 
 def _text(value: object) -> str:

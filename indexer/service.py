@@ -5,8 +5,8 @@ Delivery and commit semantics:
 
 - It batches by size (``indexer_batch_rows``) and by time (``indexer_batch_ms``, one INSERT per table
   and project per batch) and commits Kafka offsets only after ClickHouse has acknowledged every INSERT
-  of the batch. The next batch fills while one is being inserted (a batch's INSERT took a third to
-  half of the batch window at 15,000 events/s, and records arriving meanwhile used to wait for it
+  of the batch. The next batch fills while one is being inserted (a batch's INSERT takes a third to
+  half of the batch window at 15,000 events/s; records arriving meanwhile would otherwise wait for it
   and then a whole window); batches are inserted and committed strictly one after another. Each
   INSERT carries an ``insert_deduplication_token`` built from its offset ranges, so an INSERT
   retried after a lost acknowledgement is stored once.
@@ -45,8 +45,8 @@ from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from headwater import metrics
 from headwater.clickhouse import make_client, project_database
+from headwater.consuming import run_consumer
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import decode_batch
 from headwater.kafka import make_consumer, make_producer
@@ -183,7 +183,9 @@ class Indexer:
         self.committed: dict[TopicPartition, int] = {}  # what this process last committed
         self.flushing: asyncio.Task | None = None  # the previous batch's INSERT and commit
         self.failing = False  # the last INSERT attempt failed: read nothing new until one succeeds
+        self.group_id = self.target.group_id
         self.stopping = asyncio.Event()
+        self.started = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def stop(self) -> None:
@@ -191,25 +193,21 @@ class Indexer:
 
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
-        await self.producer.start()
-        await self.store.start()
-        self.consumer.subscribe([self.target.topic], listener=Reassigned(self))
-        await self.consumer.start()
-        stop_lag = metrics.serve_with_lag(self.metrics.registry, self.settings, [(self.consumer,
-                                          self.target.group_id)], self.stopping)
         try:
-            while not self.stopping.is_set():
-                batch = await self._fill()
-                await self._settle()
-                if not self.stopping.is_set():
-                    self.flushing = asyncio.create_task(self._flush(batch))
+            await run_consumer(self, self.metrics.registry, (self.store,), subscribe=lambda: self.consumer.subscribe(
+                [self.target.topic], listener=Reassigned(self)))
         finally:
-            await self._settle()
-            stop_lag()
-            await self.consumer.stop()
-            await self.store.stop()
-            await self.producer.stop()
             self.client.disconnect()
+
+    async def poll(self) -> None:
+        """Fill a batch while the previous one is inserted, then insert and commit it in the background."""
+        batch = await self._fill()
+        await self._settle()
+        if not self.stopping.is_set():
+            self.flushing = asyncio.create_task(self._flush(batch))
+
+    async def drain(self) -> None:
+        await self._settle()
 
     async def _fill(self) -> Batch:
         """Poll into a new batch for ``indexer_batch_ms`` or until it holds ``indexer_batch_rows``, and
@@ -290,7 +288,7 @@ class Indexer:
                     return
             try:  # the batch being filled meanwhile keeps polling, so the group keeps this member
                 await asyncio.wait_for(self.stopping.wait(), backoff)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 

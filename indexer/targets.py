@@ -18,15 +18,15 @@ from clickhouse_driver import Client
 from headwater.deadletter import Rejected
 from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
+from headwater.migrations.columns import FAILED_COLUMNS, SESSION_COLUMNS
+from headwater.privacy import PrivacyPolicy, apply_policy
+from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER, event_count, header_value
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic, sessions_topic, step_topic
 from indexer import events_sql
-from indexer.rows import FAILED_COLUMNS, failed_row, session_row
-from headwater.privacy import PrivacyPolicy, apply_policy
-from headwater.projects.model import Project
-from processors.sessions import SESSION_COLUMNS
+from indexer.rows import failed_row, session_row
 
 UNKNOWN_PROJECT = "_unknown"  # dead letters whose project is not known land in hw__unknown
 

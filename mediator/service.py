@@ -10,21 +10,20 @@ into one. Delivery and commit semantics are those of :class:`headwater.relay.Rel
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from aiokafka.structs import ConsumerRecord
 
+from headwater.deadletter import Rejected, dead_letter
 from headwater.flow import DEFAULT_FLOW, FlowError, validate_flow
 from headwater.partitioning import PartitionMap
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
-from headwater.deadletter import Rejected, dead_letter
 from headwater.relay import Relay
 from headwater.relay_types import Output
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, event_count, header_value
 from headwater.settings import Settings
-from headwater.topics import raw_topic, step_topic
-from processors.base import MAX_MESSAGE_BYTES
-from processors.checks import require_valid
+from headwater.topics import MAX_MESSAGE_BYTES, raw_topic, step_topic
 
 GROUP_ID = "headwater-mediator"
 
@@ -37,7 +36,9 @@ def project_of(record: ConsumerRecord) -> str:
 
 
 class Mediator:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, require_valid: Callable[[Settings, list[Project]], None]) -> None:
+        """``require_valid`` raises on any problem of the configuration (the processors' checks, given
+        by the command that runs the role): the mediator refuses to start on one."""
         self.settings = settings
         self.store = ProjectStore(settings)
         check = lambda: require_valid(settings, list(self.store.projects.values()))  # noqa: E731

@@ -10,7 +10,7 @@ a hash is ``hmac:<key id>:<hex>`` so analysts can tell which key made it.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from headwater.envelope import Envelope
 from headwater.privacy import PrivacyPolicy, apply_policy
@@ -19,7 +19,6 @@ from headwater.projects.store import ProjectStore
 from headwater.salts import DailySalts
 from headwater.settings import Settings
 from processors.base import Processor
-
 
 PARTITION_BUCKETS = 1024
 
@@ -39,6 +38,11 @@ class Anonymize(Processor):
         self.store = store
         self.salts = salts
 
+    @classmethod
+    def build(cls, settings: Settings, store: ProjectStore) -> tuple[Anonymize, tuple[DailySalts]]:
+        salts = DailySalts(settings)
+        return cls(settings, store, salts), (salts,)
+
     def process(self, envelope: Envelope) -> Envelope | None:
         project = self.store.get(envelope.project_id)
         policy = self.store.derived(envelope.project_id, "privacy", PrivacyPolicy.of)
@@ -56,7 +60,7 @@ class Anonymize(Processor):
         ``PARTITION_BUCKETS``) that does not change at midnight; a bucket is shared by many visitors
         and says next to nothing about one.
         """
-        day = datetime.fromtimestamp(envelope.received_at_ms / 1000, tz=timezone.utc).date()
+        day = datetime.fromtimestamp(envelope.received_at_ms / 1000, tz=UTC).date()
         material = f"{envelope.ip or ''}|{envelope.user_agent or ''}|{envelope.project_id}".encode()
 
         def visitor(salt: bytes) -> str:

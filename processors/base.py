@@ -10,7 +10,8 @@ group, ``headwater-processor-<name>``, so operators scale it by adding replicas 
 partitions).
 
 Delivery and commit semantics are those of :class:`headwater.relay.Relay`: at-least-once, offsets
-committed only after every output was acknowledged, a flood of rejections stops the process.
+committed only after every output was acknowledged; a flood of rejections raises the alarm (and stops
+the process only with ``stop_on_invalid_flood``).
 """
 
 from __future__ import annotations
@@ -20,21 +21,21 @@ from collections import defaultdict
 from typing import ClassVar
 
 import orjson
-
 from aiokafka.structs import ConsumerRecord
 
+from headwater.consuming import Resource
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, decode_batch, encode_batch
+from headwater.flow import VISIT_READERS
 from headwater.partitioning import PartitionMap, partition_of
+from headwater.projects.store import ProjectStore
 from headwater.relay import Transform
 from headwater.relay_types import Output
-from headwater.flow import SESSIONIZE_STEP
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, VISITS_HEADER, encode_route, remaining_route
 from headwater.settings import Settings
-from headwater.topics import step_topic
+from headwater.topics import MAX_MESSAGE_BYTES, step_topic
 from processors.sessions import visit
 
-MAX_MESSAGE_BYTES = 256 * 1024  # larger groups are split: smaller records keep batches, and latency, short
 SAMPLE_EVENTS = 32  # encoded to estimate a large group's size before it is cut
 
 
@@ -45,6 +46,11 @@ class Processor(abc.ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    @classmethod
+    def build(cls, settings: Settings, store: ProjectStore) -> tuple[Processor, tuple[Resource, ...]]:
+        """The step on ``store``, and the resources it needs started besides the store."""
+        return cls(settings, store), ()  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def process(self, envelope: Envelope) -> Envelope | None:
@@ -76,9 +82,9 @@ def encode_groups(topic: str, route: tuple[str, ...], envelopes: list[Envelope])
     """Output records of at most about ``MAX_MESSAGE_BYTES`` for the group, each event encoded once.
 
     A poll's group can hold thousands of events (megabytes). Encoding it whole and halving until the
-    halves fit encoded each event five or six times: that was the largest item in the profiles of the
-    stateless steps and the sessionizer (6–7 µs an event). The group is cut up front instead, by the
-    encoded size of a sample spread over it; a piece that still comes out too large is halved."""
+    halves fit would encode each event five or six times (6–7 µs an event in the stateless steps and
+    the sessionizer). The group is cut up front instead, by the encoded size of a sample spread over
+    it; a piece that still comes out too large is halved."""
     if len(envelopes) <= SAMPLE_EVENTS:
         return _fitted(topic, route, envelopes)
     sample = envelopes[::len(envelopes) // SAMPLE_EVENTS]
@@ -96,7 +102,7 @@ def _fitted(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> li
         return _fitted(topic, route, envelopes[:half]) + _fitted(topic, route, envelopes[half:])
     headers = [(PROJECT_HEADER, envelopes[0].project_id.encode()), (EVENTS_HEADER, str(len(envelopes)).encode()),
                *encode_route(route)]
-    if route[0] == SESSIONIZE_STEP:  # the sessionizer reads the visits beside the events, not the events
+    if route[0] in VISIT_READERS:
         headers.append((VISITS_HEADER, orjson.dumps([visit(envelope) for envelope in envelopes])))
     return [Output(topic, envelopes[0].key(), value, headers, events=len(envelopes))]
 

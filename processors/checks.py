@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from headwater.errors import FatalError
 from headwater.flow import FlowError, validate_flow
-from headwater.privacy import check_privacy
 from headwater.projects.model import Project
 from headwater.settings import Settings
-from processors import enrich, sessions, validate
-
-SETTINGS_CHECKS = {"validate": validate.check_settings, "enrich": enrich.check_settings}
+from processors.steps import STEPS
 
 
 class ConfigError(FatalError):
@@ -32,11 +29,7 @@ def check_project(project: Project) -> list[str]:
             validate_flow(project.flow)
         except FlowError as exc:
             problems.append(str(exc))
-    problems += check_privacy(project.privacy)
-    problems += enrich.check_enrich(project.enrich)
-    problems += validate.check_validation(project.validation)
-    problems += validate.check_event_schemas(project.event_schemas)
-    problems += sessions.check_sessions(project.sessions)
+    problems += [problem for step in STEPS.values() for problem in step.check_project(project)]
     days = project.retention_days
     if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 36_500):
         problems.append("retention_days must be a whole number of days from 1 to 36500, or null")
@@ -45,7 +38,7 @@ def check_project(project: Project) -> list[str]:
 
 def check_deployment(settings: Settings) -> list[str]:
     """The deployment-wide settings of every processor."""
-    problems = [f"{step}: {p}" for step, check in SETTINGS_CHECKS.items() for p in check(settings)]
+    problems = [f"{name}: {p}" for name, step in STEPS.items() for p in step.check_settings(settings)]
     if not 0 < settings.max_invalid_ratio <= 1:
         problems.append("max_invalid_ratio must be in (0, 1]")
     if settings.invalid_window < 1:

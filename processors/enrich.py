@@ -10,11 +10,11 @@ refuses to start. When it is not set, GeoIP is off everywhere (logged at start).
 from __future__ import annotations
 
 from headwater.envelope import Envelope
+from headwater.options import check_options
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
 from processors.base import Processor
-from headwater.options import check_options
 from processors.enrichments.geoip import GeoIP, GeoIPError
 from processors.enrichments.referrers import classify_referrer
 from processors.enrichments.urls import campaign, split_url
@@ -25,6 +25,10 @@ ENRICH_OPTIONS = {"geoip"}
 
 def check_enrich(raw: object) -> list[str]:
     return check_options("enrich", raw, ENRICH_OPTIONS, flags=("geoip",))
+
+
+def check_project(project: Project) -> list[str]:
+    return check_enrich(project.enrich)
 
 
 def check_settings(settings: Settings) -> list[str]:

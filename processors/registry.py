@@ -1,25 +1,21 @@
-"""Which class implements each step, what it needs, and how its configuration is checked; and the
-role that runs one step, or several stateless steps in one process."""
+"""The role that runs one step of the flow, or several stateless steps in one process, built from
+the steps' registry (:mod:`processors.steps`)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from headwater import metrics
-from headwater.flow import PROCESSOR_STEPS
+from headwater.consuming import Resource
+from headwater.flow import PROCESSOR_STEPS, STATEFUL_STEPS
 from headwater.partitioning import PartitionMap
 from headwater.projects.store import ProjectStore
-from headwater.relay import Relay, RelayMetrics, Resource
-from headwater.salts import DailySalts
+from headwater.relay import Relay, RelayMetrics
 from headwater.settings import Settings
 from headwater.topics import step_topic
-from processors.anonymize import Anonymize
 from processors.base import Processor, group_id, transform_for
 from processors.checks import ConfigError, check_deployment, require_valid
-from processors.enrich import Enrich
-from processors.validate import Validate
-
-STATEFUL = "sessionize"
+from processors.steps import STEPS
 
 
 def role_steps(names: list[str] | tuple[str, ...] | str) -> list[str]:
@@ -31,8 +27,9 @@ def role_steps(names: list[str] | tuple[str, ...] | str) -> list[str]:
                          f"the steps are {', '.join(PROCESSOR_STEPS)}")
     if len(set(names)) != len(names):
         raise ValueError("a step is named twice")
-    if STATEFUL in names and len(names) > 1:
-        raise ValueError(f"{STATEFUL} keeps state in Kafka transactions of its own: run it as its own process")
+    stateful = [n for n in names if n in STATEFUL_STEPS]
+    if stateful and len(names) > 1:
+        raise ValueError(f"{stateful[0]} keeps state in Kafka transactions of its own: run it as its own process")
     return sorted(names, key=PROCESSOR_STEPS.index)
 
 
@@ -44,18 +41,12 @@ def build_processors(names: list[str], settings: Settings) -> tuple[dict[str, Pr
     if problems:
         raise ConfigError(problems)
     store, built = ProjectStore(settings), {}
-    resources: list = [store]
+    resources: list[Resource] = [store]
     for name in names:
-        if name == "validate":
-            built[name] = Validate(settings, store)
-        elif name == "enrich":
-            built[name] = Enrich(settings, store)
-        elif name == "anonymize":
-            salts = DailySalts(settings)
-            resources.append(salts)
-            built[name] = Anonymize(settings, store, salts)
-        else:
+        if name in STATEFUL_STEPS:
             raise ValueError(f"{name!r} is not a stateless processor; see build_role")
+        built[name], needs = STEPS[name].runs.build(settings, store)
+        resources.extend(needs)
     return built, store, tuple(resources)
 
 
@@ -63,10 +54,8 @@ def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
     """The long-running role for the steps ``names``: the stateful sessionizer, one relay, or
     :class:`Colocated` relays."""
     steps = role_steps(names)
-    if steps == [STATEFUL]:
-        from processors.sessionize import Sessionizer
-
-        return Sessionizer(settings)
+    if steps[0] in STATEFUL_STEPS:
+        return STEPS[steps[0]].runs.role(settings, lambda projects: require_valid(settings, projects))
     processors, store, resources = build_processors(steps, settings)
     check = lambda: require_valid(settings, list(store.projects.values()))  # noqa: E731
     if len(steps) == 1:

@@ -25,10 +25,10 @@ import hashlib
 import zlib
 
 from headwater.envelope import Envelope
+from headwater.options import check_options
 from headwater.projects.model import Project
 from headwater.settings import Settings
 from headwater.timeutil import epoch_ms
-from headwater.options import check_options
 
 SESSION_OPTIONS = {"timeout_s", "max_length_s", "split_on_campaign"}
 
@@ -56,6 +56,10 @@ def check_sessions(raw: object) -> list[str]:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             errors.append(f"sessions.{name} must be a positive number of seconds")
     return errors
+
+
+def check_project(project: Project) -> list[str]:
+    return check_sessions(project.sessions)
 
 
 def session_id(project_id: str, visitor_id: str, start_ms: int) -> str:
@@ -198,21 +202,13 @@ def _place_page(session: dict, page: str, ts: int) -> None:
 
 
 def session_row(project_id: str, visitor_id: str, state: VisitorState, sign: int) -> list:
-    """One ``sessions`` row for the state's open session (``SESSION_COLUMNS`` order)."""
+    """One ``sessions`` row for the state's open session (``headwater.migrations.columns.SESSION_COLUMNS`` order)."""
     s = state.session
     return [
         project_id, s["id"], visitor_id, s["user_id"], s["start_ms"], s["end_ms"],
-        (s["end_ms"] - s["start_ms"]) // 1000, s["end_ms"] - s["start_ms"], s["pageviews"], s["events"], s["entry_page"], s["exit_page"],
+        (s["end_ms"] - s["start_ms"]) // 1000, s["end_ms"] - s["start_ms"], s["pageviews"], s["events"],
+        s["entry_page"], s["exit_page"],
         s["referrer"], s["referrer_source"], s["referrer_medium"], s["utm_source"], s["utm_medium"],
         s["utm_campaign"], s["utm_term"], s["utm_content"], s["country"], s["device"], s["browser"], s["os"],
         s["is_bot"], s["events"] == 1, s["number"] == 1, sign, state.version,
     ]
-
-
-SESSION_COLUMNS = (
-    "project_id", "session_id", "visitor_id", "user_id", "start_at", "end_at", "duration_s", "duration_ms",
-    "pageviews",
-    "events", "entry_page", "exit_page", "referrer", "referrer_source", "referrer_medium", "utm_source",
-    "utm_medium", "utm_campaign", "utm_term", "utm_content", "country", "device", "browser", "os", "is_bot",
-    "is_bounce", "is_new_visitor", "sign", "version",
-)

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 
+from headwater.deadletter import Rejected
 from headwater.envelope import Envelope, TooDeep, event_size
+from headwater.options import check_options
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
-from headwater.deadletter import Rejected
 from headwater.schemas import Schema, compile_schema, load_schema
 from headwater.settings import Settings
 from processors.base import Processor
-from headwater.options import check_options
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 VALIDATION_OPTIONS = {"strict_events"}
@@ -53,7 +53,13 @@ def check_event_schemas(raw: object) -> list[str]:
     return errors
 
 
+def check_project(project: Project) -> list[str]:
+    """The project's validation options and registered event schemas."""
+    return check_validation(project.validation) + check_event_schemas(project.event_schemas)
+
+
 def check_settings(settings: Settings) -> list[str]:
+    """The deployment-wide configuration of this processor: its bundled schemas load."""
     errors = []
     for kind in ("segment_event", *EVENT_TYPES):
         try:

@@ -1,7 +1,9 @@
 """Test session set-up: one real Kafka broker and one real ClickHouse server for the whole session.
 
 They listen on their own ports and keep their data under .local/test, so `make test` runs beside a
-`make up`. Unit tests that need no server don't request the ``stack`` fixture and never start one.
+`make up`. Tests that need them live in ``tests/integration`` and carry the ``integration`` marker;
+those in ``tests/unit`` need no server and never start one. Collection fails when a test breaks that
+rule, so ``pytest tests/unit`` (or ``-m "not integration"``) is always server-free.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from tests.geoip import build_city_database  # noqa: E402
 
 os.environ["HEADWATER_GEOIP_PATH"] = str(build_city_database(Path(".local/test-geoip/city.mmdb")).resolve())
 
+from devstack.stack import Stack  # noqa: E402
 from headwater.clickhouse import make_client  # noqa: E402
-from headwater.devstack.stack import Stack  # noqa: E402
 from headwater.settings import get_settings  # noqa: E402
 
 
@@ -62,12 +64,30 @@ def clickhouse(stack):
 
 
 
-def pytest_terminal_summary(terminalreporter):
-    """How many cases each fuzzing property ran (tests/test_fuzz_parsers.py)."""
-    from tests import test_fuzz_parsers
+SERVER_FIXTURES = {"stack", "clickhouse"}
 
-    if test_fuzz_parsers.CASES:
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse a test in tests/integration without the integration marker, and one elsewhere that has
+    the marker or asks for the real servers."""
+    misplaced = []
+    for item in items:
+        integration = "integration" in item.path.relative_to(config.rootpath).parts[:2]
+        marked = item.get_closest_marker("integration") is not None
+        needs_servers = bool(SERVER_FIXTURES & set(item.fixturenames))
+        if integration != marked or (needs_servers and not integration):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError("tests/integration holds exactly the tests marked integration, and only they "
+                                "use the servers:\n  " + "\n  ".join(misplaced))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases each fuzzing property ran (tests/fuzz_cases.py)."""
+    from tests.fuzz_cases import CASES
+
+    if CASES:
         terminalreporter.section("fuzzing: cases run")
-        for name, count in test_fuzz_parsers.CASES.items():
+        for name, count in CASES.items():
             terminalreporter.write_line(f"{count:6d}  {name}")
-        terminalreporter.write_line(f"{sum(test_fuzz_parsers.CASES.values()):6d}  in all")
+        terminalreporter.write_line(f"{sum(CASES.values()):6d}  in all")

@@ -12,7 +12,7 @@ import dataclasses
 import re
 import secrets
 import time
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -108,7 +108,7 @@ class ProjectAdmin:
             raise ProjectNotFound(f"no project {project_id!r}")
         return project
 
-    async def create(self, project_id: str, name: str = "", origins: list[str] = (),
+    async def create(self, project_id: str, name: str = "", origins: Sequence[str] = (),
                      public_key: str | None = None, server_key: str | None = None) -> tuple[Project, IssuedKeys]:
         """Create the project and its ClickHouse database and tables."""
         try:
@@ -148,7 +148,7 @@ class ProjectAdmin:
                    if name in definition and definition[name] != getattr(self.get(project_id), name)}
         return await self.configure(project_id, changes) if changes else self.get(project_id)
 
-    async def set_origins(self, project_id: str, origins: list[str]) -> Project:
+    async def set_origins(self, project_id: str, origins: Sequence[str]) -> Project:
         try:
             clean = [check_origin_pattern(o) for o in origins]
         except ValueError as exc:

@@ -10,7 +10,8 @@ CLI is visible everywhere within a second.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -30,7 +31,7 @@ class ProjectStore:
     def __init__(self, settings: Settings) -> None:
         self.projects: dict[str, Project] = {}
         self.by_key_hash: dict[str, tuple[Project, Key]] = {}
-        self._derived: dict[tuple[str, str], object] = {}
+        self._derived: dict[tuple[str, str], Any] = {}
         self.sealer = Sealer(settings.secret_key)
         self.tail = TopicTail(settings, projects_topic(settings), self.apply)
 
@@ -103,7 +104,7 @@ class FixedProjects:
 
     def __init__(self, *projects: Project) -> None:
         self.projects = {p.id: p for p in projects}
-        self._derived: dict[tuple[str, str], object] = {}
+        self._derived: dict[tuple[str, str], Any] = {}
 
     def get(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)

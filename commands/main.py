@@ -1,0 +1,228 @@
+"""The one command line, ``headwater``, with a subcommand per role or job."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from headwater.settings import get_settings
+
+
+def cmd_collector(args: argparse.Namespace) -> None:
+    from collector.app import create_app
+    from headwater.serving import serve
+
+    settings = get_settings()
+    serve(create_app, settings, settings.collector_host, settings.collector_port)
+
+
+def cmd_admin(args: argparse.Namespace) -> None:
+    from admin.app import create_app
+    from headwater.serving import serve
+    from processors.checks import check_project
+
+    settings = get_settings()
+    serve(lambda: create_app(check_project, settings), settings, settings.admin_host, settings.admin_port)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    from dashboard.app import create_app
+    from headwater.serving import serve
+    from processors.validate import Validate
+
+    settings = get_settings()
+    serve(lambda: create_app(Validate, settings), settings, settings.dashboard_host, settings.dashboard_port)
+
+
+def cmd_project(args: argparse.Namespace) -> None:
+    from commands.project import main
+
+    main(get_settings(), args)
+
+
+def cmd_mediator(args: argparse.Namespace) -> None:
+    from headwater.service import run_role
+    from mediator.service import Mediator
+    from processors.checks import require_valid
+
+    run_role(lambda: Mediator(get_settings(), require_valid).relay)
+
+
+def cmd_processor(args: argparse.Namespace) -> None:
+    from headwater.service import run_role
+    from processors.registry import build_role
+
+    run_role(lambda: build_role(args.names, get_settings()))
+
+
+def cmd_indexer(args: argparse.Namespace) -> None:
+    from headwater.service import run_role
+    from indexer.service import Indexer
+
+    run_role(lambda: Indexer(get_settings(), args.table))
+
+
+def _stored_projects() -> list:
+    import asyncio
+
+    from headwater.projects.store import ProjectStore
+
+    async def load():
+        store = ProjectStore(get_settings())
+        await store.start()
+        await store.stop()
+        return list(store.projects.values())
+
+    return asyncio.run(load())
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from headwater.clickhouse import make_client
+    from headwater.migrations import migrate_project
+
+    client = make_client(get_settings())
+    try:
+        for project in args.project or sorted(p.id for p in _stored_projects()):
+            applied = migrate_project(client, project)
+            print(f"{project}: applied {applied or 'nothing, up to date'}")
+    finally:
+        client.disconnect()
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+
+    from headwater.replay import run_replay
+    from processors.validate import Validate
+
+    report = run_replay(get_settings(), args.project, args.reason, args.on_error, Validate)
+    print(json.dumps(dataclasses.asdict(report), indent=2))
+    if report.stopped_at:
+        raise SystemExit(1)
+
+
+def cmd_erase(args: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+
+    from headwater.clickhouse import make_client
+    from indexer.erase import erase
+
+    client = make_client(get_settings())
+    try:
+        print(json.dumps(dataclasses.asdict(erase(client, args.project, args.user)), indent=2))
+    finally:
+        client.disconnect()
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from processors.checks import check_configuration
+
+    problems = check_configuration(get_settings(), _stored_projects())
+    print("\n".join(problems) or "configuration ok")
+    if problems:
+        raise SystemExit(2)
+
+
+def cmd_deploy(args: argparse.Namespace) -> None:
+    from commands.deployment import render
+
+    stale = render(check=args.check)
+    for path in stale:
+        print(f"{'out of date' if args.check else 'wrote'}: {path}")
+    if args.check and stale:
+        raise SystemExit("headwater deploy: run `headwater deploy render` and commit the result")
+
+
+def local_stack(module: str):
+    """A module of the local stack, which lives in the source checkout (``devstack/``) and is not part
+    of the installed package."""
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "devstack").is_dir():
+        raise SystemExit("headwater: `up` and `dev` run the local stack from a source checkout: "
+                         "run `make up` in the repository")
+    if str(checkout) not in sys.path:
+        sys.path.append(str(checkout))
+    return importlib.import_module(f"devstack.{module}")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    local_stack("up").run_up(get_settings())
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    if args.server == "kafka":
+        local_stack("kafka").run_broker(get_settings())
+    else:
+        local_stack("clickhouse").serve(get_settings())
+
+
+SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "up", "dev"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headwater", description="Headwater streaming analytics")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("collector", help="run the HTTP collector").set_defaults(func=cmd_collector)
+    sub.add_parser("admin", help="run the admin (configurator) API").set_defaults(func=cmd_admin)
+    sub.add_parser("dashboard", help="run the dashboards (overview, funnels, retention, live, sessions, "
+                                     "failed events)").set_defaults(func=cmd_dashboard)
+    from commands.project import add_parser as add_project_parser
+
+    add_project_parser(sub)
+    sub.choices["project"].set_defaults(func=cmd_project)
+    sub.add_parser("mediator", help="route raw events into their project's flow").set_defaults(func=cmd_mediator)
+    processor = sub.add_parser("processor", help="run one processor of the flow, or several stateless ones "
+                               "in one process")
+    processor.add_argument("names", nargs="+", metavar="name",
+                           help="validate, enrich, anonymize or sessionize; several stateless steps "
+                           "(e.g. validate enrich anonymize) run in one process, each still in its own "
+                           "consumer group, and pass events to each other without Kafka hops")
+    processor.set_defaults(func=cmd_processor)
+    indexer = sub.add_parser("indexer", help="load a table into ClickHouse (one consumer group per table)")
+    indexer.add_argument("table", nargs="?", default="events", choices=["events", "sessions", "failed_events"])
+    indexer.set_defaults(func=cmd_indexer)
+    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations to every project (or those named)")
+    migrate.add_argument("--project", action="append", help="a project id (repeatable; default: every project)")
+    migrate.set_defaults(func=cmd_migrate)
+    replay = sub.add_parser("replay", help="re-inject a project's dead letters after a fix")
+    replay.add_argument("--project", required=True)
+    replay.add_argument("--reason", help="only dead letters with this reason")
+    from headwater.replay import POLICIES
+
+    replay.add_argument("--on-error", choices=POLICIES, default="stop",
+                        help="what to do with an event that is still invalid (default: stop)")
+    replay.set_defaults(func=cmd_replay)
+    erase = sub.add_parser("erase", help="delete a person's events and sessions (right to erasure)")
+    erase.add_argument("--project", required=True)
+    erase.add_argument("--user", required=True, help="a user id or an anonymous id")
+    erase.set_defaults(func=cmd_erase)
+    from analytics.cli import add_parsers as add_analytics_parsers
+
+    add_analytics_parsers(sub)
+    sub.add_parser("check", help="check every flow and processor configuration").set_defaults(func=cmd_check)
+    sub.add_parser("up", help="start Kafka, ClickHouse and every role locally").set_defaults(func=cmd_up)
+    deploy = sub.add_parser("deploy", help="generate the deployment files from the topic and role definitions")
+    deploy.add_argument("action", choices=["render"])
+    deploy.add_argument("--check", action="store_true", help="only report files that are out of date")
+    deploy.set_defaults(func=cmd_deploy)
+    dev = sub.add_parser("dev", help="run one local server in the foreground (for the local stack)")
+    dev.add_argument("server", choices=["kafka", "clickhouse"])
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from headwater.log import configure_logging
+
+    service = args.command in SERVICE_ROLES
+    configure_logging(get_settings(), args.command, None if service else sys.stderr)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,14 @@
+"""The column order of the tables whose rows are built in Python, beside the migrations that create
+them: the sessionizer's ``sessions`` rows and the indexer's ``failed_events`` rows. (``events`` rows are
+built by ClickHouse from the raw events: see :mod:`indexer.events_sql`.)"""
+
+SESSION_COLUMNS = (
+    "project_id", "session_id", "visitor_id", "user_id", "start_at", "end_at", "duration_s", "duration_ms",
+    "pageviews",
+    "events", "entry_page", "exit_page", "referrer", "referrer_source", "referrer_medium", "utm_source",
+    "utm_medium", "utm_campaign", "utm_term", "utm_content", "country", "device", "browser", "os", "is_bot",
+    "is_bounce", "is_new_visitor", "sign", "version",
+)
+
+FAILED_COLUMNS = ("failed_at", "step", "reason", "path", "detail", "message_id", "origin_topic",
+                  "origin_partition", "origin_offset", "payload")

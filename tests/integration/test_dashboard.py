@@ -1,0 +1,291 @@
+"""The dashboard in a real browser (Debian's Chromium via playwright-core, dashboard/web/test/browser.mjs),
+over known events sent through the whole pipeline: every page shows what the query library returns
+and what the events imply; empty projects and bad ranges get a clear page; read tokens see only
+their project and not the admin pages; the live page updates by itself; phone-sized screens do not
+scroll sideways. Screenshots of each page land in a temporary directory (docs/screenshots holds a set
+taken the same way from demo data)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from analytics import activity, overview, queries
+from analytics.filters import Filters
+from analytics.run import records
+from tests.helpers import Admin, dashboard_session, post, wait_for
+
+pytestmark = pytest.mark.integration
+WEB = Path(__file__).resolve().parents[2] / "dashboard" / "web"
+SINCE = datetime(2026, 3, 2, tzinfo=UTC)
+UNTIL = datetime(2026, 3, 4, tzinfo=UTC)  # the view's range: 2026-03-02 and 2026-03-03
+STATE = "?range=custom&from=2026-03-02&to=2026-03-03"
+STEPS = ["/", "/pricing", "Signed Up"]
+DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+PHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+         "Version/17.4 Mobile/15E148 Safari/604.1")
+GB, AU = "81.2.69.10", "203.0.113.7"
+
+
+def page(visitor: str, at: str, path: str, ip: str, ua: str, query: str = "") -> dict:
+    url = f"https://shop.example{path}{query}"
+    return {"type": "page", "anonymousId": visitor, "timestamp": at, "messageId": str(uuid.uuid4()),
+            "properties": {"url": url, "path": path},
+            "context": {"ip": ip, "userAgent": ua, "page": {"url": url, "path": path}}}
+
+
+def track(visitor: str, at: str, event: str, ip: str, ua: str, properties: dict) -> dict:
+    return {"type": "track", "event": event, "anonymousId": visitor, "timestamp": at,
+            "messageId": str(uuid.uuid4()), "properties": properties, "context": {"ip": ip, "userAgent": ua}}
+
+
+# a: two visits (GB, desktop, from a campaign), signs up on the first; b: one visit (AU, phone);
+# c: one page, a bounce (GB, phone); and one sign-up that fails its schema.
+EVENTS = [
+    page("a", "2026-03-02T10:00:00Z", "/", GB, DESKTOP, "?utm_source=news&utm_campaign=spring"),
+    page("a", "2026-03-02T10:01:00Z", "/pricing", GB, DESKTOP),
+    track("a", "2026-03-02T10:02:00Z", "Signed Up", GB, DESKTOP, {"plan": "pro"}),
+    page("b", "2026-03-02T11:00:00Z", "/", AU, PHONE),
+    page("b", "2026-03-02T11:05:00Z", "/pricing", AU, PHONE),
+    page("a", "2026-03-03T09:00:00Z", "/", GB, DESKTOP),
+    page("c", "2026-03-03T12:00:00Z", "/pricing", GB, PHONE),
+]
+BROKEN = track("e", "2026-03-03T13:00:00Z", "Signed Up", GB, DESKTOP, {"plan": 5})
+SIGNUP_SCHEMA = {"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}
+
+
+@pytest.fixture(scope="module")
+def loaded(stack, clickhouse):
+    admin = Admin(stack.settings)
+    created = admin.create_project(prefix="dash")
+    project = created["project"]["id"]
+    reply = admin.call("POST", f"/v1/projects/{project}/schemas",
+                       {"event": "Signed Up", "version": "1-0-0", "schema": SIGNUP_SCHEMA})
+    assert reply.status_code == 201, reply.text
+    read = admin.call("POST", f"/v1/projects/{project}/read-tokens")
+    assert read.status_code == 201, read.text
+    empty = admin.create_project(prefix="dash_empty")["project"]["id"]
+    key = created["keys"]["public_key"]
+    reply = post(stack.collector_url, "/v1/batch", {"batch": [*EVENTS, BROKEN]}, key)
+    assert reply.status_code == 200, reply.text
+    db = f"hw_{project}"
+    wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {db}.events")[0][0] == len(EVENTS), 60)
+    wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {db}.failed_events")[0][0] == 1, 60)
+    wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {db}.sessions")[0][0] == 4, 60)
+    return {"project": project, "empty": empty, "read_token": read.json()["read_token"], "write_key": key}
+
+
+@pytest.fixture(scope="module")
+def shown(stack, loaded, tmp_path_factory):
+    """What the browser saw on every page (see browser.mjs)."""
+    shots = tmp_path_factory.mktemp("screenshots")
+    env = {**os.environ, "DASHBOARD": stack.dashboard_url, "ADMIN_TOKEN": stack.settings.admin_token,
+           "READ_TOKEN": loaded["read_token"], "PROJECT": loaded["project"], "EMPTY_PROJECT": loaded["empty"],
+           "STATE": STATE, "STEPS": json.dumps(STEPS), "COLLECTOR": stack.collector_url,
+           "WRITE_KEY": loaded["write_key"], "LIVE_ID": f"live-{uuid.uuid4()}", "SCREENSHOTS": str(shots)}
+    done = subprocess.run(["node", "test/browser.mjs"], cwd=WEB, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {**json.loads(done.stdout), "shots": shots, "live_id": env["LIVE_ID"]}
+
+
+def run(clickhouse, query) -> list[dict]:
+    return records(clickhouse, query)
+
+
+def test_overview_figures_are_the_events_and_the_query_results(shown, loaded, clickhouse):
+    seen = shown["pages"]["overview"]
+    assert seen["status"] == 200
+    metrics = seen["metrics"]
+    # from the events themselves: 3 visitors, 6 page views; sessions a1, a2, b, c; a2 and c bounce;
+    # durations 120 + 0 + 300 + 0 seconds
+    assert metrics["visitors"] == 3 and metrics["pageviews"] == 6
+    assert metrics["sessions"] == 4 and metrics["bounce_rate"] == 0.5 and metrics["average_duration_s"] == 105
+    traffic = next(r for r in run(clickhouse, overview.traffic(loaded["project"], SINCE, UNTIL)) if r["current"])
+    engagement = next(r for r in run(clickhouse, overview.engagement(loaded["project"], SINCE, UNTIL)) if r["current"])
+    assert (metrics["visitors"], metrics["pageviews"]) == (traffic["visitors"], traffic["pageviews"])
+    assert metrics["sessions"] == engagement["sessions"]
+    assert metrics["average_duration_s"] == pytest.approx(engagement["average_duration_s"])
+
+
+def test_the_trend_axis_spans_the_views_range(shown):
+    """With its data in one period, uPlot's own range stretches the axis over years."""
+    axis = shown["pages"]["overview"]["axis"]
+    assert axis["range"] == [SINCE.timestamp(), UNTIL.timestamp()]
+    assert axis["shown"] == axis["range"]
+
+
+def test_overview_lists_are_the_query_results(shown, loaded, clickhouse):
+    blocks = shown["pages"]["overview"]["blocks"]
+    assert blocks["pages"] == [["/pricing", 3], ["/", 2]]
+    assert blocks["entry_pages"] == [["/", 3], ["/pricing", 1]]
+    assert blocks["exit_pages"] == [["/pricing", 3], ["/", 1]]
+    assert blocks["campaigns"] == [["spring", 1]]
+    assert blocks["countries"] == [["GB", 2], ["AU", 1]]
+    for block in ("browsers", "os", "devices"):
+        expected = run(clickhouse, overview.sources(loaded["project"], block, SINCE, UNTIL))
+        assert blocks[block] == [[r["value"], r["visitors"]] for r in expected] and expected
+    # by the sessions' first events: b's and c's iPhones, a's desktop (ua-parser's device family "Other")
+    assert blocks["devices"] == [["iPhone", 2], ["Other", 1]]
+
+
+def test_funnel_and_retention_are_the_query_results(shown, loaded, clickhouse):
+    funnel = shown["pages"]["funnels"]["rows"]
+    assert [(r["step"], r["visitors"]) for r in funnel] == [(1, 2), (2, 2), (3, 1)]
+    expected = run(clickhouse, queries.funnel(loaded["project"], STEPS, SINCE, UNTIL, 86400))
+    assert [r["visitors"] for r in funnel] == [r["visitors"] for r in expected]
+    cohorts = {c["cohort"]: c for c in shown["pages"]["retention"]["cohorts"]}
+    assert cohorts["2026-03-02"]["size"] == 2 and cohorts["2026-03-02"]["cells"][:2] == [[0, 2], [1, 1]]
+    assert cohorts["2026-03-03"]["size"] == 1 and cohorts["2026-03-03"]["cells"] == [[0, 1]]  # later days: not yet
+
+
+def test_sessions_and_a_timeline(shown, loaded, clickhouse):
+    seen = shown["pages"]["sessions"]
+    expected = run(clickhouse, activity.recent_sessions(loaded["project"], SINCE, UNTIL))
+    assert [(s["id"], s["events"]) for s in seen["list"]] == [(r["session_id"], r["events"]) for r in expected]
+    assert sorted(s["events"] for s in seen["list"]) == [1, 1, 2, 3]
+    events = clickhouse.execute(f"SELECT event FROM hw_{loaded['project']}.events WHERE session_id = %(s)s "
+                                "ORDER BY timestamp", {"s": seen["first"]})
+    assert seen["timeline"] == [e for (e,) in events] and seen["timeline"]
+
+
+def test_failed_events_with_samples(shown, loaded, clickhouse):
+    seen = shown["pages"]["failed"]
+    now = datetime.now(UTC)
+    reasons = run(clickhouse, activity.failure_reasons(loaded["project"], now - timedelta(days=1), now))
+    assert seen["reasons"] == [[r["reason"], r["failed"]] for r in reasons] and sum(c for _, c in seen["reasons"]) == 1
+    assert seen["samples"] == [BROKEN["messageId"]]
+
+
+def test_every_block_opens_its_sql(shown, loaded):
+    sql = shown["pages"]["sql"]["text"]
+    assert f"FROM hw_{loaded['project']}.events FINAL" in sql and "'2026-03-02 00:00:00.000'" in sql
+
+
+def test_live_page_updates_by_itself(shown):
+    live = shown["pages"]["live"]
+    assert live["status"] == 200 and live["sent"] == 200 and live["refreshes"] >= 1
+
+
+def test_empty_projects_and_bad_ranges(shown):
+    empty = shown["empty"]
+    for view in ("overview", "funnels", "retention", "live", "sessions", "failed"):
+        assert empty[view]["status"] == 200 and empty[view]["empty"] >= 1, view
+    assert empty["bad_range"] == {"status": 400, "message": "to must not be before from"}
+    assert shown["errors"] == []
+
+
+def test_phone_sized_screens_do_not_scroll_sideways(shown):
+    phone = shown["phone"]
+    assert all(width <= phone["viewport"] for width in phone["widths"].values()), phone
+
+
+def test_access_by_login_and_read_token(shown):
+    assert shown["session_cookie_holds_token"] is False  # a signed session, not the token itself
+    access = shown["access"]
+    assert access["anonymous_lands_on"] == "/login"
+    assert "opens nothing" in access["wrong_token_error"]
+    assert access["read_token_lands_on"].endswith("/overview")
+    assert access["read_token_failed_status"] == 403
+    assert access["read_token_other_project_status"] == 404
+    assert "Failed events" not in access["read_token_nav"] and "Overview" in access["read_token_nav"]
+
+
+def test_a_screenshot_of_every_page(shown):
+    names = {p.name for p in shown["shots"].iterdir() if p.stat().st_size > 5000}
+    assert {"overview.png", "overview-phone.png", "overview-empty.png", "funnels.png", "retention.png", "live.png",
+            "sessions.png", "session-timeline.png", "failed-events.png"} <= names
+
+
+def test_filters_combine(stack, loaded):
+    cookies = dashboard_session(stack.dashboard_url, stack.settings.admin_token)
+    url = f"{stack.dashboard_url}/p/{loaded['project']}/overview{STATE}"
+    gb = httpx.get(url + "&country=GB", cookies=cookies).text
+    assert 'data-metric="visitors" data-value="2"' in gb and 'data-metric="pageviews" data-value="4"' in gb
+    both = httpx.get(url + "&country=GB&page=/pricing", cookies=cookies).text
+    assert 'data-metric="visitors" data-value="2"' in both and 'data-metric="pageviews" data-value="2"' in both
+    campaign = httpx.get(url + "&utm_campaign=spring", cookies=cookies).text
+    assert 'data-metric="visitors" data-value="1"' in campaign and 'data-metric="sessions" data-value="1"' in campaign
+
+
+def test_replay_button_and_its_guards(stack, loaded):
+    base = f"{stack.dashboard_url}/p/{loaded['project']}/failed/replay{STATE}"
+    admin = dashboard_session(stack.dashboard_url, stack.settings.admin_token)
+    foreign = httpx.post(base, cookies=admin, headers={"Origin": "https://evil.example"}, data={"reason": ""})
+    assert foreign.status_code == 403
+    no_origin = httpx.post(base, cookies=admin, data={"reason": ""})
+    assert no_origin.status_code == 403
+    reader = httpx.post(base, cookies=dashboard_session(stack.dashboard_url, loaded["read_token"]),
+                        headers={"Origin": stack.dashboard_url}, data={"reason": ""})
+    assert reader.status_code == 403
+    replayed = httpx.post(base, cookies=admin, headers={"Origin": stack.dashboard_url}, data={"reason": ""},
+                          timeout=150)
+    assert replayed.status_code == 200
+    # the event still breaks the schema: the replay finds it and stops there, as `headwater replay` does
+    assert 'data-matched="1"' in replayed.text and 'data-replayed="0"' in replayed.text
+    assert "stopped at" in replayed.text
+
+
+def test_read_tokens_never_write(stack, loaded):
+    reply = post(stack.collector_url, "/v1/track", {"event": "x", "anonymousId": "v"}, loaded["read_token"])
+    assert reply.status_code == 401
+
+
+def test_json_and_bearer_access(stack, loaded):
+    url = f"{stack.dashboard_url}/p/{loaded['project']}/live.json"
+    assert httpx.get(url).status_code == 401
+    ok = httpx.get(url, headers={"Authorization": f"Bearer {loaded['read_token']}"})
+    assert ok.status_code == 200 and "latest" in ok.json()
+    other = httpx.get(f"{stack.dashboard_url}/p/{loaded['empty']}/live.json",
+                      headers={"Authorization": f"Bearer {loaded['read_token']}"})
+    assert other.status_code == 404 and other.json()["error"] == "No such project"
+
+
+def test_filter_values_are_parameters_not_sql(loaded, clickhouse):
+    hostile = Filters(country="GB' OR 1=1 --")
+    rows = run(clickhouse, overview.traffic(loaded["project"], SINCE, UNTIL, hostile))
+    assert [r for r in rows if r["current"]] == []
+
+
+GRAFANA_FILE = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "headwater.json"
+
+
+def expand_like_the_plugin(sql: str, project: str, since: datetime, until: datetime) -> str:
+    """What grafana-clickhouse-datasource sends for a panel: its macros and the variables filled in."""
+    start, end = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+    return (sql.replace("$__fromTime_ms", f"fromUnixTimestamp64Milli({start})")
+            .replace("$__toTime_ms", f"fromUnixTimestamp64Milli({end})")
+            .replace("$__from", str(start)).replace("$__to", str(end)).replace("${project}", project))
+
+
+def test_grafana_dashboard_json_is_valid_and_runs_the_same_sql(loaded, clickhouse):
+    board = json.loads(GRAFANA_FILE.read_text())
+    assert board["uid"] == "headwater-overview" and board["schemaVersion"] >= 36
+    assert {v["name"] for v in board["templating"]["list"]} == {"datasource", "project"}
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids)) >= 12
+    project = loaded["project"]
+    results = {}
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
+        (target,) = panel["targets"]
+        assert target["datasource"]["type"] == "grafana-clickhouse-datasource" and target["editorType"] == "sql"
+        assert "%(" not in target["rawSql"] and "${project}" in target["rawSql"]
+        results[panel["title"]] = clickhouse.execute(expand_like_the_plugin(target["rawSql"], project, SINCE, UNTIL))
+    # the project variable lists the project
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "project")
+    assert (project,) in clickhouse.execute(variable["query"])
+    # the same figures as the query library (and so as the dashboard)
+    traffic = run(clickhouse, overview.traffic(project, SINCE, UNTIL))
+    assert results[board["panels"][0]["title"]] == [tuple(r.values()) for r in traffic]
+    pages = run(clickhouse, queries.top(project, "pages", SINCE, UNTIL))
+    assert results["Top pages"] == [tuple(r.values()) for r in pages] and pages
+    assert sum(row[2] for row in results["Events and visitors by hour"]) == len(EVENTS)

@@ -1,0 +1,214 @@
+"""The deployment files stay generated from the one topic definition and the one list of roles."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from commands.deployment import COMPOSE_FILE, HELM_TOPICS_FILE, deploy_settings, render, service_name
+from commands.roles import service_roles
+from headwater.topics import topic_specs
+
+
+def test_committed_deployment_files_match_their_definitions():
+    assert render(check=True) == [], "run `headwater deploy render` and commit the result"
+
+
+def test_compose_has_every_role_and_topic():
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    services = compose["services"]
+    for role, argv in service_roles():
+        service = services[service_name(role)]
+        assert service["command"] == argv and service["healthcheck"]["test"]
+        assert service["image"].startswith("${HEADWATER_IMAGE")  # merged from x-headwater
+    topics_script = services["topics"]["command"][0]
+    for spec in topic_specs(deploy_settings()):
+        assert f"--topic {spec.name} --partitions {spec.partitions} " in topics_script
+    assert {"kafka-data", "clickhouse-data"} <= set(compose["volumes"])
+    assert ":latest" not in COMPOSE_FILE.read_text()
+
+
+def test_the_chart_reads_the_same_topics():
+    chart_topics = json.loads(HELM_TOPICS_FILE.read_text())["topics"]
+    assert [t["name"] for t in chart_topics] == [s.name for s in topic_specs(deploy_settings())]
+
+
+# --- the offline checks: docker compose config, helm lint and helm template -------------------
+
+ROOT = COMPOSE_FILE.parents[2]
+CHART = ROOT / "deploy" / "helm" / "headwater"
+TRIAL_SECRETS = ["--set", "secrets.adminToken=example-token", "--set", "secrets.clickhousePassword=example",
+                 "--set", "secrets.secretKey=example-secret-key-of-32-characters-or-more",
+                 *(part for user in ("admin", "collector", "pipeline", "control")
+                   for part in ("--set", f"secrets.kafkaPasswords.{user}=example-{user}"))]
+
+
+@pytest.fixture(scope="module")
+def tools():
+    """helm and docker compose, built from the Go module proxy into .local/tools the first time."""
+    subprocess.run(["bash", str(ROOT / "deploy" / "tools" / "install-tools.sh")], check=True, timeout=3600)
+    tools = ROOT / ".local" / "tools"
+    return {"helm": str(tools / "bin" / "helm"), "docker_config": str(tools / "docker")}
+
+
+def compose(tools, *args: str) -> subprocess.CompletedProcess:
+    docker = shutil.which("docker")
+    command = [docker, "compose"] if docker else [str(Path(tools["docker_config"]) / "cli-plugins" / "docker-compose")]
+    return subprocess.run([*command, "-f", str(COMPOSE_FILE), *args], capture_output=True, text=True,
+                          env={**os.environ, "DOCKER_CONFIG": tools["docker_config"]})
+
+
+def test_docker_compose_config_accepts_the_compose_file(tools):
+    good = compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "config", "--quiet")
+    assert good.returncode == 0, good.stderr
+    services = compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "config", "--services")
+    assert {service_name(role) for role, _ in service_roles()} | {"kafka", "clickhouse", "topics", "migrate"} == \
+        set(services.stdout.split())
+    missing = compose(tools, "config", "--quiet")  # no .env: the password is required, and said so
+    assert missing.returncode != 0 and "missing a value: set" in missing.stderr
+
+
+def render_chart(tools, *values: str) -> list[dict]:
+    done = subprocess.run([tools["helm"], "template", "trial", str(CHART), *TRIAL_SECRETS, *values],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def test_helm_lint_and_the_rendered_manifests(tools):
+    lint = subprocess.run([tools["helm"], "lint", str(CHART), *TRIAL_SECRETS], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    manifests = render_chart(tools)
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in manifests
+                   if d["kind"] == "Deployment"}
+    assert set(deployments) == set(yaml.safe_load((CHART / "values.yaml").read_text())["components"])
+    assert {" ".join(c["args"]) for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]} \
+        == {" ".join(argv) for _, argv in service_roles()}  # every role runs, each in its own Deployment
+    containers = [c for d in manifests if d["kind"] in ("Deployment", "StatefulSet")
+                  for c in d["spec"]["template"]["spec"]["containers"]]
+    for container in containers:
+        assert container.get("readinessProbe") and container.get("livenessProbe"), container["name"]
+        assert container["resources"]["requests"] and container["resources"]["limits"], container["name"]
+        assert ":" in container["image"] and not container["image"].endswith(":latest"), container["image"]
+    collector = deployments["collector"]["spec"]["template"]["spec"]["containers"][0]
+    assert collector["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert collector["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    kinds = {d["kind"] for d in manifests}
+    assert {"Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"} <= kinds
+    with_ingress = render_chart(tools, "--set", "collector.ingress.enabled=true")
+    assert any(d["kind"] == "Ingress" for d in with_ingress)
+
+
+def test_kafka_and_clickhouse_connection_settings_for_external_clusters():
+    import dataclasses
+
+    from headwater.clickhouse import make_client
+    from headwater.errors import FatalError
+    from headwater.kafka import compression_type, kafka_connection
+    from headwater.settings import Settings
+
+    base = Settings()
+    assert kafka_connection(base) == {"bootstrap_servers": base.kafka_bootstrap, "security_protocol": "PLAINTEXT"}
+    sasl = kafka_connection(dataclasses.replace(base, kafka_security_protocol="sasl_ssl",
+                                                kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="hw",
+                                                kafka_sasl_password="secret"))
+    assert sasl["security_protocol"] == "SASL_SSL" and sasl["ssl_context"] is not None
+    assert (sasl["sasl_mechanism"], sasl["sasl_plain_username"]) == ("SCRAM-SHA-512", "hw")
+    with pytest.raises(FatalError, match="kafka_security_protocol"):
+        kafka_connection(dataclasses.replace(base, kafka_security_protocol="TLS"))
+    with pytest.raises(FatalError, match="kafka_sasl_mechanism"):
+        kafka_connection(dataclasses.replace(base, kafka_security_protocol="SASL_PLAINTEXT"))
+    assert compression_type(base) == "zstd" and compression_type(dataclasses.replace(base, kafka_compression="none")) is None
+    with pytest.raises(FatalError, match="kafka_compression must be one of"):
+        compression_type(dataclasses.replace(base, kafka_compression="brotli"))
+    client = make_client(dataclasses.replace(base, clickhouse_secure=True, clickhouse_port=9440))
+    assert client.connection.secure_socket and list(client.connection.hosts) == [(base.clickhouse_host, 9440)]
+
+
+def test_the_external_values_render_for_existing_clusters(tools):
+    external = str(CHART / "values.external.yaml")
+    lint = subprocess.run([tools["helm"], "lint", str(CHART), "-f", external], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    manifests = render_chart(tools, "-f", external)
+    assert not [d for d in manifests if d["kind"] == "StatefulSet"]  # no bundled Kafka or ClickHouse
+    deployments = [d for d in manifests if d["kind"] == "Deployment"]
+    assert len(deployments) == len(yaml.safe_load((CHART / "values.yaml").read_text())["components"])
+    for deployment in deployments:
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["HEADWATER_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+        assert env["HEADWATER_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "kafka-password"
+        assert env["HEADWATER_CLICKHOUSE_SECURE"]["value"] == "true" and env["HEADWATER_CLICKHOUSE_PORT"]["value"] == "9440"
+    topics = next(d for d in manifests if d["kind"] == "Job" and "topics" in d["metadata"]["name"])
+    script = topics["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "--replication-factor 3" in script and "--partitions 24" in script and "sasl.jaas.config" in script
+    settings_map = next(d for d in manifests if d["kind"] == "ConfigMap")
+    assert [p["id"] for p in json.loads(settings_map["data"]["projects.json"])] == ["shop"]
+    projects = next(d for d in manifests if d["kind"] == "Job" and "projects" in d["metadata"]["name"])
+    assert projects["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["project", "apply"]
+
+
+def test_compose_runs_kafka_with_sasl_acls_and_a_user_per_kind_of_role():
+    """The deployment files ran Kafka unauthenticated: anyone who reached the broker read the HMAC
+    secrets and could rewrite a project."""
+    from commands.deployment import acl_command
+    from headwater.kafka_access import acls, user_of
+
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    broker = services["kafka"]["environment"]
+    assert broker["KAFKA_LISTENERS"] == "SASL_PLAINTEXT://:9092,CONTROLLER://:9093"
+    assert "PLAINTEXT:PLAINTEXT" not in broker["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert broker["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert broker["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    for role, _ in service_roles():
+        env = services[service_name(role)]["environment"]
+        assert env["HEADWATER_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["HEADWATER_KAFKA_SASL_USERNAME"] == user_of(role)
+        assert f"KAFKA_{user_of(role).upper()}_PASSWORD" in env["HEADWATER_KAFKA_SASL_PASSWORD"]
+        assert "HEADWATER_SECRET_KEY" in env["HEADWATER_SECRET_KEY"]
+    assert services["collector"]["environment"]["HEADWATER_KAFKA_SASL_USERNAME"] == "collector"
+    script = services["topics"]["command"][0]
+    assert all(acl_command(acl, "kafka:9092") in script for acl in acls(deploy_settings()))
+
+
+def test_the_chart_secures_kafka_and_the_network(tools):
+    manifests = render_chart(tools)
+    policies = [d for d in manifests if d["kind"] == "NetworkPolicy"]
+    assert any(not p["spec"].get("ingress") for p in policies)  # the default deny
+    kafka_policy = next(p for p in policies if p["metadata"]["name"].endswith("-kafka"))
+    assert kafka_policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/instance": "trial"}
+    broker = next(d for d in manifests if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-kafka"))
+    env = {e["name"]: e for e in broker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KAFKA_LISTENERS"]["value"].startswith("SASL_PLAINTEXT://")
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"]["value"] == "false"
+    assert "$(KAFKA_COLLECTOR_PASSWORD)" in env["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_PLAIN_SASL_JAAS_CONFIG"]["value"]
+    users = {}
+    for deployment in (d for d in manifests if d["kind"] == "Deployment"):
+        container_env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        users[deployment["metadata"]["labels"]["app.kubernetes.io/component"]] = \
+            container_env["HEADWATER_KAFKA_SASL_USERNAME"]["value"]
+        assert container_env["HEADWATER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "secret-key"
+    assert users["collector"] == "collector" and users["admin"] == users["dashboard"] == "control"
+    assert {users[name] for name in users if name not in ("collector", "admin", "dashboard")} == {"pipeline"}
+    topics = next(d for d in manifests if d["kind"] == "Job" and "topics" in d["metadata"]["name"])
+    assert "kafka-acls.sh" in topics["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    without_key = subprocess.run([tools["helm"], "template", "trial", str(CHART), *TRIAL_SECRETS[:4]],
+                                 capture_output=True, text=True)
+    assert without_key.returncode != 0 and "secrets.secretKey" in without_key.stderr
+
+
+def test_the_image_copies_every_package_the_project_installs():
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    packages = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (root / "deploy" / "docker" / "Dockerfile").read_text(), re.M))
+    assert {p.rstrip("*") for p in packages} <= copied
+    assert "devstack" not in {p.rstrip("*") for p in packages}  # the local stack stays out of the package
