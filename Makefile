@@ -41,7 +41,7 @@ up: install
 	$(BIN)/headwater up
 
 # the layers (the kernel imports no role; the roles stand apart; only the command imports them all),
-# style, and the types of the kernel and the command
+# style, and the types of the kernel, the roles and the command
 lint: install
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .

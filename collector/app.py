@@ -66,7 +66,7 @@ def make_ingest_route(route: str, call: str):
             await state.sink.publish(result.envelopes)
             state.metrics.produce_seconds.observe(time.perf_counter() - produce_started)
             accepted = len(result.envelopes)
-            body = {"success": True}
+            body: dict[str, object] = {"success": True}
             if result.errors:
                 body.update(accepted=accepted, rejected=rejected, errors=result.errors, error_count=rejected)
             response = JSONResponse(body, headers=cors_headers(request, result.project))

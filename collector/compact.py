@@ -15,6 +15,7 @@ Segment event, which is then checked and stamped like any other::
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from collector.errors import ApiError
 from headwater.schemas import load_schema
@@ -47,7 +48,7 @@ def _context(raw: dict) -> dict:
     return context
 
 
-def expand_event(raw: object, sent_at: int | None) -> dict | Invalid:
+def expand_event(raw: Any, sent_at: int | None) -> dict | Invalid:
     """One compact event as a Segment event, or :class:`Invalid` with the reasons."""
     schema = load_schema("headwater", "compact_event", "1-0-0")
     if not schema.is_valid(raw):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
+from headwater.projects.model import Project
+
 
 class ApiError(Exception):
     def __init__(self, status: int, reason: str, message: str, errors: list | None = None,
                  headers: dict[str, str] | None = None, count: int | None = None) -> None:
         super().__init__(message)
         self.count = len(errors or []) if count is None else count
-        self.project = None  # the request's project, once known (for the CORS headers)
+        self.project: Project | None = None  # the request's project, once known (for the CORS headers)
         self.status = status
         self.reason = reason
         self.message = message

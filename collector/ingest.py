@@ -33,6 +33,7 @@ import itertools
 import os
 import re
 import time
+from typing import Any
 
 from starlette.requests import Request
 
@@ -113,7 +114,9 @@ class Ingest:
     async def check(self, events: list, received_at_ms: int,
                     single: bool) -> tuple[list[dict], list[dict], int]:
         """The valid events, the first problems of the invalid ones, and how many were invalid."""
-        valid, errors, rejected = [], [], 0
+        valid: list[dict] = []
+        errors: list[dict] = []
+        rejected = 0
         for index, event in enumerate(events):
             if index and index % CHECK_SLICE == 0:
                 await asyncio.sleep(0)
@@ -129,7 +132,7 @@ class Ingest:
             raise ApiError(400, "invalid_envelope", "no valid event in the request", errors, count=rejected)
         return valid, errors, rejected
 
-    def problems(self, event: object, received_at_ms: int, listed: bool = True) -> list[dict]:
+    def problems(self, event: Any, received_at_ms: int, listed: bool = True) -> list[dict]:
         """What is wrong with one event (empty when nothing is). With ``listed`` false the problems are
         only counted by the caller, so a schema violation is reported without working out each field."""
         if isinstance(event, Invalid):

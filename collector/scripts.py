@@ -38,8 +38,9 @@ def load_scripts(directory: Path) -> dict[str, Script]:
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
-    return bool(if_none_match) and (if_none_match.strip() == "*" or etag in
-                                    [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")])
+    if not if_none_match:
+        return False
+    return if_none_match.strip() == "*" or etag in [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
 
 
 async def serve_script(request: Request) -> Response:

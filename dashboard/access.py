@@ -82,7 +82,7 @@ class Sessions:
 
     def viewer(self, cookie: str, store: ProjectStore) -> Viewer | None:
         try:
-            subject = self.serializer.loads(cookie, max_age=self.max_age_s)
+            subject = self.serializer.loads(cookie, max_age=self.max_age_s)  # type: ignore[arg-type]  # seconds
         except BadSignature:  # also an expired one
             return None
         if subject == ADMIN:

@@ -64,7 +64,7 @@ async def retention(request: Request, context: dict) -> Response:
 async def _live_rows(request: Request, context: dict) -> dict:
     minutes = request.app.state.settings.dashboard_live_minutes
     rows = await _run(request, context, "live", minutes=minutes)
-    current = next((r for r in rows["traffic"] if r["current"]), {})
+    current: dict = next((r for r in rows["traffic"] if r["current"]), {})
     return {"minutes": minutes, "events": current.get("events", 0), "visitors": current.get("visitors", 0),
             "latest": rows["latest"]}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -51,6 +52,7 @@ class ViewState:
         midnight = datetime.combine(now.date(), datetime.min.time(), self.zone)
         tomorrow = midnight + timedelta(days=1)
         if self.range == "custom":
+            assert self.start is not None and self.end is not None  # a custom range is parsed with both
             return (datetime.combine(self.start, datetime.min.time(), self.zone),
                     datetime.combine(self.end + timedelta(days=1), datetime.min.time(), self.zone))
         if self.range == "24h":
@@ -72,6 +74,7 @@ class ViewState:
         if state.range != DEFAULT_RANGE:
             out["range"] = state.range
         if state.range == "custom":
+            assert state.start is not None and state.end is not None
             out["from"], out["to"] = state.start.isoformat(), state.end.isoformat()
         if state.tz != "UTC":
             out["tz"] = state.tz
@@ -98,7 +101,8 @@ class ViewState:
         return self.query_string(filters=filters)
 
     def with_filter(self, name: str, value: str) -> str:
-        filters = dataclasses.replace(self.filters, **{name: value})
+        change: dict[str, Any] = {name: value}
+        filters = dataclasses.replace(self.filters, **change)
         return self.query_string(filters=filters)
 
 

@@ -335,6 +335,7 @@ class Indexer:
     def _dead_letter_now(self, rejected_records: list[tuple[ConsumerRecord, Rejected]]) -> None:
         """From the insert thread: dead-letter and wait for Kafka's acknowledgement."""
         if rejected_records:
+            assert self.loop is not None  # set by run(), before any insert
             asyncio.run_coroutine_threadsafe(self._dead_letter(rejected_records), self.loop).result()
 
     def _hold_before_commit(self) -> None:

@@ -79,7 +79,9 @@ class Mediator:
 
 def chunks(records: list[ConsumerRecord], max_bytes: int = MAX_MESSAGE_BYTES) -> list[list[ConsumerRecord]]:
     """Consecutive runs of records whose values add up to at most ``max_bytes`` (at least one each)."""
-    runs, run, size = [], [], 0
+    runs: list[list[ConsumerRecord]] = []
+    run: list[ConsumerRecord] = []
+    size = 0
     for record in records:
         if run and size + len(record.value) > max_bytes:
             runs.append(run)

@@ -65,12 +65,13 @@ def _through(steps: list[Processor], envelope: Envelope, reject) -> Envelope | N
     step was given it)`` and ends the event's way here."""
     for step in steps:
         try:
-            envelope = step.process(envelope)
+            result = step.process(envelope)
         except Rejected as error:
             reject(step, error, envelope)
             return None
-        if envelope is None:
+        if result is None:
             return None
+        envelope = result
     return envelope
 
 

@@ -52,7 +52,8 @@ def _context(event: dict) -> dict:
 def _page_fields(event: dict) -> tuple[object, object]:
     page = _context(event).get("page")
     page = page if isinstance(page, dict) else {}
-    properties = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+    given = event.get("properties")
+    properties: dict = given if isinstance(given, dict) else {}
     return page.get("url") or properties.get("url"), page.get("referrer") or properties.get("referrer")
 
 
@@ -75,7 +76,7 @@ class Enrich(Processor):
         if isinstance(user_agent, str) and user_agent:
             enriched["ua"] = self.user_agent(user_agent[:1000])
         ip = context.get("ip") or envelope.ip
-        if isinstance(ip, str) and self._geoip_on(self.store.get(envelope.project_id)):
+        if isinstance(ip, str) and self.geoip is not None and self._geoip_on(self.store.get(envelope.project_id)):
             if geo := self.geoip.lookup(ip):
                 enriched["geo"] = geo
         url, referrer = _page_fields(event)

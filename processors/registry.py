@@ -45,7 +45,7 @@ def build_processors(names: list[str], settings: Settings) -> tuple[dict[str, Pr
     for name in names:
         if name in STATEFUL_STEPS:
             raise ValueError(f"{name!r} is not a stateless processor; see build_role")
-        built[name], needs = STEPS[name].runs.build(settings, store)
+        built[name], needs = STEPS[name].processor().build(settings, store)
         resources.extend(needs)
     return built, store, tuple(resources)
 
@@ -55,7 +55,7 @@ def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
     :class:`Colocated` relays."""
     steps = role_steps(names)
     if steps[0] in STATEFUL_STEPS:
-        return STEPS[steps[0]].runs.role(settings, lambda projects: require_valid(settings, projects))
+        return STEPS[steps[0]].stateful_role()(settings, lambda projects: require_valid(settings, projects))
     processors, store, resources = build_processors(steps, settings)
     check = lambda: require_valid(settings, list(store.projects.values()))  # noqa: E731
     if len(steps) == 1:

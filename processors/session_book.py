@@ -264,9 +264,9 @@ class SessionBook:
         clock = min(ts, envelope.received_at_ms)
         watermark = partition.watermarks[envelope.project_id] = max(partition.watermarks.get(envelope.project_id, 0),
                                                                     clock)
-        if state.session is None and ts < watermark - lateness:
-            result, closed = None, []
-        else:
+        closed: list[list] = []
+        result: tuple[str, int] | None = None
+        if state.session is not None or ts >= watermark - lateness:  # else too late for any session
             result, closed = state.apply(envelope, ts, options)
         if result is None:
             self.too_late += 1
@@ -278,7 +278,8 @@ class SessionBook:
     def _close_idle(self, number: int, partition: Partition, project_id: str, touched: dict) -> list:
         """Close the project's sessions its watermark has passed; forget visitors idle past their
         retention. Runs when the watermark moved at least a minute since the last sweep."""
-        rows, lateness = [], int(self.settings.session_allowed_lateness_s * 1000)
+        rows: list[list] = []
+        lateness = int(self.settings.session_allowed_lateness_s * 1000)
         retention = int(self.settings.session_visitor_retention_days * DAY_MS)
         watermark = partition.watermarks.get(project_id, 0)
         if watermark - partition.swept.get(project_id, 0) < SWEEP_EVERY_MS:

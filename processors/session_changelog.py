@@ -75,6 +75,7 @@ def load(value: bytes, project_id: str) -> tuple[VisitorState, int]:
 
 
 def _emitted_row(project_id: str, state: VisitorState, changing: dict) -> list:
+    assert state.session is not None  # only an open session has an emitted row
     as_emitted = VisitorState(version=state.version, session={**state.session, **changing})
     return session_row(project_id, changing["visitor_id"], as_emitted, 1)
 

@@ -157,7 +157,8 @@ class VisitorState:
         """Add the event. Return its (session id, sequence number in the session), or ``None`` when it
         belongs to an earlier session that is already closed; and the final rows of the session it
         closed, if it started a new one."""
-        session, closed = self.session, []
+        session = self.session
+        closed: list[list] = []
         if session is not None and ts < session["start_ms"] - options.timeout_ms:
             return None, closed
         out_of_order = session is not None and ts < session["end_ms"]
@@ -166,6 +167,7 @@ class VisitorState:
             self.sessions += 1
             session = self.session = new_session(envelope, ts, self.sessions)
             self.version, self.emitted = 0, None
+        assert session is not None  # starts_new is true when no session is open
         session["events"] += 1
         if _is_pageview(envelope):
             session["pageviews"] += 1
@@ -202,8 +204,10 @@ def _place_page(session: dict, page: str, ts: int) -> None:
 
 
 def session_row(project_id: str, visitor_id: str, state: VisitorState, sign: int) -> list:
-    """One ``sessions`` row for the state's open session (``headwater.migrations.columns.SESSION_COLUMNS`` order)."""
+    """One ``sessions`` row for the state's open session (in the order of
+    ``headwater.migrations.columns.SESSION_COLUMNS``)."""
     s = state.session
+    assert s is not None  # rows are written for open sessions only
     return [
         project_id, s["id"], visitor_id, s["user_id"], s["start_ms"], s["end_ms"],
         (s["end_ms"] - s["start_ms"]) // 1000, s["end_ms"] - s["start_ms"], s["pageviews"], s["events"],

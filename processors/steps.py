@@ -17,6 +17,7 @@ from headwater.projects.model import Project
 from headwater.settings import Settings
 from processors import enrich, sessions, validate
 from processors.anonymize import Anonymize
+from processors.base import Processor
 from processors.enrich import Enrich
 from processors.sessionize import Sessionizer
 from processors.validate import Validate
@@ -28,9 +29,19 @@ def no_settings(settings: Settings) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    runs: type  # a Processor (stateless: a relay transform), or the role of a stateful step
+    runs: type[Processor] | type[Sessionizer]  # a relay transform (stateless), or a stateful step's role
     check_project: Callable[[Project], list[str]]  # the project's options for the step
     check_settings: Callable[[Settings], list[str]] = no_settings  # the deployment's settings for it
+
+    def processor(self) -> type[Processor]:
+        if not issubclass(self.runs, Processor):
+            raise ValueError(f"{self.runs.__name__} is not a stateless processor")
+        return self.runs
+
+    def stateful_role(self) -> Callable[..., Sessionizer]:
+        if not issubclass(self.runs, Sessionizer):
+            raise ValueError(f"{self.runs.__name__} is not a stateful step")
+        return self.runs.role
 
 
 STEPS: dict[str, Step] = {

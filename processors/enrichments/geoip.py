@@ -4,6 +4,7 @@ City, DB-IP Lite City, or one you build), read with maxminddb."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import maxminddb
 
@@ -24,7 +25,7 @@ class GeoIP:
 
     def lookup(self, ip: str) -> dict | None:
         try:
-            record = self.reader.get(ip)
+            record: Any = self.reader.get(ip)
         except ValueError:  # not an IP address
             return None
         if not isinstance(record, dict):
