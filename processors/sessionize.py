@@ -102,6 +102,8 @@ class Sessionizer:
     module). ``resources`` (the project store) are started before, and ``check`` run, before the
     first record is read."""
 
+    name = NAME
+
     def __init__(self, settings: Settings, book: SessionBook, clients: Clients, *resources,
                  check: Callable[[], None] | None = None) -> None:
         self.settings = settings

@@ -53,3 +53,6 @@ STEPS: dict[str, Step] = {
 
 if tuple(STEPS) != PROCESSOR_STEPS:  # the flow names the steps; this table implements exactly those
     raise ImportError(f"processors.steps implements {list(STEPS)}, the flow has {list(PROCESSOR_STEPS)}")
+for _name, _step in STEPS.items():  # a step's metrics, topics and groups are named by its class
+    if _step.runs.name != _name:
+        raise ImportError(f"processors.steps: {_name!r} runs {_step.runs.__name__}, named {_step.runs.name!r}")
