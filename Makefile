@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up lint test bench bench-queries chaos profile clean
+.PHONY: install up lint lock test bench bench-queries chaos profile clean
 
 JS     := sdks/js
 DASH   := dashboard/web
@@ -46,6 +46,11 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# the image's Python dependencies, every transitive one pinned with its hashes, from pyproject.toml
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --universal \
+		-o deploy/docker/requirements.lock
 
 test: lint
 	$(BIN)/pytest

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -35,12 +36,18 @@ from headwater.settings import Settings
 from headwater.topics import TopicSpec, topic_specs
 
 ROOT = Path(__file__).resolve().parents[1]
+
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
 HELM_TOPICS_FILE = ROOT / "deploy" / "helm" / "headwater" / "files" / "topics.json"
 HELM_KAFKA_ACCESS_FILE = ROOT / "deploy" / "helm" / "headwater" / "files" / "kafka-access.json"
 GRAFANA_FILE = ROOT / "deploy" / "grafana" / "headwater.json"
 DEPLOY_PARTITIONS = 12  # per pipeline topic: the most replicas any one consumer group can use
-IMAGE = "${HEADWATER_IMAGE:-headwater:0.1.0}"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+IMAGE_REPOSITORY = "ghcr.io/headwater-analytics/headwater"  # where the release image is pushed (docs/operations.md)
+IMAGE = f"${{HEADWATER_IMAGE:-{IMAGE_REPOSITORY}:{VERSION}}}"
+CADDY_IMAGE = "caddy:2.10.2"  # the TLS proxy: certificates from Let's Encrypt or ZeroSSL by itself
+EDGE_SUBNET = "172.30.251.0/24"  # the proxy's network: the proxy has a fixed address there, trusted alone
+CADDY_ADDRESS = "172.30.251.10"
 KAFKA_IMAGE = "apache/kafka:4.3.1"  # the broker version the test suite runs
 CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:26.9"  # the engine version the test suite runs
 METRICS_PORT = 9400
@@ -136,17 +143,42 @@ def _role_service(settings: Settings, role: str, argv: list[str]) -> dict:
         "environment": headwater_environment(settings, role),
     }
     if role == "collector":
-        service["ports"] = ["${COLLECTOR_PORT:-8080}:8080"]
+        service["ports"] = ["127.0.0.1:${COLLECTOR_PORT:-8080}:8080"]
         service["healthcheck"] = _healthcheck(_http_ok("http://127.0.0.1:8080/readyz"))
+        _behind_the_proxy(service)
     elif role == "admin":
         service["ports"] = ["127.0.0.1:${ADMIN_PORT:-8081}:8081"]
         service["healthcheck"] = _healthcheck(_http_ok("http://127.0.0.1:8081/healthz"))
     elif role == "dashboard":
         service["ports"] = ["127.0.0.1:${DASHBOARD_PORT:-8082}:8082"]
         service["healthcheck"] = _healthcheck(_http_ok("http://127.0.0.1:8082/healthz"))
+        _behind_the_proxy(service)
+        service["environment"]["HEADWATER_DASHBOARD_COOKIE_SECURE"] = "true"
     else:
         service["healthcheck"] = _healthcheck(_http_ok(f"http://127.0.0.1:{METRICS_PORT}/metrics"))
     return service
+
+
+def _behind_the_proxy(service: dict) -> None:
+    """The proxy reaches the service on the edge network; the client address is the one the proxy
+    saw, and only the proxy's X-Forwarded-For is believed."""
+    service["networks"] = ["default", "edge"]
+    service["environment"]["HEADWATER_TRUSTED_PROXIES"] = f"{CADDY_ADDRESS}/32"
+
+
+def caddy_service() -> dict:
+    """HTTPS for the collector (``HEADWATER_DOMAIN``) and the dashboard (``dashboard.`` that domain),
+    by the proxy's automatic certificates (deploy/compose/Caddyfile)."""
+    return {
+        "image": CADDY_IMAGE,
+        "environment": {"HEADWATER_DOMAIN": "${HEADWATER_DOMAIN:?set HEADWATER_DOMAIN in .env}"},
+        "ports": ["80:80", "443:443", "443:443/udp"],
+        "volumes": ["./Caddyfile:/etc/caddy/Caddyfile:ro", "caddy-data:/data", "caddy-config:/config"],
+        "networks": {"edge": {"ipv4_address": CADDY_ADDRESS}},
+        "depends_on": {"collector": {"condition": "service_healthy"},
+                       "dashboard": {"condition": "service_healthy"}},
+        "restart": "unless-stopped",
+    }
 
 
 def compose_document(settings: Settings) -> dict:
@@ -182,13 +214,17 @@ def compose_document(settings: Settings) -> dict:
             "command": [" &&\n".join([admin_config_command(), *topics, *access]) + "\n"],
             "restart": "no",
         },
+        # the one service that builds the image, when it can be neither found locally nor pulled;
+        # the others run the same image
         "migrate": {"<<": "*headwater", "command": ["migrate"], "restart": "no",
+                    "build": {"context": "../..", "dockerfile": "deploy/docker/Dockerfile"},
                     "environment": headwater_environment(settings, "migrate"),
                     "depends_on": {"clickhouse": {"condition": "service_healthy"},
                                    "topics": {"condition": "service_completed_successfully"}}},
     }
     for role, argv in service_roles():
         services[service_name(role)] = _role_service(settings, role, argv)
+    services["caddy"] = caddy_service()
     return {
         "name": "headwater",
         "x-headwater": {
@@ -200,7 +236,8 @@ def compose_document(settings: Settings) -> dict:
             "restart": "unless-stopped",
         },
         "services": services,
-        "volumes": {"kafka-data": {}, "clickhouse-data": {}},
+        "networks": {"default": {}, "edge": {"ipam": {"config": [{"subnet": EDGE_SUBNET}]}}},
+        "volumes": {"kafka-data": {}, "clickhouse-data": {}, "caddy-data": {}, "caddy-config": {}},
     }
 
 

@@ -160,11 +160,21 @@ def cmd_dev(args: argparse.Namespace) -> None:
         local_stack("clickhouse").serve(get_settings())
 
 
+def installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("headwater")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "up", "dev"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headwater", description="Headwater streaming analytics")
+    parser.add_argument("--version", action="version", version=f"headwater {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("collector", help="run the HTTP collector").set_defaults(func=cmd_collector)
     sub.add_parser("admin", help="run the admin (configurator) API").set_defaults(func=cmd_admin)
@@ -219,8 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from headwater.log import configure_logging
 
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # a bad or placeholder setting: its name and why, not a traceback
+        raise SystemExit(f"headwater {args.command}: {exc}") from None
     service = args.command in SERVICE_ROLES
-    configure_logging(get_settings(), args.command, None if service else sys.stderr)
+    configure_logging(settings, args.command, None if service else sys.stderr)
     args.func(args)
 
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "HEADWATER_"
+# The deployment files' examples mark each secret CHANGE-ME; a role refuses to start with one left in.
+PLACEHOLDER = "change-me"
+SECRET_SETTINGS = ("kafka_sasl_password", "clickhouse_password", "admin_token", "secret_key")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,10 +170,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             raise ValueError(f"setting {name} (HEADWATER_{name.upper()}): {value!r} is not a "
                              f"{hints[name].__name__}") from exc
     settings = Settings(**coerced)
+    check_secrets(settings)
+    return settings
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse a secret still set to an example's placeholder, and a sealing key too short to be one."""
+    for name in SECRET_SETTINGS:
+        if PLACEHOLDER in getattr(settings, name).lower():
+            raise ValueError(f"setting {name} (HEADWATER_{name.upper()}) is still the example's CHANGE-ME "
+                             "placeholder: set a secret of your own (for example: openssl rand -hex 32)")
     if settings.secret_key and len(settings.secret_key) < 32:
         raise ValueError("setting secret_key (HEADWATER_SECRET_KEY) must be at least 32 characters "
                          "(for example: openssl rand -hex 32)")
-    return settings
 
 
 @functools.cache

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds the tools that check the deployment files offline (no Docker engine is needed), from the Go
-# module proxy, into .local/tools: helm (lint, template) and Docker Compose (config), the latter as a
-# Docker CLI plugin. Each is built once and kept; the test suite runs this itself.
+# module proxy, into .local/tools: helm (lint, template), Docker Compose (config) as a Docker CLI
+# plugin, Caddy (the Compose file's TLS proxy: its Caddyfile is adapted and served in the tests) and
+# kube-score (a linter of the rendered Kubernetes manifests). Each is built once and kept; the test
+# suite runs this itself.
 set -euo pipefail
 HELM_VERSION=v3.19.0
 COMPOSE_VERSION=v2.40.3  # v5 needs a newer Go than this machine's 1.26.8
+CADDY_VERSION=v2.10.2  # the version of the Compose file's caddy image
+KUBE_SCORE_VERSION=v1.20.0
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 TOOLS="$ROOT/.local/tools"
 BIN="$TOOLS/bin"
@@ -30,4 +34,18 @@ if [ ! -x "$PLUGINS/docker-compose" ]; then
   dir=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   (cd "$dir" && go build -ldflags "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
     -o "$PLUGINS/docker-compose" ./cmd)
+fi
+
+built() {  # the module version a Go binary was built from
+  go version -m "$1" 2>/dev/null | awk '$1 == "mod" { print $3 }'
+}
+
+if [ "$(built "$BIN/caddy")" != "$CADDY_VERSION" ]; then
+  echo "building caddy $CADDY_VERSION from the Go module proxy ..."
+  GOBIN="$BIN" go install "github.com/caddyserver/caddy/v2/cmd/caddy@$CADDY_VERSION"
+fi
+
+if [ "$(built "$BIN/kube-score")" != "$KUBE_SCORE_VERSION" ]; then
+  echo "building kube-score $KUBE_SCORE_VERSION from the Go module proxy ..."
+  GOBIN="$BIN" go install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
 fi

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from commands.deployment import COMPOSE_FILE, HELM_TOPICS_FILE, deploy_settings, render, service_name
+from commands.deployment import (
+    CADDY_ADDRESS,
+    COMPOSE_FILE,
+    EDGE_SUBNET,
+    HELM_TOPICS_FILE,
+    IMAGE_REPOSITORY,
+    VERSION,
+    deploy_settings,
+    render,
+    service_name,
+)
 from commands.roles import service_roles
 from headwater.topics import topic_specs
 
@@ -54,7 +64,8 @@ def tools():
     """helm and docker compose, built from the Go module proxy into .local/tools the first time."""
     subprocess.run(["bash", str(ROOT / "deploy" / "tools" / "install-tools.sh")], check=True, timeout=3600)
     tools = ROOT / ".local" / "tools"
-    return {"helm": str(tools / "bin" / "helm"), "docker_config": str(tools / "docker")}
+    return {"helm": str(tools / "bin" / "helm"), "caddy": str(tools / "bin" / "caddy"),
+            "kube_score": str(tools / "bin" / "kube-score"), "docker_config": str(tools / "docker")}
 
 
 def compose(tools, *args: str) -> subprocess.CompletedProcess:
@@ -68,8 +79,8 @@ def test_docker_compose_config_accepts_the_compose_file(tools):
     good = compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "config", "--quiet")
     assert good.returncode == 0, good.stderr
     services = compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "config", "--services")
-    assert {service_name(role) for role, _ in service_roles()} | {"kafka", "clickhouse", "topics", "migrate"} == \
-        set(services.stdout.split())
+    assert {service_name(role) for role, _ in service_roles()} | {"kafka", "clickhouse", "topics", "migrate", "caddy"} \
+        == set(services.stdout.split())
     missing = compose(tools, "config", "--quiet")  # no .env: the password is required, and said so
     assert missing.returncode != 0 and "missing a value: set" in missing.stderr
 
@@ -212,3 +223,58 @@ def test_the_image_copies_every_package_the_project_installs():
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (root / "deploy" / "docker" / "Dockerfile").read_text(), re.M))
     assert {p.rstrip("*") for p in packages} <= copied
     assert "devstack" not in {p.rstrip("*") for p in packages}  # the local stack stays out of the package
+
+
+def test_compose_builds_the_versioned_image_from_a_clone(tools):
+    resolved = yaml.safe_load(compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "config").stdout)
+    services = resolved["services"]
+    builders = {name: s["build"] for name, s in services.items() if "build" in s}
+    assert set(builders) == {"migrate"}  # one build; every Headwater service runs its image
+    assert Path(builders["migrate"]["context"]) == ROOT
+    assert (ROOT / builders["migrate"]["dockerfile"]).is_file()
+    images = {services[service_name(role)]["image"] for role, _ in service_roles()} | {services["migrate"]["image"]}
+    assert images == {f"{IMAGE_REPOSITORY}:{VERSION}"}
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == VERSION
+
+
+def test_only_the_tls_proxy_is_believed_about_client_addresses():
+    import ipaddress
+
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    assert ipaddress.ip_address(CADDY_ADDRESS) in ipaddress.ip_network(EDGE_SUBNET)
+    assert services["caddy"]["networks"]["edge"]["ipv4_address"] == CADDY_ADDRESS
+    for name in ("collector", "dashboard"):
+        assert services[name]["environment"]["HEADWATER_TRUSTED_PROXIES"] == f"{CADDY_ADDRESS}/32"
+        assert "edge" in services[name]["networks"]
+    for name, service in services.items():  # behind the proxy, nothing else listens beyond the host
+        if name != "caddy":
+            assert all(str(port).startswith("127.0.0.1:") for port in service.get("ports", [])), name
+    assert services["dashboard"]["environment"]["HEADWATER_DASHBOARD_COOKIE_SECURE"] == "true"
+
+
+def test_the_caddyfile_serves_the_collector_and_the_dashboard_over_https(tools):
+    done = subprocess.run([tools["caddy"], "adapt", "--config", str(COMPOSE_FILE.parent / "Caddyfile"),
+                           "--adapter", "caddyfile"], capture_output=True, text=True,
+                          env={**os.environ, "HEADWATER_DOMAIN": "analytics.example.com"})
+    assert done.returncode == 0, done.stderr
+    server, = json.loads(done.stdout)["apps"]["http"]["servers"].values()
+    assert server["listen"] == [":443"]  # certificates by the proxy itself; port 80 redirects to 443
+    upstreams = {route["match"][0]["host"][0]: route["handle"][0]["routes"][0]["handle"][0]["upstreams"][0]["dial"]
+                 for route in server["routes"]}
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    assert upstreams == {"analytics.example.com": "collector:8080", "dashboard.analytics.example.com": "dashboard:8082"}
+    assert {"collector", "dashboard"} <= set(services)
+
+
+def test_the_image_lock_pins_every_dependency_with_hashes():
+    import re
+    import tomllib
+
+    lock = (ROOT / "deploy" / "docker" / "requirements.lock").read_text()
+    pinned = dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==([^ ;\\]+)", lock, flags=re.M | re.I))
+    pinned = {name.lower().replace("_", "-"): version for name, version in pinned.items()}
+    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        name, version = re.match(r"([A-Za-z0-9._-]+)(?:\[[^]]*\])?==(\S+)", requirement).groups()
+        assert pinned.get(name.lower().replace("_", "-")) == version, f"{name}: run `make lock`"
+    assert len(pinned) > 30 and lock.count("--hash=sha256:") >= len(pinned)

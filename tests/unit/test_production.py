@@ -1,0 +1,60 @@
+"""What a team running Headwater for real relies on before the first event: the licence, the version,
+and the refusal to start with an example's placeholder secrets."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from headwater.settings import SECRET_SETTINGS, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADWATER = Path(sys.executable).with_name("headwater")
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / "deploy" / "compose" / ".env.example").read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+# where each secret setting gets its value in the Compose file (deploy/compose/compose.yaml)
+COMPOSE_SOURCE = {"secret_key": "HEADWATER_SECRET_KEY", "admin_token": "HEADWATER_ADMIN_TOKEN",
+                  "clickhouse_password": "CLICKHOUSE_PASSWORD", "kafka_sasl_password": "KAFKA_PIPELINE_PASSWORD"}
+
+
+@pytest.mark.parametrize("name", SECRET_SETTINGS)
+def test_every_example_secret_is_refused_with_its_name(name):
+    example = env_example()[COMPOSE_SOURCE[name]]
+    with pytest.raises(ValueError, match=f"setting {name} .*CHANGE-ME"):
+        load_settings({f"HEADWATER_{name.upper()}": example})
+
+
+def test_a_real_secret_is_accepted():
+    settings = load_settings({"HEADWATER_SECRET_KEY": "a" * 64, "HEADWATER_ADMIN_TOKEN": "s3cr3t-token"})
+    assert settings.admin_token == "s3cr3t-token"
+
+
+def test_a_role_with_a_placeholder_exits_with_the_reason_not_a_traceback():
+    env = {**os.environ, "HEADWATER_ADMIN_TOKEN": env_example()["HEADWATER_ADMIN_TOKEN"]}
+    result = subprocess.run([str(HEADWATER), "admin"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "headwater admin: setting admin_token (HEADWATER_ADMIN_TOKEN)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_is_the_installed_distributions():
+    result = subprocess.run([str(HEADWATER), "--version"], capture_output=True, text=True, timeout=60)
+    from importlib.metadata import version
+
+    assert result.returncode == 0 and result.stdout.strip() == f"headwater {version('headwater')}"
+
+
+def test_the_licence_is_apache_2_and_declared():
+    from importlib.metadata import metadata
+
+    assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
+    assert "Version 2.0" in (ROOT / "LICENSE").read_text()[:200]
+    assert metadata("headwater")["License-Expression"] == "Apache-2.0"
