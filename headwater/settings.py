@@ -125,8 +125,11 @@ class Settings:
     indexer_batch_rows: int = 100_000
     indexer_batch_ms: int = 500
     indexer_fault_hold_s: float = 0.0  # fault injection for tests: wait this long between INSERT and commit
+    # fault injection for tests: the sessionizer waits this long between a transaction's sends and its commit
+    sessionize_fault_hold_s: float = 0.0
     metrics_port: int = 0  # Prometheus metrics of a consuming role (0: not served); the collector uses /metrics
     metrics_host: str = "127.0.0.1"  # where those metrics listen (the deployment files use 0.0.0.0)
+    liveness_stall_s: float = 60.0  # /livez of a consuming role fails once its event loop has not turned for this long
     local_metrics_port: int = 9400  # the local stack gives its consuming roles ports from here up
 
     local_dir: str = ".local"

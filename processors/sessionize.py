@@ -235,9 +235,15 @@ class Sessionizer:
         try:
             deliveries = await send_in_batches(self.producer, outputs, self.book.counts.counts.__getitem__)
             await asyncio.gather(*deliveries)
+            if self.settings.sessionize_fault_hold_s:  # a stalled replica, for the fencing test
+                log.warning("fault_hold", seconds=self.settings.sessionize_fault_hold_s)
+                await asyncio.sleep(self.settings.sessionize_fault_hold_s)
             if offsets:  # none when the poll only writes session rows that fell due
                 await self.producer.send_offsets_to_transaction(offsets, self.group_id)
             await self.producer.commit_transaction()
+        except ProducerFenced as exc:  # the broker aborted this transaction when the successor took the id
+            raise FatalError("fenced: a newer replica with the same instance_id owns this one's "
+                             "transactions; this one stops") from exc
         except BaseException:
             try:
                 await self.producer.abort_transaction()
