@@ -155,7 +155,7 @@ def _role_service(settings: Settings, role: str, argv: list[str]) -> dict:
         _behind_the_proxy(service)
         service["environment"]["HEADWATER_DASHBOARD_COOKIE_SECURE"] = "true"
     else:
-        service["healthcheck"] = _healthcheck(_http_ok(f"http://127.0.0.1:{METRICS_PORT}/metrics"))
+        service["healthcheck"] = _healthcheck(_http_ok(f"http://127.0.0.1:{METRICS_PORT}/livez"))
     return service
 
 

@@ -96,9 +96,11 @@ def test_helm_lint_and_the_rendered_manifests(tools):
     lint = subprocess.run([tools["helm"], "lint", str(CHART), *TRIAL_SECRETS], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     manifests = render_chart(tools)
+    components = set(yaml.safe_load((CHART / "values.yaml").read_text())["components"])
     deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in manifests
-                   if d["kind"] == "Deployment"}
-    assert set(deployments) == set(yaml.safe_load((CHART / "values.yaml").read_text())["components"])
+                   if d["kind"] in ("Deployment", "StatefulSet")
+                   and d["metadata"]["labels"]["app.kubernetes.io/component"] in components}
+    assert set(deployments) == components
     assert {" ".join(c["args"]) for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]} \
         == {" ".join(argv) for _, argv in service_roles()}  # every role runs, each in its own Deployment
     containers = [c for d in manifests if d["kind"] in ("Deployment", "StatefulSet")
@@ -147,8 +149,9 @@ def test_the_external_values_render_for_existing_clusters(tools):
     lint = subprocess.run([tools["helm"], "lint", str(CHART), "-f", external], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     manifests = render_chart(tools, "-f", external)
-    assert not [d for d in manifests if d["kind"] == "StatefulSet"]  # no bundled Kafka or ClickHouse
-    deployments = [d for d in manifests if d["kind"] == "Deployment"]
+    stateful = [d["metadata"]["labels"]["app.kubernetes.io/component"] for d in manifests if d["kind"] == "StatefulSet"]
+    assert stateful == ["sessionize"]  # no bundled Kafka or ClickHouse
+    deployments = [d for d in manifests if d["kind"] in ("Deployment", "StatefulSet")]
     assert len(deployments) == len(yaml.safe_load((CHART / "values.yaml").read_text())["components"])
     for deployment in deployments:
         env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}

@@ -58,3 +58,52 @@ def test_the_licence_is_apache_2_and_declared():
     assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
     assert "Version 2.0" in (ROOT / "LICENSE").read_text()[:200]
     assert metadata("headwater")["License-Expression"] == "Apache-2.0"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_livez_fails_while_the_event_loop_is_stuck_and_metrics_still_answer():
+    import asyncio
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry, Counter
+
+    from headwater.metrics import Heartbeat, metrics_and_liveness, serve_in_thread
+
+    settings = load_settings({"HEADWATER_METRICS_PORT": str(free_port()), "HEADWATER_LIVENESS_STALL_S": "1.5"})
+    registry = CollectorRegistry()
+    Counter("probe_events", "a metric", registry=registry).inc()
+    heartbeat, stopping = Heartbeat(), asyncio.Event()
+    serve_in_thread(settings, metrics_and_liveness(registry, heartbeat, settings.liveness_stall_s))
+    beating = asyncio.create_task(heartbeat.run(stopping))
+    base = f"http://127.0.0.1:{settings.metrics_port}"
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    await asyncio.sleep(0.1)
+    assert (await asyncio.to_thread(get, "/livez"))[0] == 200
+    during: dict = {}
+    probe = threading.Timer(2.5, lambda: during.update(livez=get("/livez"), metrics=get("/metrics")))
+    probe.start()
+    time.sleep(3.0)  # the loop is stuck: no beat for longer than liveness_stall_s
+    probe.join()
+    assert during["livez"][0] == 503 and "stalled" in during["livez"][1]
+    assert during["metrics"][0] == 200 and "probe_events_total 1.0" in during["metrics"][1]
+    await asyncio.sleep(1.2)  # the loop turns again: alive
+    assert (await asyncio.to_thread(get, "/livez"))[0] == 200
+    stopping.set()
+    await beating

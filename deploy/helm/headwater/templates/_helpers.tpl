@@ -76,6 +76,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - name: HEADWATER_CLICKHOUSE_CA_CERTS
   value: /etc/headwater/clickhouse-ca/ca.crt
 {{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Volumes every Headwater pod mounts: the settings file, and the CA bundles when given. */}}
@@ -91,6 +94,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - name: clickhouse-ca
   secret: {secretName: {{ . }}}
 {{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "headwater.volumeMounts" -}}
@@ -100,6 +106,42 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 {{- if .Values.clickhouse.caSecret }}
 - {name: clickhouse-ca, mountPath: /etc/headwater/clickhouse-ca, readOnly: true}
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Pod Security "restricted": a pod's and a container's security context. Call the pod's with
+     (dict "uid" N); the container's with (dict "readOnlyRoot" true|false). */}}
+{{- define "headwater.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+seccompProfile: {type: RuntimeDefault}
+{{- end }}
+
+{{- define "headwater.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ .readOnlyRoot }}
+capabilities: {drop: [ALL]}
+{{- end }}
+
+{{/* Where pods run and how their images are pulled (values: imagePullSecrets, nodeSelector,
+     affinity, tolerations), for every pod of the release. */}}
+{{- define "headwater.scheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{ toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector: {{ toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity: {{ toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations: {{ toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
