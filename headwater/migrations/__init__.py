@@ -13,6 +13,7 @@ from importlib import resources
 from clickhouse_driver import Client
 
 from headwater.clickhouse import project_database
+from headwater.migrations.lock import migration_lock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +50,16 @@ def apply_retention(client: Client, project_id: str, days: int | None) -> None:
 
 
 def migrate_project(client: Client, project_id: str) -> list[int]:
-    """Create the project's database if needed and apply every pending migration; return their versions."""
+    """Create the project's database if needed and apply every pending migration; return their versions.
+    Runs from several places at once take turns (:func:`headwater.migrations.lock.migration_lock`):
+    the first applies what is pending, the others then find nothing to do."""
     db = project_database(project_id)
     client.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
+    with migration_lock(client, db):
+        return _apply_pending(client, db)
+
+
+def _apply_pending(client: Client, db: str) -> list[int]:
     client.execute(
         f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
         "(version UInt32, name String, applied_at DateTime DEFAULT now()) "

@@ -84,3 +84,47 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
     assert clickhouse.execute(f"SELECT duration_ms, is_bot FROM {db}.sessions") == [(123_450, False)]
     assert {"previous_id", "group_id", "group_traits"} <= columns(clickhouse, db, "events")
     assert migrate_project(clickhouse, project) == []
+
+
+def test_migrations_run_from_two_places_at_once_apply_each_version_once(stack, settings, clickhouse):
+    import threading
+
+    from headwater.clickhouse import make_client, project_database
+
+    project = f"lock_{uuid.uuid4().hex[:8]}"
+    db, start, results = project_database(project), threading.Barrier(2), {}
+
+    def migrate(name: str) -> None:
+        client = make_client(settings)
+        try:
+            start.wait()
+            results[name] = migrate_project(client, project)
+        finally:
+            client.disconnect()
+
+    runs = [threading.Thread(target=migrate, args=(name,)) for name in ("first", "second")]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(120)
+    versions = [m.version for m in all_migrations()]
+    assert sorted(results["first"] + results["second"]) == versions  # one run applied them, the other none
+    recorded = clickhouse.execute(f"SELECT version, count() FROM {db}.schema_migrations GROUP BY version ORDER BY version")
+    assert recorded == [(version, 1) for version in versions]
+    assert "schema_migrations_lock" not in tables(clickhouse, db)
+
+
+def test_a_held_lock_makes_others_wait_and_a_dead_holders_lock_is_taken_over(stack, settings, clickhouse):
+    from headwater.clickhouse import project_database
+    from headwater.migrations.lock import LockTimeout, migration_lock
+
+    db = project_database(f"lock_{uuid.uuid4().hex[:8]}")
+    clickhouse.execute(f"CREATE DATABASE {db}")
+    clickhouse.execute(f"CREATE TABLE {db}.schema_migrations_lock (holder String) ENGINE = Log")
+    clickhouse.execute(f"INSERT INTO {db}.schema_migrations_lock VALUES", [("other-host:4242",)])
+    with pytest.raises(LockTimeout, match="locked by other-host:4242"):
+        with migration_lock(clickhouse, db, wait_s=1.0):
+            pass
+    with migration_lock(clickhouse, db, stale_after_s=0.0):  # its holder is presumed dead: taken over
+        assert clickhouse.execute(f"SELECT holder FROM {db}.schema_migrations_lock")[0][0] != "other-host:4242"
+    assert "schema_migrations_lock" not in tables(clickhouse, db)
