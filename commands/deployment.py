@@ -8,7 +8,10 @@ fails when a committed file differs from what the definitions give:
 - ``deploy/helm/headwater/files/topics.json``: the topics the chart's topic Job creates;
 - ``deploy/helm/headwater/files/kafka-access.json``: the bundled broker's SASL settings and the ACLs
   the topic Job adds (:mod:`headwater.kafka_access`);
-- ``deploy/grafana/headwater.json``: a Grafana dashboard on the query library's SQL (:mod:`analytics.grafana`).
+- ``deploy/grafana/headwater.json``: a Grafana dashboard on the query library's SQL (:mod:`analytics.grafana`);
+- ``deploy/systemd/*``: a unit per role for a bare-metal host (:mod:`commands.systemd`).
+
+``--target`` limits them to one kind (compose, helm, grafana or systemd).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 import yaml
 
 from analytics import grafana
-from commands.roles import service_roles
+from commands.roles import DEPLOYMENT_TARGETS, service_roles
+from commands.systemd import rendered_units
 from headwater.kafka_access import (
     BROKER_ADMIN,
     USERS,
@@ -271,16 +275,26 @@ def render_helm_kafka_access(settings: Settings) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def rendered() -> dict[Path, str]:
+def rendered(targets: tuple[str, ...] = DEPLOYMENT_TARGETS) -> dict[Path, str]:
+    """The generated files of each target, by path."""
     settings = deploy_settings()
-    return {COMPOSE_FILE: render_compose(settings), HELM_TOPICS_FILE: render_helm_topics(settings),
-            HELM_KAFKA_ACCESS_FILE: render_helm_kafka_access(settings), GRAFANA_FILE: grafana.render()}
+    files: dict[Path, str] = {}
+    if "compose" in targets:
+        files[COMPOSE_FILE] = render_compose(settings)
+    if "helm" in targets:
+        files[HELM_TOPICS_FILE] = render_helm_topics(settings)
+        files[HELM_KAFKA_ACCESS_FILE] = render_helm_kafka_access(settings)
+    if "grafana" in targets:
+        files[GRAFANA_FILE] = grafana.render()
+    if "systemd" in targets:
+        files.update(rendered_units())
+    return files
 
 
-def render(check: bool = False) -> list[Path]:
+def render(check: bool = False, targets: tuple[str, ...] = DEPLOYMENT_TARGETS) -> list[Path]:
     """Write the files (or, with ``check``, only compare them); return those that differed."""
     stale = []
-    for path, text in rendered().items():
+    for path, text in rendered(targets).items():
         if not path.exists() or path.read_text() != text:
             stale.append(path)
             if not check:

@@ -91,6 +91,15 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         client.disconnect()
 
 
+def cmd_topics(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from headwater.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(get_settings()))
+    print(f"created: {', '.join(created)}" if created else "every topic exists")
+
+
 def cmd_replay(args: argparse.Namespace) -> None:
     import dataclasses
     import json
@@ -129,8 +138,9 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 def cmd_deploy(args: argparse.Namespace) -> None:
     from commands.deployment import render
+    from commands.roles import DEPLOYMENT_TARGETS
 
-    stale = render(check=args.check)
+    stale = render(check=args.check, targets=tuple(args.target or DEPLOYMENT_TARGETS))
     for path in stale:
         print(f"{'out of date' if args.check else 'wrote'}: {path}")
     if args.check and stale:
@@ -198,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations to every project (or those named)")
     migrate.add_argument("--project", action="append", help="a project id (repeatable; default: every project)")
     migrate.set_defaults(func=cmd_migrate)
+    sub.add_parser("topics", help="create the Kafka topics that are missing (replication factor 1: a "
+                   "single broker; clusters get theirs from the deployment files)").set_defaults(func=cmd_topics)
     replay = sub.add_parser("replay", help="re-inject a project's dead letters after a fix")
     replay.add_argument("--project", required=True)
     replay.add_argument("--reason", help="only dead letters with this reason")
@@ -218,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = sub.add_parser("deploy", help="generate the deployment files from the topic and role definitions")
     deploy.add_argument("action", choices=["render"])
     deploy.add_argument("--check", action="store_true", help="only report files that are out of date")
+    from commands.roles import DEPLOYMENT_TARGETS
+
+    deploy.add_argument("--target", action="append", choices=DEPLOYMENT_TARGETS,
+                        help="only this kind of file (repeatable; default: every kind)")
     deploy.set_defaults(func=cmd_deploy)
     dev = sub.add_parser("dev", help="run one local server in the foreground (for the local stack)")
     dev.add_argument("server", choices=["kafka", "clickhouse"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from headwater.flow import PROCESSOR_STEPS, STATEFUL_STEPS
 
 COLOCATED = "processors"  # the role running every stateless step, with colocate_stateless_steps
+DEPLOYMENT_TARGETS = ("compose", "helm", "grafana", "systemd")  # what `headwater deploy render` writes
 
 
 def service_roles(colocate_stateless_steps: bool = False) -> list[tuple[str, list[str]]]:
