@@ -49,6 +49,8 @@ DEPLOY_PARTITIONS = 12  # per pipeline topic: the most replicas any one consumer
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE_REPOSITORY = "ghcr.io/headwater-analytics/headwater"  # where the release image is pushed (docs/operations.md)
 IMAGE = f"${{HEADWATER_IMAGE:-{IMAGE_REPOSITORY}:{VERSION}}}"
+GEOIPUPDATE_IMAGE = "ghcr.io/maxmind/geoipupdate:v7.1.0"  # MaxMind's updater, with the profile "geoip"
+GEOIP_READERS = ("processor-enrich", "dashboard")  # enrich looks addresses up; the dashboard names the licence
 CADDY_IMAGE = "caddy:2.10.2"  # the TLS proxy: certificates from Let's Encrypt or ZeroSSL by itself
 EDGE_SUBNET = "172.30.251.0/24"  # the proxy's network: the proxy has a fixed address there, trusted alone
 CADDY_ADDRESS = "172.30.251.10"
@@ -146,6 +148,8 @@ def _role_service(settings: Settings, role: str, argv: list[str]) -> dict:
         "command": argv,
         "environment": headwater_environment(settings, role),
     }
+    if role in GEOIP_READERS:
+        service["volumes"] = ["geoip:/usr/share/GeoIP:ro"]
     if role == "collector":
         service["ports"] = ["127.0.0.1:${COLLECTOR_PORT:-8080}:8080"]
         service["healthcheck"] = _healthcheck(_http_ok("http://127.0.0.1:8080/readyz"))
@@ -168,6 +172,21 @@ def _behind_the_proxy(service: dict) -> None:
     saw, and only the proxy's X-Forwarded-For is believed."""
     service["networks"] = ["default", "edge"]
     service["environment"]["HEADWATER_TRUSTED_PROXIES"] = f"{CADDY_ADDRESS}/32"
+
+
+def geoipupdate_service() -> dict:
+    """MaxMind's geoipupdate, run with ``--profile geoip``: downloads the database into the ``geoip``
+    volume and refreshes it every three days; enrich reads each new file without a restart."""
+    return {
+        "image": GEOIPUPDATE_IMAGE,
+        "profiles": ["geoip"],
+        "environment": {"GEOIPUPDATE_ACCOUNT_ID": "${GEOIPUPDATE_ACCOUNT_ID:-}",
+                        "GEOIPUPDATE_LICENSE_KEY": "${GEOIPUPDATE_LICENSE_KEY:-}",
+                        "GEOIPUPDATE_EDITION_IDS": "${GEOIPUPDATE_EDITION_IDS:-GeoLite2-City}",
+                        "GEOIPUPDATE_FREQUENCY": "72"},
+        "volumes": ["geoip:/usr/share/GeoIP"],
+        "restart": "unless-stopped",
+    }
 
 
 def caddy_service() -> dict:
@@ -229,6 +248,7 @@ def compose_document(settings: Settings) -> dict:
     for role, argv in service_roles():
         services[service_name(role)] = _role_service(settings, role, argv)
     services["caddy"] = caddy_service()
+    services["geoipupdate"] = geoipupdate_service()
     return {
         "name": "headwater",
         "x-headwater": {
@@ -241,7 +261,7 @@ def compose_document(settings: Settings) -> dict:
         },
         "services": services,
         "networks": {"default": {}, "edge": {"ipam": {"config": [{"subnet": EDGE_SUBNET}]}}},
-        "volumes": {"kafka-data": {}, "clickhouse-data": {}, "caddy-data": {}, "caddy-config": {}},
+        "volumes": {"kafka-data": {}, "clickhouse-data": {}, "caddy-data": {}, "caddy-config": {}, "geoip": {}},
     }
 
 

@@ -150,7 +150,7 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None) -> St
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.settings = settings
     app.state.revalidator = revalidator
-    app.state.templates = templates()
+    app.state.templates = templates(settings.geoip_path)
     app.state.sessions = Sessions(settings.admin_token, settings.dashboard_session_hours * 3600, settings.secret_key)
     return app
 

@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 from analytics.filters import FIELDS
 from dashboard import formatting
 from dashboard.state import RANGES, WINDOWS
+from headwater.geodata import attribution
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -20,11 +21,13 @@ NAV = (("overview", "Overview"), ("funnels", "Funnels"), ("retention", "Retentio
 ADMIN_ONLY = {"failed"}
 
 
-def templates() -> Jinja2Templates:
+def templates(geoip_path: str = "") -> Jinja2Templates:
+    """The pages' templates; every page carries the attribution the GeoIP database's licence requires."""
     env = Jinja2Templates(directory=str(HERE / "templates"))
     env.env.filters.update(formatting.FILTERS)
     env.env.globals.update(nav=NAV, ranges=RANGES, windows=WINDOWS, filter_names=list(FIELDS),
-                           admin_only=ADMIN_ONLY, built=(STATIC / "dashboard.js").is_file())
+                           admin_only=ADMIN_ONLY, built=(STATIC / "dashboard.js").is_file(),
+                           geo_attribution=attribution(geoip_path))
     return env
 
 

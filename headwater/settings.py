@@ -94,6 +94,7 @@ class Settings:
     rate_limit_project_burst: float = 40_000.0
 
     geoip_path: str = ""  # a MaxMind-format .mmdb; empty turns GeoIP off everywhere
+    geoip_reload_s: float = 60.0  # how often enrich checks whether the database file was replaced
     ua_cache_size: int = 20_000
     max_invalid_ratio: float = 0.5  # above this share of invalid recent events a processor raises the alarm
     invalid_window: int = 2_000  # how many recent events that ratio is taken over

@@ -63,7 +63,7 @@ class Enrich(Processor):
     def __init__(self, settings: Settings, store: ProjectStore) -> None:
         super().__init__(settings)
         self.store = store
-        self.geoip = GeoIP(settings.geoip_path) if settings.geoip_path else None
+        self.geoip = GeoIP(settings.geoip_path, settings.geoip_reload_s) if settings.geoip_path else None
         self.user_agent = make_parser(settings.ua_cache_size)
 
     def _geoip_on(self, project: Project | None) -> bool:

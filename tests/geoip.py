@@ -15,10 +15,10 @@ PLACES = {
 }
 
 
-def build_city_database(path: Path) -> Path:
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City", languages=["en"],
+def build_city_database(path: Path, places: dict | None = None, database_type: str = "GeoLite2-City") -> Path:
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=database_type, languages=["en"],
                         description={"en": "Headwater test database"})
-    for network, (country, region, city, lat, lon) in PLACES.items():
+    for network, (country, region, city, lat, lon) in (places or PLACES).items():
         writer.insert_network(IPSet([network]), {
             "country": {"iso_code": country}, "subdivisions": [{"names": {"en": region}}],
             "city": {"names": {"en": city}}, "location": {"latitude": lat, "longitude": lon},

@@ -115,3 +115,23 @@ def test_the_values_schema_refuses_typos_and_wrong_types(tools):  # noqa: F811
     wrong = subprocess.run([tools["helm"], "template", "trial", str(CHART), *TRIAL_SECRETS,
                             "--set", "components.collector.replicas=many"], capture_output=True, text=True)
     assert wrong.returncode != 0 and "replicas" in wrong.stderr
+
+
+def test_geoip_is_downloaded_before_enrich_starts_and_refreshed_beside_it(tools):  # noqa: F811
+    geoip = ["--set", "geoip.enabled=true", "--set", "secrets.geoip.accountId=123456",
+             "--set", "secrets.geoip.licenseKey=example-licence"]
+    workloads = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["spec"]
+                 for d in render_chart(tools, *geoip) if d["kind"] in ("Deployment", "StatefulSet")}
+    for name in ("enrich", "dashboard"):
+        spec = workloads[name]
+        download, = spec["initContainers"]
+        refresh = spec["containers"][1]
+        assert "geoipupdate" in download["image"] and "GEOIPUPDATE_FREQUENCY" not in str(download["env"])
+        assert {"name": "GEOIPUPDATE_FREQUENCY", "value": "72"} in refresh["env"]
+        role = spec["containers"][0]
+        assert {"name": "HEADWATER_GEOIP_PATH", "value": "/geoip/GeoLite2-City.mmdb"} in role["env"]
+        assert {"name": "geoip", "mountPath": "/geoip", "readOnly": True} in role["volumeMounts"]
+    assert "initContainers" not in workloads["validate"]
+    missing = subprocess.run([tools["helm"], "template", "trial", str(CHART), *TRIAL_SECRETS, "--set", "geoip.enabled=true"],
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "secrets.geoip.accountId" in missing.stderr

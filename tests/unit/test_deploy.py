@@ -81,6 +81,9 @@ def test_docker_compose_config_accepts_the_compose_file(tools):
     services = compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "config", "--services")
     assert {service_name(role) for role, _ in service_roles()} | {"kafka", "clickhouse", "topics", "migrate", "caddy"} \
         == set(services.stdout.split())
+    with_geoip = compose(tools, "--env-file", str(COMPOSE_FILE.parent / ".env.example"), "--profile", "geoip",
+                         "config", "--services")
+    assert set(with_geoip.stdout.split()) - set(services.stdout.split()) == {"geoipupdate"}
     missing = compose(tools, "config", "--quiet")  # no .env: the password is required, and said so
     assert missing.returncode != 0 and "missing a value: set" in missing.stderr
 
@@ -281,3 +284,12 @@ def test_the_image_lock_pins_every_dependency_with_hashes():
         name, version = re.match(r"([A-Za-z0-9._-]+)(?:\[[^]]*\])?==(\S+)", requirement).groups()
         assert pinned.get(name.lower().replace("_", "-")) == version, f"{name}: run `make lock`"
     assert len(pinned) > 30 and lock.count("--hash=sha256:") >= len(pinned)
+
+
+def test_compose_shares_the_refreshed_geoip_database_with_enrich_and_the_dashboard():
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    assert services["geoipupdate"]["profiles"] == ["geoip"]
+    assert services["geoipupdate"]["volumes"] == ["geoip:/usr/share/GeoIP"]
+    assert int(services["geoipupdate"]["environment"]["GEOIPUPDATE_FREQUENCY"]) > 0
+    readers = {name for name, service in services.items() if "geoip:/usr/share/GeoIP:ro" in service.get("volumes", [])}
+    assert readers == {"enrich", "dashboard"}

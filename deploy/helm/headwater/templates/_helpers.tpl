@@ -169,3 +169,34 @@ tolerations: {{ toYaml . | nindent 2 }}
       key: {{ if .root.Values.kafka.security.saslUsername }}kafka-password{{ else }}kafka-{{ $user }}-password{{ end }}
 {{- end }}
 {{- end }}
+
+{{/* GeoIP for a pod that reads it (enrich) or names its licence (the dashboard): the download before
+     the pod starts, the refresh beside it, the volume, and where the database is. */}}
+{{- define "headwater.geoipContainer" -}}
+- name: {{ .name }}
+  image: {{ .root.Values.geoip.image | quote }}
+  env:
+    - {name: GEOIPUPDATE_EDITION_IDS, value: {{ .root.Values.geoip.edition | quote }}}
+    - {name: GEOIPUPDATE_DB_DIR, value: /geoip}
+    {{- if .refresh }}
+    - {name: GEOIPUPDATE_FREQUENCY, value: {{ .root.Values.geoip.frequencyHours | quote }}}
+    {{- end }}
+    - name: GEOIPUPDATE_ACCOUNT_ID
+      valueFrom:
+        secretKeyRef: {name: {{ include "headwater.secretName" .root }}, key: geoip-account-id}
+    - name: GEOIPUPDATE_LICENSE_KEY
+      valueFrom:
+        secretKeyRef: {name: {{ include "headwater.secretName" .root }}, key: geoip-license-key}
+  resources:
+    requests: {cpu: 10m, memory: 32Mi, ephemeral-storage: 64Mi}
+    limits: {memory: 128Mi, ephemeral-storage: 256Mi}
+  securityContext:
+    {{- include "headwater.containerSecurity" (dict "readOnlyRoot" true) | nindent 4 }}
+  volumeMounts:
+    - {name: geoip, mountPath: /geoip}
+    - {name: tmp, mountPath: /tmp}
+{{- end }}
+
+{{- define "headwater.geoipPath" -}}
+/geoip/{{ .Values.geoip.edition }}.mmdb
+{{- end }}
