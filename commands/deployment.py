@@ -9,9 +9,10 @@ fails when a committed file differs from what the definitions give:
 - ``deploy/helm/headwater/files/kafka-access.json``: the bundled broker's SASL settings and the ACLs
   the topic Job adds (:mod:`headwater.kafka_access`);
 - ``deploy/grafana/headwater.json``: a Grafana dashboard on the query library's SQL (:mod:`analytics.grafana`);
-- ``deploy/systemd/*``: a unit per role for a bare-metal host (:mod:`commands.systemd`).
+- ``deploy/systemd/*``: a unit per role for a bare-metal host (:mod:`commands.systemd`);
+- the alerts and the operations dashboard (:mod:`commands.monitoring`).
 
-``--target`` limits them to one kind (compose, helm, grafana or systemd).
+``--target`` limits them to one kind (compose, helm, grafana, systemd or monitoring).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from analytics import grafana
+from commands.monitoring import rendered_monitoring
 from commands.roles import DEPLOYMENT_TARGETS, service_roles
 from commands.systemd import rendered_units
 from headwater.kafka_access import (
@@ -306,6 +308,8 @@ def rendered(targets: tuple[str, ...] = DEPLOYMENT_TARGETS) -> dict[Path, str]:
         files[HELM_KAFKA_ACCESS_FILE] = render_helm_kafka_access(settings)
     if "grafana" in targets:
         files[GRAFANA_FILE] = grafana.render()
+    if "monitoring" in targets:
+        files.update(rendered_monitoring())
     if "systemd" in targets:
         files.update(rendered_units())
     return files

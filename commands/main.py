@@ -64,6 +64,13 @@ def cmd_indexer(args: argparse.Namespace) -> None:
     run_role(lambda: Indexer(get_settings(), args.table))
 
 
+def cmd_lag_exporter(args: argparse.Namespace) -> None:
+    from headwater.group_lag import LagExporter
+    from headwater.service import run_role
+
+    run_role(lambda: LagExporter(get_settings()))
+
+
 def _stored_projects() -> list:
     import asyncio
 
@@ -179,7 +186,7 @@ def installed_version() -> str:
         return "unknown (not installed)"
 
 
-SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "up", "dev"}
+SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "lag-exporter", "up", "dev"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     indexer = sub.add_parser("indexer", help="load a table into ClickHouse (one consumer group per table)")
     indexer.add_argument("table", nargs="?", default="events", choices=["events", "sessions", "failed_events"])
     indexer.set_defaults(func=cmd_indexer)
+    sub.add_parser("lag-exporter", help="export every consumer group's lag and members, measured at the broker "
+                   "(so it keeps growing while a step is down)").set_defaults(func=cmd_lag_exporter)
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations to every project (or those named)")
     migrate.add_argument("--project", action="append", help="a project id (repeatable; default: every project)")
     migrate.set_defaults(func=cmd_migrate)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from headwater.flow import PROCESSOR_STEPS, STATEFUL_STEPS
 
 COLOCATED = "processors"  # the role running every stateless step, with colocate_stateless_steps
-DEPLOYMENT_TARGETS = ("compose", "helm", "grafana", "systemd")  # what `headwater deploy render` writes
+DEPLOYMENT_TARGETS = ("compose", "helm", "grafana", "systemd", "monitoring")  # what `headwater deploy render` writes
 
 
 def service_roles(colocate_stateless_steps: bool = False) -> list[tuple[str, list[str]]]:
@@ -21,4 +21,5 @@ def service_roles(colocate_stateless_steps: bool = False) -> list[tuple[str, lis
             ("mediator", ["mediator"]),
             *processors,
             ("indexer", ["indexer", "events"]), ("indexer-sessions", ["indexer", "sessions"]),
-            ("indexer-failed", ["indexer", "failed_events"])]
+            ("indexer-failed", ["indexer", "failed_events"]),
+            ("lag-exporter", ["lag-exporter"])]

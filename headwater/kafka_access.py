@@ -27,7 +27,7 @@ from headwater.topics import projects_topic, raw_topic
 
 BROKER_ADMIN = "admin"
 USERS = ("collector", "pipeline", "control")
-CONTROL_ROLES = {"admin", "dashboard", "migrate", "project", "replay"}
+CONTROL_ROLES = {"admin", "dashboard", "migrate", "project", "replay", "lag-exporter"}
 
 
 def user_of(role: str) -> str:

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the tools that check the deployment files offline (no Docker engine is needed), from the Go
 # module proxy, into .local/tools: helm (lint, template), Docker Compose (config) as a Docker CLI
-# plugin, Caddy (the Compose file's TLS proxy: its Caddyfile is adapted and served in the tests) and
-# kube-score (a linter of the rendered Kubernetes manifests). Each is built once and kept; the test
-# suite runs this itself.
+# plugin, Caddy (the Compose file's TLS proxy: its Caddyfile is adapted in the tests), kube-score (a
+# linter of the rendered Kubernetes manifests) and promtool (checks the alerts and fires them on
+# made-up series). Each is built once and kept; the test suite runs this itself.
 set -euo pipefail
 HELM_VERSION=v3.19.0
 COMPOSE_VERSION=v2.40.3  # v5 needs a newer Go than this machine's 1.26.8
 CADDY_VERSION=v2.10.2  # the version of the Compose file's caddy image
 KUBE_SCORE_VERSION=v1.20.0
+PROMETHEUS_VERSION=v0.316.0  # the Go module's version of Prometheus 3.16
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 TOOLS="$ROOT/.local/tools"
 BIN="$TOOLS/bin"
@@ -48,4 +49,9 @@ fi
 if [ "$(built "$BIN/kube-score")" != "$KUBE_SCORE_VERSION" ]; then
   echo "building kube-score $KUBE_SCORE_VERSION from the Go module proxy ..."
   GOBIN="$BIN" go install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+fi
+
+if [ "$(built "$BIN/promtool")" != "$PROMETHEUS_VERSION" ]; then
+  echo "building promtool $PROMETHEUS_VERSION from the Go module proxy (a few minutes, once) ..."
+  GOBIN="$BIN" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
 fi

@@ -211,8 +211,9 @@ def test_the_chart_secures_kafka_and_the_network(tools):
         users[deployment["metadata"]["labels"]["app.kubernetes.io/component"]] = \
             container_env["HEADWATER_KAFKA_SASL_USERNAME"]["value"]
         assert container_env["HEADWATER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "secret-key"
-    assert users["collector"] == "collector" and users["admin"] == users["dashboard"] == "control"
-    assert {users[name] for name in users if name not in ("collector", "admin", "dashboard")} == {"pipeline"}
+    control = ("admin", "dashboard", "lag-exporter")  # read and manage metadata; never the pipeline's data path
+    assert users["collector"] == "collector" and {users[name] for name in control} == {"control"}
+    assert {users[name] for name in users if name not in ("collector", *control)} == {"pipeline"}
     topics = next(d for d in manifests if d["kind"] == "Job" and "topics" in d["metadata"]["name"])
     assert "kafka-acls.sh" in topics["spec"]["template"]["spec"]["containers"][0]["args"][0]
     without_key = subprocess.run([tools["helm"], "template", "trial", str(CHART), *TRIAL_SECRETS[:4]],

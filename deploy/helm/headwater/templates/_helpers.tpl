@@ -152,7 +152,7 @@ tolerations: {{ toYaml . | nindent 2 }}
 {{- $name := .component -}}
 {{- if .root.Values.kafka.security.saslUsername -}}{{ .root.Values.kafka.security.saslUsername }}
 {{- else if eq $name "collector" -}}collector
-{{- else if has $name (list "admin" "dashboard" "migrate" "projects") -}}control
+{{- else if has $name (list "admin" "dashboard" "migrate" "projects" "lag-exporter") -}}control
 {{- else -}}pipeline
 {{- end -}}
 {{- end }}
