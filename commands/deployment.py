@@ -156,8 +156,10 @@ def _role_service(settings: Settings, role: str, argv: list[str]) -> dict:
         service["ports"] = ["127.0.0.1:${COLLECTOR_PORT:-8080}:8080"]
         service["healthcheck"] = _healthcheck(_http_ok("http://127.0.0.1:8080/readyz"))
         _behind_the_proxy(service)
-    elif role == "admin":
+    elif role == "admin":  # also where `headwater backup` and `restore` run: /backups is ClickHouse's too
         service["ports"] = ["127.0.0.1:${ADMIN_PORT:-8081}:8081"]
+        service["volumes"] = ["backups:/backups"]
+        service["environment"]["HEADWATER_BACKUP_DIR"] = "/backups"
         service["healthcheck"] = _healthcheck(_http_ok("http://127.0.0.1:8081/healthz"))
     elif role == "dashboard":
         service["ports"] = ["127.0.0.1:${DASHBOARD_PORT:-8082}:8082"]
@@ -225,7 +227,8 @@ def compose_document(settings: Settings) -> dict:
             "environment": {"CLICKHOUSE_USER": "${CLICKHOUSE_USER:-headwater}",
                             "CLICKHOUSE_PASSWORD": "${CLICKHOUSE_PASSWORD:?set CLICKHOUSE_PASSWORD in .env}",
                             "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT": "1"},
-            "volumes": ["clickhouse-data:/var/lib/clickhouse"],
+            "volumes": ["clickhouse-data:/var/lib/clickhouse", "backups:/backups",
+                        "./clickhouse-backups.xml:/etc/clickhouse-server/config.d/backups.xml:ro"],
             "ulimits": {"nofile": {"soft": 262144, "hard": 262144}},
             "healthcheck": {"test": ["CMD-SHELL", "wget -q --spider http://127.0.0.1:8123/ping"],
                             "interval": "10s", "timeout": "5s", "retries": 12, "start_period": "10s"},
@@ -263,7 +266,8 @@ def compose_document(settings: Settings) -> dict:
         },
         "services": services,
         "networks": {"default": {}, "edge": {"ipam": {"config": [{"subnet": EDGE_SUBNET}]}}},
-        "volumes": {"kafka-data": {}, "clickhouse-data": {}, "caddy-data": {}, "caddy-config": {}, "geoip": {}},
+        "volumes": {"kafka-data": {}, "clickhouse-data": {}, "caddy-data": {}, "caddy-config": {}, "geoip": {},
+                    "backups": {}},
     }
 
 

@@ -134,6 +134,29 @@ def cmd_erase(args: argparse.Namespace) -> None:
         client.disconnect()
 
 
+def cmd_backup(args: argparse.Namespace) -> None:
+    import dataclasses
+    import datetime as dt
+    import json
+
+    from headwater.backup import BackupError, backup, restore
+    from headwater.clickhouse import make_client
+
+    settings = get_settings()
+    client = make_client(settings)
+    try:
+        if args.command == "backup":
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+            report = backup(settings, client, Path(args.to or Path(settings.backup_dir) / f"headwater-{stamp}"))
+        else:
+            report = restore(settings, client, Path(args.source), force=args.force)
+    except BackupError as exc:
+        raise SystemExit(f"headwater {args.command}: {exc}") from None
+    finally:
+        client.disconnect()
+    print(json.dumps(dataclasses.asdict(report), indent=2))
+
+
 def cmd_check(args: argparse.Namespace) -> None:
     from processors.checks import check_configuration
 
@@ -227,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--on-error", choices=POLICIES, default="stop",
                         help="what to do with an event that is still invalid (default: stop)")
     replay.set_defaults(func=cmd_replay)
+    backup = sub.add_parser("backup", help="back up every project's ClickHouse database and the project "
+                            "registry (keys, policies, schemas, sealed salts) into a new directory")
+    backup.add_argument("--to", help="the new directory (default: backup_dir/headwater-<time>); the ClickHouse "
+                        "server must see it at the same path")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="restore a backup into a deployment that does not hold its "
+                             "projects yet; start the roles afterwards")
+    restore.add_argument("--from", dest="source", required=True, help="the backup's directory")
+    restore.add_argument("--force", action="store_true", help="write over projects and add to tables that exist")
+    restore.set_defaults(func=cmd_backup)
     erase = sub.add_parser("erase", help="delete a person's events and sessions (right to erasure)")
     erase.add_argument("--project", required=True)
     erase.add_argument("--user", required=True, help="a user id or an anonymous id")

@@ -33,6 +33,7 @@ CONFIG = """<clickhouse>
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>{tcp}</tcp_port>
     <os_threads_nice_value_merge_mutate>10</os_threads_nice_value_merge_mutate>
+    <backups><allowed_path>{backups}/</allowed_path></backups>
 </clickhouse>
 """
 
@@ -80,11 +81,10 @@ def serve(settings: Settings) -> None:
     """Run the server in this process until SIGTERM or SIGINT, then stop it cleanly."""
     from chdb import _chdb
 
-    home = clickhouse_dir(settings)
+    home, backups = clickhouse_dir(settings), Path(settings.backup_dir).resolve()  # before the chdir below
     home.mkdir(parents=True, exist_ok=True)
-    (home / "config.xml").write_text(
-        CONFIG.format(tcp=settings.clickhouse_port)
-    )
+    backups.mkdir(parents=True, exist_ok=True)
+    (home / "config.xml").write_text(CONFIG.format(tcp=settings.clickhouse_port, backups=backups))
     os.chdir(home)
     sql = f"SYSTEM START LISTEN TCP; {KEEPALIVE}"
 

@@ -134,6 +134,9 @@ class Settings:
     local_metrics_port: int = 9400  # the local stack gives its consuming roles ports from here up
 
     local_dir: str = ".local"
+    # Where `headwater backup` writes and `restore` reads by default: a directory the ClickHouse server
+    # sees at the same path and allows in its backups.allowed_path (the local stack's does).
+    backup_dir: str = ".local/backups"
     kafka_libs_dir: str = ".local/kafka-libs"  # shared by every local stack, so jars download once
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"

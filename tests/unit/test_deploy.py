@@ -294,3 +294,12 @@ def test_compose_shares_the_refreshed_geoip_database_with_enrich_and_the_dashboa
     assert int(services["geoipupdate"]["environment"]["GEOIPUPDATE_FREQUENCY"]) > 0
     readers = {name for name, service in services.items() if "geoip:/usr/share/GeoIP:ro" in service.get("volumes", [])}
     assert readers == {"enrich", "dashboard"}
+
+
+def test_compose_shares_the_backup_directory_between_clickhouse_and_the_command():
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    assert "backups:/backups" in services["clickhouse"]["volumes"] and "backups:/backups" in services["admin"]["volumes"]
+    assert services["admin"]["environment"]["HEADWATER_BACKUP_DIR"] == "/backups"
+    mounted = next(v for v in services["clickhouse"]["volumes"] if v.endswith("config.d/backups.xml:ro"))
+    config = (COMPOSE_FILE.parent / mounted.split(":")[0]).read_text()
+    assert "<allowed_path>/backups/</allowed_path>" in config
