@@ -135,3 +135,17 @@ def test_geoip_is_downloaded_before_enrich_starts_and_refreshed_beside_it(tools)
     missing = subprocess.run([tools["helm"], "template", "trial", str(CHART), *TRIAL_SECRETS, "--set", "geoip.enabled=true"],
                              capture_output=True, text=True)
     assert missing.returncode != 0 and "secrets.geoip.accountId" in missing.stderr
+
+
+def test_https_ingresses_with_certificates_and_trusted_proxies_for_existing_clusters(tools):  # noqa: F811
+    manifests = render_chart(tools, *EXTERNAL)
+    ingresses = {d["metadata"]["name"].rsplit("-", 1)[-1]: d for d in manifests if d["kind"] == "Ingress"}
+    assert set(ingresses) == {"collector", "dashboard"}
+    for name, ingress in ingresses.items():
+        assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+        assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
+        backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+        assert backend["name"].endswith(f"-{name}")
+    settings = next(d for d in manifests if d["kind"] == "ConfigMap")["data"]["headwater.toml"]
+    assert 'trusted_proxies = "10.244.0.0/16"' in settings and "dashboard_cookie_secure = true" in settings
+    assert not [d for d in render_chart(tools) if d["kind"] == "Ingress"]  # opt-in
