@@ -1,7 +1,7 @@
 """The load generator: a separate process that posts events and reports what was acknowledged.
 
-Each event carries a messageId ``<run>-<n>``, so the harness can count losses and duplicates in
-ClickHouse. It writes one JSON object to the file named by ``--out``.
+Each event (:mod:`bench.events`: shaped like analytics.js's, about 750 bytes) carries a messageId
+``<run>-<n>``, so the harness can count losses and duplicates in ClickHouse. It writes one JSON object to the file named by ``--out``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,8 @@ import time
 import orjson
 import uvloop
 
+from bench.events import event
 from bench.http import Connection
-
-
-def event(run: str, n: int) -> dict:
-    return {
-        "type": "track", "event": "Bench Event", "messageId": f"{run}-{n}", "anonymousId": f"v{n % 5000}",
-        "properties": {"n": n, "path": f"/page/{n % 50}", "plan": "pro"},
-        "context": {"library": {"name": "headwater-bench"}, "locale": "en-GB"},
-    }
 
 
 def percentile(values: list[float], q: float) -> float:

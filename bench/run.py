@@ -84,13 +84,13 @@ def fresh_stack_settings(settings: Settings, local_dir: str) -> Settings:
 
 
 def run_loadgen(settings: Settings, url: str, run: str, events: int, batched_only: bool = False,
-                rate: float = 0) -> dict:
+                rate: float = 0, single_only: bool = False) -> dict:
     """Post ``events``: a tenth as single events (then the half-load phase), the rest in batches of
-    100; or all in batches, flat out or at ``rate`` events per second."""
-    single = 0 if batched_only else events // 10
+    100; or all in batches, flat out or at ``rate`` events per second; or all as single events flat out."""
+    single = events if single_only else 0 if batched_only else events // 10
     argv = [sys.executable, "-m", "bench.loadgen", "--url", url, "--key", settings.default_write_key,
             "--run", run, "--single", str(single), "--batched", str(events - single), "--batch-rate", str(rate)]
-    if batched_only:
+    if batched_only or single_only:
         argv += ["--half-load-s", "0"]
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "load.json"
@@ -357,6 +357,10 @@ def bench(settings: Settings, url: str, events: int, stack: Stack | None) -> dic
         stack.switch_layout(colocated)
     second, load, result["end_to_end"] = end_to_end(settings, url, counter, e2e_events, colocated)
     runs = [(first, collector_load), (second, load)]
+    single_events = int(os.environ.get("BENCH_SINGLE_EVENTS", "60000"))
+    single_run, single_load, result["single_events_end_to_end"] = single_events_end_to_end(
+        settings, url, counter, single_events)
+    runs.append((single_run, single_load))
     result["steady"] = [steady_latency(settings, url, counter, rate) for rate in STEADY_RATES]
     result["steady_high"] = []
     for rate in HIGH_RATES:
@@ -400,6 +404,23 @@ def end_to_end(settings: Settings, url: str, counter: Events, events: int,
         "ingest_to_queryable_ms": counter.latency(run),
         "cpu": shares.us_per_event(len(load["acked"]), indexed_at - started),
         "batched_events_per_s_at_collector": load["batch"]["events_per_s"],
+    }
+
+
+def single_events_end_to_end(settings: Settings, url: str, counter: Events, events: int) -> tuple[str, dict, dict]:
+    """Step 3b: ``events`` as single-event requests (a browser's traffic) flat out from 64 connections
+    while the whole pipeline runs: requests per second and their latency at the collector, events
+    stored per second end to end, and where the CPU went."""
+    run = f"single{uuid.uuid4().hex[:10]}"
+    shares, started = CpuShares(settings), time.perf_counter()
+    load = run_loadgen(settings, url, run, events, single_only=True)
+    cpu_while_sending = shares.us_per_event(len(load["acked"]), time.perf_counter() - started)
+    indexed_at, _, _ = counter.wait_indexed(run, len(load["acked"]))
+    return run, load, {
+        "requests_per_s": load["single"]["requests_per_s"], "p50_ms": load["single"]["p50_ms"],
+        "p99_ms": load["single"]["p99_ms"], "statuses": load["single"]["statuses"],
+        "stored_events_per_s": round(len(load["acked"]) / (indexed_at - started), 1),
+        "ingest_to_queryable_ms": counter.latency(run), "cpu_while_sending": cpu_while_sending,
     }
 
 

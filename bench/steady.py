@@ -10,6 +10,8 @@ from collections import Counter
 
 import httpx
 
+from bench.events import event
+
 BATCH = 50
 
 
@@ -26,9 +28,11 @@ class Sender(threading.Thread):
         self.stopping = threading.Event()
 
     def batch(self, start: int) -> list[dict]:
-        return [{"type": "page" if n % 5 else "track", "event": "Chaos", "name": "Chaos",
-                 "anonymousId": f"{self.run_id}-visitor-{n % 400}", "messageId": f"{self.run_id}-{n}",
-                 "context": {"page": {"url": f"https://chaos.example/p/{n % 20}"}}} for n in range(start, start + BATCH)]
+        """The benchmarks' realistic events (:mod:`bench.events`), with visitors of this run only."""
+        events = [event(self.run_id, n) for n in range(start, start + BATCH)]
+        for n, sent in enumerate(events, start):
+            sent["anonymousId"] = f"{self.run_id}-visitor-{n % 400}"
+        return events
 
     def run(self) -> None:
         n, interval = 0, BATCH / self.rate
