@@ -5,7 +5,8 @@ load, then ``PROFILE_EVENTS`` (default 400,000) events in batches of 100 and, th
 samples each role named in ``PROFILE_ROLES`` (default: the collector, the stateless processors'
 process and the sessionizer) for ``PROFILE_S`` (12) seconds at 50 Hz. ``PROFILE_RATE`` (events/s)
 sends at that steady rate instead of flat out; ``PROFILE_IDLE=1`` also counts the samples where a
-role waits (for Kafka, ClickHouse or its next poll): where its wall-clock time goes. Prints each role's functions by
+role waits (for Kafka, ClickHouse or its next poll): where its wall-clock time goes. ``PROFILE_SINGLE=1``
+sends single-event requests (a browser's traffic) instead of batches. Prints each role's functions by
 share of its samples (where the time was spent, own time only) and leaves py-spy's raw stacks in
 bench/results/profile-<role>.txt (flame-graph input).
 """
@@ -55,6 +56,7 @@ def main() -> None:
     events = int(os.environ.get("PROFILE_EVENTS", "400000"))
     seconds = float(os.environ.get("PROFILE_S", "12"))
     rate, idle = float(os.environ.get("PROFILE_RATE", "0")), os.environ.get("PROFILE_IDLE") == "1"
+    single = os.environ.get("PROFILE_SINGLE") == "1"
     settings = fresh_stack_settings(get_settings(), ".local/profile")
     RESULTS.mkdir(exist_ok=True)
     stack = Stack(settings)
@@ -69,8 +71,8 @@ def main() -> None:
 
         sampler = threading.Thread(target=later)
         sampler.start()
-        run_loadgen(settings, stack.collector_url, f"profile{uuid.uuid4().hex[:6]}", events, batched_only=True,
-                    rate=rate)
+        run_loadgen(settings, stack.collector_url, f"profile{uuid.uuid4().hex[:6]}", events,
+                    batched_only=not single, single_only=single, rate=rate)
         sampler.join()
     finally:
         stack.stop()
