@@ -10,14 +10,17 @@ p99, each hop's p50/p99, each process's CPU µs an event, and the events acknowl
 Why: on this 2-core machine the speed of the moment swings more than most changes move a figure, so
 comparing two separate `make bench` runs says little. Alternating on one stack does (docs/performance.md).
 Example: ``python -m bench.alternate collector HEADWATER_PRODUCER_LINGER_MS 5 0 20000 2``.
+With ``RATE`` 0 each run sends ``BENCH_SINGLE_EVENTS`` single-event requests flat out instead
+(bench.run's step 3b) and prints requests/s, p99, events stored per second and the CPU per event.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
-from bench.run import Events, fresh_stack_settings, steady_high, warm_up
+from bench.run import Events, fresh_stack_settings, single_events_end_to_end, steady_high, warm_up
 from devstack.stack import Stack
 from headwater.settings import get_settings
 
@@ -30,19 +33,33 @@ def summary(value: str, result: dict) -> str:
             f"busy {cpu['cores_busy']} found {result['found']}/{result['acked']} dup {result['duplicates']}")
 
 
+def single_summary(value: str, result: dict) -> str:
+    cpu = result["cpu_while_sending"]
+    shares = {name: us for name, us in cpu["us_per_event"].items() if us >= 2}
+    return (f"{value}: {result['requests_per_s']} req/s p99 {result['p99_ms']} ms stored "
+            f"{result['stored_events_per_s']}/s {shares} sum {cpu['total_us_per_event']} busy {cpu['cores_busy']}")
+
+
+def one_run(settings, url: str, counter: Events, rate: float, value: str) -> str:
+    if rate:
+        return summary(value, steady_high(settings, url, counter, rate)[2])
+    events = int(os.environ.get("BENCH_SINGLE_EVENTS", "60000"))
+    return single_summary(value, single_events_end_to_end(settings, url, counter, events)[2])
+
+
 def main(role: str, variable: str, a: str, b: str, rate: float, runs: int) -> None:
     settings = fresh_stack_settings(get_settings(), ".local/alternate")
     url = f"http://{settings.collector_host}:{settings.collector_port}"
     with Stack(settings) as stack:
         counter = Events(settings)
         warm_up(settings, url, counter)
-        steady_high(settings, url, counter, rate)
+        steady_high(settings, url, counter, rate or 10_000)
         for round_ in range(runs):
             for value in (a, b) if round_ % 2 == 0 else (b, a):
                 stack.child(role).env[variable] = value
                 stack.restart(role)
                 time.sleep(3)
-                print(summary(value, steady_high(settings, url, counter, rate)[2]), flush=True)
+                print(one_run(settings, url, counter, rate, value), flush=True)
 
 
 if __name__ == "__main__":

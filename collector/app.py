@@ -83,8 +83,9 @@ def make_ingest_route(route: str, call: str):
         state.metrics.accepted.inc(accepted)
         if rejected:
             state.metrics.rejected.labels("invalid_event").inc(rejected)
-        log.info("request", route=route, status=response.status_code, project=project_id, accepted=accepted,
-                 rejected=rejected, ms=round((time.perf_counter() - started) * 1000, 2))
+        if state.settings.access_log:
+            log.info("request", route=route, status=response.status_code, project=project_id, accepted=accepted,
+                     rejected=rejected, ms=round((time.perf_counter() - started) * 1000, 2))
         return response
 
     return ingest

@@ -87,6 +87,10 @@ class Settings:
     http_body_timeout_s: float = 30.0
     http_keepalive_s: int = 5
     http_max_connections: int = 2_048
+    # One log line per collector request (route, status, project, events, ms): off by default, because
+    # with single-event traffic it is a line per event and a tenth of the collector's CPU
+    # (docs/performance.md); the metrics count every request either way.
+    access_log: bool = False
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For / X-Real-IP are believed
     rate_limit_ip_rps: float = 200.0  # requests per second per client IP; 0 turns it off
     rate_limit_ip_burst: float = 400.0

@@ -52,6 +52,17 @@ def test_created_project_has_its_database_and_takes_events(stack, admin, project
     assert count_rows(clickhouse, "hw_default", "message_id IN %(ids)s", {"ids": ids}) == 0
 
 
+def test_requests_are_counted_but_not_logged_one_by_one(stack, project):
+    """The access log is opt-in (``access_log``): a line per request is a line per event for a browser."""
+    log = stack.child("collector").log_path
+    before = log.stat().st_size
+    for _ in range(5):
+        assert post(stack.collector_url, "/v1/track", track(), project["keys"]["public_key"]).status_code == 200
+    assert b'"event":"request"' not in log.read_bytes()[before:]
+    metrics = httpx.get(f"{stack.collector_url}/metrics").text
+    assert 'headwater_collector_requests_total{route="/v1/track",status="200"}' in metrics
+
+
 def test_bad_admin_input_is_a_4xx(admin, project):
     assert admin.call("POST", "/v1/projects", {"id": "Not Valid!"}).status_code == 400
     assert admin.call("POST", "/v1/projects", {"id": project["project"]["id"]}).status_code == 409

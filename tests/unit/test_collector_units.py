@@ -90,3 +90,10 @@ def test_openapi_document_lists_every_ingest_path():
                  "/v1/batch", "/v1/b", "/v1/hw", "/healthz", "/readyz"]:
         assert path in paths
     assert set(paths["/v1/track"]["post"]["responses"]) == {"200", "400", "401", "403", "413", "415", "429", "503"}
+
+
+def test_the_access_log_is_off_unless_asked_for():
+    from headwater.settings import load_settings
+
+    assert load_settings({}).access_log is False
+    assert load_settings({"HEADWATER_ACCESS_LOG": "true"}).access_log is True
