@@ -10,7 +10,7 @@ p99, each hop's p50/p99, each process's CPU µs an event, and the events acknowl
 Why: on this 2-core machine the speed of the moment swings more than most changes move a figure, so
 comparing two separate `make bench` runs says little. Alternating on one stack does (docs/performance.md).
 Example: ``python -m bench.alternate collector HEADWATER_PRODUCER_LINGER_MS 5 0 20000 2``.
-With ``RATE`` 0 each run sends ``BENCH_SINGLE_EVENTS`` single-event requests flat out instead
+With ``RATE`` 0 each run sends single-event requests flat out from wrk for ``BENCH_SINGLE_S`` seconds instead
 (bench.run's step 3b) and prints requests/s, p99, events stored per second and the CPU per event.
 """
 
@@ -43,8 +43,8 @@ def single_summary(value: str, result: dict) -> str:
 def one_run(settings, url: str, counter: Events, rate: float, value: str) -> str:
     if rate:
         return summary(value, steady_high(settings, url, counter, rate)[2])
-    events = int(os.environ.get("BENCH_SINGLE_EVENTS", "60000"))
-    return single_summary(value, single_events_end_to_end(settings, url, counter, events)[2])
+    seconds = float(os.environ.get("BENCH_SINGLE_S", "20"))
+    return single_summary(value, single_events_end_to_end(settings, url, counter, seconds)[2])
 
 
 def main(role: str, variable: str, a: str, b: str, rate: float, runs: int) -> None:
