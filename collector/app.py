@@ -18,8 +18,7 @@ from collector.ingest import BATCH, COMPACT, EVENT_TYPES, SHORT_PATHS, Ingest
 from collector.metrics import CollectorMetrics
 from collector.openapi import openapi_document
 from collector.scripts import SCRIPTS, load_scripts, serve_script
-from collector.sink import KafkaSink, Unavailable
-from headwater.kafka import make_producer
+from collector.sink import KafkaSink, Unavailable, collector_producer
 from headwater.partitioning import PartitionMap
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
@@ -159,7 +158,7 @@ def create_app(settings: Settings | None = None) -> Collector:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        producer = make_producer(settings)
+        producer = collector_producer(settings)
         await producer.start()
         partitions = PartitionMap()
         await partitions.load(producer, [raw_topic(settings)])

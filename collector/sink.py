@@ -38,6 +38,11 @@ from headwater.topics import MAX_MESSAGE_BYTES, raw_topic
 log = structlog.get_logger()
 
 
+def collector_producer(settings: Settings) -> AIOKafkaProducer:
+    """The durable producer of :func:`headwater.kafka.make_producer`, lingering ``collector_linger_ms``."""
+    return make_producer(settings, linger_ms=settings.collector_linger_ms)
+
+
 class Unavailable(Exception):
     """Kafka did not acknowledge in time."""
 
@@ -116,7 +121,7 @@ class KafkaSink:
     async def _replace_producer(self, reason: Exception) -> None:
         log.warning("producer_replaced", reason=type(reason).__name__)
         try:
-            fresh = make_producer(self.settings)
+            fresh = collector_producer(self.settings)
             await fresh.start()
             old, self.producer = self.producer, fresh
             await stop_replaced(old)
