@@ -6,14 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 
-from starlette.requests import Request
-
 from collector.errors import ApiError
+from collector.request import IngestRequest
 from headwater.projects.model import PUBLIC, SERVER, WRITE_KINDS, Project
 from headwater.projects.store import ProjectStore
 
 
-def basic_username(request: Request) -> str | None:
+def basic_username(request: IngestRequest) -> str | None:
     """The HTTP Basic username; ``""`` for a Basic header that cannot be read; ``None`` without one."""
     header = request.headers.get("authorization", "")
     if header[:6].lower() != "basic ":
@@ -24,7 +23,7 @@ def basic_username(request: Request) -> str | None:
         return ""
 
 
-def write_key(request: Request, payload: dict) -> str | None:
+def write_key(request: IngestRequest, payload: dict) -> str | None:
     """The HTTP Basic username (the password is empty), else ``writeKey`` in the body."""
     if "writeKey" in payload and not isinstance(payload["writeKey"], str):
         raise ApiError(400, "invalid_envelope", "writeKey must be a string",
@@ -36,7 +35,7 @@ def write_key(request: Request, payload: dict) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
-def public_project(store: ProjectStore, request: Request) -> Project | None:
+def public_project(store: ProjectStore, request: IngestRequest) -> Project | None:
     """The project whose public key is the request's HTTP Basic username, if any (for the CORS headers
     of an answer refused before the body was read)."""
     key = basic_username(request)

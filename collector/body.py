@@ -5,9 +5,9 @@ from __future__ import annotations
 import zlib
 
 import orjson
-from starlette.requests import Request
 
 from collector.errors import ApiError
+from collector.request import IngestRequest
 
 # Real SDKs send JSON under all of these; anything else is refused with 415.
 JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded", "")
@@ -17,17 +17,9 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"request body over {limit} bytes")
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def over_limit(declared: str | None, limit: int) -> bool:
+    """Whether a Content-Length header already says the body is over ``limit``."""
+    return bool(declared and declared.isdigit() and int(declared) > limit)
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
@@ -42,13 +34,15 @@ def gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-async def read_json(request: Request, limit: int) -> dict:
+def read_json(request: IngestRequest, limit: int) -> dict:
     """The request's JSON object, or an :class:`ApiError` (413, 415 or 400) saying what is wrong."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type not in JSON_TYPES:
         raise ApiError(415, "unsupported_media_type",
                        f"send JSON as application/json or text/plain, not {media_type!r}")
-    body = await read_limited(request, limit)
+    if request.oversized or len(request.body) > limit:
+        raise _too_large(limit)
+    body = request.body
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding == "gzip":
         body = gunzip(body, limit)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
-
+from collector.request import Answer
 from headwater.projects.model import Project
 
 
@@ -19,12 +18,12 @@ class ApiError(Exception):
         self.errors = errors or []
         self.headers = headers or {}
 
-    def response(self) -> JSONResponse:
+    def answer(self) -> Answer:
         # "code" repeats the reason for SDKs (RudderStack's) that read that name.
         body = {"success": False, "reason": self.reason, "code": self.reason, "message": self.message}
         if self.errors:
             body.update(errors=self.errors, error_count=self.count)
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return Answer.json(self.status, body, self.headers)
 
     def with_headers(self, headers: dict[str, str]) -> ApiError:
         self.headers = {**headers, **self.headers}

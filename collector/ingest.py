@@ -35,14 +35,13 @@ import re
 import time
 from typing import Any
 
-from starlette.requests import Request
-
 from collector.auth import authenticate, write_key
 from collector.body import read_json
 from collector.compact import Invalid, expand
 from collector.errors import ApiError
 from collector.network import ClientAddress
 from collector.ratelimit import TokenBuckets, retry_after
+from collector.request import IngestRequest
 from collector.stamp import TimeWindow, stamp
 from headwater.envelope import Envelope, TooDeep, event_size
 from headwater.projects.model import Project
@@ -86,12 +85,12 @@ class Ingest:
         self.per_project = TokenBuckets(settings.rate_limit_project_eps, settings.rate_limit_project_burst)
         self.window = TimeWindow.of(settings)
 
-    async def accept(self, request: Request, call: str) -> Accepted:
+    async def accept(self, request: IngestRequest, call: str) -> Accepted:
         ip = self.addresses.of(request)
         if wait := self.per_ip.take(ip or "unknown"):
             raise ApiError(429, "rate_limited", "too many requests from this address",
                            headers={"Retry-After": retry_after(wait)})
-        payload = await read_json(request, self.settings.max_request_bytes)
+        payload = read_json(request, self.settings.max_request_bytes)
         if call == COMPACT:
             payload, call = expand(payload), BATCH
         received_at_ms = int(time.time() * 1000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from starlette.requests import Request
+from collector.request import IngestRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -26,10 +26,10 @@ class ClientAddress:
             return False
         return any(ip in network for network in self.trusted)
 
-    def of(self, request: Request) -> str | None:
+    def of(self, request: IngestRequest) -> str | None:
         """The peer address; when the peer is a trusted proxy, the right-most untrusted address of
         ``X-Forwarded-For``, else ``X-Real-IP``."""
-        peer = request.client.host if request.client else None
+        peer = request.peer
         if not peer or not self.trusted or not self.is_trusted(peer):
             return peer
         forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()]

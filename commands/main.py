@@ -12,10 +12,11 @@ from headwater.settings import get_settings
 
 def cmd_collector(args: argparse.Namespace) -> None:
     from collector.app import create_app
+    from collector.protocol import IngestProtocol
     from headwater.serving import serve
 
     settings = get_settings()
-    serve(create_app, settings, settings.collector_host, settings.collector_port)
+    serve(create_app, settings, settings.collector_host, settings.collector_port, IngestProtocol)
 
 
 def cmd_admin(args: argparse.Namespace) -> None:

@@ -67,17 +67,20 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
-def guarded_protocol(settings: Settings) -> type[GuardedProtocol]:
-    return type("Guarded", (GuardedProtocol,), {"header_timeout_s": settings.http_header_timeout_s,
+def guarded_protocol(settings: Settings, base: type[GuardedProtocol] = GuardedProtocol) -> type[GuardedProtocol]:
+    """``base`` with the settings' deadlines."""
+    return type("Guarded", (base,), {"header_timeout_s": settings.http_header_timeout_s,
                                                 "body_timeout_s": settings.http_body_timeout_s})
 
 
-def serve(factory, settings: Settings, host: str, port: int) -> None:
-    """Run ``factory()``'s application until SIGTERM or SIGINT."""
+def serve(factory, settings: Settings, host: str, port: int,
+          protocol: type[GuardedProtocol] = GuardedProtocol) -> None:
+    """Run ``factory()``'s application until SIGTERM or SIGINT, each connection handled by
+    ``protocol`` (a :class:`GuardedProtocol`) with the settings' deadlines."""
     import uvicorn
 
     uvicorn.run(
-        factory, factory=True, host=host, port=port, loop="uvloop", http=guarded_protocol(settings),
+        factory, factory=True, host=host, port=port, loop="uvloop", http=guarded_protocol(settings, protocol),
         proxy_headers=False, server_header=False, access_log=False, log_level="warning",
         timeout_keep_alive=settings.http_keepalive_s, limit_concurrency=settings.http_max_connections,
     )

@@ -3,8 +3,6 @@ errors, the OpenAPI document."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from collector.compact import Invalid, expand
@@ -12,11 +10,12 @@ from collector.errors import ApiError
 from collector.network import ClientAddress
 from collector.openapi import openapi_document
 from collector.ratelimit import TokenBuckets, retry_after
+from collector.request import IngestRequest
 from headwater.schemas import load_schema
 
 
-def request(peer: str, headers: dict[str, str]) -> SimpleNamespace:
-    return SimpleNamespace(client=SimpleNamespace(host=peer), headers={k.lower(): v for k, v in headers.items()})
+def request(peer: str, headers: dict[str, str]) -> IngestRequest:
+    return IngestRequest({k.lower(): v for k, v in headers.items()}, peer)
 
 
 def test_forwarding_headers_are_ignored_without_trusted_proxies():
