@@ -64,7 +64,7 @@ class IngestRoute:
     async def answer(self, state, request: IngestRequest) -> Answer:
         """Accept, publish, answer: 200 only once Kafka acknowledged every accepted event."""
         started = time.perf_counter()
-        state.metrics.in_flight.inc()
+        state.metrics.in_flight += 1
         project_id, accepted, rejected = None, 0, 0
         origin = request.headers.get("origin")
         try:
@@ -86,8 +86,8 @@ class IngestRoute:
             answer = exc.with_headers(cors_headers(origin, project)).answer()
             state.metrics.rejected.labels(exc.reason).inc()
         finally:
-            state.metrics.in_flight.dec()
-        state.metrics.requests.labels(self.path, answer.status).inc()
+            state.metrics.in_flight -= 1
+        state.metrics.count_request(self.path, answer.status)
         state.metrics.accepted.inc(accepted)
         if rejected:
             state.metrics.rejected.labels("invalid_event").inc(rejected)

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from headwater.envelope import Envelope
-from headwater.kafka import PRODUCER_BROKEN, make_producer, stop_replaced
+from headwater.kafka import PRODUCER_BROKEN, compression_type, make_producer, stop_replaced
 from headwater.partitioning import PartitionMap, partition_of
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import Settings
@@ -39,8 +39,10 @@ log = structlog.get_logger()
 
 
 def collector_producer(settings: Settings) -> AIOKafkaProducer:
-    """The durable producer of :func:`headwater.kafka.make_producer`, lingering ``collector_linger_ms``."""
-    return make_producer(settings, linger_ms=settings.collector_linger_ms)
+    """The durable producer of :func:`headwater.kafka.make_producer`, with the collector's own linger
+    and codec."""
+    return make_producer(settings, linger_ms=settings.collector_linger_ms,
+                         compression_type=compression_type(settings, "collector_compression"))
 
 
 class Unavailable(Exception):
@@ -71,9 +73,14 @@ class KafkaSink:
         self.flush_scheduled = False
 
     async def publish(self, envelopes: list[Envelope]) -> None:
+        """Return once Kafka acknowledged every envelope; raise :class:`Unavailable` when it failed or
+        took longer than ``produce_timeout_s``. A message holds the envelopes of many requests, so a
+        request that gives up leaves it to the others (shielded, never cancelled)."""
         waits = {self._add(envelope) for envelope in envelopes}
         try:
-            await asyncio.wait_for(asyncio.gather(*map(asyncio.shield, waits)), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                for done in waits:
+                    await asyncio.shield(done)
         except (TimeoutError, KafkaError) as exc:
             raise Unavailable(str(exc) or type(exc).__name__) from exc
 
