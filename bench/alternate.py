@@ -1,8 +1,8 @@
 """Alternate one role's environment between two values on one stack, at one steady rate.
 
-``python -m bench.alternate ROLE VARIABLE A B RATE RUNS`` starts a fresh stack (under
+``python -m bench.alternate ROLES VARIABLE A B RATE RUNS`` starts a fresh stack (under
 ``.local/alternate``), warms it up (200,000 events, then one untimed steady run for the broker's
-JIT), then for each of ``RUNS`` rounds restarts ``ROLE`` with ``VARIABLE=A`` and with ``VARIABLE=B``
+JIT), then for each of ``RUNS`` rounds restarts each of ``ROLES`` (comma-separated) with ``VARIABLE=A`` and with ``VARIABLE=B``
 (ABBA order, so a drifting machine does not favour one side) and sends ``RATE`` events/s for
 ``BENCH_STEADY_S`` seconds each time. Prints one line per run: the value, ingest-to-queryable p50 and
 p99, each hop's p50/p99, each process's CPU µs an event, and the events acknowledged and found.
@@ -47,7 +47,7 @@ def one_run(settings, url: str, counter: Events, rate: float, value: str) -> str
     return single_summary(value, single_events_end_to_end(settings, url, counter, seconds)[2])
 
 
-def main(role: str, variable: str, a: str, b: str, rate: float, runs: int) -> None:
+def main(roles: str, variable: str, a: str, b: str, rate: float, runs: int) -> None:
     settings = fresh_stack_settings(get_settings(), ".local/alternate")
     url = f"http://{settings.collector_host}:{settings.collector_port}"
     with Stack(settings) as stack:
@@ -56,8 +56,9 @@ def main(role: str, variable: str, a: str, b: str, rate: float, runs: int) -> No
         steady_high(settings, url, counter, rate or 10_000)
         for round_ in range(runs):
             for value in (a, b) if round_ % 2 == 0 else (b, a):
-                stack.child(role).env[variable] = value
-                stack.restart(role)
+                for name in roles.split(","):
+                    stack.child(name).env[variable] = value
+                    stack.restart(name)
                 time.sleep(3)
                 print(one_run(settings, url, counter, rate, value), flush=True)
 

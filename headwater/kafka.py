@@ -42,11 +42,12 @@ def kafka_connection(settings: Settings) -> dict:
     return options
 
 
-def compression_type(settings: Settings) -> str | None:
-    if settings.kafka_compression not in COMPRESSIONS:
-        raise FatalError(f"kafka_compression must be one of {', '.join(COMPRESSIONS)}, "
-                         f"not {settings.kafka_compression!r}")
-    return None if settings.kafka_compression == "none" else settings.kafka_compression
+def compression_type(settings: Settings, setting: str = "kafka_compression") -> str | None:
+    """The producer codec that ``setting`` (``kafka_compression`` or ``collector_compression``) names."""
+    value = getattr(settings, setting)
+    if value not in COMPRESSIONS:
+        raise FatalError(f"{setting} must be one of {', '.join(COMPRESSIONS)}, not {value!r}")
+    return None if value == "none" else value
 
 
 def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
@@ -66,11 +67,11 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def fetch_limits(settings: Settings) -> dict:
-    """How many bytes one fetch brings. Compressed batches count compressed: a JSON batch shrinks
-    about tenfold, so the compressed limits are a tenth, which keeps a poll (and the process's memory)
-    about the same size either way."""
-    scale = 1 if settings.kafka_compression == "none" else 10
+def fetch_limits(settings: Settings, codec_setting: str = "kafka_compression") -> dict:
+    """How many bytes one fetch brings from topics written with the codec ``codec_setting`` names.
+    Compressed batches count compressed: a JSON batch shrinks about tenfold, so the compressed limits
+    are a tenth, which keeps a poll (and the process's memory) about the same size either way."""
+    scale = 1 if getattr(settings, codec_setting) == "none" else 10
     return {"max_partition_fetch_bytes": 1024 * 1024 // scale, "fetch_max_bytes": 16 * 1024 * 1024 // scale,
             "fetch_min_bytes": settings.fetch_min_bytes, "fetch_max_wait_ms": settings.fetch_max_wait_ms}
 

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from headwater.consuming import Resource, run_consumer
 from headwater.errors import FatalError
-from headwater.kafka import PRODUCER_BROKEN, make_consumer, make_producer, stop_replaced
+from headwater.kafka import PRODUCER_BROKEN, fetch_limits, make_consumer, make_producer, stop_replaced
 from headwater.partitioning import PartitionMap
 from headwater.relay_types import Output
 from headwater.settings import Settings
@@ -96,13 +96,14 @@ class Relay:
 
     ``partitions`` is loaded with every topic's partition count, ``resources`` (the project store,
     ...) are started, and ``check`` validates the configuration, before the first record is read.
-    With ``serve_metrics`` off, whoever runs the relay serves ``metrics`` (and its lag).
+    With ``serve_metrics`` off, whoever runs the relay serves ``metrics`` (and its lag). ``input_codec``
+    names the setting of the codec ``topics`` are written with, which sizes the fetches.
     """
 
     def __init__(self, settings: Settings, group_id: str, topics: list[str], transform: Transform,
                  partitions: PartitionMap, step: str, resources: tuple[Resource, ...] = (),
                  check: Callable[[], None] | None = None, metrics: RelayMetrics | None = None,
-                 serve_metrics: bool = True) -> None:
+                 serve_metrics: bool = True, input_codec: str = "kafka_compression") -> None:
         self.settings = settings
         self.group_id = group_id
         self.transform = transform
@@ -110,7 +111,7 @@ class Relay:
         self.step = step
         self.resources = resources
         self.check = check
-        self.consumer = make_consumer(settings, topics, group_id)
+        self.consumer = make_consumer(settings, topics, group_id, **fetch_limits(settings, input_codec))
         self.producer = make_producer(settings)
         self.invalid = InvalidRatio(settings.max_invalid_ratio, settings.invalid_window)
         self.stopping = asyncio.Event()

@@ -50,6 +50,7 @@ class Settings:
     # How every producer compresses its batches: zstd, lz4, snappy, gzip or none. zstd (level 3) cut the
     # broker's work and the whole pipeline's CPU per event by a quarter (docs/performance.md).
     kafka_compression: str = "zstd"
+    collector_compression: str = "zstd"
 
     # A pipeline consumer's fetch waits at the broker until it has this many (compressed) bytes, or
     # for this long: about ten polls a second per step under load, each with a commit or transaction,

@@ -43,7 +43,7 @@ class Mediator:
         self.store = ProjectStore(settings)
         check = lambda: require_valid(settings, list(self.store.projects.values()))  # noqa: E731
         self.relay = Relay(settings, GROUP_ID, [raw_topic(settings)], self.route, PartitionMap(), "mediator",
-                           (self.store,), check)
+                           (self.store,), check, input_codec="collector_compression")
 
     def flow_for(self, project_id: str) -> tuple[str, ...]:
         """The project's flow, looked up on every record (and validated once per change of the

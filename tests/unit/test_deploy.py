@@ -126,7 +126,7 @@ def test_kafka_and_clickhouse_connection_settings_for_external_clusters():
 
     from headwater.clickhouse import make_client
     from headwater.errors import FatalError
-    from headwater.kafka import compression_type, kafka_connection
+    from headwater.kafka import compression_type, fetch_limits, kafka_connection
     from headwater.settings import Settings
 
     base = Settings()
@@ -143,6 +143,12 @@ def test_kafka_and_clickhouse_connection_settings_for_external_clusters():
     assert compression_type(base) == "zstd" and compression_type(dataclasses.replace(base, kafka_compression="none")) is None
     with pytest.raises(FatalError, match="kafka_compression must be one of"):
         compression_type(dataclasses.replace(base, kafka_compression="brotli"))
+    with pytest.raises(FatalError, match="collector_compression must be one of"):
+        compression_type(dataclasses.replace(base, collector_compression="brotli"), "collector_compression")
+    plain_raw = dataclasses.replace(base, collector_compression="none")
+    assert compression_type(plain_raw, "collector_compression") is None
+    raw_fetch = fetch_limits(plain_raw, "collector_compression")["max_partition_fetch_bytes"]
+    assert (raw_fetch, fetch_limits(plain_raw)["max_partition_fetch_bytes"]) == (1024 * 1024, 1024 * 1024 // 10)
     client = make_client(dataclasses.replace(base, clickhouse_secure=True, clickhouse_port=9440))
     assert client.connection.secure_socket and list(client.connection.hosts) == [(base.clickhouse_host, 9440)]
 
