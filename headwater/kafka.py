@@ -72,8 +72,13 @@ def fetch_limits(settings: Settings, codec_setting: str = "kafka_compression") -
     Compressed batches count compressed: a JSON batch shrinks about tenfold, so the compressed limits
     are a tenth, which keeps a poll (and the process's memory) about the same size either way."""
     scale = 1 if getattr(settings, codec_setting) == "none" else 10
-    return {"max_partition_fetch_bytes": 1024 * 1024 // scale, "fetch_max_bytes": 16 * 1024 * 1024 // scale,
-            "fetch_min_bytes": settings.fetch_min_bytes, "fetch_max_wait_ms": settings.fetch_max_wait_ms}
+    partition_bytes = 1024 * 1024 // scale
+    # The broker counts at most a partition's limit of each partition towards fetch_min_bytes, so a
+    # minimum above what one partition can give would make a consumer with one partition (or a backlog
+    # held by few) wait fetch_max_wait_ms on every fetch, even with megabytes waiting.
+    return {"max_partition_fetch_bytes": partition_bytes, "fetch_max_bytes": 16 * 1024 * 1024 // scale,
+            "fetch_min_bytes": min(settings.fetch_min_bytes, partition_bytes),
+            "fetch_max_wait_ms": settings.fetch_max_wait_ms}
 
 
 def make_consumer(settings: Settings, topics: list[str], group_id: str, **overrides) -> AIOKafkaConsumer:
