@@ -56,8 +56,7 @@ class Settings:
     # for this long: about ten polls a second per step under load, each with a commit or transaction,
     # instead of one per record as fast as the loop turns. Returning at once (1 byte) used the whole
     # machine at any rate: 1.97 cores busy at 8,000 events/s, 1.42 with these (docs/performance.md).
-    # Capped at one partition's fetch limit (headwater.kafka.fetch_limits): the broker counts no more
-    # than that of each partition, and above it a backlog on one partition waited out every fetch.
+    # Capped at one partition's fetch limit; headwater.kafka.fetch_limits says why.
     fetch_min_bytes: int = 1_000_000
     fetch_max_wait_ms: int = 100
 

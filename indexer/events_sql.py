@@ -40,8 +40,8 @@ _TYPE = "if(ev.type = '', 'track', ev.type)"
 
 # What the row's expressions read: each nested tuple of an envelope as a column of its own. ClickHouse
 # analyses every expression of the INSERT again for each INSERT, and an expression over a column of the
-# whole envelope's tuple type costs about 0.5 ms to analyse; over these smaller columns an INSERT's
-# fixed cost fell from about 45 to 37 ms of server CPU (docs/performance.md).
+# whole envelope's tuple type costs about 0.5 ms to analyse; over these smaller columns an INSERT costs
+# about 8 ms less server CPU (docs/performance.md).
 _NESTED = (("ev", "e.event"), ("ua", "e.enriched.ua"), ("geo", "e.enriched.geo"), ("pg", "e.enriched.page"),
            ("rf", "e.enriched.referrer"), ("cp", "e.enriched.campaign"), ("envelope_project_id", "e.project_id"),
            ("envelope_message_id", "e.message_id"), ("envelope_user_agent", "e.user_agent"),
