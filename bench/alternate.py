@@ -37,7 +37,7 @@ def single_summary(value: str, result: dict) -> str:
     cpu = result["cpu_while_sending"]
     shares = {name: us for name, us in cpu["us_per_event"].items() if us >= 2}
     return (f"{value}: {result['requests_per_s']} req/s p99 {result['p99_ms']} ms stored "
-            f"{result['stored_events_per_s']}/s {shares} sum {cpu['total_us_per_event']} busy {cpu['cores_busy']}")
+            f"{result['stored_events_per_s']}/s ingest->queryable {result['ingest_to_queryable_ms']} {shares} sum {cpu['total_us_per_event']} busy {cpu['cores_busy']}")
 
 
 def one_run(settings, url: str, counter: Events, rate: float, value: str) -> str:
