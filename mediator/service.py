@@ -1,10 +1,13 @@
 """The mediator role.
 
-It consumes the raw topic in the ``headwater-mediator`` group, looks up the project's flow, writes it
-into the routing slip and produces the record to the first step's topic. It does not decode event
-bodies: the collector puts the project id in the ``hw-project`` header, and a raw record already
-holds the events of one project and one partition, so records of one partition and project merge
-into one. Delivery and commit semantics are those of :class:`headwater.relay.Relay`.
+It consumes the raw topic in the ``headwater-mediator`` group, looks up the project's flow, writes
+each event's route into the routing slip and produces the record to the first step's topic. For a
+flow without conditions it does not decode event bodies: the collector puts the project id in the
+``hw-project`` header, and a raw record already holds the events of one project and one partition, so
+records of one partition and project merge into one. For a flow with conditions it decodes the
+events, works out each one's route (:class:`headwater.flow.Flow`), and groups the events by route;
+an event whose route skips ``index`` is dropped and counted (``headwater_dropped_by_flow``). Delivery
+and commit semantics are those of :class:`headwater.relay.Relay`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter
 
 from headwater.deadletter import Rejected, dead_letter
-from headwater.flow import DEFAULT_FLOW, FlowError, validate_flow
+from headwater.envelope import decode_batch
+from headwater.flow import DEFAULT_FLOW, INDEX_STEP, Flow, FlowError, parse_flow
 from headwater.partitioning import PartitionMap
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
@@ -44,8 +49,10 @@ class Mediator:
         check = lambda: require_valid(settings, list(self.store.projects.values()))  # noqa: E731
         self.relay = Relay(settings, GROUP_ID, [raw_topic(settings)], self.route, PartitionMap(), "mediator",
                            (self.store,), check, input_codec="collector_compression")
+        self.dropped = Counter("headwater_dropped_by_flow", "events dropped by their flow's conditions (no index step)",
+                               registry=self.relay.metrics.registry)
 
-    def flow_for(self, project_id: str) -> tuple[str, ...]:
+    def flow_for(self, project_id: str) -> Flow:
         """The project's flow, looked up on every record (and validated once per change of the
         project), so a change applies to the events routed after it without a restart."""
         flow = self.store.derived(project_id, "flow", checked_flow)
@@ -53,51 +60,75 @@ class Mediator:
             raise flow
         return flow
 
-
     def route(self, records: list[ConsumerRecord]) -> list[Output]:
-        """Merge the records of each (partition, project) into one, without decoding the events (a
-        record's value is a JSON list, so lists join by their brackets), and send it to the first
-        step of the project's flow."""
-        outputs, merged = [], defaultdict(list)
+        """Merge the records of each (partition, project, route) into one (a record's value is a JSON
+        list, so lists join by their brackets), and send it to the first step of its route."""
+        outputs: list[Output] = []
+        merged: dict[tuple, list[Part]] = defaultdict(list)
+        keys: dict[tuple, bytes] = {}
         for record in records:
             try:
                 project_id = project_of(record)
                 flow = self.flow_for(project_id)
+                parts = self._routed(record, flow) if flow.conditional else \
+                    {flow.steps: (record.value[1:-1], event_count(record.headers))}
             except Rejected as error:
                 outputs.append(dead_letter(self.settings, record, error, "mediator"))
                 continue
-            merged[(record.partition, project_id, flow)].append(record)
-        for (_, project_id, flow), group in merged.items():
+            for route, part in parts.items():
+                slot = (record.partition, project_id, route)
+                merged[slot].append(part)
+                keys.setdefault(slot, record.key)
+        for slot, group in merged.items():
+            project_id, route = slot[1], slot[2]
             for chunk in chunks(group):
-                value = b"[" + b",".join(r.value[1:-1] for r in chunk) + b"]"
-                events = sum(event_count(r.headers) for r in chunk)
+                value = b"[" + b",".join(inside for inside, _ in chunk) + b"]"
+                events = sum(count for _, count in chunk)
                 headers = [(PROJECT_HEADER, project_id.encode()), (EVENTS_HEADER, str(events).encode()),
-                           *encode_route(flow)]
-                outputs.append(Output(step_topic(self.settings, flow[0]), chunk[0].key, value, headers, events))
+                           *encode_route(route)]
+                outputs.append(Output(step_topic(self.settings, route[0]), keys[slot], value, headers, events))
         return outputs
 
+    def _routed(self, record: ConsumerRecord, flow: Flow) -> dict[tuple[str, ...], Part]:
+        """The record's events grouped by their own route, each group in order; the events whose
+        route skips ``index`` are dropped and counted."""
+        try:
+            envelopes = decode_batch(record.value)
+        except ValueError as exc:
+            raise Rejected("unparseable", str(exc)) from exc
+        by_route: dict[tuple[str, ...], list[bytes]] = defaultdict(list)
+        for envelope in envelopes:
+            route = flow.route(envelope.event)
+            if INDEX_STEP in route:
+                by_route[route].append(envelope.encode())
+        self.dropped.inc(len(envelopes) - sum(map(len, by_route.values())))
+        return {route: (b",".join(encoded), len(encoded)) for route, encoded in by_route.items()}
 
-def chunks(records: list[ConsumerRecord], max_bytes: int = MAX_MESSAGE_BYTES) -> list[list[ConsumerRecord]]:
-    """Consecutive runs of records whose values add up to at most ``max_bytes`` (at least one each)."""
-    runs: list[list[ConsumerRecord]] = []
-    run: list[ConsumerRecord] = []
+
+Part = tuple[bytes, int]  # the inside of a JSON list of envelopes, and how many envelopes it holds
+
+
+def chunks(parts: list[Part], max_bytes: int = MAX_MESSAGE_BYTES) -> list[list[Part]]:
+    """Consecutive runs of parts whose bytes add up to at most ``max_bytes`` (at least one each)."""
+    runs: list[list[Part]] = []
+    run: list[Part] = []
     size = 0
-    for record in records:
-        if run and size + len(record.value) > max_bytes:
+    for part in parts:
+        if run and size + len(part[0]) > max_bytes:
             runs.append(run)
             run, size = [], 0
-        run.append(record)
-        size += len(record.value)
+        run.append(part)
+        size += len(part[0])
     return [*runs, run] if run else runs
 
 
-def checked_flow(project: Project | None) -> tuple[str, ...] | Rejected:
+def checked_flow(project: Project | None) -> Flow | Rejected:
     """The project's validated flow, or the rejection its events get."""
     if project is None:
         return Rejected("missing_project", "no such project")
     if project.flow is None:
-        return DEFAULT_FLOW
+        return Flow(DEFAULT_FLOW, (None,) * len(DEFAULT_FLOW))
     try:
-        return validate_flow(project.flow)
+        return parse_flow(project.flow)
     except FlowError as exc:  # the admin API refuses such flows; this guards older records
         return Rejected("invalid_flow", str(exc))

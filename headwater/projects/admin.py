@@ -49,7 +49,7 @@ MAX_GRACE_S = 365 * 86_400.0
 class Configuration(msgspec.Struct, forbid_unknown_fields=True):
     """The types of what ``configure`` changes; each part's content is checked by its processor."""
 
-    flow: list[str] | None = None
+    flow: list[str | dict] | None = None
     privacy: dict = {}
     enrich: dict = {}
     validation: dict = {}

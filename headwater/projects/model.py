@@ -55,7 +55,7 @@ class Project:
     origins: list[str] = dataclasses.field(default_factory=list)
     keys: list[Key] = dataclasses.field(default_factory=list)
     # How its events are processed; each part is checked by the processor it configures.
-    flow: list[str] | None = None  # None: the default flow (headwater/flow.py)
+    flow: list | None = None  # None: the default flow; step names or {"step", "when"} (headwater/flow.py)
     privacy: dict = dataclasses.field(default_factory=dict)  # processors/anonymize.py PrivacyPolicy
     enrich: dict = dataclasses.field(default_factory=dict)  # processors/enrich.py EnrichOptions
     validation: dict = dataclasses.field(default_factory=dict)  # processors/validate.py ValidationOptions
