@@ -131,6 +131,20 @@ async def add_schema(request: Request, admin: ProjectAdmin) -> JSONResponse:
     return JSONResponse({"project": describe(project)}, status_code=201)
 
 
+async def list_schemas(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse({"schemas": admin.schemas(request.path_params["id"])})
+
+
+async def show_schema(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse(admin.schema(request.path_params["id"], request.path_params["event"]))
+
+
+async def delete_schema(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    project = await admin.delete_schema(request.path_params["id"], request.path_params["event"],
+                                        request.query_params.get("version"))
+    return JSONResponse({"project": describe(project)})
+
+
 async def rotate_hash_key(request: Request, admin: ProjectAdmin) -> JSONResponse:
     return JSONResponse({"project": describe(await admin.rotate_hash_key(request.path_params["id"]))})
 
@@ -178,6 +192,10 @@ def create_app(check_project: Callable[[Project], list[str]], settings: Settings
         Route("/v1/projects/{id}/enable", handler(enable), methods=["POST"]),
         Route("/v1/projects/{id}/config", handler(configure), methods=["PATCH"]),
         Route("/v1/projects/{id}/schemas", handler(add_schema), methods=["POST"]),
+        Route("/v1/projects/{id}/schemas", handler(list_schemas), methods=["GET"]),
+        # an event name may hold a "/": the rest of the path is the name; a version is a query parameter
+        Route("/v1/projects/{id}/schemas/{event:path}", handler(show_schema), methods=["GET"]),
+        Route("/v1/projects/{id}/schemas/{event:path}", handler(delete_schema), methods=["DELETE"]),
         Route("/v1/projects/{id}/rotate-hash-key", handler(rotate_hash_key), methods=["POST"]),
         Route("/v1/projects/{id}/read-tokens", handler(issue_read_token), methods=["POST"]),
         Route("/v1/projects/{id}/read-tokens", handler(revoke_read_tokens), methods=["DELETE"]),

@@ -40,6 +40,12 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
         if args.action == "add-schema":
             schema = json.loads(Path(args.file).read_text())
             return {"project": describe(await admin.add_schema(args.id, args.event, args.version, schema))}
+        if args.action == "schemas":
+            return {"schemas": admin.schemas(args.id)}
+        if args.action == "show-schema":
+            return admin.schema(args.id, args.event)
+        if args.action == "delete-schema":
+            return {"project": describe(await admin.delete_schema(args.id, args.event, args.version))}
         if args.action == "apply":
             definitions = json.loads(Path(args.file).read_text())
             keys = json.loads(Path(args.keys).read_text()) if args.keys else {}
@@ -83,6 +89,14 @@ def add_parser(sub) -> None:
     schema.add_argument("event")
     schema.add_argument("version", help="MODEL-REVISION-ADDITION, like 1-0-0")
     schema.add_argument("file", help="a JSON Schema file")
+    actions.add_parser("schemas", help="list the events with a registered schema and their versions").add_argument("id")
+    show_schema = actions.add_parser("show-schema", help="print an event's schema versions (the last one applies)")
+    show_schema.add_argument("id")
+    show_schema.add_argument("event")
+    delete_schema = actions.add_parser("delete-schema", help="remove an event's schema, or one version of it")
+    delete_schema.add_argument("id")
+    delete_schema.add_argument("event")
+    delete_schema.add_argument("--version", help="only this version (default: every version)")
     actions.add_parser("rotate-hash-key", help="a new HMAC key for hashed fields").add_argument("id")
     read = actions.add_parser("read-token", help="issue a dashboard read token for the project")
     read.add_argument("id")

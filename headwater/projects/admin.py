@@ -8,6 +8,7 @@ Concurrent writers to the same project: the last write wins.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import re
 import secrets
@@ -28,6 +29,10 @@ class ProjectError(Exception):
 
 
 class ProjectNotFound(ProjectError):
+    status = 404
+
+
+class SchemaNotFound(ProjectError):
     status = 404
 
 
@@ -214,6 +219,37 @@ class ProjectAdmin:
         project = self.get(project_id)
         versions = [v for v in project.event_schemas.get(event, []) if v.get("version") != version]
         schemas = {**project.event_schemas, event: [*versions, {"version": version, "schema": schema}]}
+        project = dataclasses.replace(project, event_schemas=schemas)
+        await self._save(project)
+        return project
+
+    def schemas(self, project_id: str) -> builtins.list[dict]:
+        """Each event with a registered schema, and its versions in the order they were added (the last
+        one applies)."""
+        project = self.get(project_id)
+        return [{"event": event, "versions": [v["version"] for v in versions]}
+                for event, versions in sorted(project.event_schemas.items())]
+
+    def schema(self, project_id: str, event: str) -> dict:
+        """The event's schema versions with their documents; 404 when it has none."""
+        versions = self.get(project_id).event_schemas.get(event)
+        if not versions:
+            raise SchemaNotFound(f"project {project_id} has no schema for event {event!r}")
+        return {"event": event, "versions": versions, "applies": versions[-1]["version"]}
+
+    async def delete_schema(self, project_id: str, event: str, version: str | None = None) -> Project:
+        """Remove one version of the event's schema, or every version; 404 when there is no such one.
+        Removing the version that applies makes the one before it apply; events validated before keep
+        their rows."""
+        project = self.get(project_id)
+        versions = project.event_schemas.get(event) or []
+        kept = [v for v in versions if version is not None and v["version"] != version]
+        if len(kept) == len(versions):
+            which = f"version {version} of " if version else ""
+            raise SchemaNotFound(f"project {project_id} has no {which}schema for event {event!r}")
+        schemas = {name: vs for name, vs in project.event_schemas.items() if name != event}
+        if kept:
+            schemas[event] = kept
         project = dataclasses.replace(project, event_schemas=schemas)
         await self._save(project)
         return project

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import uuid
 
 import httpx
@@ -93,6 +94,41 @@ def test_custom_schema_then_replay_after_the_fix(stack, admin, clickhouse):
     assert fixed["code"] == 0 and fixed["replayed"] == 1
     wait_for(lambda: count_rows(clickhouse, database, "message_id = %(m)s", {"m": message_id}) == 1)
     assert replay("stop")["matched"] == 0  # nothing is replayed twice
+
+
+def test_schemas_are_listed_shown_and_deleted(stack, admin, clickhouse):
+    """Through the API and the CLI; deleting the version that applies makes the one before it apply."""
+    created = admin.create_project()
+    project_id, key, database = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    event = "Order/Completed"  # a "/" in the name: the rest of the path is the name
+    by_sku = {"type": "object", "required": ["sku"]}
+    by_total = {"type": "object", "required": ["total"]}
+    for version, schema in (("1-0-0", by_sku), ("2-0-0", by_total)):
+        assert admin.call("POST", f"/v1/projects/{project_id}/schemas",
+                          {"event": event, "version": version, "schema": schema}).status_code == 201
+    assert admin.call("GET", f"/v1/projects/{project_id}/schemas").json() == {
+        "schemas": [{"event": event, "versions": ["1-0-0", "2-0-0"]}]}
+    shown = admin.call("GET", f"/v1/projects/{project_id}/schemas/{event}").json()
+    assert shown["applies"] == "2-0-0" and shown["versions"][1]["schema"] == by_total
+
+    refused = send(stack, key, "track", {"event": event, "properties": {"sku": "k1"}})
+    assert row(clickhouse, database, "failed_events", refused, "path") == ("properties.total",)
+    assert admin.call("DELETE", f"/v1/projects/{project_id}/schemas/{event}?version=2-0-0").status_code == 200
+    time.sleep(1)  # the validator sees the change within a second
+    accepted = send(stack, key, "track", {"event": event, "properties": {"sku": "k1"}})
+    assert row(clickhouse, database, "events", accepted, "event") == (event,)
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "headwater", "project", *argv], env=stack.env,
+                              capture_output=True, text=True, timeout=60)
+
+    assert json.loads(cli("schemas", project_id).stdout)["schemas"] == [{"event": event, "versions": ["1-0-0"]}]
+    assert json.loads(cli("show-schema", project_id, event).stdout)["versions"][0]["schema"] == by_sku
+    assert cli("delete-schema", project_id, event).returncode == 0
+    missing = admin.call("GET", f"/v1/projects/{project_id}/schemas/{event}")
+    assert missing.status_code == 404 and "no schema for event" in missing.json()["message"]
+    assert admin.call("DELETE", f"/v1/projects/{project_id}/schemas/{event}").status_code == 404
+    assert cli("show-schema", project_id, event).returncode != 0
 
 
 def test_flow_changes_at_runtime_and_bad_flows_are_refused(stack, admin, clickhouse):
