@@ -10,6 +10,8 @@ p99, each hop's p50/p99, each process's CPU µs an event, and the events acknowl
 Why: on this 2-core machine the speed of the moment swings more than most changes move a figure, so
 comparing two separate `make bench` runs says little. Alternating on one stack does (docs/performance.md).
 Example: ``python -m bench.alternate collector HEADWATER_PRODUCER_LINGER_MS 5 0 20000 2``.
+With ``ROLES`` ``flow`` it alternates the default project's flow instead, between two of :data:`FLOWS`
+(``python -m bench.alternate flow - default ten_rules 20000 2``: what conditional routing costs end to end).
 With ``RATE`` 0 each run sends single-event requests flat out from wrk for ``BENCH_SINGLE_S`` seconds instead
 (bench.run's step 3b) and prints requests/s, p99, events stored per second and the CPU per event.
 """
@@ -20,9 +22,14 @@ import os
 import sys
 import time
 
+import httpx
+
+from bench.hotpath import TEN_RULES
 from bench.run import Events, fresh_stack_settings, single_events_end_to_end, steady_high, warm_up
 from devstack.stack import Stack
 from headwater.settings import get_settings
+
+FLOWS = {"default": None, "ten_rules": TEN_RULES}
 
 
 def summary(value: str, result: dict) -> str:
@@ -47,6 +54,12 @@ def one_run(settings, url: str, counter: Events, rate: float, value: str) -> str
     return single_summary(value, single_events_end_to_end(settings, url, counter, seconds)[2])
 
 
+def set_flow(stack: Stack, flow: list | None) -> None:
+    reply = httpx.patch(f"{stack.admin_url}/v1/projects/default/config", json={"flow": flow},
+                        headers={"Authorization": f"Bearer {stack.settings.admin_token}"}, timeout=30)
+    reply.raise_for_status()
+
+
 def main(roles: str, variable: str, a: str, b: str, rate: float, runs: int) -> None:
     settings = fresh_stack_settings(get_settings(), ".local/alternate")
     url = f"http://{settings.collector_host}:{settings.collector_port}"
@@ -56,7 +69,9 @@ def main(roles: str, variable: str, a: str, b: str, rate: float, runs: int) -> N
         steady_high(settings, url, counter, rate or 10_000)
         for round_ in range(runs):
             for value in (a, b) if round_ % 2 == 0 else (b, a):
-                for name in roles.split(","):
+                if roles == "flow":
+                    set_flow(stack, FLOWS[value])
+                for name in roles.split(",") if roles != "flow" else ():
                     stack.child(name).env[variable] = value
                     stack.restart(name)
                 time.sleep(3)

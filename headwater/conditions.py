@@ -8,6 +8,9 @@ code a sender controls, and its work per event is bounded by the limits below. T
                | {"event": NAME | [NAME, ...]}             a track event's name: exact, or a glob where
                                                            "*" matches any run of characters
                | {"field": PATH, OP: VALUE}                one field of the event, with one operator
+               | {"sample": PERCENT}                       that share of visitors (0 to 100), the same
+                                                           visitors every time (CRC32 of anonymousId,
+                                                           else userId), so their visits stay whole
                | {"all": [condition, ...]}                 every one holds
                | {"any": [condition, ...]}                 at least one holds
                | {"not": condition}
@@ -23,6 +26,7 @@ the field is a number. A field that is absent matches only ``{"exists": false}``
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +42,7 @@ TYPES = ("track", "page", "screen", "identify", "group", "alias")
 COMPARISONS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
                "lte": lambda a, b: a <= b}
 OPERATORS = ("equals", "in", "exists", *COMPARISONS)
+TESTS = "type, event, field, sample, all, any, not"
 _ABSENT = object()
 
 Matcher = Callable[[dict[str, Any]], bool]
@@ -64,7 +69,7 @@ class _Compiler:
         if "field" in raw:
             return self._field(raw, where)
         if len(raw) != 1:
-            return self._fail(f"{where}: give one of type, event, field, all, any, not (got {', '.join(sorted(raw))})")
+            return self._fail(f"{where}: give one of {TESTS} (got {', '.join(sorted(raw))})")
         (kind, value), = raw.items()
         if kind in ("all", "any"):
             return self._combine(kind, value, f"{where}.{kind}", depth)
@@ -75,7 +80,21 @@ class _Compiler:
             return self._type(value, f"{where}.type")
         if kind == "event":
             return self._event(value, f"{where}.event")
-        return self._fail(f"{where}: unknown test {kind!r}; the tests are type, event, field, all, any, not")
+        if kind == "sample":
+            return self._sample(value, f"{where}.sample")
+        return self._fail(f"{where}: unknown test {kind!r}; the tests are {TESTS}")
+
+    def _sample(self, value: object, where: str) -> Matcher:
+        if not self._leaf(where):
+            return lambda event: False
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
+            return self._fail(f"{where}: a percentage from 0 to 100")
+        threshold = int(value / 100 * 2**32)
+
+        def sampled(event: dict[str, Any]) -> bool:
+            visitor = event.get("anonymousId") or event.get("userId") or ""
+            return zlib.crc32(str(visitor).encode()) < threshold
+        return sampled
 
     def _fail(self, problem: str) -> Callable[[Any], bool]:
         self.problems.append(problem)

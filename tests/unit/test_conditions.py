@@ -47,6 +47,17 @@ def test_a_condition_matches_what_its_grammar_says(condition, order, page):
     assert (matches(ORDER), matches(PAGE)) == (order, page)
 
 
+def test_a_sample_keeps_that_share_of_visitors_and_each_visitor_whole():
+    half = compile_condition({"sample": 50})
+    kept = {n for n in range(10_000) if half({"anonymousId": f"v{n}"})}
+    assert 4_700 < len(kept) < 5_300
+    assert all(half({"userId": f"v{n}", "event": "other"}) for n in kept)  # the same visitors, by either id
+    assert not any(compile_condition({"sample": 0})({"anonymousId": f"v{n}"}) for n in range(1000))
+    assert all(compile_condition({"sample": 100})({"anonymousId": f"v{n}"}) for n in range(1000))
+    with pytest.raises(ConditionError, match="a percentage from 0 to 100"):
+        compile_condition({"sample": 101})
+
+
 def test_an_event_without_a_type_is_a_track_call():
     assert compile_condition({"type": "track"})({"event": "x"})
     assert compile_condition({"event": "x"})({"event": "x"})
