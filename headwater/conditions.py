@@ -44,6 +44,7 @@ COMPARISONS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambd
 OPERATORS = ("equals", "in", "exists", *COMPARISONS)
 TESTS = "type, event, field, sample, all, any, not"
 _ABSENT = object()
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 Matcher = Callable[[dict[str, Any]], bool]
 
@@ -197,8 +198,8 @@ class _Compiler:
         if operator == "in":
             if not isinstance(value, list) or not 0 < len(value) <= MAX_LIST or not all(map(_scalar, value)):
                 return self._fail(f"{where}: a list of 1 to {MAX_LIST} strings, numbers, booleans or nulls")
-            wanted = [(v, _kind(v)) for v in value]
-            return lambda found: any(found == v and _kind(found) == kind for v, kind in wanted)
+            wanted = {(v, _kind(v)) for v in value}  # one lookup whatever the list's length
+            return lambda found: type(found) in _SCALARS and (found, _kind(found)) in wanted
         if not _number(value):
             return self._fail(f"{where}: a number")
         compare = COMPARISONS[operator]

@@ -33,6 +33,9 @@ PAGE = {"type": "page", "name": "Home", "properties": {"path": "/"}, "context": 
     ({"field": "properties.total", "lt": 42.5}, False, False),
     ({"field": "properties.plan", "gt": 1}, False, False),  # a string is not compared with a number
     ({"field": "properties.plan", "in": ["pro", "team"]}, True, False),
+    ({"field": "properties.total", "in": [42.5, True]}, True, False),
+    ({"field": "properties.test", "in": [1, "true"]}, False, False),  # true is neither
+    ({"field": "properties", "in": ["x"]}, False, False),  # an object is in no list
     ({"field": "context.library.name", "equals": "analytics-node"}, False, True),
     ({"field": "properties.path", "exists": True}, False, True),
     ({"field": "properties.path", "exists": False}, True, False),
