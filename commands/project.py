@@ -8,6 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from headwater.flow import DEFAULT_FLOW, INDEX_STEP, FlowError, parse_flow
 from headwater.projects.admin import CONFIGURABLE, ProjectAdmin, ProjectError, describe
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings
@@ -46,6 +47,9 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
             return admin.schema(args.id, args.event)
         if args.action == "delete-schema":
             return {"project": describe(await admin.delete_schema(args.id, args.event, args.version))}
+        if args.action == "route":
+            flow = json.loads(Path(args.flow).read_text()) if args.flow else admin.get(args.id).flow
+            return route_events(flow, json.loads(Path(args.event).read_text()))
         if args.action == "apply":
             definitions = json.loads(Path(args.file).read_text())
             keys = json.loads(Path(args.keys).read_text()) if args.keys else {}
@@ -62,6 +66,22 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
     finally:
         await store.stop()
         await writer.stop()
+
+
+def route_events(flow: list | None, given: object) -> dict:
+    """The route each given event takes through ``flow`` (the default flow when ``None``), and whether
+    it is stored: the harness for writing a flow's conditions."""
+    try:
+        parsed = parse_flow(DEFAULT_FLOW if flow is None else flow)
+    except FlowError as exc:
+        raise ProjectError(str(exc)) from exc
+    listed = given if isinstance(given, list) else [given]
+    events = [event for event in listed if isinstance(event, dict)]
+    if len(events) != len(listed):
+        raise ProjectError("--event holds an event (a JSON object) or a list of them")
+    routes = [parsed.route(event) for event in events]
+    return {"events": [{"messageId": event.get("messageId"), "route": list(route), "stored": INDEX_STEP in route}
+                       for event, route in zip(events, routes)]}
 
 
 def add_parser(sub) -> None:
@@ -97,6 +117,11 @@ def add_parser(sub) -> None:
     delete_schema.add_argument("id")
     delete_schema.add_argument("event")
     delete_schema.add_argument("--version", help="only this version (default: every version)")
+    route = actions.add_parser("route", help="print the steps each event of a file would go through (the "
+                               "project's flow, or --flow FILE before it is configured)")
+    route.add_argument("id")
+    route.add_argument("--event", required=True, help="a JSON file: one event, or a list of events")
+    route.add_argument("--flow", help="a JSON file with a flow to try instead of the project's")
     actions.add_parser("rotate-hash-key", help="a new HMAC key for hashed fields").add_argument("id")
     read = actions.add_parser("read-token", help="issue a dashboard read token for the project")
     read.add_argument("id")

@@ -4,7 +4,10 @@ with every problem named, and a flow changed at runtime applies to the next even
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
 
 import httpx
@@ -59,6 +62,27 @@ def test_each_event_goes_through_the_steps_its_conditions_name(stack, settings, 
     time.sleep(2)
     assert count_rows(clickhouse, db) == 40
     assert count_rows(clickhouse, db, "startsWith(message_id, 'later-') AND url_host = 'shop.example'") == 5
+
+
+def test_the_route_command_shows_each_events_route(stack, settings, tmp_path):
+    admin = Admin(settings)
+    project_id = admin.create_project()["project"]["id"]
+    assert admin.call("PATCH", f"/v1/projects/{project_id}/config", {"flow": FLOW}).status_code == 200
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([track("Order Completed", 1, "a"), track("Signed Up", 2, "b", test=True)]))
+
+    def route(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "headwater", "project", "route", project_id, "--event",
+                               str(events), *extra], env=stack.env, capture_output=True, text=True, timeout=60)
+
+    shown = json.loads(route().stdout)["events"]
+    assert shown == [
+        {"messageId": "a-1", "route": ["validate", "enrich", "anonymize", "sessionize", "index"], "stored": True},
+        {"messageId": "b-2", "route": ["validate", "anonymize", "sessionize"], "stored": False}]
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps([{"step": "index", "when": {"type": "click"}}]))
+    refused = route("--flow", str(flow))
+    assert refused.returncode != 0 and "when.type: unknown type 'click'" in refused.stderr
 
 
 def test_a_bad_flow_is_refused_with_every_problem_named(settings):
