@@ -151,3 +151,15 @@ async def test_the_mediator_writes_each_events_own_route_and_drops_what_skips_in
     assert mediator.dropped._value.get() == 1  # m0: a test order
     await mediator.relay.consumer.stop()
     await mediator.relay.producer.stop()
+
+
+async def test_a_record_whose_events_share_one_route_goes_on_as_it_came(tmp_path):
+    mediator = Mediator(Settings(local_dir=str(tmp_path)), lambda settings, projects: None)
+    mediator.store.projects["shop"] = Project("shop", "Shop", 0, flow=[
+        "validate", {"step": "index", "when": {"not": {"field": "properties.test", "equals": True}}}])
+    given = record(0, [Envelope("shop", f"m{n}", 0, "r", PAGE) for n in range(3)], partition=1)
+    (output,) = mediator.route([given])
+    assert output.value == given.value and output.events == 3
+    assert read_route(output.headers) == ["validate", "index"]
+    await mediator.relay.consumer.stop()
+    await mediator.relay.producer.stop()
