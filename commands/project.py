@@ -8,7 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from headwater.flow import DEFAULT_FLOW, INDEX_STEP, FlowError, parse_flow
+from headwater.flow import INDEX_STEP, FlowError, parse_flow
 from headwater.projects.admin import CONFIGURABLE, ProjectAdmin, ProjectError, describe
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings
@@ -72,7 +72,7 @@ def route_events(flow: list | None, given: object) -> dict:
     """The route each given event takes through ``flow`` (the default flow when ``None``), and whether
     it is stored: the harness for writing a flow's conditions."""
     try:
-        parsed = parse_flow(DEFAULT_FLOW if flow is None else flow)
+        parsed = parse_flow(flow)
     except FlowError as exc:
         raise ProjectError(str(exc)) from exc
     listed = given if isinstance(given, list) else [given]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_DEPTH = 4  # nesting of all / any / not
 MAX_LEAVES = 16  # type, event and field tests in one condition
@@ -88,7 +88,7 @@ class _Compiler:
     def _sample(self, value: object, where: str) -> Matcher:
         if not self._leaf(where):
             return lambda event: False
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
+        if not _number(value) or not 0 <= value <= 100:
             return self._fail(f"{where}: a percentage from 0 to 100")
         threshold = int(value / 100 * 2**32)
 
@@ -247,7 +247,7 @@ def _scalar(value: object) -> bool:
     return value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= MAX_TEXT)
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -20,6 +20,7 @@ route and carries it with the event as a routing slip (see :mod:`headwater.routi
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from headwater.conditions import ConditionError, Matcher, compile_condition
@@ -48,8 +49,9 @@ class Flow:
     steps: tuple[str, ...]
     conditions: tuple[Matcher | None, ...]
 
-    @property
+    @functools.cached_property
     def conditional(self) -> bool:
+        """Whether any step has a condition (read for every record the mediator routes)."""
         return any(condition is not None for condition in self.conditions)
 
     def route(self, event: dict[str, Any]) -> tuple[str, ...]:
@@ -59,7 +61,10 @@ class Flow:
 
 
 def parse_flow(flow: object) -> Flow:
-    """The flow of a project's configuration; raises :class:`FlowError` listing every problem found."""
+    """The flow of a project's configuration (``None``: the default flow); raises :class:`FlowError`
+    listing every problem found."""
+    if flow is None:
+        flow = DEFAULT_FLOW
     if not isinstance(flow, (list, tuple)):
         raise FlowError(f"a flow is a list of steps, like {list(DEFAULT_FLOW)}")
     steps, conditions, problems = [], [], []

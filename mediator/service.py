@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import decode_batch
-from headwater.flow import DEFAULT_FLOW, INDEX_STEP, Flow, FlowError, parse_flow
+from headwater.flow import INDEX_STEP, Flow, FlowError, parse_flow
 from headwater.partitioning import PartitionMap
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
@@ -128,8 +128,6 @@ def checked_flow(project: Project | None) -> Flow | Rejected:
     """The project's validated flow, or the rejection its events get."""
     if project is None:
         return Rejected("missing_project", "no such project")
-    if project.flow is None:
-        return Flow(DEFAULT_FLOW, (None,) * len(DEFAULT_FLOW))
     try:
         return parse_flow(project.flow)
     except FlowError as exc:  # the admin API refuses such flows; this guards older records
