@@ -11,25 +11,31 @@ Why: on this 2-core machine the speed of the moment swings more than most change
 comparing two separate `make bench` runs says little. Alternating on one stack does (docs/performance.md).
 Example: ``python -m bench.alternate collector HEADWATER_PRODUCER_LINGER_MS 5 0 20000 2``.
 With ``ROLES`` ``flow`` it alternates the default project's flow instead, between two of :data:`FLOWS`
-(``python -m bench.alternate flow - default ten_rules 20000 2``: what conditional routing costs end to end).
+(``python -m bench.alternate flow - default ten_rules 20000 2``: what conditional routing costs end to end;
+``default transforms``: what a declarative and a Python transform step cost).
 With ``RATE`` 0 each run sends single-event requests flat out from wrk for ``BENCH_SINGLE_S`` seconds instead
 (bench.run's step 3b) and prints requests/s, p99, events stored per second and the CPU per event.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
-from bench.hotpath import TEN_RULES
+from bench.hotpath import DECLARATIVE, PYTHON, TEN_RULES
 from bench.run import Events, fresh_stack_settings, single_events_end_to_end, steady_high, warm_up
 from devstack.stack import Stack
 from headwater.settings import get_settings
 
-FLOWS = {"default": None, "ten_rules": TEN_RULES}
+# "transforms": the default flow with bench.hotpath's declarative and Python transform steps, for every event
+FLOWS = {"default": None, "ten_rules": TEN_RULES,
+         "transforms": ["validate", "enrich", "anonymize", DECLARATIVE, PYTHON, "sessionize", "index"]}
+TRANSFORMS_DIR = Path(__file__).resolve().parent / "transforms"
 
 
 def summary(value: str, result: dict) -> str:
@@ -61,7 +67,8 @@ def set_flow(stack: Stack, flow: list | None) -> None:
 
 
 def main(roles: str, variable: str, a: str, b: str, rate: float, runs: int) -> None:
-    settings = fresh_stack_settings(get_settings(), ".local/alternate")
+    settings = dataclasses.replace(fresh_stack_settings(get_settings(), ".local/alternate"),
+                                   transforms_dir=str(TRANSFORMS_DIR))
     url = f"http://{settings.collector_host}:{settings.collector_port}"
     with Stack(settings) as stack:
         counter = Events(settings)

@@ -26,14 +26,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from headwater.clickhouse import make_client, project_database
 from headwater.envelope import decode_batch
-from headwater.flow import DEFAULT_FLOW
+from headwater.flow import STEP_ORDER
 from headwater.kafka import kafka_connection
 from headwater.settings import Settings, get_settings
 from headwater.topics import raw_topic, step_topic
 
 
 def flow_topics(settings: Settings) -> list[str]:
-    return [raw_topic(settings), *(step_topic(settings, step) for step in DEFAULT_FLOW)]
+    return [raw_topic(settings), *(step_topic(settings, step) for step in STEP_ORDER)]
 
 
 async def first_seen(settings: Settings, topics: list[str], run: str, since_ms: int) -> dict[str, dict[str, int]]:

@@ -43,6 +43,12 @@ def cmd_project(args: argparse.Namespace) -> None:
     main(get_settings(), args)
 
 
+def cmd_transform(args: argparse.Namespace) -> None:
+    from commands.transform import main
+
+    main(get_settings(), args)
+
+
 def cmd_mediator(args: argparse.Namespace) -> None:
     from headwater.service import run_role
     from mediator.service import Mediator
@@ -225,12 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_project_parser(sub)
     sub.choices["project"].set_defaults(func=cmd_project)
+    from commands.transform import add_parser as add_transform_parser
+
+    add_transform_parser(sub)
+    sub.choices["transform"].set_defaults(func=cmd_transform)
     sub.add_parser("mediator", help="route raw events into their project's flow").set_defaults(func=cmd_mediator)
     processor = sub.add_parser("processor", help="run one processor of the flow, or several stateless ones "
                                "in one process")
     processor.add_argument("names", nargs="+", metavar="name",
-                           help="validate, enrich, anonymize or sessionize; several stateless steps "
-                           "(e.g. validate enrich anonymize) run in one process, each still in its own "
+                           help="validate, enrich, anonymize, transform or sessionize; several stateless "
+                           "steps (e.g. validate enrich anonymize transform) run in one process, each still in its own "
                            "consumer group, and pass events to each other without Kafka hops")
     processor.set_defaults(func=cmd_processor)
     indexer = sub.add_parser("indexer", help="load a table into ClickHouse (one consumer group per table)")

@@ -43,7 +43,7 @@ COMPARISONS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambd
                "lte": lambda a, b: a <= b}
 OPERATORS = ("equals", "in", "exists", *COMPARISONS)
 TESTS = "type, event, field, sample, all, any, not"
-_ABSENT = object()
+ABSENT = object()  # what a path that leads nowhere finds
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 Matcher = Callable[[dict[str, Any]], bool]
@@ -181,7 +181,7 @@ class _Compiler:
 
             def at_two(event: dict[str, Any]) -> bool:
                 parent = event.get(root)
-                return test(parent.get(name, _ABSENT) if type(parent) is dict else _ABSENT)
+                return test(parent.get(name, ABSENT) if type(parent) is dict else ABSENT)
             return at_two
         return lambda event: test(lookup(event, keys))
 
@@ -189,7 +189,7 @@ class _Compiler:
         if operator == "exists":
             if not isinstance(value, bool):
                 return self._fail(f"{where}: true or false")
-            return (lambda found: found is not _ABSENT) if value else (lambda found: found is _ABSENT)
+            return (lambda found: found is not ABSENT) if value else (lambda found: found is ABSENT)
         if operator == "equals":
             if not _scalar(value):
                 return self._fail(f"{where}: a string (at most {MAX_TEXT} characters), number, boolean or null")
@@ -220,10 +220,10 @@ def lookup(event: dict[str, Any], keys: list[str]) -> object:
     value: object = event
     for key in keys:
         if not isinstance(value, dict):
-            return _ABSENT
-        value = value.get(key, _ABSENT)
-        if value is _ABSENT:
-            return _ABSENT
+            return ABSENT
+        value = value.get(key, ABSENT)
+        if value is ABSENT:
+            return ABSENT
     return value
 
 

@@ -20,9 +20,11 @@ from headwater.routing import PROJECT_HEADER, header_value
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic
 
-# "refused": ClickHouse refused the record's rows for their content (indexer/refusals.py)
+# "refused": ClickHouse refused the record's rows for their content (indexer/refusals.py); "transform_*":
+# a project's transformation raised, overran its time budget, or returned what is not events
+# (processors/transform.py)
 REASONS = ("unparseable", "schema_violation", "size", "unknown_event", "missing_project", "invalid_flow",
-           "refused")
+           "refused", "transform_error", "transform_timeout", "transform_output")
 ERROR_HEADER = "hw-error"
 
 

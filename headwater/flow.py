@@ -8,27 +8,37 @@ out, but the steps it keeps always run in this order:
                      anonymisation.
 3. ``anonymize``  -- applies the project's privacy policy (IP truncation, hashing, dropping fields).
                      After this step the raw IP is gone from the event.
-4. ``sessionize`` -- after anonymisation, so session state (a durable changelog) never holds raw PII.
-5. ``index``      -- the indexer loads the event into ClickHouse. Always last.
+4. ``transform`` -- the project's own transformations (:mod:`headwater.transforms`), as many as it
+                     names, in the order it names them. After anonymisation, so that code and rules a
+                     team writes never see what its privacy policy removes; before sessionisation, so
+                     that the events they drop, split or rename are the ones sessions count.
+5. ``sessionize`` -- after anonymisation, so session state (a durable changelog) never holds raw PII.
+6. ``index``      -- the indexer loads the event into ClickHouse. Always last.
 
 A project's flow is a list of steps, each a name or ``{"step": name, "when": condition}`` (the condition
-language is :mod:`headwater.conditions`). An event goes through a conditional step only when its
-condition holds; one whose ``index`` step is skipped is dropped. The mediator works out each event's
-route and carries it with the event as a routing slip (see :mod:`headwater.routing`).
+language is :mod:`headwater.conditions`); a transform step is always an object that names itself. An
+event goes through a conditional step only when its condition holds; one whose ``index`` step is
+skipped is dropped. The mediator works out each event's route and carries it with the event as a
+routing slip (see :mod:`headwater.routing`), in which a transform step is ``transform:NAME``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from headwater.conditions import ConditionError, Matcher, compile_condition
+from headwater.routing import step_kind
+from headwater.transforms import NAME, TransformError, compile_operations, version_of
 
 SESSIONIZE_STEP = "sessionize"
-PROCESSOR_STEPS: tuple[str, ...] = ("validate", "enrich", "anonymize", SESSIONIZE_STEP)
+TRANSFORM_STEP = "transform"
+PROCESSOR_STEPS: tuple[str, ...] = ("validate", "enrich", "anonymize", TRANSFORM_STEP, SESSIONIZE_STEP)
 INDEX_STEP = "index"
-DEFAULT_FLOW: tuple[str, ...] = (*PROCESSOR_STEPS, INDEX_STEP)
+STEP_ORDER: tuple[str, ...] = (*PROCESSOR_STEPS, INDEX_STEP)
+DEFAULT_FLOW: tuple[str, ...] = tuple(step for step in STEP_ORDER if step != TRANSFORM_STEP)
 
 # What each step is to the pipeline, read without loading the steps (their classes and checks are in
 # processors.steps). A stateful step keeps its state in Kafka transactions of its own, so it runs as
@@ -43,11 +53,24 @@ class FlowError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class TransformSpec:
+    """One transform step of a flow: its declarative operations (``apply``) or the installed Python
+    transformation it runs (``python``), and the version each event's lineage records."""
+
+    name: str
+    version: str
+    apply: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    python: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Flow:
-    """A validated flow: its steps in order, and the condition of each (``None``: every event)."""
+    """A validated flow: its steps in order (slip names), the condition of each (``None``: every
+    event), and its transform steps by slip name."""
 
     steps: tuple[str, ...]
     conditions: tuple[Matcher | None, ...]
+    transforms: dict[str, TransformSpec] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def conditional(self) -> bool:
@@ -67,41 +90,76 @@ def parse_flow(flow: object) -> Flow:
         flow = DEFAULT_FLOW
     if not isinstance(flow, (list, tuple)):
         raise FlowError(f"a flow is a list of steps, like {list(DEFAULT_FLOW)}")
-    steps, conditions, problems = [], [], []
+    steps, conditions, transforms, problems = [], [], {}, []
     for i, entry in enumerate(flow):
         step, condition, problem = _entry(entry, i)
+        if step_kind(step) == TRANSFORM_STEP and not problem:
+            spec, problem = _transform(entry, i)  # type: ignore[arg-type]  # _entry made sure it is a dict
+            if spec:
+                transforms[step] = spec
         steps.append(step)
         conditions.append(condition)
         problems += problem
     problems += _order_problems(steps)
     if problems:
         raise FlowError(f"invalid flow {list(flow)}: " + "; ".join(problems))
-    return Flow(tuple(steps), tuple(conditions))
+    return Flow(tuple(steps), tuple(conditions), transforms)
+
+
+_ENTRY = f"a step name, {{\"step\": name, \"when\": condition}}, or a {TRANSFORM_STEP} step"
+_TRANSFORM_KEYS = {"step", "name", "when", "do", "python"}
 
 
 def _entry(entry: object, i: int) -> tuple[str, Matcher | None, list[str]]:
     if isinstance(entry, str):
-        return entry, None, []
-    if not isinstance(entry, dict) or not isinstance(entry.get("step"), str) or set(entry) - {"step", "when"}:
-        return "", None, [f"step {i}: a step name, or {{\"step\": name, \"when\": condition}}"]
+        return entry, None, ([f"step {i}: a {TRANSFORM_STEP} step is an object with its name and what it does"]
+                             if entry == TRANSFORM_STEP else [])
+    if not isinstance(entry, dict) or not isinstance(entry.get("step"), str):
+        return "", None, [f"step {i}: {_ENTRY}"]
+    step, keys = entry["step"], set(entry)
+    if step == TRANSFORM_STEP:
+        name = entry.get("name")
+        if not isinstance(name, str) or not NAME.fullmatch(name) or keys - _TRANSFORM_KEYS:
+            return "", None, [f"step {i} ({TRANSFORM_STEP}): {{\"step\": \"{TRANSFORM_STEP}\", \"name\": NAME, "
+                              "\"do\": [...] or \"python\": PLUGIN, \"when\": condition}, NAME of 1 to 40 "
+                              "letters, digits, _ or -"]
+        step = f"{TRANSFORM_STEP}:{name}"
+    elif keys - {"step", "when"}:
+        return "", None, [f"step {i}: {_ENTRY}"]
     if "when" not in entry:
-        return entry["step"], None, []
+        return step, None, []
     try:
-        return entry["step"], compile_condition(entry["when"], f"step {i} ({entry['step']}) when"), []
+        return step, compile_condition(entry["when"], f"step {i} ({step}) when"), []
     except ConditionError as exc:
-        return entry["step"], None, exc.problems
+        return step, None, exc.problems
+
+
+def _transform(entry: dict, i: int) -> tuple[TransformSpec | None, list[str]]:
+    name, where = entry["name"], f"step {i} ({TRANSFORM_STEP}:{entry['name']})"
+    if ("do" in entry) == ("python" in entry):
+        return None, [f"{where}: give either do (operations) or python (an installed transformation)"]
+    if "python" in entry:
+        plugin = entry["python"]
+        if not isinstance(plugin, str) or not NAME.fullmatch(plugin):
+            return None, [f"{where}.python: the name of an installed transformation"]
+        return TransformSpec(name, "", python=plugin), []
+    try:
+        return TransformSpec(name, version_of(entry["do"]), apply=compile_operations(entry["do"], f"{where}.do")), []
+    except TransformError as exc:
+        return None, exc.problems
 
 
 def _order_problems(steps: list[str]) -> list[str]:
     flow = [step for step in steps if step]
-    problems = [f"unknown step {step!r}" for step in flow if step not in DEFAULT_FLOW]
+    kinds = [step_kind(step) for step in flow]
+    problems = [f"unknown step {step!r}" for step in flow if step_kind(step) not in STEP_ORDER]
     if len(set(flow)) != len(flow):
         problems.append("a step is repeated")
     if not flow or flow[-1] != INDEX_STEP:
         problems.append(f"the flow must end with {INDEX_STEP!r}")
-    known = [step for step in flow if step in DEFAULT_FLOW]
-    if known != sorted(known, key=DEFAULT_FLOW.index):
-        problems.append(f"steps must keep the order {' -> '.join(DEFAULT_FLOW)}")
+    known = [kind for kind in kinds if kind in STEP_ORDER]
+    if known != sorted(known, key=STEP_ORDER.index):
+        problems.append(f"steps must keep the order {' -> '.join(STEP_ORDER)}")
     return problems
 
 

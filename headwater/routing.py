@@ -38,12 +38,22 @@ def read_route(headers: Headers | tuple | None) -> list[str]:
     return value.decode().split(",") if value else []
 
 
-def remaining_route(headers: Headers | tuple | None, current: str) -> tuple[str, ...]:
-    """The steps after ``current``: the next one first. The output record carries them as its slip.
+def step_kind(slip_name: str) -> str:
+    """The step that runs a slip's entry: ``transform`` for a project's transform ``transform:NAME``."""
+    return slip_name.partition(":")[0]
+
+
+def route_from(headers: Headers | tuple | None, current: str) -> tuple[str, ...]:
+    """The slip, whose first entry is run by step ``current`` and which goes on after it.
 
     Raises ``ValueError`` when the slip is missing or does not name ``current`` first.
     """
     route = read_route(headers)
-    if len(route) < 2 or route[0] != current:
+    if len(route) < 2 or step_kind(route[0]) != current:
         raise ValueError(f"routing slip {route!r} does not continue from step {current!r}")
-    return tuple(route[1:])
+    return tuple(route)
+
+
+def remaining_route(headers: Headers | tuple | None, current: str) -> tuple[str, ...]:
+    """The steps after ``current``: the next one first. The output record carries them as its slip."""
+    return route_from(headers, current)[1:]

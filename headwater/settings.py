@@ -112,6 +112,11 @@ class Settings:
     # you control: anyone holding a public write key could otherwise halt the pipeline with bad events.
     stop_on_invalid_flood: bool = False
 
+    # Python transformations the operator installs: each *.py here (and each entry point of the group
+    # headwater.transforms) is one, loaded when a processor starts (docs/processing.md, trust model)
+    transforms_dir: str = ""
+    transform_budget_ms: float = 50.0  # the most a Python transformation may take on one event (wall clock)
+
     session_timeout_s: float = 1800.0  # defaults; each project may set its own
     session_max_length_s: float = 86_400.0
     session_split_on_campaign: bool = True

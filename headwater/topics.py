@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from headwater.flow import DEFAULT_FLOW
+from headwater.flow import STEP_ORDER
 from headwater.settings import Settings
 
 RAW = "raw"
@@ -79,7 +79,7 @@ def step_topic(settings: Settings, step: str) -> str:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    steps = [step_topic(settings, step) for step in DEFAULT_FLOW]
+    steps = [step_topic(settings, step) for step in STEP_ORDER]
     names = [raw_topic(settings), *steps, dead_letter_topic(settings), sessions_topic(settings)]
     pipeline = [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
     pipeline.append(TopicSpec(session_state_topic(settings), settings.topic_partitions, None))

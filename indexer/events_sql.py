@@ -29,7 +29,7 @@ _ENRICHED = (
     "page Tuple(url String, host String, path String, query String), "
     "referrer Tuple(url String, host String, medium String, source String), "
     "campaign Tuple(source String, medium String, campaign String, term String, content String), "
-    f"session {_SESSION})"
+    f"session {_SESSION}, transforms Array(String))"
 )
 ENVELOPES = (f"Array(Tuple(project_id String, message_id String, received_at_ms Int64, request_id String, "
              f"ip String, user_agent String, event {_EVENT}, enriched {_ENRICHED}))")
@@ -46,7 +46,7 @@ _NESTED = (("ev", "e.event"), ("ua", "e.enriched.ua"), ("geo", "e.enriched.geo")
            ("rf", "e.enriched.referrer"), ("cp", "e.enriched.campaign"), ("envelope_project_id", "e.project_id"),
            ("envelope_message_id", "e.message_id"), ("envelope_user_agent", "e.user_agent"),
            ("envelope_ip", "e.ip"), ("envelope_request_id", "e.request_id"), ("session_id_", "session.id"),
-           ("session_seq_", "session.seq"))
+           ("session_seq_", "session.seq"), ("transforms_", "e.enriched.transforms"))
 
 EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("project_id", "envelope_project_id"),
@@ -75,6 +75,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("user_agent", "envelope_user_agent"),
     ("ip", "envelope_ip"),
     ("request_id", "envelope_request_id"),
+    ("transforms", "transforms_"),
     ("kafka_partition", "kafka_partition"),
     ("kafka_offset", "kafka_offset"),
     *((name, f"ua.{name}") for name in ("browser", "browser_version", "os", "os_version", "device", "is_bot")),

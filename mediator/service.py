@@ -26,7 +26,7 @@ from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.relay import Relay
 from headwater.relay_types import Output
-from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, event_count, header_value
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, event_count, header_value, step_kind
 from headwater.settings import Settings
 from headwater.topics import MAX_MESSAGE_BYTES, raw_topic, step_topic
 
@@ -86,7 +86,8 @@ class Mediator:
                 events = sum(count for _, count in chunk)
                 headers = [(PROJECT_HEADER, project_id.encode()), (EVENTS_HEADER, str(events).encode()),
                            *encode_route(route)]
-                outputs.append(Output(step_topic(self.settings, route[0]), keys[slot], value, headers, events))
+                topic = step_topic(self.settings, step_kind(route[0]))
+                outputs.append(Output(topic, keys[slot], value, headers, events))
         return outputs
 
     def _routed(self, record: ConsumerRecord, flow: Flow) -> dict[tuple[str, ...], Part]:

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import orjson
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import CollectorRegistry
 
 from headwater.consuming import Resource
 from headwater.deadletter import Rejected, dead_letter
@@ -31,7 +32,7 @@ from headwater.partitioning import PartitionMap, partition_of
 from headwater.projects.store import ProjectStore
 from headwater.relay import Transform
 from headwater.relay_types import Output
-from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, VISITS_HEADER, encode_route, remaining_route
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, VISITS_HEADER, encode_route, route_from, step_kind
 from headwater.settings import Settings
 from headwater.topics import MAX_MESSAGE_BYTES, step_topic
 from processors.sessions import visit
@@ -53,17 +54,27 @@ class Processor(abc.ABC):
         return cls(settings, store), ()  # type: ignore[call-arg]
 
     @abc.abstractmethod
-    def process(self, envelope: Envelope) -> Envelope | None:
-        """Return the envelope (changed or not), ``None`` to drop it, or raise ``Rejected``.
+    def process(self, envelope: Envelope) -> Envelope | list[Envelope] | None:
+        """Return the envelope (changed or not), ``None`` to drop it, or raise ``Rejected``. A step
+        that splits events (a transform) returns a list.
 
         Runs on the event loop once per event, so it must not block.
         """
 
+    def bound(self, slip_name: str) -> Processor:
+        """What runs the routing slip's entry ``slip_name`` (one of this step's): the processor itself,
+        or, for a step with named instances (``transform:NAME``), that instance."""
+        return self
 
-def _through(steps: list[Processor], envelope: Envelope, reject) -> Envelope | None:
+    def register(self, registry: CollectorRegistry) -> None:
+        """Register the step's own metrics (beside the relay's) on the process's registry."""
+        return None
+
+
+def _through(steps: list[Processor], envelope: Envelope, reject) -> Envelope | list[Envelope] | None:
     """Run the envelope through ``steps``; a rejection goes to ``reject(step, error, envelope as that
     step was given it)`` and ends the event's way here."""
-    for step in steps:
+    for i, step in enumerate(steps):
         try:
             result = step.process(envelope)
         except Rejected as error:
@@ -71,8 +82,14 @@ def _through(steps: list[Processor], envelope: Envelope, reject) -> Envelope | N
             return None
         if result is None:
             return None
+        if isinstance(result, list):
+            return [out for split in result for out in _listed(_through(steps[i + 1:], split, reject))]
         envelope = result
     return envelope
+
+
+def _listed(result: Envelope | list[Envelope] | None) -> list[Envelope]:
+    return [] if result is None else result if type(result) is list else [result]  # type: ignore[list-item]
 
 
 def group_id(name: str) -> str:
@@ -113,23 +130,24 @@ def transform_for(processor: Processor, partitions: PartitionMap,
     """The relay transform of ``processor``'s topic. ``colocated`` are later steps running in the same
     process: an event whose routing slip continues with them passes through them here, in flow order,
     instead of through their topics (one decode and encode, and one Kafka hop, for all of them)."""
-    settings, colocated = processor.settings, colocated or {}
+    # a step with named instances (transform:a, transform:b) runs those that follow each other here too
+    settings, local = processor.settings, {**(colocated or {}), processor.name: processor}
 
     def transform(records: list[ConsumerRecord]) -> list[Output]:
         outputs: list[Output] = []
         groups: dict[tuple, list[Envelope]] = defaultdict(list)
         for record in records:
             try:
-                rest = remaining_route(record.headers, processor.name)
+                route = route_from(record.headers, processor.name)
                 envelopes = decode_batch(record.value)
             except ValueError as exc:
                 outputs.append(dead_letter(settings, record, Rejected("unparseable", str(exc)), processor.name))
                 continue
-            steps = [processor]
-            while rest[0] in colocated:
-                steps.append(colocated[rest[0]])
+            steps, rest = [processor.bound(route[0])], route[1:]
+            while step_kind(rest[0]) in local:
+                steps.append(local[step_kind(rest[0])].bound(rest[0]))
                 rest = rest[1:]
-            topic = step_topic(settings, rest[0])
+            topic = step_topic(settings, step_kind(rest[0]))
             count = partitions.counts[topic]
 
             def reject(step: Processor, error: Rejected, given: Envelope, record=record) -> None:
@@ -137,9 +155,11 @@ def transform_for(processor: Processor, partitions: PartitionMap,
 
             for envelope in envelopes:
                 result = _through(steps, envelope, reject)
-                if result is not None:
-                    slot = (topic, rest, result.project_id, partition_of(result.key(), count))
-                    groups[slot].append(result)
+                if result is None:
+                    continue
+                for out in (result if type(result) is list else (result,)):
+                    slot = (topic, rest, out.project_id, partition_of(out.key(), count))  # type: ignore[union-attr]
+                    groups[slot].append(out)  # type: ignore[arg-type]
         for (topic, rest, _, _), envelopes in groups.items():
             outputs.extend(encode_groups(topic, rest, envelopes))
         return outputs

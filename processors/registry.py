@@ -61,6 +61,8 @@ def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
     if len(steps) == 1:
         return _relay(processors[steps[0]], {}, settings, resources, check)
     shared = RelayMetrics()
+    for processor in processors.values():
+        processor.register(shared.registry)
     relays = [_relay(processor, {n: p for n, p in processors.items() if n != name}, settings, metrics=shared)
               for name, processor in processors.items()]
     return Colocated(settings, relays, resources, check, shared)
@@ -69,9 +71,12 @@ def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
 def _relay(processor: Processor, colocated: dict[str, Processor], settings: Settings,
            resources: tuple = (), check=None, metrics: RelayMetrics | None = None) -> Relay:
     partitions = PartitionMap()
-    return Relay(settings, group_id(processor.name), [step_topic(settings, processor.name)],
-                 transform_for(processor, partitions, colocated), partitions, processor.name, resources, check,
-                 metrics=metrics, serve_metrics=metrics is None)
+    relay = Relay(settings, group_id(processor.name), [step_topic(settings, processor.name)],
+                  transform_for(processor, partitions, colocated), partitions, processor.name, resources, check,
+                  metrics=metrics, serve_metrics=metrics is None)
+    if metrics is None:
+        processor.register(relay.metrics.registry)
+    return relay
 
 
 class Colocated:

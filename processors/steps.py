@@ -15,11 +15,12 @@ from headwater.flow import PROCESSOR_STEPS
 from headwater.privacy import check_privacy
 from headwater.projects.model import Project
 from headwater.settings import Settings
-from processors import enrich, sessions, validate
+from processors import enrich, sessions, transform, validate
 from processors.anonymize import Anonymize
 from processors.base import Processor
 from processors.enrich import Enrich
 from processors.sessionize import Sessionizer
+from processors.transform import Transform
 from processors.validate import Validate
 
 
@@ -48,6 +49,7 @@ STEPS: dict[str, Step] = {
     "validate": Step(Validate, validate.check_project, validate.check_settings),
     "enrich": Step(Enrich, enrich.check_project, enrich.check_settings),
     "anonymize": Step(Anonymize, lambda project: check_privacy(project.privacy)),
+    "transform": Step(Transform, transform.check_project, transform.check_settings),
     "sessionize": Step(Sessionizer, sessions.check_project),
 }
 

@@ -38,6 +38,7 @@ os.environ.update(TEST_ENV)
 from tests.geoip import build_city_database  # noqa: E402
 
 os.environ["HEADWATER_GEOIP_PATH"] = str(build_city_database(Path(".local/test-geoip/city.mmdb")).resolve())
+os.environ["HEADWATER_TRANSFORMS_DIR"] = str(Path(__file__).parent.joinpath("transforms").resolve())
 
 from devstack.stack import Stack  # noqa: E402
 from headwater.clickhouse import make_client  # noqa: E402

@@ -124,7 +124,7 @@ def test_a_bad_flow_document_names_every_problem():
         parse_flow([{"step": "enrich", "when": {"type": "nope"}}, {"step": "validate", "if": {}}, "bogus",
                     {"step": "index", "when": {"field": "x"}}])
     message = str(refused.value)
-    for problem in ("step 0 (enrich) when.type: unknown type 'nope'", "step 1: a step name, or",
+    for problem in ("step 0 (enrich) when.type: unknown type 'nope'", "step 1: a step name, {",
                     "unknown step 'bogus'", "step 3 (index) when.field: a path"):
         assert problem in message
 
