@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python -m bench.hotpath
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.indexer
+	$(BIN)/python -m bench.catalogue
 	$(BIN)/python -m bench.queries
 
 # faults while events flow (kill -9 of each role, a Kafka restart, ClickHouse down), then the counts
@@ -74,4 +75,4 @@ bench-queries: install
 	$(BIN)/python -m bench.queries
 
 clean:
-	rm -rf .local/test .local/bench .local/bench-indexer .local/chaos .local/profile $(JS)/dist dashboard/static
+	rm -rf .local/test .local/bench .local/bench-indexer .local/bench-catalogue .local/chaos .local/profile $(JS)/dist dashboard/static

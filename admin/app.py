@@ -6,6 +6,7 @@ Every route needs ``Authorization: Bearer <admin_token>``. It listens on its own
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from analytics.catalogue import MAX_CATALOGUE_DAYS, project_catalogue
 from headwater.projects.admin import MAX_GRACE_S, ProjectAdmin, ProjectError, describe
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore, ProjectWriter
@@ -145,6 +147,15 @@ async def delete_schema(request: Request, admin: ProjectAdmin) -> JSONResponse:
     return JSONResponse({"project": describe(project)})
 
 
+async def catalogue(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    """The project's event catalogue over the last ``days`` (default 30), with each event's schemas."""
+    project = admin.get(request.path_params["id"])
+    days = request.query_params.get("days", "30")
+    if not days.isdigit() or not 1 <= int(days) <= MAX_CATALOGUE_DAYS:
+        raise ProjectError(f"days is a whole number from 1 to {MAX_CATALOGUE_DAYS}")
+    return JSONResponse(await asyncio.to_thread(project_catalogue, request.app.state.settings, project, int(days)))
+
+
 async def rotate_hash_key(request: Request, admin: ProjectAdmin) -> JSONResponse:
     return JSONResponse({"project": describe(await admin.rotate_hash_key(request.path_params["id"]))})
 
@@ -196,6 +207,7 @@ def create_app(check_project: Callable[[Project], list[str]], settings: Settings
         # an event name may hold a "/": the rest of the path is the name; a version is a query parameter
         Route("/v1/projects/{id}/schemas/{event:path}", handler(show_schema), methods=["GET"]),
         Route("/v1/projects/{id}/schemas/{event:path}", handler(delete_schema), methods=["DELETE"]),
+        Route("/v1/projects/{id}/catalogue", handler(catalogue), methods=["GET"]),
         Route("/v1/projects/{id}/rotate-hash-key", handler(rotate_hash_key), methods=["POST"]),
         Route("/v1/projects/{id}/read-tokens", handler(issue_read_token), methods=["POST"]),
         Route("/v1/projects/{id}/read-tokens", handler(revoke_read_tokens), methods=["DELETE"]),

@@ -80,3 +80,23 @@ ORDER BY reason, failed_at DESC
 LIMIT %(per_reason)s BY reason"""
     return Query(sql, {**time_range(since, until), "per_reason": per_reason},
                  ("reason", "failed_at", "step", "path", "detail", "message_id", "payload"))
+
+
+def dead_letters_by_step(project_id: str, since: datetime, until: datetime) -> Query:
+    """Events each step of the flow dead-lettered in the range (the Flow page's figures)."""
+    sql = f"""SELECT step, count() AS events
+FROM {project_database(project_id)}.failed_events
+WHERE failed_at >= {SINCE} AND failed_at < {UNTIL}
+GROUP BY step
+ORDER BY step"""
+    return Query(sql, time_range(since, until), ("step", "events"))
+
+
+def stored(project_id: str, since: datetime, until: datetime) -> Query:
+    """Events stored whose time is in the range (a recent range: what live traffic stores). By the
+    events' own time, which the table is sorted by: counting by ``inserted_at`` instead would read
+    that column of the whole table."""
+    sql = f"""SELECT count() AS events
+FROM {project_database(project_id)}.events
+WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}"""
+    return Query(sql, time_range(since, until), ("events",))

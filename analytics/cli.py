@@ -55,6 +55,8 @@ def _build(args: argparse.Namespace) -> Query:
         return queries.top(p, args.what, since, until, args.limit, f)
     if args.query == "paths":
         return queries.paths(p, args.target, since, until, args.depth, args.limit, f)
+    if args.query == "catalogue":
+        return queries.catalogue(p, since, until)
     return queries.sessions(p, since, until, f)
 
 
@@ -144,6 +146,7 @@ def add_parsers(sub) -> None:
         "top": "top pages, referrers, countries or browsers",
         "paths": "the most common paths to an event",
         "sessions": "session count, bounce rate and average duration",
+        "catalogue": "each event name, its properties and their types, with volumes and first/last seen",
     }
     made = {}
     for name, help_text in parsers.items():

@@ -312,3 +312,22 @@ ORDER BY sessions DESC, path
 LIMIT %(limit)s{FINAL_SETTINGS}"""
     return Query(sql, {**time_range(since, until), "target": target, "depth": depth, "limit": limit,
                        **filters.params()}, ("path", "sessions"))
+
+
+def catalogue(project_id: str, since: datetime, until: datetime) -> Query:
+    """The event catalogue for the days of the range (``since``'s day to ``until``'s, both included):
+    each event name and call type (``property`` empty) and each of its properties with the JSON type it
+    was seen with, the events that carried it, and when it was first and last seen. Read from
+    ``event_catalogue``, which ClickHouse keeps as events are inserted: never a scan of ``events``.
+    Counts include a client's retries that ClickHouse has not merged away yet."""
+    sql = f"""SELECT
+    event, type, property, value_type,
+    sum(events) AS events,
+    min(first_seen) AS first_seen,
+    max(last_seen) AS last_seen
+FROM {project_database(project_id)}.event_catalogue
+WHERE day >= toDate({SINCE}) AND day <= toDate({UNTIL})
+GROUP BY event, type, property, value_type
+ORDER BY event, type, property != '', property, events DESC"""
+    return Query(sql, time_range(since, until),
+                 ("event", "type", "property", "value_type", "events", "first_seen", "last_seen"))

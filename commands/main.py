@@ -31,10 +31,12 @@ def cmd_admin(args: argparse.Namespace) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from dashboard.app import create_app
     from headwater.serving import serve
+    from processors.checks import check_project
     from processors.validate import Validate
 
     settings = get_settings()
-    serve(lambda: create_app(Validate, settings), settings, settings.dashboard_host, settings.dashboard_port)
+    serve(lambda: create_app(Validate, settings, check_project), settings, settings.dashboard_host,
+          settings.dashboard_port)
 
 
 def cmd_project(args: argparse.Namespace) -> None:

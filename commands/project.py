@@ -8,6 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from analytics.catalogue import MAX_CATALOGUE_DAYS, project_catalogue
 from headwater.flow import INDEX_STEP, FlowError, parse_flow
 from headwater.projects.admin import CONFIGURABLE, ProjectAdmin, ProjectError, describe
 from headwater.projects.store import ProjectStore, ProjectWriter
@@ -47,6 +48,8 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
             return admin.schema(args.id, args.event)
         if args.action == "delete-schema":
             return {"project": describe(await admin.delete_schema(args.id, args.event, args.version))}
+        if args.action == "catalogue":
+            return await asyncio.to_thread(project_catalogue, settings, admin.get(args.id), args.days)
         if args.action == "route":
             flow = json.loads(Path(args.flow).read_text()) if args.flow else admin.get(args.id).flow
             return route_events(flow, json.loads(Path(args.event).read_text()))
@@ -117,6 +120,11 @@ def add_parser(sub) -> None:
     delete_schema.add_argument("id")
     delete_schema.add_argument("event")
     delete_schema.add_argument("--version", help="only this version (default: every version)")
+    catalogue = actions.add_parser("catalogue", help="the project's events, their properties and types, with "
+                                                     "volumes, first and last seen, and their schemas")
+    catalogue.add_argument("id")
+    catalogue.add_argument("--days", type=int, default=30, choices=range(1, MAX_CATALOGUE_DAYS + 1),
+                           metavar="DAYS", help="the last DAYS days (default 30)")
     route = actions.add_parser("route", help="print the steps each event of a file would go through (the "
                                "project's flow, or --flow FILE before it is configured)")
     route.add_argument("id")

@@ -1,15 +1,17 @@
 """``headwater dashboard``: pre-built pages over the query library, for each project.
 
-Pages: overview, funnels, retention, live, sessions (with each session's timeline) and failed events
-(admin only, with replay). Every page reads ClickHouse only through the query library; every block
-links to the SQL it ran. The URL holds a view's whole state (:mod:`dashboard.state`); access is by
-the admin token or a project's read token (:mod:`dashboard.access`). Charts are drawn by uPlot,
-bundled at build time into ``dashboard/static`` (``make install``; no CDN).
+Pages: overview, funnels, retention, live, sessions (with each session's timeline), failed events
+(admin only, with replay) and the flow (admin only: the flow's graph, the event catalogue, editing).
+Every page reads ClickHouse only through the query library; every block links to the SQL it ran. The
+URL holds a view's whole state (:mod:`dashboard.state`); access is by the admin token or a project's
+read token (:mod:`dashboard.access`). Charts are drawn by uPlot, bundled at build time into
+``dashboard/static`` (``make install``; no CDN).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
@@ -25,7 +27,9 @@ from dashboard.access import COOKIE, Sessions, from_this_site, viewer_for, viewe
 from dashboard.rendering import ADMIN_ONLY, NAV, STATIC, form_fields, problem, render, templates
 from dashboard.runner import QueryRunner
 from dashboard.state import StateError, parse_state
-from headwater.projects.store import ProjectStore
+from headwater.projects.admin import ProjectAdmin
+from headwater.projects.model import Project
+from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.replay import Revalidator
 from headwater.settings import Settings, get_settings
 
@@ -116,20 +120,28 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(revalidator: Revalidator, settings: Settings | None = None) -> Starlette:
+def create_app(revalidator: Revalidator, settings: Settings | None = None,
+               check_project: Callable[[Project], list[str]] | None = None) -> Starlette:
     """The dashboards. ``revalidator`` builds the validate step a replay of dead letters checks each
-    event with (given by the command that runs the role)."""
+    event with, and ``check_project`` lists a project configuration's problems, as the admin API's
+    (both given by the command that runs the role); without it the Flow page cannot save a flow."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         store = ProjectStore(settings)
+        writer = ProjectWriter(settings) if check_project else None
         await store.start()
+        if writer and check_project:
+            await writer.start()
+            app.state.admin = ProjectAdmin(settings, store, writer, check_project)
         app.state.store, app.state.runner = store, QueryRunner(settings)
         try:
             yield
         finally:
             app.state.runner.close()
+            if writer:
+                await writer.stop()
             await store.stop()
 
     project_pages = [Route(f"/p/{{project}}/{view}", guarded(view)(getattr(pages, view))) for view, _ in NAV]
@@ -144,12 +156,14 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None) -> St
         Route("/p/{project}/sessions/{session_id}", guarded("sessions")(pages.session)),
         Route("/p/{project}/sql/{of}/{block}", guarded("sql")(pages.sql)),
         Route("/p/{project}/failed/replay", guarded("failed")(pages.replay), methods=["POST"]),
+        Route("/p/{project}/flow", guarded("flow")(pages.save_flow), methods=["POST"]),
         Route("/p/{project}", guarded("overview")(pages.to_overview)),
         Mount("/static", StaticFiles(directory=str(STATIC), check_dir=False), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.settings = settings
     app.state.revalidator = revalidator
+    app.state.admin = None
     app.state.templates = templates(settings.geoip_path)
     app.state.sessions = Sessions(settings.admin_token, settings.dashboard_session_hours * 3600, settings.secret_key)
     return app

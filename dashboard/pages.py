@@ -4,18 +4,22 @@ state and the view's name (see ``guarded`` in :mod:`dashboard.app`), runs its qu
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from analytics import activity
+from analytics.catalogue import catalogue_between
 from dashboard import views
 from dashboard.access import from_this_site
 from dashboard.formatting import plain
 from dashboard.rendering import ADMIN_ONLY, form_fields, problem, render
 from dashboard.runner import QueryRunner
 from dashboard.state import ViewState
+from headwater.flow import DEFAULT_FLOW, FlowError
+from headwater.projects.admin import ProjectError
 from headwater.replay import Replayer
 
 
@@ -147,3 +151,36 @@ async def sql(request: Request, context: dict) -> Response:
     text = await request.app.state.runner.sql(queries[block])
     context.update(of=of, block=block, sql_text=text)
     return render(request, "sql.html", context)
+
+
+async def flow(request: Request, context: dict, problems: str = "", draft: str | None = None) -> Response:
+    """The project's flow as a graph (each step, its condition, its events a minute), the catalogue of
+    what the project sends with each event's schemas, and the flow document to edit."""
+    project = context["project"]
+    rows = await _run(request, context, "flow")
+    try:
+        steps = views.flow_steps(project.flow, rows["dead_letters"], rows["stored"])
+    except FlowError as exc:  # a record from before the checks: shown, and fixed by saving a valid flow
+        steps, problems = [], problems or str(exc)
+    catalogue = await asyncio.to_thread(catalogue_between, request.app.state.settings, project,
+                                        *context["state"].bounds())
+    document = json.dumps(project.flow if project.flow is not None else list(DEFAULT_FLOW), indent=2)
+    context.update(steps=steps, catalogue=catalogue,
+                   document=document if draft is None else draft, problems=problems,
+                   editable=request.app.state.admin is not None)
+    return render(request, "flow.html", context, 400 if problems and draft is not None else 200)
+
+
+async def save_flow(request: Request, context: dict) -> Response:
+    """Replace the project's flow with the posted document, checked exactly as the admin API checks it."""
+    if not from_this_site(request):
+        return problem(request, 403, "Refused", "a flow must be posted from this dashboard")
+    if request.app.state.admin is None:
+        return problem(request, 403, "Read only", "this dashboard was started without the project checks")
+    draft = str((await form_fields(request)).get("flow") or "")
+    try:
+        document = json.loads(draft)
+        await request.app.state.admin.configure(context["project"].id, {"flow": document})
+    except (ValueError, ProjectError) as exc:
+        return await flow(request, context, problems=str(exc), draft=draft)
+    return RedirectResponse(f"/p/{context['project'].id}/flow{context['state'].query_string()}", 303)

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from analytics import activity, overview, queries
 from analytics.queries import Query
 from dashboard.state import ViewState
+from headwater.flow import DEFAULT_FLOW, INDEX_STEP, parse_flow
 
 TOP_BLOCKS = {  # block -> (title, what the query library ranks, the filter a row sets, or None)
     "pages": ("Top pages", "pages", "page"),
@@ -78,8 +79,36 @@ def failed_queries(project_id: str, state: ViewState) -> dict[str, Query]:
             "samples": activity.failure_samples(project_id, since, until, 3)}
 
 
+FLOW_MINUTES = 60  # the Flow page's figures: events a minute over the last hour
+
+
+def flow_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    since, until = live_window(FLOW_MINUTES)
+    return {"dead_letters": activity.dead_letters_by_step(project_id, since, until),
+            "stored": activity.stored(project_id, since, until)}
+
+
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
-           "live": live_queries, "sessions": sessions_queries, "failed": failed_queries}
+           "live": live_queries, "sessions": sessions_queries, "failed": failed_queries, "flow": flow_queries}
+
+
+def flow_steps(flow: list | None, dead_letters: list[dict], stored: list[dict]) -> list[dict]:
+    """The project's flow as the Flow page draws it: each step with what it does, its condition, and
+    its events a minute over the last hour (dead-lettered; stored, for index)."""
+    parsed = parse_flow(flow)
+    entries = list(DEFAULT_FLOW) if flow is None else flow
+    dead = {row["step"]: row["events"] for row in dead_letters}
+    steps = []
+    for slip_name, entry in zip(parsed.steps, entries):
+        raw = entry if isinstance(entry, dict) else {}
+        spec = parsed.transforms.get(slip_name)
+        steps.append({"name": slip_name, "when": raw.get("when"),
+                      "does": (f"python: {spec.python}" if spec.python else f"{len(raw['do'])} operations, "
+                               f"version {spec.version}") if spec else "",
+                      "dead_per_min": dead.get(slip_name, 0) / FLOW_MINUTES,
+                      "stored_per_min": (stored[0]["events"] if stored else 0) / FLOW_MINUTES
+                      if slip_name == INDEX_STEP else None})
+    return steps
 
 
 def change(current: float, previous: float) -> float | None:

@@ -19,6 +19,8 @@ A Python transformation (:mod:`processors.plugins`) gets a copy of the event and
   and ``headwater_transform_failing{project, transform}`` at 1 until it recovers. Its events are
   dead-lettered meanwhile, to be replayed after the fix; the step goes on with the other events.
 
+The events a transformation drops are counted in ``headwater_transform_dropped_total{project, transform}``.
+
 An event split in several keeps its message id on the first and gets ``<id>:<n>`` on the n-th after
 it, so that a replay of the same input gives the same ids (and the indexer drops the copies).
 """
@@ -83,6 +85,7 @@ class Transform(Processor):
         self.failing: set[tuple[str, str]] = set()
         self.failing_gauge: Gauge | None = None
         self.failures: Counter | None = None
+        self.dropped: Counter | None = None
 
     def bound(self, slip_name: str) -> Processor:
         if slip_name not in self.instances:
@@ -95,6 +98,8 @@ class Transform(Processor):
                                    registry=registry)
         self.failures = Counter("headwater_transform_failures", "events a transformation failed on",
                                 ["project", "transform", "reason"], registry=registry)
+        self.dropped = Counter("headwater_transform_dropped", "events a transformation dropped",
+                               ["project", "transform"], registry=registry)
 
     def process(self, envelope: Envelope) -> Envelope | None:
         raise Rejected("invalid_flow", "a transform step without a name in the routing slip")
@@ -160,6 +165,8 @@ class Named(Processor):
             self.step.outcome(envelope.project_id, spec.name, error.reason)
             raise
         self.step.outcome(envelope.project_id, spec.name, None)
+        if result is None and self.step.dropped is not None:
+            self.step.dropped.labels(envelope.project_id, spec.name).inc()
         return result
 
     def _declarative(self, spec: TransformSpec, envelope: Envelope) -> Envelope | None:
@@ -187,7 +194,13 @@ class Named(Processor):
             envelope.event["messageId"] = envelope.message_id
             envelope.enriched["transforms"] = lineage
             return envelope
-        out = [_envelope(envelope, event, i, lineage) for i, event in enumerate(events)]
+        seen: set[int] = set()
+        out = []
+        for i, event in enumerate(events):
+            if id(event) in seen:  # the same dict twice: each event needs its own (its message id differs)
+                event = orjson.loads(orjson.dumps(event))
+            seen.add(id(event))
+            out.append(_envelope(envelope, event, i, lineage))
         return out or None
 
 

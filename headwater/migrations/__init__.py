@@ -35,11 +35,11 @@ def all_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-RETENTION_COLUMNS = {"events": "timestamp", "sessions": "start_at"}
+RETENTION_COLUMNS = {"events": "timestamp", "sessions": "start_at", "event_catalogue": "day"}
 
 
 def apply_retention(client: Client, project_id: str, days: int | None) -> None:
-    """Set (or remove, for ``None``) the TTL that drops a project's old events and sessions. Rows are
+    """Set (or remove, for ``None``) the TTL that drops a project's old events, sessions and catalogue days. Rows are
     removed when ClickHouse merges the parts that hold them."""
     db = project_database(project_id)
     for table, column in RETENTION_COLUMNS.items():

@@ -89,11 +89,16 @@ def shown(stack, loaded, tmp_path_factory):
     env = {**os.environ, "DASHBOARD": stack.dashboard_url, "ADMIN_TOKEN": stack.settings.admin_token,
            "READ_TOKEN": loaded["read_token"], "PROJECT": loaded["project"], "EMPTY_PROJECT": loaded["empty"],
            "STATE": STATE, "STEPS": json.dumps(STEPS), "COLLECTOR": stack.collector_url,
-           "WRITE_KEY": loaded["write_key"], "LIVE_ID": f"live-{uuid.uuid4()}", "SCREENSHOTS": str(shots)}
+           "WRITE_KEY": loaded["write_key"], "LIVE_ID": f"live-{uuid.uuid4()}", "NEW_FLOW": json.dumps(NEW_FLOW),
+           "SCREENSHOTS": str(shots)}
     done = subprocess.run(["node", "test/browser.mjs"], cwd=WEB, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return {**json.loads(done.stdout), "shots": shots, "live_id": env["LIVE_ID"]}
+
+
+NEW_FLOW = ["validate", "enrich", "anonymize", {"step": "transform", "name": "tidy", "do": [{"drop": "properties.debug"}]},
+            "sessionize", {"step": "index", "when": {"not": {"field": "properties.test", "equals": True}}}]
 
 
 def run(clickhouse, query) -> list[dict]:
@@ -164,6 +169,27 @@ def test_failed_events_with_samples(shown, loaded, clickhouse):
     assert seen["samples"] == [BROKEN["messageId"]]
 
 
+def test_the_flow_page_draws_the_flow_and_the_catalogue_and_saves_a_checked_flow(shown, loaded, stack):
+    seen = shown["pages"]["flow"]
+    assert seen["status"] == 200
+    assert [(s["name"], s["when"]) for s in seen["steps"]] == [
+        (step, "every event") for step in ("validate", "enrich", "anonymize", "sessionize", "index")]
+    # of the last hour's events the live page's one was stored (the others are dated March), and
+    # validate refused the broken sign-up: 1/60 a minute each
+    assert [s["stored_per_min"] for s in seen["steps"]] == [None] * 4 + [pytest.approx(1 / 60, abs=0.001)]
+    assert [s["dead_per_min"] for s in seen["steps"]] == [pytest.approx(1 / 60, abs=0.001)] + [0] * 4
+    catalogue = {(e["event"], e["type"]): e for e in seen["catalogue"]}
+    assert set(catalogue) == {("page", "page"), ("Signed Up", "track")}  # the broken sign-up was not stored
+    assert (catalogue[("page", "page")]["count"], sorted(catalogue[("page", "page")]["properties"])) == (6, ["path", "url"])
+    assert catalogue[("Signed Up", "track")] == {"event": "Signed Up", "type": "track", "count": 1, "schemas": "1-0-0",
+                                                 "properties": ["plan"]}
+    assert "step 1 (index) when.type: unknown type 'click'" in seen["refused"] and seen["kept_draft"]
+    assert seen["saved"] == ["validate", "enrich", "anonymize", "transform:tidy", "sessionize", "index"]
+    assert seen["saved_when"][-1] == 'when {"not": {"equals": true, "field": "properties.test"}}'
+    stored = Admin(stack.settings).call("GET", f"/v1/projects/{loaded['project']}").json()["project"]["flow"]
+    assert stored == NEW_FLOW
+
+
 def test_every_block_opens_its_sql(shown, loaded):
     sql = shown["pages"]["sql"]["text"]
     assert f"FROM hw_{loaded['project']}.events FINAL" in sql and "'2026-03-02 00:00:00.000'" in sql
@@ -201,7 +227,7 @@ def test_access_by_login_and_read_token(shown):
 def test_a_screenshot_of_every_page(shown):
     names = {p.name for p in shown["shots"].iterdir() if p.stat().st_size > 5000}
     assert {"overview.png", "overview-phone.png", "overview-empty.png", "funnels.png", "retention.png", "live.png",
-            "sessions.png", "session-timeline.png", "failed-events.png"} <= names
+            "sessions.png", "session-timeline.png", "failed-events.png", "flow.png"} <= names
 
 
 def test_filters_combine(stack, loaded):

@@ -94,6 +94,7 @@ def test_a_raising_or_slow_transformation_dead_letters_and_the_rest_go_on(stack,
 def test_a_transformation_changed_at_runtime_applies_to_the_next_events_none_lost(stack, clickhouse, project):
     admin, project_id, key, db = project
     send(stack, key, [event("Signed Up", n, "before") for n in range(10)])
+    wait_for(lambda: count_rows(clickhouse, db, "event = 'Signed Up'") >= 10, timeout_s=60)
     assert admin.call("PATCH", f"/v1/projects/{project_id}/config", {"flow": flow("staging")}).status_code == 200
     time.sleep(1)
     send(stack, key, [event("Signed Up", n, "changed") for n in range(10)])

@@ -142,6 +142,11 @@ PLUGINS = {
         def transform(event, context):
             return [dict(event, event=f"Item {i}") for i in range(3)]
     """,
+    "twice": """
+        VERSION = "1"
+        def transform(event, context):
+            return [event, event]
+    """,
     "discard": """
         VERSION = "1"
         def transform(event, context):
@@ -209,6 +214,8 @@ def test_python_transformations_change_split_and_drop_events(transforms_dir):
     assert [e.event["event"] for e in split] == ["Item 0", "Item 1", "Item 2"]
     assert split[2].enriched["transforms"] == ["t_shout@1.2.0", "t_fan_out@2"]
     assert step.bound("transform:t_discard").process(envelope()) is None
+    twice = step_for(transforms_dir, [python_step("twice")]).bound("transform:t_twice").process(envelope())
+    assert isinstance(twice, list) and [e.event["messageId"] for e in twice] == ["m1", "m1:1"]
 
 
 @pytest.mark.parametrize("plugin, reason, detail", [
@@ -237,6 +244,10 @@ def test_a_transformation_that_keeps_failing_raises_the_alarm_and_recovers(trans
     assert registry.get_sample_value("headwater_transform_failures_total", {
         "project": "shop", "transform": "t_broken", "reason": "transform_error"}) == 100
     assert "transform_failing" in capsys.readouterr().out
+    dropping = step_for(transforms_dir, [python_step("discard")])
+    dropping.register(CollectorRegistry())
+    dropping.bound("transform:t_discard").process(envelope())
+    assert dropping.dropped is not None and dropping.dropped.labels("shop", "t_discard")._value.get() == 1
     for _ in range(step.settings.invalid_window):
         step.outcome("shop", "t_broken", None)  # the fix deployed: events pass again
     assert registry.get_sample_value("headwater_transform_failing", {"project": "shop", "transform": "t_broken"}) == 0

@@ -3,8 +3,8 @@
 //
 // Environment: DASHBOARD (base URL), ADMIN_TOKEN, READ_TOKEN, PROJECT, EMPTY_PROJECT, STATE (the query
 // string of the range holding the loaded events), STEPS (JSON list of funnel steps), COLLECTOR and
-// WRITE_KEY (to send an event while the live page is open), LIVE_ID (its messageId), SCREENSHOTS (a
-// directory for one PNG per page).
+// WRITE_KEY (to send an event while the live page is open), LIVE_ID (its messageId), NEW_FLOW (a flow
+// document to save on the Flow page), SCREENSHOTS (a directory for one PNG per page).
 import { chromium } from "playwright-core";
 
 const env = process.env;
@@ -102,6 +102,29 @@ async function sql(page) {
   return { text: await page.textContent("[data-sql]") };
 }
 
+async function flow(page) {
+  const status = await open(page, `/p/${project}/flow${state}`);
+  const steps = await page.$$eval("[data-step]", (nodes) => nodes.map((n) => ({
+    name: n.dataset.step, when: n.querySelector("[data-when]").textContent.trim(),
+    dead_per_min: Number(n.dataset.deadPerMin), stored_per_min: n.dataset.storedPerMin === undefined ? null : Number(n.dataset.storedPerMin) })));
+  const catalogue = await page.$$eval("[data-catalogue-event]", (nodes) => nodes.map((n) => ({
+    event: n.dataset.catalogueEvent, type: n.dataset.type, count: Number(n.dataset.count), schemas: n.dataset.schemas,
+    properties: [...n.querySelectorAll("[data-property]")].map((p) => p.dataset.property) })));
+  await page.screenshot({ path: `${shots}/flow.png`, fullPage: true });
+  const save = async (document) => {
+    await page.fill("[data-flow-document]", JSON.stringify(document));
+    await Promise.all([page.waitForNavigation(), page.click("[data-save-flow]")]);
+  };
+  await save(["validate", { step: "index", when: { type: "click" } }]);  // refused, every problem named
+  const refused = (await page.textContent("[data-flow-problems]")).trim();
+  const kept = await page.inputValue("[data-flow-document]");
+  await save(JSON.parse(env.NEW_FLOW));
+  return { status, steps, catalogue, refused, kept_draft: kept.includes('"click"'),
+           saved: await texts(page, "[data-step]", "data-step"),
+           saved_when: await page.$$eval("[data-step] [data-when]", (n) => n.map((x) => x.textContent.trim())),
+           after_save: new URL(page.url()).pathname };
+}
+
 async function phone(browser, cookie) {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2,
                                              isMobile: true, hasTouch: true });
@@ -169,7 +192,7 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, failed, sql, live })) {
+  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, failed, sql, live, flow })) {
     report.pages[name] = await run(page);
   }
   report.empty = await empty(page);
