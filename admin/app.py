@@ -64,6 +64,8 @@ async def body_as(request: Request, kind: type[T]) -> T:
         return msgspec.json.decode(raw or b"{}", type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ProjectError(f"the body is not what this call takes: {exc}") from exc
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise ProjectError("the body is nested too deeply") from None
 
 
 async def body_of(request: Request) -> dict:

@@ -41,8 +41,7 @@ from devstack.stack import Stack
 from headwater.clickhouse import make_client
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
 from headwater.settings import get_settings
-from headwater.topics import dead_letter_topic, raw_topic, sessions_topic, step_topic
-from processors.base import group_id as processor_group
+from headwater.topics import dead_letter_topic, processor_group, raw_topic, sessions_topic, step_topic
 
 # Ports below Linux's ephemeral range (32768 and up): a server restarted mid-run must find its port
 # free, not taken by some client's outgoing connection.

@@ -65,8 +65,7 @@ from devstack.stack import Stack, http_ok
 from headwater.clickhouse import make_client, project_database
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
 from headwater.settings import Settings, get_settings
-from headwater.topics import raw_topic, step_topic
-from processors.base import group_id as processor_group
+from headwater.topics import processor_group, raw_topic, step_topic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCH_DIR = ".local/bench"  # the stack the bench starts itself lives here, emptied at the start

@@ -19,6 +19,7 @@ from dashboard.rendering import ADMIN_ONLY, form_fields, problem, render
 from dashboard.runner import QueryRunner
 from dashboard.state import ViewState
 from headwater.flow import DEFAULT_FLOW, FlowError
+from headwater.group_lag import group_lags
 from headwater.projects.admin import ProjectError
 from headwater.replay import Replayer
 
@@ -157,9 +158,9 @@ async def flow(request: Request, context: dict, problems: str = "", draft: str |
     """The project's flow as a graph (each step, its condition, its events a minute), the catalogue of
     what the project sends with each event's schemas, and the flow document to edit."""
     project = context["project"]
-    rows = await _run(request, context, "flow")
+    rows, lags = await asyncio.gather(_run(request, context, "flow"), group_lags(request.app.state.settings))
     try:
-        steps = views.flow_steps(project.flow, rows["dead_letters"], rows["stored"])
+        steps = views.flow_steps(project.flow, rows["dead_letters"], rows["stored"], lags)
     except FlowError as exc:  # a record from before the checks: shown, and fixed by saving a valid flow
         steps, problems = [], problems or str(exc)
     catalogue = await asyncio.to_thread(catalogue_between, request.app.state.settings, project,
@@ -183,4 +184,6 @@ async def save_flow(request: Request, context: dict) -> Response:
         await request.app.state.admin.configure(context["project"].id, {"flow": document})
     except (ValueError, ProjectError) as exc:
         return await flow(request, context, problems=str(exc), draft=draft)
+    except RecursionError:  # arrays or objects nested thousands deep
+        return await flow(request, context, problems="the flow document is nested too deeply", draft=draft)
     return RedirectResponse(f"/p/{context['project'].id}/flow{context['state'].query_string()}", 303)

@@ -12,7 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 from analytics import activity, overview, queries
 from analytics.queries import Query
 from dashboard.state import ViewState
-from headwater.flow import DEFAULT_FLOW, INDEX_STEP, parse_flow
+from headwater.flow import DEFAULT_FLOW, INDEX_STEP, PROCESSOR_STEPS, parse_flow
+from headwater.routing import step_kind
+from headwater.topics import EVENTS_INDEXER_GROUP, processor_group
 
 TOP_BLOCKS = {  # block -> (title, what the query library ranks, the filter a row sets, or None)
     "pages": ("Top pages", "pages", "page"),
@@ -92,9 +94,11 @@ QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention":
            "live": live_queries, "sessions": sessions_queries, "failed": failed_queries, "flow": flow_queries}
 
 
-def flow_steps(flow: list | None, dead_letters: list[dict], stored: list[dict]) -> list[dict]:
-    """The project's flow as the Flow page draws it: each step with what it does, its condition, and
-    its events a minute over the last hour (dead-lettered; stored, for index)."""
+def flow_steps(flow: list | None, dead_letters: list[dict], stored: list[dict],
+               lags: dict[str, int] | None) -> list[dict]:
+    """The project's flow as the Flow page draws it: each step with what it does, its condition, its
+    events a minute over the last hour (dead-lettered; stored, for index), and the lag of the consumer
+    group that runs it (every project's records; ``None``: not measured)."""
     parsed = parse_flow(flow)
     entries = list(DEFAULT_FLOW) if flow is None else flow
     dead = {row["step"]: row["events"] for row in dead_letters}
@@ -103,12 +107,17 @@ def flow_steps(flow: list | None, dead_letters: list[dict], stored: list[dict]) 
         raw = entry if isinstance(entry, dict) else {}
         spec = parsed.transforms.get(slip_name)
         steps.append({"name": slip_name, "when": raw.get("when"),
-                      "does": (f"python: {spec.python}" if spec.python else f"{len(raw['do'])} operations, "
+                      "does": (f"python: {spec.python}" if spec.python else
+                               f"{len(raw['do'])} operation{'s' if len(raw['do']) != 1 else ''}, "
                                f"version {spec.version}") if spec else "",
                       "dead_per_min": dead.get(slip_name, 0) / FLOW_MINUTES,
                       "stored_per_min": (stored[0]["events"] if stored else 0) / FLOW_MINUTES
-                      if slip_name == INDEX_STEP else None})
+                      if slip_name == INDEX_STEP else None,
+                      "lag": None if lags is None else lags.get(STEP_GROUPS[step_kind(slip_name)], 0)})
     return steps
+
+
+STEP_GROUPS = {**{step: processor_group(step) for step in PROCESSOR_STEPS}, INDEX_STEP: EVENTS_INDEXER_GROUP}
 
 
 def change(current: float, previous: float) -> float | None:

@@ -107,3 +107,19 @@ class LagExporter:
             log.warning("group_lag_unavailable", error=str(exc))
             return
         log.debug("group_lag", **totals)
+
+
+async def group_lags(settings: Settings, timeout_s: float = 5.0) -> dict[str, int] | None:
+    """One pass, from a client of its own: each Headwater group's total lag, or ``None`` when the broker
+    does not answer within ``timeout_s`` (for a page that shows the lag beside other figures)."""
+    admin = AIOKafkaAdminClient(**kafka_connection(settings))
+    reader = AIOKafkaConsumer(**kafka_connection(settings), enable_auto_commit=False)
+    try:
+        await asyncio.wait_for(asyncio.gather(admin.start(), reader.start()), timeout_s)
+        return await asyncio.wait_for(GroupLag(CollectorRegistry()).update(admin, reader), timeout_s)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        log.warning("group_lag_unavailable", error=str(exc) or type(exc).__name__)
+        return None
+    finally:
+        await reader.stop()
+        await admin.close()

@@ -78,6 +78,14 @@ def step_topic(settings: Settings, step: str) -> str:
     return topic_name(settings, f"step.{step}")
 
 
+def processor_group(step: str) -> str:
+    """The consumer group of a processor step: one per step, whichever process runs it."""
+    return f"headwater-processor-{step}"
+
+
+EVENTS_INDEXER_GROUP = "headwater-indexer-events"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     steps = [step_topic(settings, step) for step in STEP_ORDER]
     names = [raw_topic(settings), *steps, dead_letter_topic(settings), sessions_topic(settings)]

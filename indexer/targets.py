@@ -24,7 +24,7 @@ from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER, event_count, header_value
 from headwater.settings import Settings
-from headwater.topics import dead_letter_topic, sessions_topic, step_topic
+from headwater.topics import EVENTS_INDEXER_GROUP, dead_letter_topic, sessions_topic, step_topic
 from indexer import events_sql
 from indexer.rows import failed_row, session_row
 
@@ -67,7 +67,7 @@ class EventsTarget:
     """``events``: ClickHouse decodes the envelopes (see :mod:`indexer.events_sql`)."""
 
     table = "events"
-    group_id = "headwater-indexer-events"
+    group_id = EVENTS_INDEXER_GROUP
 
     def __init__(self, settings: Settings) -> None:
         self.topic = step_topic(settings, INDEX_STEP)

@@ -6,8 +6,8 @@ dead-letter topic on its own (typed reason, field path, original event), and for
 next step named by the routing slip. The forwarded events are regrouped by project, route and the
 partition of their (possibly changed) ``project:visitor`` key, so many small input records become a
 few large output records, each event keeping its order. Each processor runs as its own consumer
-group, ``headwater-processor-<name>``, so operators scale it by adding replicas (up to the number of
-partitions).
+group, ``headwater-processor-<name>`` (:func:`headwater.topics.processor_group`), so operators scale
+it by adding replicas (up to the number of partitions).
 
 Delivery and commit semantics are those of :class:`headwater.relay.Relay`: at-least-once, offsets
 committed only after every output was acknowledged; a flood of rejections raises the alarm (and stops
@@ -90,10 +90,6 @@ def _through(steps: list[Processor], envelope: Envelope, reject) -> Envelope | l
 
 def _listed(result: Envelope | list[Envelope] | None) -> list[Envelope]:
     return [] if result is None else result if type(result) is list else [result]  # type: ignore[list-item]
-
-
-def group_id(name: str) -> str:
-    return f"headwater-processor-{name}"
 
 
 def encode_groups(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> list[Output]:

@@ -12,8 +12,8 @@ from headwater.partitioning import PartitionMap
 from headwater.projects.store import ProjectStore
 from headwater.relay import Relay, RelayMetrics
 from headwater.settings import Settings
-from headwater.topics import step_topic
-from processors.base import Processor, group_id, transform_for
+from headwater.topics import processor_group, step_topic
+from processors.base import Processor, transform_for
 from processors.checks import ConfigError, check_deployment, require_valid
 from processors.steps import STEPS
 
@@ -71,7 +71,7 @@ def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
 def _relay(processor: Processor, colocated: dict[str, Processor], settings: Settings,
            resources: tuple = (), check=None, metrics: RelayMetrics | None = None) -> Relay:
     partitions = PartitionMap()
-    relay = Relay(settings, group_id(processor.name), [step_topic(settings, processor.name)],
+    relay = Relay(settings, processor_group(processor.name), [step_topic(settings, processor.name)],
                   transform_for(processor, partitions, colocated), partitions, processor.name, resources, check,
                   metrics=metrics, serve_metrics=metrics is None)
     if metrics is None:

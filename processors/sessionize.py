@@ -49,8 +49,7 @@ from headwater.partitioning import PartitionMap
 from headwater.projects.store import ProjectStore
 from headwater.relay_types import Output
 from headwater.settings import Settings
-from headwater.topics import step_topic
-from processors.base import group_id
+from headwater.topics import processor_group, step_topic
 from processors.session_book import NAME, Batch, SessionBook, options_in
 
 log = structlog.get_logger()
@@ -114,7 +113,7 @@ class Sessionizer:
         self.resources = resources
         self.check = check
         self.input = step_topic(settings, NAME)
-        self.group_id = group_id(NAME)
+        self.group_id = processor_group(NAME)
         self.to_restore: set[int] = set()
         self.failed_transactions = 0  # in a row: the pause before the next attempt grows with it
         self.handling = asyncio.Lock()  # held from a poll's first change to the state until its transaction starts
@@ -131,7 +130,7 @@ class Sessionizer:
         book = SessionBook(settings, options_in(settings, store), counts)
         instance = settings.instance_id or socket.gethostname()
         clients = Clients(
-            consumer=make_consumer(settings, [], group_id(NAME)),
+            consumer=make_consumer(settings, [], processor_group(NAME)),
             new_producer=lambda: make_producer(settings, transactional_id=f"headwater-{NAME}-{instance}",
                                                transaction_timeout_ms=15_000),
             new_reader=lambda: AIOKafkaConsumer(**kafka_connection(settings), enable_auto_commit=False,

@@ -3,6 +3,12 @@
 -- events carried it and when first and last. Kept by ClickHouse as events are inserted (a
 -- materialized view), so reading it never scans `events`; rows written before this migration are
 -- not in it (docs/schema.md says how to fill it from them). property = '' is the event itself.
+-- The columns the view reads, for databases from before 0001 took its current form (a no-op on others)
+ALTER TABLE {db}.events
+    ADD COLUMN IF NOT EXISTS type LowCardinality(String),
+    ADD COLUMN IF NOT EXISTS properties String CODEC(ZSTD(3)),
+    ADD COLUMN IF NOT EXISTS traits String CODEC(ZSTD(3))
+;;
 CREATE TABLE IF NOT EXISTS {db}.event_catalogue
 (
     day         Date,

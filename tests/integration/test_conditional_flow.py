@@ -96,3 +96,12 @@ def test_a_bad_flow_is_refused_with_every_problem_named(settings):
     for problem in ("step 0 (validate) when.type: unknown type 'click'", "step 1 (enrich) when.field: a path",
                     "step 2 (index) when.event: a glob has more than 8"):
         assert problem in detail
+
+
+def test_a_flow_nested_thousands_deep_is_refused_not_a_crash(settings):
+    admin = Admin(settings)
+    project_id = admin.create_project()["project"]["id"]
+    body = '{"flow": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    reply = httpx.patch(f"{admin.url}/v1/projects/{project_id}/config", content=body, headers=admin.headers,
+                        timeout=30)
+    assert reply.status_code == 400 and "nested too deeply" in reply.text

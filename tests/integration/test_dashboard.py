@@ -178,6 +178,7 @@ def test_the_flow_page_draws_the_flow_and_the_catalogue_and_saves_a_checked_flow
     # validate refused the broken sign-up: 1/60 a minute each
     assert [s["stored_per_min"] for s in seen["steps"]] == [None] * 4 + [pytest.approx(1 / 60, abs=0.001)]
     assert [s["dead_per_min"] for s in seen["steps"]] == [pytest.approx(1 / 60, abs=0.001)] + [0] * 4
+    assert all(isinstance(s["lag"], int) and s["lag"] >= 0 for s in seen["steps"])  # measured at the broker
     catalogue = {(e["event"], e["type"]): e for e in seen["catalogue"]}
     assert set(catalogue) == {("page", "page"), ("Signed Up", "track")}  # the broken sign-up was not stored
     assert (catalogue[("page", "page")]["count"], sorted(catalogue[("page", "page")]["properties"])) == (6, ["path", "url"])
@@ -257,6 +258,18 @@ def test_replay_button_and_its_guards(stack, loaded):
     # the event still breaks the schema: the replay finds it and stops there, as `headwater replay` does
     assert 'data-matched="1"' in replayed.text and 'data-replayed="0"' in replayed.text
     assert "stopped at" in replayed.text
+
+
+def test_the_flow_page_refuses_a_foreign_post_a_reader_and_a_document_nested_too_deeply(stack, loaded):
+    url = f"{stack.dashboard_url}/p/{loaded['project']}/flow"
+    admin = dashboard_session(stack.dashboard_url, stack.settings.admin_token)
+    foreign = httpx.post(url, cookies=admin, headers={"Origin": "https://evil.example"}, data={"flow": "[]"})
+    reader = httpx.post(url, cookies=dashboard_session(stack.dashboard_url, loaded["read_token"]),
+                        headers={"Origin": stack.dashboard_url}, data={"flow": "[]"})
+    deep = httpx.post(url, cookies=admin, headers={"Origin": stack.dashboard_url},
+                      data={"flow": "[" * 5000 + "]" * 5000}, timeout=30)
+    assert (foreign.status_code, reader.status_code, deep.status_code) == (403, 403, 400)
+    assert "nested too deeply" in deep.text
 
 
 def test_read_tokens_never_write(stack, loaded):

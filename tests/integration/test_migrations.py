@@ -41,7 +41,7 @@ def test_migrate_reaches_every_project_and_is_idempotent(stack, settings, clickh
                            settings={"mutations_sync": 2})
     first = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
-        assert f"{project['id']}: applied [3, 4, 5, 6, 7]" in first.stdout
+        assert f"{project['id']}: applied [3, 4, 5, 6, 7, 8, 9]" in first.stdout
     again = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
         assert f"{project['id']}: applied nothing, up to date" in again.stdout
@@ -71,7 +71,7 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
                        "ENGINE = MergeTree ORDER BY reason")
     clickhouse.execute(f"INSERT INTO {db}.events (message_id, anonymous_id, user_id) VALUES",
                        [("m1", "a1", ""), ("m2", "", "u2")])
-    assert migrate_project(clickhouse, project) == [4, 5, 6, 7]
+    assert migrate_project(clickhouse, project) == [4, 5, 6, 7, 8, 9]
     assert "visitor_hash" in columns(clickhouse, db, "events")
     assert {"kafka_partition", "kafka_offset", "visitor_hash"} <= columns(clickhouse, db, "sessions")
     assert clickhouse.execute(f"SELECT compression_codec FROM system.columns WHERE database = '{db}' "
@@ -82,7 +82,12 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
                                 f"FROM {db}.events")
     assert hashes == [(1,), (1,)]
     assert clickhouse.execute(f"SELECT duration_ms, is_bot FROM {db}.sessions") == [(123_450, False)]
-    assert {"previous_id", "group_id", "group_traits"} <= columns(clickhouse, db, "events")
+    assert {"previous_id", "group_id", "group_traits", "transforms"} <= columns(clickhouse, db, "events")
+    # the catalogue's view works on the old layout too: a new row lands in it
+    clickhouse.execute(f"INSERT INTO {db}.events (message_id, event, type, timestamp, properties) VALUES",
+                       [("m3", "Signed Up", "track", datetime(2026, 1, 2), '{"plan": "pro"}')])
+    assert clickhouse.execute(f"SELECT property, value_type, sum(events) FROM {db}.event_catalogue "
+                              "GROUP BY property, value_type ORDER BY property") == [("", "", 1), ("plan", "string", 1)]
     assert migrate_project(clickhouse, project) == []
 
 
