@@ -314,12 +314,18 @@ LIMIT %(limit)s{FINAL_SETTINGS}"""
                        **filters.params()}, ("path", "sessions"))
 
 
+CATALOGUE_PROPERTIES = 100  # (property, type) pairs listed for one event
+CATALOGUE_ROWS = 10_000
+
+
 def catalogue(project_id: str, since: datetime, until: datetime) -> Query:
     """The event catalogue for the days of the range (``since``'s day to ``until``'s, both included):
     each event name and call type (``property`` empty) and each of its properties with the JSON type it
     was seen with, the events that carried it, and when it was first and last seen. Read from
     ``event_catalogue``, which ClickHouse keeps as events are inserted: never a scan of ``events``.
-    Counts include a client's retries that ClickHouse has not merged away yet."""
+    Counts include a client's retries that ClickHouse has not merged away yet. At most
+    ``CATALOGUE_PROPERTIES`` properties an event (the most used) and ``CATALOGUE_ROWS`` rows in all, so
+    that a sender who invents a property name per event cannot make the answer as large as its events."""
     sql = f"""SELECT
     event, type, property, value_type,
     sum(events) AS events,
@@ -328,6 +334,8 @@ def catalogue(project_id: str, since: datetime, until: datetime) -> Query:
 FROM {project_database(project_id)}.event_catalogue
 WHERE day >= toDate({SINCE}) AND day <= toDate({UNTIL})
 GROUP BY event, type, property, value_type
-ORDER BY event, type, property != '', property, events DESC"""
+ORDER BY event, type, property != '', events DESC, property, value_type
+LIMIT {CATALOGUE_PROPERTIES + 1} BY event, type
+LIMIT {CATALOGUE_ROWS}"""
     return Query(sql, time_range(since, until),
                  ("event", "type", "property", "value_type", "events", "first_seen", "last_seen"))

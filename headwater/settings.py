@@ -127,9 +127,9 @@ class Settings:
     # one per poll (a pair per visitor per poll makes the sessions indexer and ClickHouse's inserts a
     # quarter of an event's cost).
     session_row_interval_s: float = 5.0
-    # The local stack (make up, make test, make bench) runs validate, enrich and anonymize in one
-    # process (`headwater processor validate enrich anonymize`): a third less CPU per event on a small
-    # machine. False: one process per step, as the deployment files run them.
+    # The local stack (make up, make test, make bench) runs the stateless steps in one process
+    # (`headwater processor validate enrich anonymize transform`): a third less CPU per event on a
+    # small machine. False: one process per step, as the deployment files run them.
     colocate_stateless_steps: bool = True
     instance_id: str = ""  # stable and distinct per replica: names its Kafka transactions
 

@@ -24,17 +24,21 @@ def test_the_catalogue_matches_what_was_sent(stack, clickhouse, settings):
     batch += [{"type": "track", "event": "Signed Up", "anonymousId": "v9", "messageId": "s-1",
                "properties": {"plan": "pro", "trial": True, "tags": ["a"]}},
               {"type": "identify", "userId": "u1", "messageId": "i-1", "traits": {"email": "x@example.com"}},
-              {"type": "page", "anonymousId": "v9", "messageId": "p-1", "name": "Home"}]
+              {"type": "page", "anonymousId": "v9", "messageId": "p-1", "name": "Home"},
+              # a sender inventing property names: the catalogue lists the 100 most used of an event
+              {"type": "track", "event": "Wide", "anonymousId": "v9", "messageId": "w-1",
+               "properties": {f"p{i:03}": i for i in range(150)}},
+              {"type": "track", "event": "Wide", "anonymousId": "v9", "messageId": "w-2", "properties": {"p149": 1}}]
     reply = post(stack.collector_url, "/v1/batch", {"batch": batch}, key)
     assert reply.status_code == 200, reply.text
-    wait_for(lambda: count_rows(clickhouse, db) >= 9, timeout_s=60)
+    wait_for(lambda: count_rows(clickhouse, db) >= 11, timeout_s=60)
 
     def listed() -> dict:
         reply = admin.call("GET", f"/v1/projects/{project_id}/catalogue?days=3660")
         assert reply.status_code == 200, reply.text
         return {(e["event"], e["type"]): e for e in reply.json()["events"]}
 
-    events = wait_for(lambda: (found := listed()) and len(found) == 4 and found, timeout_s=30)
+    events = wait_for(lambda: (found := listed()) and len(found) == 5 and found, timeout_s=30)
     order = events[("Order Completed", "track")]
     assert (order["events"], order["schema_versions"]) == (6, ["1-0-0"])
     assert order["first_seen"] == "2026-12-01T10:00:00.000Z" and order["last_seen"] == "2026-12-03T10:00:00.000Z"
@@ -46,6 +50,8 @@ def test_the_catalogue_matches_what_was_sent(stack, clickhouse, settings):
     assert signed_up["schema_versions"] == []
     assert [p["name"] for p in events[("identify", "identify")]["properties"]] == ["traits.email"]
     assert events[("page", "page")]["events"] == 1
+    wide = [p["name"] for p in events[("Wide", "track")]["properties"]]
+    assert len(wide) == 100 and wide[0] == "p149" and wide[1:] == [f"p{i:03}" for i in range(99)]
 
     refused = admin.call("GET", f"/v1/projects/{project_id}/catalogue?days=0")
     assert refused.status_code == 400 and "days is a whole number" in refused.text
