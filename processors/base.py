@@ -140,7 +140,7 @@ def transform_for(processor: Processor, partitions: PartitionMap,
                 outputs.append(dead_letter(settings, record, Rejected("unparseable", str(exc)), processor.name))
                 continue
             steps, rest = [processor.bound(route[0])], route[1:]
-            while step_kind(rest[0]) in local:
+            while len(rest) > 1 and step_kind(rest[0]) in local:  # a slip always ends past them (index)
                 steps.append(local[step_kind(rest[0])].bound(rest[0]))
                 rest = rest[1:]
             topic = step_topic(settings, step_kind(rest[0]))

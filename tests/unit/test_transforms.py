@@ -318,3 +318,14 @@ def test_the_test_harness_shows_each_events_outcome(transforms_dir):
         test_step(settings, "nope", EVENT)
     with pytest.raises(TransformTestError, match="the flow has no transform step 'other'; it has tidy"):
         test_step(settings, "other", EVENT, flow)
+
+
+def test_a_slip_that_ends_at_a_local_step_is_passed_on_not_a_crash(transforms_dir):
+    settings = Settings(transforms_dir=transforms_dir)
+    step = step_for(transforms_dir, [python_step("shout"), python_step("fan_out")])
+    partitions = PartitionMap()
+    partitions.counts = {spec.name: 1 for spec in topic_specs(settings)}
+    record = ConsumerRecord(step_topic(settings, "transform"), 0, 7, 0, 0, b"k", encode_batch([envelope()]), None,
+                            0, 0, encode_route(["transform:t_shout", "transform:t_fan_out"]))  # no index: malformed
+    [out] = transform_for(step, partitions)([record])
+    assert read_route(out.headers) == ["transform:t_fan_out"] and not out.dead
