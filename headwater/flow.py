@@ -111,12 +111,16 @@ _TRANSFORM_KEYS = {"step", "name", "when", "do", "python"}
 
 
 def _entry(entry: object, i: int) -> tuple[str, Matcher | None, list[str]]:
+    """The entry's slip name, condition and problems; a slip name (``transform:NAME``) is made here
+    from a transform step's name, never taken from the document."""
+    given = entry.get("step") if isinstance(entry, dict) else entry
+    if not isinstance(given, str) or ":" in given:
+        return "", None, [f"step {i}: {_ENTRY}" if not isinstance(given, str) else f"unknown step {given!r}"]
     if isinstance(entry, str):
         return entry, None, ([f"step {i}: a {TRANSFORM_STEP} step is an object with its name and what it does"]
                              if entry == TRANSFORM_STEP else [])
-    if not isinstance(entry, dict) or not isinstance(entry.get("step"), str):
-        return "", None, [f"step {i}: {_ENTRY}"]
-    step, keys = entry["step"], set(entry)
+    assert isinstance(entry, dict)
+    step, keys = given, set(entry)
     if step == TRANSFORM_STEP:
         name = entry.get("name")
         if not isinstance(name, str) or not NAME.fullmatch(name) or keys - _TRANSFORM_KEYS:

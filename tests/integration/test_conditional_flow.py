@@ -105,3 +105,11 @@ def test_a_flow_nested_thousands_deep_is_refused_not_a_crash(settings):
     reply = httpx.patch(f"{admin.url}/v1/projects/{project_id}/config", content=body, headers=admin.headers,
                         timeout=30)
     assert reply.status_code == 400 and "nested too deeply" in reply.text
+
+
+def test_a_slip_name_given_as_a_step_is_refused_not_a_crash(settings):
+    admin = Admin(settings)
+    project_id = admin.create_project()["project"]["id"]
+    for flow in (["transform:x", "index"], [{"step": "transform:x"}, "index"]):
+        reply = admin.call("PATCH", f"/v1/projects/{project_id}/config", {"flow": flow})
+        assert reply.status_code == 400 and "unknown step 'transform:x'" in reply.text, reply.text

@@ -122,6 +122,9 @@ def test_a_flow_names_its_transform_steps_in_the_slip():
     ([{"step": "transform", "name": "t", "do": [{"drop": "messageId"}]}, "index"], "step 0 (transform:t).do[0]"),
     (["sessionize", {"step": "transform", "name": "t", "do": [{"drop": "name"}]}, "index"], "keep the order"),
     ([{"step": "transform", "name": "t", "python": "p"}] * 2 + ["index"], "a step is repeated"),
+    (["transform:t", "index"], "unknown step 'transform:t'"),  # slip names are made, not given
+    ([{"step": "transform:t"}, "index"], "unknown step 'transform:t'"),
+    (["enrich:x", "index"], "unknown step 'enrich:x'"),
 ])
 def test_bad_transform_entries_are_refused(flow, problem):
     with pytest.raises(FlowError, match=problem.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
