@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analytics import queries
-from analytics.run import rows
+from analytics.run import records
 from headwater.clickhouse import make_client
 from headwater.projects.model import Project
 from headwater.settings import Settings
@@ -19,25 +19,21 @@ MAX_CATALOGUE_DAYS = 3_660
 def project_catalogue(settings: Settings, project: Project, days: int) -> dict:
     """The project's catalogue over the last ``days`` (blocking: run it in a thread from async code)."""
     until = datetime.now(UTC)
-    return {"project": project.id, "days": days,
-            "events": catalogue_between(settings, project, until - timedelta(days=days), until)}
-
-
-def catalogue_between(settings: Settings, project: Project, since: datetime, until: datetime) -> list[dict]:
-    """The project's catalogue for the days from ``since`` to ``until`` (blocking)."""
     client = make_client(settings)
     try:
-        found = rows(client, queries.catalogue(project.id, since, until))
+        found = records(client, queries.catalogue(project.id, until - timedelta(days=days), until))
     finally:
         client.disconnect()
-    return catalogue_document(found, project.event_schemas or {})
+    return {"project": project.id, "days": days, "events": catalogue_document(found, project.event_schemas or {})}
 
 
-def catalogue_document(rows: list[tuple], schemas: dict[str, Any]) -> list[dict]:
-    """``rows`` of :func:`analytics.queries.catalogue`, nested by event; ``schemas`` is the project's
+def catalogue_document(rows: list[dict], schemas: dict[str, Any]) -> list[dict]:
+    """The records of :func:`analytics.queries.catalogue`, nested by event; ``schemas`` is the project's
     ``event_schemas`` (each event's registered versions)."""
     events: dict[tuple[str, str], dict] = {}
-    for event, kind, prop, value_type, count, first, last in rows:
+    for row in rows:
+        event, kind, prop, value_type = row["event"], row["type"], row["property"], row["value_type"]
+        count, first, last = row["events"], row["first_seen"], row["last_seen"]
         entry = events.setdefault((event, kind), {
             "event": event, "type": kind, "events": 0, "first_seen": None, "last_seen": None, "properties": {},
             "schema_versions": [v.get("version") for v in schemas.get(event, []) if isinstance(v, dict)]

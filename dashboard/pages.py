@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from analytics import activity
-from analytics.catalogue import catalogue_between
+from analytics.catalogue import catalogue_document
 from dashboard import views
 from dashboard.access import from_this_site
 from dashboard.formatting import plain
@@ -163,8 +163,7 @@ async def flow(request: Request, context: dict, problems: str = "", draft: str |
         steps = views.flow_steps(project.flow, rows["dead_letters"], rows["stored"], lags)
     except FlowError as exc:  # a record from before the checks: shown, and fixed by saving a valid flow
         steps, problems = [], problems or str(exc)
-    catalogue = await asyncio.to_thread(catalogue_between, request.app.state.settings, project,
-                                        *context["state"].bounds())
+    catalogue = catalogue_document(rows["catalogue"], project.event_schemas or {})
     document = json.dumps(project.flow if project.flow is not None else list(DEFAULT_FLOW), indent=2)
     context.update(steps=steps, catalogue=catalogue,
                    document=document if draft is None else draft, problems=problems,

@@ -87,7 +87,8 @@ FLOW_MINUTES = 60  # the Flow page's figures: events a minute over the last hour
 def flow_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = live_window(FLOW_MINUTES)
     return {"dead_letters": activity.dead_letters_by_step(project_id, since, until),
-            "stored": activity.stored(project_id, since, until)}
+            "stored": activity.stored(project_id, since, until),
+            "catalogue": queries.catalogue(project_id, *state.bounds())}
 
 
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,

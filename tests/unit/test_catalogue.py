@@ -17,7 +17,8 @@ def test_rows_nest_by_event_with_types_volumes_and_schemas():
             ("Order Completed", "track", "total", "double", 2, at(2), at(2)),
             ("Order Completed", "track", "total", "int64", 4, at(1), at(3)),
             ("page", "page", "", "", 9, at(4), at(4))]
-    document = catalogue_document(rows, {"Order Completed": [{"version": "1-0-0"}, {"version": "1-0-1"}]})
+    columns = ("event", "type", "property", "value_type", "events", "first_seen", "last_seen")
+    document = catalogue_document([dict(zip(columns, row)) for row in rows], {"Order Completed": [{"version": "1-0-0"}, {"version": "1-0-1"}]})
     assert [(e["event"], e["events"]) for e in document] == [("page", 9), ("Order Completed", 6)]
     order = document[1]
     assert order["schema_versions"] == ["1-0-0", "1-0-1"] and document[0]["schema_versions"] == []
