@@ -68,9 +68,10 @@ def cmd_processor(args: argparse.Namespace) -> None:
 
 def cmd_indexer(args: argparse.Namespace) -> None:
     from headwater.service import run_role
-    from indexer.service import Indexer
+    from indexer.service import Indexer, Indexers
 
-    run_role(lambda: Indexer(get_settings(), args.table))
+    tables = list(dict.fromkeys(args.tables))
+    run_role(lambda: Indexer(get_settings(), tables[0]) if len(tables) == 1 else Indexers(get_settings(), tables))
 
 
 def cmd_lag_exporter(args: argparse.Namespace) -> None:
@@ -245,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "steps (e.g. validate enrich anonymize transform) run in one process, each still in its own "
                            "consumer group, and pass events to each other without Kafka hops")
     processor.set_defaults(func=cmd_processor)
-    indexer = sub.add_parser("indexer", help="load a table into ClickHouse (one consumer group per table)")
-    indexer.add_argument("table", nargs="?", default="events", choices=["events", "sessions", "failed_events"])
+    indexer = sub.add_parser("indexer", help="load tables into ClickHouse (one consumer group per table)")
+    indexer.add_argument("tables", nargs="*", default=["events"],
+                         choices=["events", "sessions", "failed_events", "step_counts"])
     indexer.set_defaults(func=cmd_indexer)
     sub.add_parser("lag-exporter", help="export every consumer group's lag and members, measured at the broker "
                    "(so it keeps growing while a step is down)").set_defaults(func=cmd_lag_exporter)

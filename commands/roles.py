@@ -21,5 +21,5 @@ def service_roles(colocate_stateless_steps: bool = False) -> list[tuple[str, lis
             ("mediator", ["mediator"]),
             *processors,
             ("indexer", ["indexer", "events"]), ("indexer-sessions", ["indexer", "sessions"]),
-            ("indexer-failed", ["indexer", "failed_events"]),
+            ("indexer-failed", ["indexer", "failed_events", "step_counts"]),
             ("lag-exporter", ["lag-exporter"])]

@@ -78,3 +78,39 @@ async def run_consumer(role: ConsumerRole, registry: CollectorRegistry | None, r
         for resource in reversed(resources):
             await resource.stop()
         await role.producer.stop()
+
+
+class SideBySide(Protocol):
+    """A role that :func:`run_side_by_side` runs with others in one process."""
+
+    consumer: AIOKafkaConsumer
+    group_id: str
+    started: asyncio.Event
+
+    async def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+async def run_side_by_side(roles: list, registry: CollectorRegistry, settings: Settings,
+                           stopping: asyncio.Event) -> None:
+    """Run ``roles`` (:class:`SideBySide`, each made not to serve its own metrics) in one process,
+    until they stop. ``registry`` is served once, with every consumer's lag, when all have started. A
+    role that fails stops the others, and what it raised is raised here."""
+    tasks = [asyncio.create_task(role.run()) for role in roles]
+    started = [asyncio.create_task(role.started.wait()) for role in roles]
+    await asyncio.wait([asyncio.gather(*started), *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for waiter in started:
+        waiter.cancel()
+    stop_lag = metrics.serve_with_lag(registry, settings, [(role.consumer, role.group_id) for role in roles],
+                                      stopping)
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        stop_lag()
+        stopping.set()
+        for role in roles:
+            role.stop()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

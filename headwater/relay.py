@@ -34,6 +34,7 @@ from headwater.kafka import PRODUCER_BROKEN, fetch_limits, make_consumer, make_p
 from headwater.partitioning import PartitionMap
 from headwater.relay_types import Output
 from headwater.settings import Settings
+from headwater.step_counts import StepCounts
 
 log = structlog.get_logger()
 Transform = Callable[[list[ConsumerRecord]], list[Output]]
@@ -103,7 +104,8 @@ class Relay:
     def __init__(self, settings: Settings, group_id: str, topics: list[str], transform: Transform,
                  partitions: PartitionMap, step: str, resources: tuple[Resource, ...] = (),
                  check: Callable[[], None] | None = None, metrics: RelayMetrics | None = None,
-                 serve_metrics: bool = True, input_codec: str = "kafka_compression") -> None:
+                 serve_metrics: bool = True, input_codec: str = "kafka_compression",
+                 counts: StepCounts | None = None) -> None:
         self.settings = settings
         self.group_id = group_id
         self.transform = transform
@@ -122,6 +124,7 @@ class Relay:
         self.dead_letters = self.metrics.dead_letters.labels(step)
         self.flood = self.metrics.flood.labels(step)
         self.flooding = False
+        self.counts = counts
 
     async def run(self) -> None:
         await run_consumer(self, self.metrics.registry if self.serve_metrics else None, self.resources, self.check,
@@ -131,10 +134,17 @@ class Relay:
         batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)
         if batch:
             await self._relay(batch)
+        elif self.counts is not None and (idle := self.counts.due()):
+            await self._produce(idle)
 
     async def drain(self) -> None:
         """Nothing is in flight between polls: a poll's outputs are acknowledged and its offsets
-        committed before the next."""
+        committed before the next. What the steps counted since the last flush goes out last."""
+        if self.counts is not None and self.counts.rows:
+            try:
+                await asyncio.wait_for(self._produce(self.counts.flush()), 10.0)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("step_counts_lost", group=self.group_id, error=type(exc).__name__)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -182,6 +192,8 @@ class Relay:
     async def _relay(self, batch: dict) -> None:
         started = time.perf_counter()
         outputs = self.transform([record for records in batch.values() for record in records])
+        if self.counts is not None:
+            outputs.extend(self.counts.due())
         rejected = sum(o.events for o in outputs if o.dead)
         events = sum(o.events for o in outputs)
         self.invalid.add(events, rejected)

@@ -127,6 +127,9 @@ class Settings:
     # one per poll (a pair per visitor per poll makes the sessions indexer and ClickHouse's inserts a
     # quarter of an event's cost).
     session_row_interval_s: float = 5.0
+    # How often each process produces its steps' counts of events in and out (the Flow page's figures,
+    # the step_counts table): a few records a minute per process, whatever the traffic.
+    step_counts_flush_s: float = 10.0
     # The local stack (make up, make test, make bench) runs the stateless steps in one process
     # (`headwater processor validate enrich anonymize transform`): a third less CPU per event on a
     # small machine. False: one process per step, as the deployment files run them.

@@ -17,6 +17,7 @@ PROJECTS = "projects"
 SALTS = "salts"
 SESSIONS = "sessions"
 SESSION_STATE = "sessionize-state"
+STEP_COUNTS = "step-counts"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -73,6 +74,11 @@ def session_state_topic(settings: Settings) -> str:
     return topic_name(settings, SESSION_STATE)
 
 
+def step_counts_topic(settings: Settings) -> str:
+    """Each process's counts of events in and out of the steps it runs (:mod:`headwater.step_counts`)."""
+    return topic_name(settings, STEP_COUNTS)
+
+
 def step_topic(settings: Settings, step: str) -> str:
     """The topic that the processor (or indexer) for ``step`` consumes."""
     return topic_name(settings, f"step.{step}")
@@ -83,6 +89,7 @@ def processor_group(step: str) -> str:
     return f"headwater-processor-{step}"
 
 
+MEDIATOR_GROUP = "headwater-mediator"
 EVENTS_INDEXER_GROUP = "headwater-indexer-events"
 
 
@@ -90,6 +97,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     steps = [step_topic(settings, step) for step in STEP_ORDER]
     names = [raw_topic(settings), *steps, dead_letter_topic(settings), sessions_topic(settings)]
     pipeline = [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
+    pipeline.append(TopicSpec(step_counts_topic(settings), 1, 7 * DAY_MS))  # a few records a minute
     pipeline.append(TopicSpec(session_state_topic(settings), settings.topic_partitions, None))
     compacted = [TopicSpec(projects_topic(settings), 1, None), TopicSpec(salts_topic(settings), 1, None)]
     return [*pipeline, *compacted]

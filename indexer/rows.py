@@ -1,7 +1,10 @@
-"""Rows the indexer builds in Python: dead letters into ``failed_events`` and the sessionizer's rows
-into ``sessions``. (``events`` rows are built by ClickHouse: see :mod:`indexer.events_sql`.)"""
+"""Rows the indexer builds in Python: dead letters into ``failed_events``, the sessionizer's rows into
+``sessions`` and the steps' counts into ``step_counts``. (``events`` rows are built by ClickHouse: see
+:mod:`indexer.events_sql`.)"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import orjson
 
@@ -34,3 +37,12 @@ def session_row(row: list) -> tuple:
     if len(row) == OLDER_ROW:
         row = [*row[:7], row[5] - row[4], *row[7:-4], False, *row[-4:]]
     return (*row[:4], from_epoch_ms(row[4]), from_epoch_ms(row[5]), *row[6:])
+
+
+def step_count_row(row: list) -> tuple[str, tuple]:
+    """The project and ``step_counts`` row of one counted row ``[minute (epoch s), project, step, in,
+    out, dropped, dead-lettered]``; raises ``ValueError`` (or ``TypeError``) for anything else."""
+    minute, project_id, step, *counts = row
+    if not isinstance(project_id, str) or not isinstance(step, str) or len(counts) != 4:
+        raise ValueError(f"not a step count: {row!r:.200}")
+    return project_id, (datetime.fromtimestamp(int(minute), UTC), step, *(max(0, int(n)) for n in counts))

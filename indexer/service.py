@@ -1,5 +1,6 @@
-"""The indexer role: loads one target table (``events``, ``sessions`` or ``failed_events``) of every
-project, each table by its own consumer group.
+"""The indexer role: loads a target table (``events``, ``sessions``, ``failed_events`` or
+``step_counts``) of every project, each table by its own consumer group; one process can load several
+(:class:`Indexers`).
 
 Delivery and commit semantics:
 
@@ -46,7 +47,7 @@ from clickhouse_driver.errors import Error as ClickHouseError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from headwater.clickhouse import make_client, project_database
-from headwater.consuming import run_consumer
+from headwater.consuming import run_consumer, run_side_by_side
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import decode_batch
 from headwater.kafka import make_consumer, make_producer
@@ -133,22 +134,37 @@ class Watermarks:
         return [item for item in items if item.record.offset > self.known[(project_id, item.record.partition)]]
 
 
-class IndexerMetrics:
-    def __init__(self, table: str) -> None:
-        self.registry = CollectorRegistry()
-        labels = {"table": table}
-        self.rows = Counter("headwater_indexer_rows", "rows inserted", registry=self.registry,
-                            labelnames=["table"]).labels(**labels)
+class IndexerMetricFamilies:
+    """The indexer's metrics, labelled by table, on one registry: a process loading several tables
+    serves them together."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.rows = Counter("headwater_indexer_rows", "rows inserted", ["table"], registry=registry)
         self.skipped = Counter("headwater_indexer_records_skipped", "records already in the table (replayed)",
-                               registry=self.registry, labelnames=["table"]).labels(**labels)
+                               ["table"], registry=registry)
         self.refused = Counter("headwater_indexer_records_refused", "records ClickHouse refused for their content "
-                               "(dead-lettered)", registry=self.registry, labelnames=["table"]).labels(**labels)
+                               "(dead-lettered)", ["table"], registry=registry)
         self.failures = Counter("headwater_indexer_insert_failures", "INSERTs that failed and were retried",
-                                registry=self.registry, labelnames=["table"]).labels(**labels)
+                                ["table"], registry=registry)
         self.paused = Gauge("headwater_indexer_paused", "1 while inserts fail and consumption is paused",
-                            registry=self.registry, labelnames=["table"]).labels(**labels)
+                            ["table"], registry=registry)
         self.flush_seconds = Histogram("headwater_indexer_flush_seconds", "time to insert and commit a batch",
-                                       registry=self.registry, labelnames=["table"]).labels(**labels)
+                                       ["table"], registry=registry)
+
+
+class IndexerMetrics:
+    """One table's share of :class:`IndexerMetricFamilies`."""
+
+    def __init__(self, table: str, families: IndexerMetricFamilies | None = None) -> None:
+        families = families or IndexerMetricFamilies()
+        self.registry = families.registry
+        self.rows = families.rows.labels(table)
+        self.skipped = families.skipped.labels(table)
+        self.refused = families.refused.labels(table)
+        self.failures = families.failures.labels(table)
+        self.paused = families.paused.labels(table)
+        self.flush_seconds = families.flush_seconds.labels(table)
 
 
 class Reassigned(ConsumerRebalanceListener):
@@ -168,14 +184,19 @@ class Reassigned(ConsumerRebalanceListener):
 
 
 class Indexer:
-    def __init__(self, settings: Settings, table: str = "events") -> None:
+    """Loads ``table``; with ``families``, its metrics are served by whoever runs it
+    (:class:`Indexers`), else on ``metrics_port``."""
+
+    def __init__(self, settings: Settings, table: str = "events",
+                 families: IndexerMetricFamilies | None = None) -> None:
         self.settings = settings
         self.store = ProjectStore(settings)
         self.target = target(table, settings, self.store)
         self.consumer = make_consumer(settings, [], self.target.group_id)
         self.producer = make_producer(settings)
         self.client = make_client(settings)
-        self.metrics = IndexerMetrics(table)
+        self.metrics = IndexerMetrics(table, families)
+        self.serve_metrics = families is None
         self.watermarks = Watermarks(self.target.table)
         self.migrated: set[str] = set()
         self.lock = asyncio.Lock()
@@ -194,7 +215,8 @@ class Indexer:
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         try:
-            await run_consumer(self, self.metrics.registry, (self.store,), subscribe=lambda: self.consumer.subscribe(
+            registry = self.metrics.registry if self.serve_metrics else None
+            await run_consumer(self, registry, (self.store,), subscribe=lambda: self.consumer.subscribe(
                 [self.target.topic], listener=Reassigned(self)))
         finally:
             self.client.disconnect()
@@ -374,6 +396,26 @@ class Indexer:
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             self.committed.clear()
             log.warning("commit_failed", error=str(exc), note="the batch will be delivered again and skipped")
+
+
+class Indexers:
+    """Several tables loaded by one process (``headwater indexer failed_events step_counts``): each
+    by its own consumer group, with the semantics of :class:`Indexer`; one metrics endpoint. A table
+    whose indexer fails stops the others, and the process exits."""
+
+    def __init__(self, settings: Settings, tables: list[str]) -> None:
+        self.settings = settings
+        self.families = IndexerMetricFamilies()
+        self.indexers = [Indexer(settings, table, self.families) for table in tables]
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        await run_side_by_side(self.indexers, self.families.registry, self.settings, self.stopping)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for indexer in self.indexers:
+            indexer.stop()
 
 
 def dead_letters(settings: Settings, record: ConsumerRecord, error: Rejected) -> list:

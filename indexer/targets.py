@@ -18,15 +18,15 @@ from clickhouse_driver import Client
 from headwater.deadletter import Rejected
 from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
-from headwater.migrations.columns import FAILED_COLUMNS, SESSION_COLUMNS
+from headwater.migrations.columns import FAILED_COLUMNS, SESSION_COLUMNS, STEP_COUNT_COLUMNS
 from headwater.privacy import PrivacyPolicy, apply_policy
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER, event_count, header_value
 from headwater.settings import Settings
-from headwater.topics import EVENTS_INDEXER_GROUP, dead_letter_topic, sessions_topic, step_topic
+from headwater.topics import EVENTS_INDEXER_GROUP, dead_letter_topic, sessions_topic, step_counts_topic, step_topic
 from indexer import events_sql
-from indexer.rows import failed_row, session_row
+from indexer.rows import failed_row, session_row, step_count_row
 
 UNKNOWN_PROJECT = "_unknown"  # dead letters whose project is not known land in hw__unknown
 
@@ -180,6 +180,38 @@ class FailedEventsTarget:
         return []
 
 
+class StepCountsTarget:
+    """``step_counts``: what each process's steps did to each project's events, a minute at a time
+    (:mod:`headwater.step_counts`). Rows of a project that is not (or no longer) configured are left out."""
+
+    table = "step_counts"
+    group_id = "headwater-indexer-step-counts"
+
+    def __init__(self, settings: Settings, store: ProjectStore) -> None:
+        self.topic = step_counts_topic(settings)
+        self.store = store
+
+    def items(self, record: ConsumerRecord) -> list[tuple[str, Item]]:
+        try:
+            rows = [step_count_row(row) for row in orjson.loads(record.value)]
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            raise Rejected("unparseable", str(exc)) from exc
+        by_project: dict[str, Item] = {}
+        for project_id, row in rows:
+            if self.store.get(project_id) is not None:
+                by_project.setdefault(project_id, Item(record, [], 0)).rows.append(row)
+        for item in by_project.values():
+            item.events = len(item.rows)
+        return list(by_project.items())
+
+    def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
+        insert_rows(client, f"{db}.step_counts", STEP_COUNT_COLUMNS, items, token)
+        return []
+
+
+TABLES = ("events", "sessions", "failed_events", "step_counts")
+
+
 def target(name: str, settings: Settings, store: ProjectStore) -> Target:
     if name == "events":
         return EventsTarget(settings)
@@ -187,4 +219,6 @@ def target(name: str, settings: Settings, store: ProjectStore) -> Target:
         return FailedEventsTarget(settings, store)
     if name == "sessions":
         return SessionsTarget(settings)
-    raise ValueError(f"unknown table {name!r}: events, sessions or failed_events")
+    if name == "step_counts":
+        return StepCountsTarget(settings, store)
+    raise ValueError(f"unknown table {name!r}: {', '.join(TABLES)}")

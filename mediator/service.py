@@ -28,9 +28,10 @@ from headwater.relay import Relay
 from headwater.relay_types import Output
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, encode_route, event_count, header_value, step_kind
 from headwater.settings import Settings
-from headwater.topics import MAX_MESSAGE_BYTES, raw_topic, step_topic
+from headwater.step_counts import StepCounts
+from headwater.topics import MAX_MESSAGE_BYTES, MEDIATOR_GROUP, raw_topic, step_topic
 
-GROUP_ID = "headwater-mediator"
+GROUP_ID = MEDIATOR_GROUP
 
 
 def project_of(record: ConsumerRecord) -> str:
@@ -47,8 +48,9 @@ class Mediator:
         self.settings = settings
         self.store = ProjectStore(settings)
         check = lambda: require_valid(settings, list(self.store.projects.values()))  # noqa: E731
+        self.counts = StepCounts(settings)
         self.relay = Relay(settings, GROUP_ID, [raw_topic(settings)], self.route, PartitionMap(), "mediator",
-                           (self.store,), check, input_codec="collector_compression")
+                           (self.store,), check, input_codec="collector_compression", counts=self.counts)
         self.dropped = Counter("headwater_dropped_by_flow", "events dropped by their flow's conditions (no index step)",
                                registry=self.relay.metrics.registry)
 
@@ -67,14 +69,19 @@ class Mediator:
         merged: dict[tuple, list[Part]] = defaultdict(list)
         keys: dict[tuple, bytes] = {}
         for record in records:
+            project_id, events = "", event_count(record.headers)
             try:
                 project_id = project_of(record)
                 flow = self.flow_for(project_id)
-                parts = self._routed(record, flow) if flow.conditional else \
-                    {flow.steps: (record.value[1:-1], event_count(record.headers))}
+                parts, events = self._routed(record, flow) if flow.conditional else \
+                    ({flow.steps: (record.value[1:-1], events)}, events)
             except Rejected as error:
                 outputs.append(dead_letter(self.settings, record, error, "mediator"))
+                if project_id:
+                    self.counts.add(project_id, "mediator", events, 0, 0, events)
                 continue
+            routed = sum(count for _, count in parts.values())
+            self.counts.add(project_id, "mediator", events, routed, events - routed)
             for route, part in parts.items():
                 slot = (record.partition, project_id, route)
                 merged[slot].append(part)
@@ -90,22 +97,22 @@ class Mediator:
                 outputs.append(Output(topic, keys[slot], value, headers, events))
         return outputs
 
-    def _routed(self, record: ConsumerRecord, flow: Flow) -> dict[tuple[str, ...], Part]:
-        """The record's events grouped by their own route, each group in order; the events whose
-        route skips ``index`` are dropped and counted."""
+    def _routed(self, record: ConsumerRecord, flow: Flow) -> tuple[dict[tuple[str, ...], Part], int]:
+        """The record's events grouped by their own route, each group in order, and how many events
+        it held; the events whose route skips ``index`` are dropped and counted."""
         try:
             envelopes = decode_batch(record.value)
         except ValueError as exc:
             raise Rejected("unparseable", str(exc)) from exc
         routes = [flow.route(envelope.event) for envelope in envelopes]
         if INDEX_STEP in routes[0] and routes.count(routes[0]) == len(routes):
-            return {routes[0]: (record.value[1:-1], len(envelopes))}  # one route: the bytes as they came
+            return {routes[0]: (record.value[1:-1], len(envelopes))}, len(envelopes)  # the bytes as they came
         by_route: dict[tuple[str, ...], list[bytes]] = defaultdict(list)
         for envelope, route in zip(envelopes, routes):
             if INDEX_STEP in route:
                 by_route[route].append(envelope.encode())
         self.dropped.inc(len(envelopes) - sum(map(len, by_route.values())))
-        return {route: (b",".join(encoded), len(encoded)) for route, encoded in by_route.items()}
+        return {route: (b",".join(encoded), len(encoded)) for route, encoded in by_route.items()}, len(envelopes)
 
 
 Part = tuple[bytes, int]  # the inside of a JSON list of envelopes, and how many envelopes it holds

@@ -34,6 +34,7 @@ from headwater.relay import Transform
 from headwater.relay_types import Output
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, VISITS_HEADER, encode_route, route_from, step_kind
 from headwater.settings import Settings
+from headwater.step_counts import StepCounts
 from headwater.topics import MAX_MESSAGE_BYTES, step_topic
 from processors.sessions import visit
 
@@ -71,21 +72,36 @@ class Processor(abc.ABC):
         return None
 
 
-def _through(steps: list[Processor], envelope: Envelope, reject) -> Envelope | list[Envelope] | None:
-    """Run the envelope through ``steps``; a rejection goes to ``reject(step, error, envelope as that
-    step was given it)`` and ends the event's way here."""
-    for i, step in enumerate(steps):
+def _through(steps: list[Processor], envelope: Envelope, reject, fates: list[list[int]],
+             start: int = 0) -> Envelope | list[Envelope] | None:
+    """Run the envelope through ``steps`` from ``start``; a rejection goes to ``reject(step, error,
+    envelope as that step was given it)`` and ends the event's way here. ``fates[i]`` counts what step
+    ``i`` did other than pass one event on: ``[dropped, dead-lettered, extra events from splits]``."""
+    for i in range(start, len(steps)):
+        step = steps[i]
         try:
             result = step.process(envelope)
         except Rejected as error:
+            fates[i][1] += 1
             reject(step, error, envelope)
             return None
-        if result is None:
+        if not result:  # None, or split into nothing
+            fates[i][0] += 1
             return None
         if isinstance(result, list):
-            return [out for split in result for out in _listed(_through(steps[i + 1:], split, reject))]
+            fates[i][2] += len(result) - 1
+            return [out for split in result for out in _listed(_through(steps, split, reject, fates, i + 1))]
         envelope = result
     return envelope
+
+
+def _count(counts: StepCounts, project_id: str, slip_names: list[str], events: int,
+           fates: list[list[int]]) -> None:
+    """Add what each of a record's steps did: what one gives out, the next takes in."""
+    for slip_name, (dropped, dead, extra) in zip(slip_names, fates):
+        out = events - dropped - dead + extra
+        counts.add(project_id, slip_name, events, out, dropped, dead)
+        events = out
 
 
 def _listed(result: Envelope | list[Envelope] | None) -> list[Envelope]:
@@ -121,11 +137,12 @@ def _fitted(topic: str, route: tuple[str, ...], envelopes: list[Envelope]) -> li
     return [Output(topic, envelopes[0].key(), value, headers, events=len(envelopes))]
 
 
-def transform_for(processor: Processor, partitions: PartitionMap,
-                  colocated: dict[str, Processor] | None = None) -> Transform:
+def transform_for(processor: Processor, partitions: PartitionMap, colocated: dict[str, Processor] | None = None,
+                  counts: StepCounts | None = None) -> Transform:
     """The relay transform of ``processor``'s topic. ``colocated`` are later steps running in the same
     process: an event whose routing slip continues with them passes through them here, in flow order,
-    instead of through their topics (one decode and encode, and one Kafka hop, for all of them)."""
+    instead of through their topics (one decode and encode, and one Kafka hop, for all of them).
+    What each step did to each record's events is added to ``counts``."""
     # a step with named instances (transform:a, transform:b) runs those that follow each other here too
     settings, local = processor.settings, {**(colocated or {}), processor.name: processor}
 
@@ -143,6 +160,7 @@ def transform_for(processor: Processor, partitions: PartitionMap,
             while len(rest) > 1 and step_kind(rest[0]) in local:  # a slip always ends past them (index)
                 steps.append(local[step_kind(rest[0])].bound(rest[0]))
                 rest = rest[1:]
+            fates = [[0, 0, 0] for _ in steps]
             topic = step_topic(settings, step_kind(rest[0]))
             count = partitions.counts[topic]
 
@@ -150,12 +168,14 @@ def transform_for(processor: Processor, partitions: PartitionMap,
                 outputs.append(dead_letter(settings, record, error, step.name, given))
 
             for envelope in envelopes:
-                result = _through(steps, envelope, reject)
+                result = _through(steps, envelope, reject, fates)
                 if result is None:
                     continue
                 for out in (result if type(result) is list else (result,)):
                     slot = (topic, rest, out.project_id, partition_of(out.key(), count))  # type: ignore[union-attr]
                     groups[slot].append(out)  # type: ignore[arg-type]
+            if counts is not None and envelopes:
+                _count(counts, envelopes[0].project_id, list(route[:len(steps)]), len(envelopes), fates)
         for (topic, rest, _, _), envelopes in groups.items():
             outputs.extend(encode_groups(topic, rest, envelopes))
         return outputs

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from headwater import metrics
-from headwater.consuming import Resource
+from headwater.consuming import Resource, run_side_by_side
 from headwater.flow import PROCESSOR_STEPS, STATEFUL_STEPS
 from headwater.partitioning import PartitionMap
 from headwater.projects.store import ProjectStore
 from headwater.relay import Relay, RelayMetrics
 from headwater.settings import Settings
+from headwater.step_counts import StepCounts
 from headwater.topics import processor_group, step_topic
 from processors.base import Processor, transform_for
 from processors.checks import ConfigError, check_deployment, require_valid
@@ -70,10 +70,10 @@ def build_role(names: list[str] | tuple[str, ...] | str, settings: Settings):
 
 def _relay(processor: Processor, colocated: dict[str, Processor], settings: Settings,
            resources: tuple = (), check=None, metrics: RelayMetrics | None = None) -> Relay:
-    partitions = PartitionMap()
+    partitions, counts = PartitionMap(), StepCounts(settings)
     relay = Relay(settings, processor_group(processor.name), [step_topic(settings, processor.name)],
-                  transform_for(processor, partitions, colocated), partitions, processor.name, resources, check,
-                  metrics=metrics, serve_metrics=metrics is None)
+                  transform_for(processor, partitions, colocated, counts), partitions, processor.name, resources,
+                  check, metrics=metrics, serve_metrics=metrics is None, counts=counts)
     if metrics is None:
         processor.register(relay.metrics.registry)
     return relay
@@ -106,29 +106,10 @@ class Colocated:
             await resource.start()
         try:
             self.check()
-            tasks = [asyncio.create_task(relay.run()) for relay in self.relays]
-            stop_lag = await self._serve_metrics(tasks)
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            finally:
-                stop_lag()
-                self.stop()
-                results = await asyncio.gather(*tasks, return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+            await run_side_by_side(self.relays, self.metrics.registry, self.settings, self.stopping)
         finally:
             for resource in reversed(self.resources):
                 await resource.stop()
-
-    async def _serve_metrics(self, tasks: list[asyncio.Task]):
-        """One metrics endpoint for every step, once every consumer has started (or a relay failed)."""
-        started = [asyncio.create_task(relay.started.wait()) for relay in self.relays]
-        await asyncio.wait([asyncio.gather(*started), *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for waiter in started:
-            waiter.cancel()
-        return metrics.serve_with_lag(self.metrics.registry, self.settings,
-                                      [(relay.consumer, relay.group_id) for relay in self.relays], self.stopping)
 
     def stop(self) -> None:
         self.stopping.set()

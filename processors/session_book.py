@@ -44,6 +44,7 @@ from headwater.routing import (
     remaining_route,
 )
 from headwater.settings import Settings
+from headwater.step_counts import StepCounts
 from headwater.topics import session_state_topic, sessions_topic, step_topic
 from processors import session_changelog
 from processors.base import encode_groups
@@ -114,6 +115,7 @@ class SessionBook:
         self.partitions: dict[int, Partition] = {}
         self.too_late = 0
         self.copies_dropped = 0  # events whose message id the visitor's last few events already had
+        self.step_counts = StepCounts(settings)  # produced in the transactions, with the events
 
     def forget(self, numbers) -> None:
         """Drop the state of these partitions (gone to another replica, or ahead of what was committed)."""
@@ -150,7 +152,8 @@ class SessionBook:
         rows that are due, and the changelog of every visitor whose state changed; and the row count."""
         outputs, rows, touched = self.sessionize(batch, now)
         self.due_rows(now, rows, touched)
-        return outputs + self.session_outputs(rows) + self.changelog_outputs(touched), sum(map(len, rows.values()))
+        return (outputs + self.session_outputs(rows) + self.changelog_outputs(touched) + self.step_counts.due(),
+                sum(map(len, rows.values())))
 
     def sessionize(self, batch: Batch, now: float) -> tuple[list[Output], dict, dict]:
         """Apply every event; return the outputs for the next step, the session rows by input
@@ -182,6 +185,9 @@ class SessionBook:
                         continue
                     rows[tp.partition] += self._apply(partition, state, envelope)
                     kept.append(envelope)
+                if envelopes:
+                    self.step_counts.add(envelopes[0].project_id, NAME, len(envelopes), len(kept),
+                                         len(envelopes) - len(kept))
                 if visits is not None and len(kept) == len(visits):
                     outputs.append(self._passed_on(record, topic, rest, kept))
                     continue

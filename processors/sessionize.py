@@ -154,7 +154,7 @@ class Sessionizer:
                 await self.restore(numbers)  # what was committed, so after the transaction in flight
             owned = self.consumer.assignment()
             batch = {tp: records for tp, records in batch.items() if tp in owned}
-            if batch or self.book.rows_due(time.monotonic()):
+            if batch or self.book.rows_due(time.monotonic()) or self.book.step_counts.is_due():
                 await self.handle(batch)
 
     async def drain(self) -> None:

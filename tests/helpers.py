@@ -32,6 +32,14 @@ def wait_for(check, timeout_s: float = 30.0, interval_s: float = 0.25):
         time.sleep(interval_s)
 
 
+def wait_for_equal(read, expected, timeout_s: float = 30.0, interval_s: float = 0.25):
+    """Call ``read`` until it returns ``expected``; fail after ``timeout_s`` showing the last reading."""
+    deadline = time.monotonic() + timeout_s
+    while (seen := read()) != expected and time.monotonic() < deadline:
+        time.sleep(interval_s)
+    assert seen == expected
+
+
 class Admin:
     """The admin API of the test stack."""
 

@@ -28,7 +28,7 @@ def columns(clickhouse, db: str, table: str) -> set[str]:
 def test_creating_a_project_creates_its_database(stack, settings, clickhouse):
     created = Admin(settings).create_project()
     db = created["project"]["database"]
-    assert {"events", "sessions", "failed_events", "schema_migrations"} <= tables(clickhouse, db)
+    assert {"events", "sessions", "failed_events", "step_counts", "schema_migrations"} <= tables(clickhouse, db)
     applied = [row[0] for row in clickhouse.execute(f"SELECT version FROM {db}.schema_migrations ORDER BY version")]
     assert applied == [m.version for m in all_migrations()]
 
@@ -41,7 +41,7 @@ def test_migrate_reaches_every_project_and_is_idempotent(stack, settings, clickh
                            settings={"mutations_sync": 2})
     first = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
-        assert f"{project['id']}: applied [3, 4, 5, 6, 7, 8, 9]" in first.stdout
+        assert f"{project['id']}: applied [3, 4, 5, 6, 7, 8, 9, 10]" in first.stdout
     again = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
         assert f"{project['id']}: applied nothing, up to date" in again.stdout
@@ -71,7 +71,7 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
                        "ENGINE = MergeTree ORDER BY reason")
     clickhouse.execute(f"INSERT INTO {db}.events (message_id, anonymous_id, user_id) VALUES",
                        [("m1", "a1", ""), ("m2", "", "u2")])
-    assert migrate_project(clickhouse, project) == [4, 5, 6, 7, 8, 9]
+    assert migrate_project(clickhouse, project) == [4, 5, 6, 7, 8, 9, 10]
     assert "visitor_hash" in columns(clickhouse, db, "events")
     assert {"kafka_partition", "kafka_offset", "visitor_hash"} <= columns(clickhouse, db, "sessions")
     assert clickhouse.execute(f"SELECT compression_codec FROM system.columns WHERE database = '{db}' "

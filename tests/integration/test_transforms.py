@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.helpers import Admin, count_rows, post, wait_for
+from tests.helpers import Admin, count_rows, post, wait_for, wait_for_equal
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +72,18 @@ def test_transformations_change_split_and_drop_events_and_record_lineage(stack, 
     time.sleep(2)  # the internal events and the empty cart were dropped, not late
     assert count_rows(clickhouse, db) == 19
     assert count_rows(clickhouse, db, "startsWith(message_id, 'internal-') OR startsWith(message_id, 'empty-')") == 0
+    # what each step did, as the processes counted it: [in, out, dropped, dead-lettered]
+    every = [16, 16, 0, 0]
+    expected = {"mediator": every, "validate": every, "enrich": every, "anonymize": every,
+                "transform:tidy": [16, 10, 6, 0], "transform:orders": [4, 4, 0, 0], "transform:items": [6, 15, 1, 0],
+                "sessionize": [19, 19, 0, 0]}
+    wait_for_equal(lambda: step_counts(clickhouse, db), expected)
+
+
+def step_counts(clickhouse, db: str) -> dict[str, list[int]]:
+    return {step: list(figures) for step, *figures in clickhouse.execute(
+        f"SELECT step, sum(events_in), sum(events_out), sum(dropped), sum(dead_lettered) FROM {db}.step_counts "
+        "GROUP BY step")}
 
 
 def test_a_raising_or_slow_transformation_dead_letters_and_the_rest_go_on(stack, clickhouse, project):

@@ -149,6 +149,7 @@ async def test_the_mediator_writes_each_events_own_route_and_drops_what_skips_in
     assert {o.topic.rsplit(".", 1)[-1] for o in outputs} == {"validate"}
     assert all(o.events == int(dict(o.headers)[EVENTS_HEADER]) for o in outputs)
     assert mediator.dropped._value.get() == 1  # m0: a test order
+    assert {key[1:]: row for key, row in mediator.counts.rows.items()} == {("shop", "mediator"): [4, 3, 1, 0]}
     await mediator.relay.consumer.stop()
     await mediator.relay.producer.stop()
 
