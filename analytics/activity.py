@@ -92,6 +92,18 @@ ORDER BY step"""
     return Query(sql, time_range(since, until), ("step", "events"))
 
 
+def step_counts(project_id: str, since: datetime, until: datetime) -> Query:
+    """What the mediator and each step of the flow did to the project's events in the range (when they
+    ran), as their processes counted them: events in and out, dropped and dead-lettered."""
+    sql = f"""SELECT step, sum(events_in) AS events_in, sum(events_out) AS events_out, sum(dropped) AS dropped,
+       sum(dead_lettered) AS dead_lettered
+FROM {project_database(project_id)}.step_counts
+WHERE minute >= {SINCE} AND minute < {UNTIL}
+GROUP BY step
+ORDER BY step"""
+    return Query(sql, time_range(since, until), ("step", "events_in", "events_out", "dropped", "dead_lettered"))
+
+
 def stored(project_id: str, since: datetime, until: datetime) -> Query:
     """Events stored whose time is in the range (a recent range: what live traffic stores). By the
     events' own time, which the table is sorted by: counting by ``inserted_at`` instead would read

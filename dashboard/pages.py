@@ -160,7 +160,7 @@ async def flow(request: Request, context: dict, problems: str = "", draft: str |
     project = context["project"]
     rows, lags = await asyncio.gather(_run(request, context, "flow"), group_lags(request.app.state.settings))
     try:
-        steps = views.flow_steps(project.flow, rows["dead_letters"], rows["stored"], lags)
+        steps = views.flow_steps(project.flow, rows["step_counts"], rows["dead_letters"], rows["stored"], lags)
     except FlowError as exc:  # a record from before the checks: shown, and fixed by saving a valid flow
         steps, problems = [], problems or str(exc)
     catalogue = catalogue_document(rows["catalogue"], project.event_schemas or {})

@@ -14,7 +14,7 @@ from analytics.queries import Query
 from dashboard.state import ViewState
 from headwater.flow import DEFAULT_FLOW, INDEX_STEP, PROCESSOR_STEPS, parse_flow
 from headwater.routing import step_kind
-from headwater.topics import EVENTS_INDEXER_GROUP, processor_group
+from headwater.topics import EVENTS_INDEXER_GROUP, MEDIATOR_GROUP, processor_group
 
 TOP_BLOCKS = {  # block -> (title, what the query library ranks, the filter a row sets, or None)
     "pages": ("Top pages", "pages", "page"),
@@ -86,7 +86,8 @@ FLOW_MINUTES = 60  # the Flow page's figures: events a minute over the last hour
 
 def flow_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = live_window(FLOW_MINUTES)
-    return {"dead_letters": activity.dead_letters_by_step(project_id, since, until),
+    return {"step_counts": activity.step_counts(project_id, since, until),
+            "dead_letters": activity.dead_letters_by_step(project_id, since, until),
             "stored": activity.stored(project_id, since, until),
             "catalogue": queries.catalogue(project_id, *state.bounds())}
 
@@ -94,31 +95,41 @@ def flow_queries(project_id: str, state: ViewState) -> dict[str, Query]:
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
            "live": live_queries, "sessions": sessions_queries, "failed": failed_queries, "flow": flow_queries}
 
+MEDIATOR = "mediator"
+STEP_GROUPS = {**{step: processor_group(step) for step in PROCESSOR_STEPS}, INDEX_STEP: EVENTS_INDEXER_GROUP,
+               MEDIATOR: MEDIATOR_GROUP}
+COUNTED = ("events_in", "events_out", "dropped", "dead_lettered")
 
-def flow_steps(flow: list | None, dead_letters: list[dict], stored: list[dict],
+
+def flow_steps(flow: list | None, counts: list[dict], dead_letters: list[dict], stored: list[dict],
                lags: dict[str, int] | None) -> list[dict]:
-    """The project's flow as the Flow page draws it: each step with what it does, its condition, its
-    events a minute over the last hour (dead-lettered; stored, for index), and the lag of the consumer
-    group that runs it (every project's records; ``None``: not measured)."""
+    """The project's flow as the Flow page draws it: the mediator, then each step with what it does
+    and its condition. For each, its events a minute over the last hour as the processes running it
+    counted them (``per_min``: in, out, dropped, dead-lettered), or, for ``index``, the events stored
+    and the dead letters of inserts ClickHouse refused; and the lag of the consumer group that runs it
+    (every project's records; ``None``: not measured)."""
     parsed = parse_flow(flow)
     entries = list(DEFAULT_FLOW) if flow is None else flow
-    dead = {row["step"]: row["events"] for row in dead_letters}
-    steps = []
+    counted = {row["step"]: row for row in counts}
+    steps = [_step(MEDIATOR, None, "routes each event by the conditions below", counted, lags)]
     for slip_name, entry in zip(parsed.steps, entries):
-        raw = entry if isinstance(entry, dict) else {}
         spec = parsed.transforms.get(slip_name)
-        steps.append({"name": slip_name, "when": raw.get("when"),
-                      "does": (f"python: {spec.python}" if spec.python else
-                               f"{len(raw['do'])} operation{'s' if len(raw['do']) != 1 else ''}, "
-                               f"version {spec.version}") if spec else "",
-                      "dead_per_min": dead.get(slip_name, 0) / FLOW_MINUTES,
-                      "stored_per_min": (stored[0]["events"] if stored else 0) / FLOW_MINUTES
-                      if slip_name == INDEX_STEP else None,
-                      "lag": None if lags is None else lags.get(STEP_GROUPS[step_kind(slip_name)], 0)})
+        does = "" if spec is None else f"python: {spec.python}" if spec.python else \
+            f"{len(entry['do'])} operation{'s' if len(entry['do']) != 1 else ''}, version {spec.version}"
+        steps.append(_step(slip_name, entry.get("when") if isinstance(entry, dict) else None, does, counted, lags))
+    for index in (s for s in steps if s["name"] == INDEX_STEP):
+        index["per_min"] = None
+        index["stored_per_min"] = (stored[0]["events"] if stored else 0) / FLOW_MINUTES
+        index["dead_per_min"] = sum(r["events"] for r in dead_letters if r["step"] == INDEX_STEP) / FLOW_MINUTES
     return steps
 
 
-STEP_GROUPS = {**{step: processor_group(step) for step in PROCESSOR_STEPS}, INDEX_STEP: EVENTS_INDEXER_GROUP}
+def _step(name: str, when: dict | None, does: str, counted: dict[str, dict], lags: dict[str, int] | None) -> dict:
+    row = counted.get(name, {})
+    return {"name": name, "when": when, "does": does,
+            "per_min": {field: row.get(field, 0) / FLOW_MINUTES for field in COUNTED},
+            "stored_per_min": None, "dead_per_min": None,
+            "lag": None if lags is None else lags.get(STEP_GROUPS[step_kind(name)], 0)}
 
 
 def change(current: float, previous: float) -> float | None:

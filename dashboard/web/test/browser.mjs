@@ -106,8 +106,9 @@ async function flow(page) {
   const status = await open(page, `/p/${project}/flow${state}`);
   const steps = await page.$$eval("[data-step]", (nodes) => nodes.map((n) => ({
     name: n.dataset.step, when: n.querySelector("[data-when]").textContent.trim(),
-    dead_per_min: Number(n.dataset.deadPerMin), lag: n.dataset.lag === undefined ? null : Number(n.dataset.lag),
-    stored_per_min: n.dataset.storedPerMin === undefined ? null : Number(n.dataset.storedPerMin) })));
+    lag: n.dataset.lag === undefined ? null : Number(n.dataset.lag),
+    ...Object.fromEntries(["eventsIn", "eventsOut", "dropped", "deadLettered", "stored"].map((field) => [
+      field, n.dataset[`${field}PerMin`] === undefined ? null : Number(n.dataset[`${field}PerMin`]) * 60])) })));
   const catalogue = await page.$$eval("[data-catalogue-event]", (nodes) => nodes.map((n) => ({
     event: n.dataset.catalogueEvent, type: n.dataset.type, count: Number(n.dataset.count), schemas: n.dataset.schemas,
     properties: [...n.querySelectorAll("[data-property]")].map((p) => p.dataset.property) })));
