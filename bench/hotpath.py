@@ -31,7 +31,7 @@ from headwater.projects.store import FixedProjects
 from headwater.settings import Settings
 from headwater.topics import step_topic, topic_specs
 from processors.anonymize import Anonymize
-from processors.base import encode_groups
+from processors.base import Processor, encode_groups, transform_for
 from processors.enrich import Enrich
 from processors.session_book import SessionBook, options_in
 from processors.validate import Validate
@@ -260,6 +260,36 @@ def transform_us(inputs: list[Envelope]) -> dict[str, float]:
             "transform_python_function_only": function_only}
 
 
+class PassOn(Processor):
+    """A step that changes nothing: what the relay's transform costs around a step."""
+
+    name = "validate"
+
+    def process(self, envelope: Envelope) -> Envelope:
+        return envelope
+
+
+def step_counts_us(inputs: list[Envelope]) -> dict[str, float]:
+    """What counting each record's events (:mod:`headwater.step_counts`) adds to a relay's transform,
+    µs per event, on records of one event (the browser's traffic, the most records per event), best
+    of three: the transform around a step that changes nothing, without and with the counts."""
+    from headwater.envelope import encode_batch
+    from headwater.routing import encode_route
+    from headwater.step_counts import StepCounts
+
+    settings = Settings()
+    partitions = PartitionMap()
+    partitions.counts = {spec.name: 12 for spec in topic_specs(settings)}
+    records = [ConsumerRecord(step_topic(settings, "validate"), 0, i, 0, 0, b"k", encode_batch([e]), None, 0, 0,
+                              encode_route(["validate", "index"])) for i, e in enumerate(inputs)]
+    figures = {}
+    for name, counts in (("relay_one_event_records", None), ("relay_one_event_records_counted", StepCounts(settings))):
+        transform = transform_for(PassOn(settings), partitions, counts=counts)
+        figures[name] = _best(lambda _, transform=transform: [transform(records[i:i + 200])
+                                                              for i in range(0, len(records), 200)], inputs)
+    return figures
+
+
 def _best(run, inputs: list[Envelope]) -> float:
     best = float("inf")
     for _ in range(3):
@@ -285,6 +315,7 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         result[step.name], inputs = time_step(step, inputs)
     result.update(transform_us(inputs))
+    result.update(step_counts_us(inputs))
     result["sessionize"] = sessionize_us(inputs, profile == "sessionize")
     result = {name: round(us, 2) for name, us in result.items()}
     print(json.dumps(result))

@@ -67,6 +67,7 @@ class Mediator:
         list, so lists join by their brackets), and send it to the first step of its route."""
         outputs: list[Output] = []
         merged: dict[tuple, list[Part]] = defaultdict(list)
+        tallies: dict[str, list[int]] = {}  # per project: events in, routed, dead-lettered
         keys: dict[tuple, bytes] = {}
         for record in records:
             project_id, events = "", event_count(record.headers)
@@ -78,14 +79,20 @@ class Mediator:
             except Rejected as error:
                 outputs.append(dead_letter(self.settings, record, error, "mediator"))
                 if project_id:
-                    self.counts.add(project_id, "mediator", events, 0, 0, events)
+                    _tally(tallies, project_id, events, 0, events)
                 continue
             routed = sum(count for _, count in parts.values())
-            self.counts.add(project_id, "mediator", events, routed, events - routed)
+            _tally(tallies, project_id, events, routed, 0)
             for route, part in parts.items():
                 slot = (record.partition, project_id, route)
                 merged[slot].append(part)
                 keys.setdefault(slot, record.key)
+        for project_id, (events, routed, dead) in tallies.items():
+            self.counts.add(project_id, "mediator", events, routed, events - routed - dead, dead)
+        return outputs + self._merged_outputs(merged, keys)
+
+    def _merged_outputs(self, merged: dict[tuple, list[Part]], keys: dict[tuple, bytes]) -> list[Output]:
+        outputs = []
         for slot, group in merged.items():
             project_id, route = slot[1], slot[2]
             for chunk in chunks(group):
@@ -113,6 +120,13 @@ class Mediator:
                 by_route[route].append(envelope.encode())
         self.dropped.inc(len(envelopes) - sum(map(len, by_route.values())))
         return {route: (b",".join(encoded), len(encoded)) for route, encoded in by_route.items()}, len(envelopes)
+
+
+def _tally(tallies: dict[str, list[int]], project_id: str, events: int, routed: int, dead: int) -> None:
+    tally = tallies.setdefault(project_id, [0, 0, 0])
+    tally[0] += events
+    tally[1] += routed
+    tally[2] += dead
 
 
 Part = tuple[bytes, int]  # the inside of a JSON list of envelopes, and how many envelopes it holds
