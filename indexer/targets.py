@@ -63,6 +63,16 @@ def insert_rows(client: Client, table: str, columns: tuple[str, ...], items: lis
     )
 
 
+def by_project(record: ConsumerRecord, rows: list[tuple[str, tuple]]) -> list[tuple[str, Item]]:
+    """The record's ``(project id, row)`` pairs as one item per project, in their order."""
+    items: dict[str, Item] = {}
+    for project_id, row in rows:
+        items.setdefault(project_id, Item(record, [], 0)).rows.append(row)
+    for item in items.values():
+        item.events = len(item.rows)
+    return list(items.items())
+
+
 class EventsTarget:
     """``events``: ClickHouse decodes the envelopes (see :mod:`indexer.events_sql`)."""
 
@@ -121,12 +131,7 @@ class SessionsTarget:
             rows = [(row[0], session_row(row)) for row in orjson.loads(record.value)]
         except (orjson.JSONDecodeError, TypeError, IndexError, ValueError) as exc:
             raise Rejected("unparseable", str(exc)) from exc
-        by_project: dict[str, Item] = {}
-        for project_id, row in rows:
-            by_project.setdefault(project_id, Item(record, [], 0)).rows.append(row)
-        for item in by_project.values():
-            item.events = len(item.rows)
-        return list(by_project.items())
+        return by_project(record, rows)
 
     def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
         insert_rows(client, f"{db}.sessions", SESSION_COLUMNS, items, token)
@@ -196,13 +201,8 @@ class StepCountsTarget:
             rows = [step_count_row(row) for row in orjson.loads(record.value)]
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             raise Rejected("unparseable", str(exc)) from exc
-        by_project: dict[str, Item] = {}
-        for project_id, row in rows:
-            if self.store.get(project_id) is not None:
-                by_project.setdefault(project_id, Item(record, [], 0)).rows.append(row)
-        for item in by_project.values():
-            item.events = len(item.rows)
-        return list(by_project.items())
+        return by_project(record, [(project_id, row) for project_id, row in rows
+                                   if self.store.get(project_id) is not None])
 
     def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
         insert_rows(client, f"{db}.step_counts", STEP_COUNT_COLUMNS, items, token)
