@@ -142,11 +142,17 @@ def test_up_stops_everything_when_its_piped_output_breaks(tmp_path):
     up = subprocess.Popen([sys.executable, "-m", "headwater", "up"], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
+        deadline, said = time.monotonic() + 240, []
         for line in iter(up.stdout.readline, b""):
+            said.append(line.decode(errors="replace"))
             if b"Headwater is up" in line or time.monotonic() > deadline:
                 break
-        pids = json.loads((tmp_path / "up" / "stack.json").read_text())
+        pid_file = tmp_path / "up" / "stack.json"
+        # not up (a start-up failure, a child that exited at once): say what `up` said, and its children
+        assert pid_file.exists(), "".join(said[-30:]) + "".join(
+            f"\n--- {log.name}\n" + log.read_text(errors="replace")[-1500:]
+            for log in sorted((tmp_path / "up" / "logs").glob("*.log")))
+        pids = json.loads(pid_file.read_text())
         assert len(pids) >= 10
         up.stdout.close()  # the pipe's reader is gone
         up.send_signal(signal.SIGINT)
