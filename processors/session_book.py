@@ -160,6 +160,7 @@ class SessionBook:
         partition, and the touched visitors by (partition, key). ``now`` (monotonic seconds) is when
         the poll is handled: an open session's changes wait ``session_row_interval_s`` from it."""
         outputs, groups = [], defaultdict(list)
+        tallies: dict[str, list[int]] = {}  # per project: events in, events passed on (the rest are copies)
         rows: dict[int, list] = defaultdict(list)
         touched: dict[tuple[int, str], VisitorState] = {}
         for tp, records in batch.items():
@@ -185,9 +186,10 @@ class SessionBook:
                         continue
                     rows[tp.partition] += self._apply(partition, state, envelope)
                     kept.append(envelope)
-                if envelopes:
-                    self.step_counts.add(envelopes[0].project_id, NAME, len(envelopes), len(kept),
-                                         len(envelopes) - len(kept))
+                if envelopes:  # added up per poll: the counts cost nothing per record
+                    tally = tallies.setdefault(envelopes[0].project_id, [0, 0])
+                    tally[0] += len(envelopes)
+                    tally[1] += len(kept)
                 if visits is not None and len(kept) == len(visits):
                     outputs.append(self._passed_on(record, topic, rest, kept))
                     continue
@@ -202,6 +204,8 @@ class SessionBook:
                     groups[slot].append(envelope)
             for project_id in projects:
                 rows[tp.partition] += self._close_idle(tp.partition, partition, project_id, touched)
+        for project_id, (events, kept_events) in tallies.items():
+            self.step_counts.add(project_id, NAME, events, kept_events, events - kept_events)
         for (topic, rest, _, _), envelopes in groups.items():
             outputs.extend(encode_groups(topic, rest, envelopes))
         for (number, key), state in touched.items():
