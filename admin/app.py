@@ -48,6 +48,10 @@ class RotateKeys(msgspec.Struct, forbid_unknown_fields=True):
     grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_GRACE_S)] | None = None
 
 
+class ReplayDestination(msgspec.Struct, forbid_unknown_fields=True):
+    from_ms: Annotated[int, msgspec.Meta(ge=0)]
+
+
 class AddSchema(msgspec.Struct, forbid_unknown_fields=True):
     event: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     version: str
@@ -171,6 +175,24 @@ async def revoke_read_tokens(request: Request, admin: ProjectAdmin) -> JSONRespo
     return JSONResponse({"project": describe(await admin.revoke_read_tokens(request.path_params["id"]))})
 
 
+async def pause_destination(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    project = await admin.set_destination_paused(request.path_params["id"], request.path_params["name"], True)
+    return JSONResponse({"project": describe(project)})
+
+
+async def resume_destination(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    project = await admin.set_destination_paused(request.path_params["id"], request.path_params["name"], False)
+    return JSONResponse({"project": describe(project)})
+
+
+async def replay_destination(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    """Deliver the destination's events again from ``from_ms`` (see ProjectAdmin.replay_destination)."""
+    body = await body_as(request, ReplayDestination)
+    name = request.path_params["name"]
+    offsets = await admin.replay_destination(request.path_params["id"], name, body.from_ms)
+    return JSONResponse({"destination": name, "offsets": {str(p): o for p, o in offsets.items()}})
+
+
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
@@ -213,6 +235,9 @@ def create_app(check_project: Callable[[Project], list[str]], settings: Settings
         Route("/v1/projects/{id}/rotate-hash-key", handler(rotate_hash_key), methods=["POST"]),
         Route("/v1/projects/{id}/read-tokens", handler(issue_read_token), methods=["POST"]),
         Route("/v1/projects/{id}/read-tokens", handler(revoke_read_tokens), methods=["DELETE"]),
+        Route("/v1/projects/{id}/destinations/{name}/pause", handler(pause_destination), methods=["POST"]),
+        Route("/v1/projects/{id}/destinations/{name}/resume", handler(resume_destination), methods=["POST"]),
+        Route("/v1/projects/{id}/destinations/{name}/replay", handler(replay_destination), methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

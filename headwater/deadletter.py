@@ -22,9 +22,10 @@ from headwater.topics import dead_letter_topic
 
 # "refused": ClickHouse refused the record's rows for their content (indexer/refusals.py); "transform_*":
 # a project's transformation raised, overran its time budget, or returned what is not events
-# (processors/transform.py)
+# (processors/transform.py); "destination_refused": a destination refused the event for good
+# (forwarder/service.py)
 REASONS = ("unparseable", "schema_violation", "size", "unknown_event", "missing_project", "invalid_flow",
-           "refused", "transform_error", "transform_timeout", "transform_output")
+           "refused", "transform_error", "transform_timeout", "transform_output", "destination_refused")
 ERROR_HEADER = "hw-error"
 
 

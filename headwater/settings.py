@@ -136,6 +136,15 @@ class Settings:
     colocate_stateless_steps: bool = True
     instance_id: str = ""  # stable and distinct per replica: names its Kafka transactions
 
+    # The forwarder (headwater forwarder): destinations are refused addresses on loopback, private,
+    # link-local and other non-public networks (a webhook URL pointing at the metadata service or an
+    # internal admin port) unless this is true, as on the local stack whose receivers are on loopback.
+    forward_private_networks: bool = False
+    forward_timeout_s: float = 10.0  # one delivery attempt (an HTTP POST, a file written) at most
+    forward_max_backoff_s: float = 300.0  # retries wait 0.5 s doubling, with jitter, up to this
+    forward_local_dir: str = ""  # file:// lakes may write only below this directory (empty: none may)
+    forward_fault_hold_s: float = 0.0  # fault injection for tests: wait this long between delivery and commit
+
     tracker_dir: str = "sdks/js/dist"  # where the collector finds the built tracking script (hw.js)
 
     # At most two INSERTs per table and project per second under load (ClickHouse asks for no more

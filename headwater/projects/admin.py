@@ -18,10 +18,14 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from headwater.clickhouse import make_client, project_database
+from headwater.destinations import destination_group, merge_stored, shown
+from headwater.flow import INDEX_STEP
 from headwater.migrations import apply_retention, migrate_project
 from headwater.projects.model import PUBLIC, READ, SERVER, Key, Project, check_origin_pattern, key_hash, new_key
 from headwater.projects.store import ProjectStore, ProjectWriter
+from headwater.rewind import GroupBusy, rewind_group
 from headwater.settings import Settings
+from headwater.topics import step_topic
 
 
 class ProjectError(Exception):
@@ -38,6 +42,10 @@ class SchemaNotFound(ProjectError):
 
 class ProjectExists(ProjectError):
     status = 409
+
+
+class DestinationNotFound(ProjectError):
+    status = 404
 
 
 @dataclasses.dataclass
@@ -60,6 +68,7 @@ class Configuration(msgspec.Struct, forbid_unknown_fields=True):
     validation: dict = {}
     sessions: dict = {}
     retention_days: int | None = None
+    destinations: list[dict] = []
 
 
 def now_ms() -> int:
@@ -83,10 +92,10 @@ def describe(project: Project) -> dict:
             "retention_days": project.retention_days,
             "event_schemas": {event: [v["version"] for v in versions]
                               for event, versions in project.event_schemas.items()},
-            "hash_key_ids": [k["id"] for k in project.hash_keys]}
+            "hash_key_ids": [k["id"] for k in project.hash_keys], "destinations": shown(project.destinations)}
 
 
-CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions", "retention_days")
+CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions", "retention_days", "destinations")
 
 
 def new_hash_key() -> dict:
@@ -208,7 +217,11 @@ class ProjectAdmin:
             msgspec.convert(changes, Configuration)
         except msgspec.ValidationError as exc:
             raise ProjectError(f"the configuration is not of the right types: {exc}") from exc
-        project = dataclasses.replace(self.get(project_id), **changes)
+        current = self.get(project_id)
+        if "destinations" in changes:
+            changes = {**changes, "destinations": merge_stored(changes["destinations"], current.destinations,
+                                                                now_ms())}
+        project = dataclasses.replace(current, **changes)
         await self._save(project)
         if "retention_days" in changes:
             await asyncio.to_thread(self._clickhouse, apply_retention, project_id, project.retention_days)
@@ -260,6 +273,38 @@ class ProjectAdmin:
         project = dataclasses.replace(project, hash_keys=[*project.hash_keys, new_hash_key()])
         await self._save(project)
         return project
+
+    def destination(self, project_id: str, name: str) -> dict:
+        for entry in self.get(project_id).destinations:
+            if entry.get("name") == name:
+                return entry
+        raise DestinationNotFound(f"project {project_id} has no destination {name!r}")
+
+    async def set_destination_paused(self, project_id: str, name: str, paused: bool) -> Project:
+        """Pause a destination (it stops reading; its group keeps its place) or resume it."""
+        self.destination(project_id, name)
+        entries = [{**e, "paused": paused} if e.get("name") == name else e for e in self.get(project_id).destinations]
+        project = dataclasses.replace(self.get(project_id), destinations=entries)
+        await self._save(project)
+        return project
+
+    async def replay_destination(self, project_id: str, name: str, from_ms: int) -> dict[int, int]:
+        """Deliver the destination's events again from ``from_ms`` (within Kafka's retention): pause it,
+        wait until its forwarders have left its group, move the group there, and resume it unless it
+        was paused before. Return the offsets by partition of the index topic."""
+        if isinstance(from_ms, bool) or not isinstance(from_ms, int) or not 0 <= from_ms <= now_ms():
+            raise ProjectError("from: a time in the past (milliseconds since 1970, or ISO 8601 in the CLI)")
+        was_paused = bool(self.destination(project_id, name).get("paused"))
+        if not was_paused:
+            await self.set_destination_paused(project_id, name, True)
+        try:
+            return await rewind_group(self.settings, destination_group(project_id, name),
+                                      step_topic(self.settings, INDEX_STEP), from_ms)
+        except GroupBusy as exc:
+            raise ProjectError(f"{exc}: is a forwarder still running this destination?") from exc
+        finally:
+            if not was_paused:
+                await self.set_destination_paused(project_id, name, False)
 
     async def _save(self, project: Project) -> None:
         problems = self.check(project)

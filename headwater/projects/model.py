@@ -63,6 +63,7 @@ class Project:
     retention_days: int | None = None  # events and sessions older than this are dropped; None keeps all
     event_schemas: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # event -> versions
     hash_keys: list[dict] = dataclasses.field(default_factory=list)  # HMAC keys; the last one is current
+    destinations: list[dict] = dataclasses.field(default_factory=list)  # headwater/destinations.py
 
     @property
     def public_key(self) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
+from headwater.destinations import opened, sealed
 from headwater.kafka import make_producer
 from headwater.projects.model import Key, Project, key_hash
 from headwater.sealing import Sealer
@@ -64,6 +65,7 @@ class ProjectStore:
             return
         project = Project.from_dict(orjson.loads(value))
         project.hash_keys = [{**k, "secret": self.sealer.open(k["secret"])} for k in project.hash_keys]
+        project.destinations = opened(project.destinations, self.sealer)
         self.projects[project_id] = project
         for key in project.keys:
             self.by_key_hash[key.hash] = (project, key)
@@ -89,9 +91,11 @@ class ProjectWriter:
         await self.producer.start()
 
     async def write(self, project: Project) -> None:
-        """Write the project's whole state, its HMAC keys sealed (headwater/sealing.py)."""
+        """Write the project's whole state, its HMAC keys and destinations' secrets sealed
+        (headwater/sealing.py)."""
         record = project.to_dict()
         record["hash_keys"] = [{**k, "secret": self.sealer.seal(k["secret"])} for k in record["hash_keys"]]
+        record["destinations"] = sealed(record["destinations"], self.sealer)
         await self.producer.send_and_wait(self.topic, orjson.dumps(record), key=project.id.encode())
 
     async def stop(self) -> None:
