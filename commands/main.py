@@ -21,17 +21,17 @@ def cmd_collector(args: argparse.Namespace) -> None:
 
 def cmd_admin(args: argparse.Namespace) -> None:
     from admin.app import create_app
+    from commands.checks import check_project
     from headwater.serving import serve
-    from processors.checks import check_project
 
     settings = get_settings()
     serve(lambda: create_app(check_project, settings), settings, settings.admin_host, settings.admin_port)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
+    from commands.checks import check_project
     from dashboard.app import create_app
     from headwater.serving import serve
-    from processors.checks import check_project
     from processors.validate import Validate
 
     settings = get_settings()
@@ -72,6 +72,13 @@ def cmd_indexer(args: argparse.Namespace) -> None:
 
     tables = list(dict.fromkeys(args.tables))
     run_role(lambda: Indexer(get_settings(), tables[0]) if len(tables) == 1 else Indexers(get_settings(), tables))
+
+
+def cmd_forwarder(args: argparse.Namespace) -> None:
+    from forwarder.service import Forwarders
+    from headwater.service import run_role
+
+    run_role(lambda: Forwarders(get_settings(), tuple(args.destinations)))
 
 
 def cmd_lag_exporter(args: argparse.Namespace) -> None:
@@ -168,7 +175,7 @@ def cmd_backup(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    from processors.checks import check_configuration
+    from commands.checks import check_configuration
 
     problems = check_configuration(get_settings(), _stored_projects())
     print("\n".join(problems) or "configuration ok")
@@ -219,7 +226,8 @@ def installed_version() -> str:
         return "unknown (not installed)"
 
 
-SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "lag-exporter", "up", "dev"}
+SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "forwarder", "lag-exporter",
+                 "up", "dev"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     indexer.add_argument("tables", nargs="*", default=["events"],
                          choices=["events", "sessions", "failed_events", "step_counts"])
     indexer.set_defaults(func=cmd_indexer)
+    forwarder = sub.add_parser("forwarder", help="deliver each project's events to its destinations (one "
+                               "consumer group per destination)")
+    forwarder.add_argument("destinations", nargs="*", metavar="PROJECT/NAME",
+                           help="only these destinations (default: every destination of every project)")
+    forwarder.set_defaults(func=cmd_forwarder)
     sub.add_parser("lag-exporter", help="export every consumer group's lag and members, measured at the broker "
                    "(so it keeps growing while a step is down)").set_defaults(func=cmd_lag_exporter)
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations to every project (or those named)")

@@ -6,14 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from analytics.catalogue import MAX_CATALOGUE_DAYS, project_catalogue
+from commands.checks import check_project
 from headwater.flow import INDEX_STEP, FlowError, parse_flow
 from headwater.projects.admin import CONFIGURABLE, ProjectAdmin, ProjectError, describe
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings
-from processors.checks import check_project
 
 
 async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
@@ -58,6 +59,12 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
             keys = json.loads(Path(args.keys).read_text()) if args.keys else {}
             applied = [await admin.apply(d, keys.get(d.get("id"))) for d in definitions]
             return {"projects": [describe(p) for p in applied]}
+        if args.action in ("pause-destination", "resume-destination"):
+            paused = args.action == "pause-destination"
+            return {"project": describe(await admin.set_destination_paused(args.id, args.name, paused))}
+        if args.action == "replay-destination":
+            offsets = await admin.replay_destination(args.id, args.name, parse_time_ms(args.since))
+            return {"destination": args.name, "offsets": offsets}
         if args.action == "rotate-hash-key":
             return {"project": describe(await admin.rotate_hash_key(args.id))}
         if args.action == "read-token":
@@ -69,6 +76,15 @@ async def run_operation(settings: Settings, args: argparse.Namespace) -> dict:
     finally:
         await store.stop()
         await writer.stop()
+
+
+def parse_time_ms(text: str) -> int:
+    """Milliseconds since 1970 from ISO 8601 (``2026-12-06T10:00:00Z``; UTC when no zone is given)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ProjectError(f"--from: {text!r} is not an ISO 8601 time like 2026-12-06T10:00:00Z") from exc
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def route_events(flow: list | None, given: object) -> dict:
@@ -130,13 +146,23 @@ def add_parser(sub) -> None:
     route.add_argument("id")
     route.add_argument("--event", required=True, help="a JSON file: one event, or a list of events")
     route.add_argument("--flow", help="a JSON file with a flow to try instead of the project's")
+    for action, text in (("pause-destination", "stop delivering to a destination (it keeps its place)"),
+                         ("resume-destination", "deliver again from where it stopped")):
+        destination = actions.add_parser(action, help=text)
+        destination.add_argument("id")
+        destination.add_argument("name")
+    replay = actions.add_parser("replay-destination", help="deliver a destination's events again from a point in "
+                                "time (within Kafka's retention)")
+    replay.add_argument("id")
+    replay.add_argument("name")
+    replay.add_argument("--from", dest="since", required=True, help="ISO 8601, like 2026-12-06T10:00:00Z")
     actions.add_parser("rotate-hash-key", help="a new HMAC key for hashed fields").add_argument("id")
     read = actions.add_parser("read-token", help="issue a dashboard read token for the project")
     read.add_argument("id")
     read.add_argument("--revoke", action="store_true", help="revoke every read token of the project instead")
     apply = actions.add_parser("apply", help="create or update projects from a JSON list of definitions "
                                              "(id, name, origins, flow, privacy, enrich, validation, sessions, "
-                                             "retention_days); idempotent")
+                                             "retention_days, destinations); idempotent")
     apply.add_argument("file")
     apply.add_argument("--keys", help="JSON {project id: {public_key, server_key}}, used when a project is created")
 

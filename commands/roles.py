@@ -22,4 +22,5 @@ def service_roles(colocate_stateless_steps: bool = False) -> list[tuple[str, lis
             *processors,
             ("indexer", ["indexer", "events"]), ("indexer-sessions", ["indexer", "sessions"]),
             ("indexer-failed", ["indexer", "failed_events", "step_counts"]),
+            ("forwarder", ["forwarder"]),
             ("lag-exporter", ["lag-exporter"])]

@@ -33,10 +33,15 @@ TEST_ENV = {
     "HEADWATER_HTTP_HEADER_TIMEOUT_S": "2",
     "HEADWATER_HTTP_BODY_TIMEOUT_S": "3",
     "HEADWATER_SECRET_KEY": "test-secret-key-of-at-least-32-characters",
+    # the destination tests' receivers listen on loopback; retries wait at most 2 s
+    "HEADWATER_FORWARD_PRIVATE_NETWORKS": "true",
+    "HEADWATER_FORWARD_MAX_BACKOFF_S": "2",
+    "HEADWATER_FORWARD_LOCAL_DIR": str(Path(".local/test-lakes").resolve()),
 }
 os.environ.update(TEST_ENV)
 
 from tests.geoip import build_city_database  # noqa: E402
+from tests.receivers import S3Server  # noqa: E402
 
 os.environ["HEADWATER_GEOIP_PATH"] = str(build_city_database(Path(".local/test-geoip/city.mmdb")).resolve())
 os.environ["HEADWATER_TRANSFORMS_DIR"] = str(Path(__file__).parent.joinpath("transforms").resolve())
@@ -65,8 +70,17 @@ def clickhouse(stack):
     client.disconnect()
 
 
+@pytest.fixture(scope="session")
+def s3_server(stack):
+    """The S3-compatible server the lake destination writes to, with a bucket ``lake``."""
+    server = S3Server(stack.settings.local_path / "s3", 19070)
+    server.start()
+    (server.root / "lake").mkdir(exist_ok=True)  # a bucket is a directory of the POSIX backend
+    yield server
+    server.stop()
 
-SERVER_FIXTURES = {"stack", "clickhouse"}
+
+SERVER_FIXTURES = {"stack", "clickhouse", "s3_server"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,1 @@
+"""The forwarder role: each project's destinations get its events once the pipeline is done with them."""

@@ -1,0 +1,118 @@
+"""Real HTTP servers for the destination tests: a webhook receiver on a loopback port, and the
+S3-compatible server (VersityGW) the lake writes to."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+Answer = Callable[[dict, dict], tuple[int, dict]]  # (body, headers) -> (status, headers)
+
+
+def accept(body: dict, headers: dict) -> tuple[int, dict]:
+    return 200, {}
+
+
+class Receiver:
+    """A webhook receiver: records every request and answers what ``answer`` says."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[int, dict, dict]] = []  # (status answered, headers, body)
+        self.answer: Answer = accept
+        self.lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body, headers = json.loads(raw), {k.lower(): v for k, v in self.headers.items()}
+                headers["raw-body"] = raw.decode()
+                status, extra = receiver.answer(body, headers)
+                with receiver.lock:
+                    receiver.requests.append((status, headers, body))
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def delivered(self, project: str | None = None) -> list[dict]:
+        """The events of every request answered 2xx (of ``project``)."""
+        with self.lock:
+            return [event for status, _, body in self.requests if 200 <= status < 300
+                    and (project is None or body.get("project") == project) for event in body["events"]]
+
+    def delivered_ids(self, project: str) -> set[str]:
+        return {event["messageId"] for event in self.delivered(project)}
+
+
+class S3Server:
+    """VersityGW serving a directory as S3, on a loopback port (deploy/tools/install-s3-server.sh builds it)."""
+
+    ACCESS_KEY, SECRET_KEY = "headwater-test", "headwater-test-secret-key"
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        checkout = Path(__file__).resolve().parents[1]
+        subprocess.run(["bash", str(checkout / "deploy" / "tools" / "install-s3-server.sh")], check=True, timeout=1800)
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root.parent / "versitygw.log", "ab")
+        env = {**os.environ, "ROOT_ACCESS_KEY": self.ACCESS_KEY, "ROOT_SECRET_KEY": self.SECRET_KEY}
+        self.process = subprocess.Popen(
+            [str(checkout / ".local" / "tools" / "bin" / "versitygw"), "--port", f"127.0.0.1:{self.port}",
+             "posix", str(self.root)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(self.endpoint_url, timeout=1)
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("versitygw did not start: see versitygw.log") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.endpoint}"
