@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 from headwater.settings import get_settings
 
@@ -128,10 +129,19 @@ def cmd_replay(args: argparse.Namespace) -> None:
     import dataclasses
     import json
 
-    from headwater.replay import run_replay
-    from processors.validate import Validate
+    report: Any
+    if args.destination:
+        from forwarder.replay import ReplayError, run_destination_replay
 
-    report = run_replay(get_settings(), args.project, args.reason, args.on_error, Validate)
+        try:
+            report = run_destination_replay(get_settings(), args.project, args.destination, args.on_error)
+        except ReplayError as exc:
+            raise SystemExit(f"headwater replay: {exc}") from None
+    else:
+        from headwater.replay import run_replay
+        from processors.validate import Validate
+
+        report = run_replay(get_settings(), args.project, args.reason, args.on_error, Validate)
     print(json.dumps(dataclasses.asdict(report), indent=2))
     if report.stopped_at:
         raise SystemExit(1)
@@ -273,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-inject a project's dead letters after a fix")
     replay.add_argument("--project", required=True)
     replay.add_argument("--reason", help="only dead letters with this reason")
+    replay.add_argument("--destination", metavar="NAME", help="deliver the dead letters this destination refused "
+                        "to it again (with its definition as it is now), instead of re-injecting into the pipeline")
     from headwater.replay import POLICIES
 
     replay.add_argument("--on-error", choices=POLICIES, default="stop",

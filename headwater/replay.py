@@ -2,7 +2,8 @@
 
 It reads the dead-letter topic in its own consumer group (``headwater-replay-<project>``), from where the last
 replay stopped up to the end it sees at start, and takes the records that match ``--project`` (and
-``--reason``). Each event is checked again by the validate step as it is configured now (the
+``--reason``), except those a destination refused (replayed with ``--destination``, forwarder/replay.py).
+Each event is checked again by the validate step as it is configured now (the
 command that runs the replay gives it: :class:`Revalidator`):
 
 - valid: it goes back to the raw topic and through its project's whole flow (duplicates of events
@@ -32,6 +33,7 @@ from headwater.settings import Settings
 from headwater.topics import dead_letter_topic, raw_topic
 
 POLICIES = ("stop", "skip", "dead-letter")
+DESTINATION_STEP_PREFIX = "forward:"  # the dead letters of destinations (forwarder/replay.py)
 
 
 class Check(Protocol):
@@ -99,6 +101,8 @@ class Replayer:
         dead = orjson.loads(record.value)
         if dead.get("project_id") != self.project_id or (self.reason and dead.get("reason") != self.reason):
             return True
+        if str(dead.get("step", "")).startswith(DESTINATION_STEP_PREFIX):
+            return True  # a destination refused it, not the pipeline: replayed with --destination
         self.report.matched += 1
         envelope = None
         try:
