@@ -27,6 +27,7 @@ from dashboard.access import COOKIE, Sessions, from_this_site, viewer_for, viewe
 from dashboard.rendering import ADMIN_ONLY, NAV, STATIC, form_fields, problem, render, templates
 from dashboard.runner import QueryRunner
 from dashboard.state import StateError, parse_state
+from headwater.destination_status import StatusBoard
 from headwater.projects.admin import ProjectAdmin
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore, ProjectWriter
@@ -136,9 +137,12 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
             await writer.start()
             app.state.admin = ProjectAdmin(settings, store, writer, check_project)
         app.state.store, app.state.runner = store, QueryRunner(settings)
+        app.state.statuses = StatusBoard(settings)
+        await app.state.statuses.start()
         try:
             yield
         finally:
+            await app.state.statuses.stop()
             app.state.runner.close()
             if writer:
                 await writer.stop()
@@ -157,6 +161,8 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
         Route("/p/{project}/sql/{of}/{block}", guarded("sql")(pages.sql)),
         Route("/p/{project}/failed/replay", guarded("failed")(pages.replay), methods=["POST"]),
         Route("/p/{project}/flow", guarded("flow")(pages.save_flow), methods=["POST"]),
+        Route("/p/{project}/destinations/{action:str}", guarded("destinations")(pages.destination_action),
+              methods=["POST"]),
         Route("/p/{project}", guarded("overview")(pages.to_overview)),
         Mount("/static", StaticFiles(directory=str(STATIC), check_dir=False), name="static"),
     ]

@@ -18,6 +18,7 @@ from dashboard.formatting import plain
 from dashboard.rendering import ADMIN_ONLY, form_fields, problem, render
 from dashboard.runner import QueryRunner
 from dashboard.state import ViewState
+from headwater.destinations import shown
 from headwater.flow import DEFAULT_FLOW, FlowError
 from headwater.group_lag import group_lags
 from headwater.projects.admin import ProjectError
@@ -186,3 +187,42 @@ async def save_flow(request: Request, context: dict) -> Response:
     except RecursionError:  # arrays or objects nested thousands deep
         return await flow(request, context, problems="the flow document is nested too deeply", draft=draft)
     return RedirectResponse(f"/p/{context['project'].id}/flow{context['state'].query_string()}", 303)
+
+
+async def destinations(request: Request, context: dict, problems: str = "", done: str = "") -> Response:
+    """The project's destinations: each one's definition, its events a minute over the last hour, its
+    lag and the forwarders' last word on it; pause, resume and replay from a time."""
+    project = context["project"]
+    rows, lags = await asyncio.gather(_run(request, context, "destinations"), group_lags(request.app.state.settings))
+    board = request.app.state.statuses
+    statuses = {entry.get("name"): board.of(project.id, entry.get("name")) for entry in project.destinations}
+    context.update(destinations=views.destination_rows(project.id, shown(project.destinations), rows["step_counts"],
+                                                       statuses, lags),
+                   problems=problems, done=done, editable=request.app.state.admin is not None)
+    return render(request, "destinations.html", context, 400 if problems else 200)
+
+
+async def destination_action(request: Request, context: dict) -> Response:
+    """Pause, resume or replay (from a time in the form, ISO 8601 in UTC) one destination."""
+    if not from_this_site(request):
+        return problem(request, 403, "Refused", "a change must be posted from this dashboard")
+    admin = request.app.state.admin
+    if admin is None:
+        return problem(request, 403, "Read only", "this dashboard was started without the project checks")
+    action = request.path_params["action"]
+    if action not in ("pause", "resume", "replay"):
+        return problem(request, 404, "No such action", "a destination is paused, resumed or replayed")
+    form = await form_fields(request)
+    name = str(form.get("name") or "")
+    try:
+        if action == "replay":
+            since = datetime.fromisoformat(str(form.get("from") or ""))
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+            offsets = await admin.replay_destination(context["project"].id, name, int(since.timestamp() * 1000))
+            done = f"{name}: replaying from {since.isoformat()} (offsets {offsets})"
+        else:
+            await admin.set_destination_paused(context["project"].id, name, action == "pause")
+            done = f"{name}: {'paused' if action == 'pause' else 'resumed'}"
+    except (ValueError, ProjectError) as exc:
+        return await destinations(request, context, problems=str(exc))
+    return await destinations(request, context, done=done)

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from analytics import activity, overview, queries
 from analytics.queries import Query
 from dashboard.state import ViewState
+from headwater.destinations import destination_group
 from headwater.flow import DEFAULT_FLOW, INDEX_STEP, PROCESSOR_STEPS, parse_flow
 from headwater.routing import step_kind
 from headwater.topics import EVENTS_INDEXER_GROUP, MEDIATOR_GROUP, processor_group
@@ -92,8 +93,15 @@ def flow_queries(project_id: str, state: ViewState) -> dict[str, Query]:
             "catalogue": queries.catalogue(project_id, *state.bounds())}
 
 
+def destinations_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    since, until = live_window(FLOW_MINUTES)
+    return {"step_counts": activity.step_counts(project_id, since, until),
+            "dead_letters": activity.dead_letters_by_step(project_id, since, until)}
+
+
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
-           "live": live_queries, "sessions": sessions_queries, "failed": failed_queries, "flow": flow_queries}
+           "live": live_queries, "sessions": sessions_queries, "failed": failed_queries, "flow": flow_queries,
+           "destinations": destinations_queries}
 
 MEDIATOR = "mediator"
 STEP_GROUPS = {**{step: processor_group(step) for step in PROCESSOR_STEPS}, INDEX_STEP: EVENTS_INDEXER_GROUP,
@@ -130,6 +138,34 @@ def _step(name: str, when: dict | None, does: str, counted: dict[str, dict], lag
             "per_min": {field: row.get(field, 0) / FLOW_MINUTES for field in COUNTED},
             "stored_per_min": None, "dead_per_min": None,
             "lag": None if lags is None else lags.get(STEP_GROUPS[step_kind(name)], 0)}
+
+
+def destination_rows(project_id: str, destinations: list[dict], counts: list[dict], statuses: dict[str, list],
+                     lags: dict[str, int] | None) -> list[dict]:
+    """Each destination as the Destinations page shows it: its definition (secrets only as set), its
+    events a minute over the last hour as the forwarder counted them (in: the project's events it read;
+    delivered; not selected by its condition or transformation; dead-lettered), its consumer group's lag,
+    and what the forwarders running it last said (failing, retried, the last error)."""
+    counted = {row["step"]: row for row in counts}
+    rows = []
+    for entry in destinations:
+        name = entry.get("name", "")
+        row = counted.get(f"forward:{name}", {})
+        said = statuses.get(name, [])
+        errors = sorted((s for s in said if s.last_error), key=lambda s: -s.last_error_at_ms)
+        rows.append({
+            "name": name, "type": entry.get("type"), "settings": entry.get("settings", {}), "when": entry.get("when"),
+            "paused": bool(entry.get("paused")),
+            "per_min": {"events_in": row.get("events_in", 0) / FLOW_MINUTES,
+                        "delivered": row.get("events_out", 0) / FLOW_MINUTES,
+                        "not_selected": row.get("dropped", 0) / FLOW_MINUTES,
+                        "dead_lettered": row.get("dead_lettered", 0) / FLOW_MINUTES},
+            "lag": None if lags is None else lags.get(destination_group(project_id, name)),
+            "failing": any(s.failing for s in said), "retried": sum(s.retried for s in said),
+            "last_error": errors[0].last_error if errors else "",
+            "last_error_at": errors[0].last_error_at_ms if errors else 0,
+        })
+    return rows
 
 
 def change(current: float, previous: float) -> float | None:

@@ -35,8 +35,11 @@ Delivery and commit semantics:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import os
 import random
+import socket
 import time
 
 import structlog
@@ -48,6 +51,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from forwarder.outcomes import Delivered, Item, Outcome, Refused, Retry
 from forwarder.registry import check_project, make_destination
 from headwater.deadletter import Rejected, dead_letter
+from headwater.destination_status import HEARTBEAT_S, DestinationStatus
 from headwater.destinations import DestinationError, DestinationSpec, parse_destinations
 from headwater.envelope import decode_batch
 from headwater.flow import INDEX_STEP
@@ -56,7 +60,8 @@ from headwater.metrics import ConsumerLag, Heartbeat, metrics_and_liveness, serv
 from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, header_value
 from headwater.settings import Settings
-from headwater.topics import step_topic
+from headwater.step_counts import StepCounts
+from headwater.topics import forwarder_status_topic, step_topic
 
 log = structlog.get_logger()
 FORWARD_STEP = "forward"
@@ -103,6 +108,9 @@ class Batch:
         self.items: list[Item] = []
         self.records: dict[tuple[int, int], ConsumerRecord] = {}
         self.positions: dict[TopicPartition, int] = {}
+        self.considered = 0  # the project's events read
+        self.delivered = 0
+        self.refused = 0
 
 
 class Reassigned(ConsumerRebalanceListener):
@@ -119,10 +127,13 @@ class Reassigned(ConsumerRebalanceListener):
 class Forwarder:
     """One destination (see the module's semantics). ``producer`` writes its dead letters."""
 
-    def __init__(self, settings: Settings, spec: DestinationSpec, metrics: ForwarderMetrics, producer) -> None:
+    def __init__(self, settings: Settings, spec: DestinationSpec, metrics: ForwarderMetrics, producer,
+                 counts: StepCounts, process: str) -> None:
         self.settings = settings
         self.spec = spec
         self.metrics = metrics
+        self.counts = counts
+        self.status = DestinationStatus(spec.project_id, spec.name, process)
         self.labels = (spec.project_id, spec.name)
         self.producer = producer
         self.destination = make_destination(spec, settings)
@@ -148,6 +159,7 @@ class Forwarder:
                 if batch is not None and await self._deliver(batch):
                     await self._hold_before_commit(batch)
                     await self._commit(batch)
+                    self._count(batch)
         finally:
             await self.consumer.stop()
             await self.destination.stop()
@@ -191,6 +203,7 @@ class Forwarder:
             envelopes = decode_batch(record.value)
         except ValueError:
             return  # the indexer dead-letters unreadable records; nothing of them can be forwarded
+        batch.considered += len(envelopes)
         for i, envelope in enumerate(envelopes):
             event = self.spec.select(envelope.event)
             if event is not None:
@@ -209,6 +222,7 @@ class Forwarder:
             outcome = await self._attempt(items)
             if isinstance(outcome, Delivered):
                 pending.pop(0)
+                batch.delivered += len(items)
                 self.metrics.delivered.labels(*self.labels).inc(len(items))
                 self._failing(False)
                 backoff = 0.5
@@ -219,8 +233,10 @@ class Forwarder:
                     continue
                 self._error(outcome.reason)
                 await self._dead_letter(batch, items, outcome.reason)
+                batch.refused += len(items)
             else:
                 self.metrics.retried.labels(*self.labels).inc(len(items))
+                self.status.retried += len(items)
                 self._failing(True)
                 self._error(outcome.reason)
                 await self._wait(max(outcome.after_s, random.uniform(0, backoff)))
@@ -246,10 +262,19 @@ class Forwarder:
         finally:
             self.consumer.resume(*self.consumer.paused())
 
+    def _count(self, batch: Batch) -> None:
+        """The batch in the step counts: the project's events read (in), delivered (out), not selected
+        by the condition or the transformation (dropped), refused (dead-lettered)."""
+        if batch.considered:
+            self.counts.add(self.spec.project_id, f"{FORWARD_STEP}:{self.spec.name}", batch.considered,
+                            batch.delivered, batch.considered - len(batch.items), batch.refused)
+
     def _failing(self, failing: bool) -> None:
         self.metrics.failing.labels(*self.labels).set(1 if failing else 0)
+        self.status.failing = failing
 
     def _error(self, reason: str) -> None:
+        self.status.last_error, self.status.last_error_at_ms = reason[:300], int(time.time() * 1000)
         log.warning("delivery_failed", destination=self.spec.key, error=reason[:300])
         self.metrics.last_error.labels(*self.labels).info({"error": reason[:300]})
         self.metrics.last_error_time.labels(*self.labels).set(time.time())
@@ -296,6 +321,10 @@ class Forwarders:
         self.store = ProjectStore(settings)
         self.producer = make_producer(settings)
         self.metrics = ForwarderMetrics()
+        self.counts = StepCounts(settings)
+        self.process = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.published: dict[str, DestinationStatus] = {}
+        self.status_topic = forwarder_status_topic(settings)
         self.running: dict[str, tuple[Forwarder, asyncio.Task]] = {}
         self.consumers: list = []  # (consumer, group) of each running forwarder, for the lag metric
         self.stopping = asyncio.Event()
@@ -310,6 +339,7 @@ class Forwarders:
         try:
             while not self.stopping.is_set():
                 await self._reconcile()
+                await self._report(self.counts.due())
                 try:
                     await asyncio.wait_for(self.stopping.wait(), RECONCILE_S)
                 except TimeoutError:
@@ -317,8 +347,29 @@ class Forwarders:
         finally:
             stop_metrics()
             await asyncio.gather(*(self._stop(key) for key in list(self.running)))
+            await self._report(self.counts.flush(), final=True)
             await self.store.stop()
             await self.producer.stop()
+
+    async def _report(self, counts: list, final: bool = False) -> None:
+        """Produce the step counts due, and each destination's status that changed (or is due for its
+        heartbeat); on the way out, remove this process's statuses."""
+        try:
+            for out in counts:
+                await self.producer.send(out.topic, out.value, partition=out.partition)
+            now = int(time.time() * 1000)
+            running = {forwarder.status.key: forwarder.status for forwarder, _ in self.running.values()}
+            for key, status in running.items():
+                last = self.published.get(key)
+                if status.changed_from(last) or now - (last.updated_at_ms if last else 0) >= HEARTBEAT_S * 1000:
+                    status.updated_at_ms = now
+                    await self.producer.send(self.status_topic, status.encode(), key=key.encode())
+                    self.published[key] = dataclasses.replace(status)
+            for key in [k for k in self.published if final or k not in running]:
+                await self.producer.send(self.status_topic, None, key=key.encode())
+                del self.published[key]
+        except KafkaError as exc:
+            log.warning("report_failed", error=str(exc))
 
     def wanted(self) -> dict[str, DestinationSpec]:
         """The destinations this process should run now, by key."""
@@ -347,7 +398,7 @@ class Forwarders:
                 await self._stop(key)
         for key, spec in wanted.items():
             if key not in self.running:
-                forwarder = Forwarder(self.settings, spec, self.metrics, self.producer)
+                forwarder = Forwarder(self.settings, spec, self.metrics, self.producer, self.counts, self.process)
                 self.running[key] = (forwarder, asyncio.create_task(forwarder.run()))
                 self.consumers.append((forwarder.consumer, forwarder.group_id))
 

@@ -18,6 +18,7 @@ SALTS = "salts"
 SESSIONS = "sessions"
 SESSION_STATE = "sessionize-state"
 STEP_COUNTS = "step-counts"
+FORWARDER_STATUS = "forwarder-status"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -79,6 +80,11 @@ def step_counts_topic(settings: Settings) -> str:
     return topic_name(settings, STEP_COUNTS)
 
 
+def forwarder_status_topic(settings: Settings) -> str:
+    """Each forwarder's state of each destination it runs (headwater/destination_status.py)."""
+    return topic_name(settings, FORWARDER_STATUS)
+
+
 def step_topic(settings: Settings, step: str) -> str:
     """The topic that the processor (or indexer) for ``step`` consumes."""
     return topic_name(settings, f"step.{step}")
@@ -99,5 +105,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     pipeline = [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
     pipeline.append(TopicSpec(step_counts_topic(settings), 1, 7 * DAY_MS))  # a few records a minute
     pipeline.append(TopicSpec(session_state_topic(settings), settings.topic_partitions, None))
-    compacted = [TopicSpec(projects_topic(settings), 1, None), TopicSpec(salts_topic(settings), 1, None)]
+    compacted = [TopicSpec(projects_topic(settings), 1, None), TopicSpec(salts_topic(settings), 1, None),
+                 TopicSpec(forwarder_status_topic(settings), 1, None)]
     return [*pipeline, *compacted]

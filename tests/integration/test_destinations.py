@@ -22,7 +22,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.helpers import Admin, count_rows, post, wait_for
+from tests.helpers import Admin, count_rows, dashboard_session, post, wait_for
 from tests.receivers import Receiver, accept
 
 pytestmark = pytest.mark.integration
@@ -280,3 +280,37 @@ def test_the_lake_holds_each_event_once_after_a_kill_9_and_a_replay(stack, setti
              timeout_s=60)  # every event written again, over the files that held it
     assert sorted(lake_ids(s3_server, project)) == wanted
     assert not Admin(settings).call("GET", f"/v1/projects/{project}").json()["project"]["destinations"][0].get("paused")
+
+
+def test_the_destinations_page_shows_each_ones_figures_and_state_and_pauses_it(stack, settings, receiver):
+    down = Receiver()
+    down.start()
+    down.stop()
+    project, key, _ = new_project(settings, [webhook("crm", receiver.url), webhook("gone", down.url)])
+    sent = events(40, project)
+    send(stack, key, sent)
+    wait_for(lambda: receiver.delivered_ids(project) == {e["messageId"] for e in sent}, timeout_s=60)
+    cookies = dashboard_session(stack.dashboard_url, settings.admin_token)
+    page_url = f"{stack.dashboard_url}/p/{project}/destinations"
+
+    def row(name: str) -> dict[str, str]:
+        page = httpx.get(page_url, cookies=cookies, timeout=30).text
+        found = re.search(rf'<tr data-destination="{name}"([^>]*)>', page)
+        return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', found.group(1))) if found else {}
+
+    wait_for(lambda: float(row("crm").get("delivered-per-min", 0)) * 60 == 40, timeout_s=60)
+    wait_for(lambda: row("gone").get("failing") == "true", timeout_s=60)
+    assert "ConnectError" in httpx.get(page_url, cookies=cookies, timeout=30).text  # the last error, as said
+    paused = httpx.post(f"{page_url}/pause", data={"name": "crm"}, cookies=cookies,
+                        headers={"Origin": stack.dashboard_url}, timeout=60)
+    assert paused.status_code == 200 and row("crm")["paused"] == "true"
+    refused = httpx.post(f"{page_url}/pause", data={"name": "crm"}, cookies=cookies, timeout=60)
+    assert refused.status_code == 403  # not from the dashboard's own page
+    more = events(10, f"{project}-while-paused")
+    send(stack, key, more)
+    time.sleep(3)
+    assert not receiver.delivered_ids(project) & {e["messageId"] for e in more}
+    resumed = httpx.post(f"{page_url}/resume", data={"name": "crm"}, cookies=cookies,
+                         headers={"Origin": stack.dashboard_url}, timeout=60)
+    assert resumed.status_code == 200 and row("crm")["paused"] == "false"
+    wait_for(lambda: receiver.delivered_ids(project) >= {e["messageId"] for e in more}, timeout_s=60)
