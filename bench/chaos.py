@@ -5,7 +5,7 @@ creates a project, and sends events in batches of 50 with known message ids from
 recording which batches were answered 200. Meanwhile, one phase per fault:
 
 - ``kill -9`` and restart, in turn: the collector, the mediator, the process running validate, enrich
-  and anonymize, the sessionizer, the indexer; then those three steps are swapped for one process
+  and anonymize, the sessionizer, the indexer, the forwarder; then those three steps are swapped for one process
   each (the same consumer groups), each is killed in turn, and they stay for the faults that follow;
 - a restart of the Kafka broker;
 - ClickHouse stopped for ``CHAOS_CLICKHOUSE_DOWN_S`` (default 30) seconds, then started again.
@@ -13,7 +13,9 @@ recording which batches were answered 200. Meanwhile, one phase per fault:
 A role that exits by itself after a fault is restarted too (as a supervisor would) and reported. After
 the load, it waits until every consumer group has caught up, then checks in ClickHouse: every event
 answered 200 is stored exactly once, nothing is stored that was not sent, every event has a session,
-and the sessions table agrees with the events. Figures per fault go to bench/results/chaos.json; the
+and the sessions table agrees with the events. The project has a webhook destination (a receiver in a
+process of its own, bench/receiver.py): every event answered 200 must have reached it at least once
+(copies are allowed: webhooks are at least once, and counted). Figures per fault go to bench/results/chaos.json; the
 exit status is 1 when anything was lost, doubled or inconsistent.
 
 Environment: CHAOS_RATE (events per second, default 1000), CHAOS_PHASE_S (seconds of traffic around
@@ -27,6 +29,8 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -39,6 +43,7 @@ from bench.steady import Sender
 from commands.roles import COLOCATED
 from devstack.stack import Stack
 from headwater.clickhouse import make_client
+from headwater.destinations import destination_group
 from headwater.flow import INDEX_STEP, PROCESSOR_STEPS
 from headwater.settings import get_settings
 from headwater.topics import dead_letter_topic, processor_group, raw_topic, sessions_topic, step_topic
@@ -48,11 +53,14 @@ from headwater.topics import dead_letter_topic, processor_group, raw_topic, sess
 CHAOS_SETTINGS = {"local_dir": ".local/chaos", "kafka_bootstrap": "127.0.0.1:27092", "kafka_controller_port": 27093,
                   "clickhouse_port": 27000, "clickhouse_http_port": 27123, "collector_port": 27080,
                   "admin_port": 27081, "dashboard_port": 27082, "local_metrics_port": 27400, "admin_token": "chaos-admin-token",
-                  "rate_limit_ip_rps": 0, "rate_limit_project_eps": 0, "produce_timeout_s": 3.0}
+                  "rate_limit_ip_rps": 0, "rate_limit_project_eps": 0, "produce_timeout_s": 3.0,
+                  "forward_private_networks": True, "forward_max_backoff_s": 2.0}
+RECEIVER_PORT = 27981
+DESTINATION = "chaos-hook"
 STATELESS = [f"processor-{s}" for s in PROCESSOR_STEPS if s != "sessionize"]
 # The local stack runs validate, enrich and anonymize in one process (COLOCATED); before the first of
 # STATELESS is killed, it is swapped for one process per step, which stay for the faults after them.
-ROLES = ["collector", "mediator", COLOCATED, "processor-sessionize", "indexer", *STATELESS]
+ROLES = ["collector", "mediator", COLOCATED, "processor-sessionize", "indexer", "forwarder", *STATELESS]
 
 
 def kill_and_restart(stack: Stack, name: str) -> None:
@@ -99,7 +107,8 @@ async def caught_up(settings, timeout_s: float = 600) -> bool:
     pairs += [(processor_group(s), step_topic(settings, s)) for s in PROCESSOR_STEPS]
     pairs += [("headwater-indexer-events", step_topic(settings, INDEX_STEP)),
               ("headwater-indexer-sessions", sessions_topic(settings)),
-              ("headwater-indexer-failed-events", dead_letter_topic(settings))]
+              ("headwater-indexer-failed-events", dead_letter_topic(settings)),
+              (destination_group("chaos", DESTINATION), step_topic(settings, INDEX_STEP))]
     deadline = time.monotonic() + timeout_s
     async with GroupProgress(settings) as progress:
         while time.monotonic() < deadline:
@@ -109,6 +118,14 @@ async def caught_up(settings, timeout_s: float = 600) -> bool:
                 return True
             await asyncio.sleep(1)
     return False
+
+
+def check_destination(sender: Sender) -> dict:
+    """What the webhook destination received, against what the collector acknowledged."""
+    received = httpx.get(f"http://127.0.0.1:{RECEIVER_PORT}/ids", timeout=30).json()
+    ours = {m: n for m, n in received.items() if m and m.startswith(sender.run_id + "-")}
+    return {"destination_received": len(ours), "destination_lost": len(sender.acked - set(ours)),
+            "destination_copies": sum(n - 1 for n in ours.values())}
 
 
 def check(settings, db: str, sender: Sender) -> dict:
@@ -155,12 +172,17 @@ def main() -> None:
     shutil.rmtree(settings.local_path, ignore_errors=True)
     stack = Stack(settings)
     started = time.monotonic()
+    receiver = subprocess.Popen([sys.executable, "-m", "bench.receiver", "--port", str(RECEIVER_PORT), "--ids"])
     stack.start()
     try:
+        admin = {"Authorization": f"Bearer {settings.admin_token}"}
         reply = httpx.post(f"{stack.admin_url}/v1/projects", json={"id": "chaos", "origins": []},
-                           headers={"Authorization": f"Bearer {settings.admin_token}"}, timeout=30)
+                           headers=admin, timeout=30)
         reply.raise_for_status()
         key = reply.json()["keys"]["server_key"]
+        hook = {"name": DESTINATION, "type": "webhook", "settings": {"url": f"http://127.0.0.1:{RECEIVER_PORT}/in"}}
+        httpx.patch(f"{stack.admin_url}/v1/projects/chaos/config", json={"destinations": [hook]}, headers=admin,
+                    timeout=30).raise_for_status()
         sender = Sender(stack.collector_url, key, f"chaos{uuid.uuid4().hex[:6]}", rate)
         sender.start()
         restarted = inject(stack, sender, phase_s, down_s)
@@ -174,14 +196,16 @@ def main() -> None:
         result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "rate": rate,
                   "drained": drained, "restarted_after_exiting": restarted,
                   "statuses": {f"{p}:{s}": n for (p, s), n in sorted(sender.statuses.items(), key=str)},
-                  **check(settings, "hw_chaos", sender),
+                  **check(settings, "hw_chaos", sender), **check_destination(sender),
                   "seconds": round(time.monotonic() - started, 1)}
     finally:
         stack.stop()
+        receiver.terminate()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "chaos.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     ok = drained and not (result["lost"] or result["duplicated"] or result["stored_but_never_sent"]
+                          or result["destination_lost"]
                           or result["events_without_session"] or result["sessions_disagreeing_with_events"])
     raise SystemExit(0 if ok else 1)
 

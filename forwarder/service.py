@@ -35,6 +35,7 @@ Delivery and commit semantics:
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
 import os
@@ -141,6 +142,8 @@ class Forwarder:
         self.consumer = make_consumer(settings, [], spec.group_id, auto_offset_reset="latest")
         self.group_id = spec.group_id
         self.generation = 0
+        self.leftover: collections.deque[ConsumerRecord] = collections.deque()  # read, not yet in a batch
+        self.leftover_generation = 0
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
 
@@ -176,23 +179,27 @@ class Forwarder:
 
     async def _fill(self) -> Batch | None:
         """Read until the batch holds ``max_events`` events or ``max_ms`` passed; ``None`` when the
-        partitions were reassigned meanwhile (reading starts again from the committed offsets)."""
+        partitions were reassigned meanwhile (reading starts again from the committed offsets). Records
+        read past a full batch are kept for the next one (seeking back would fetch them again)."""
         batch = Batch(self.generation)
         deadline = time.monotonic() + self.spec.max_ms / 1000
+        if self.leftover_generation != self.generation:
+            self.leftover.clear()
         while not self.stopping.is_set() and len(batch.items) < self.spec.max_events:
-            wait_ms = int((deadline - time.monotonic()) * 1000)
-            if wait_ms <= 0:
-                break
-            polled = await self.consumer.getmany(timeout_ms=wait_ms, max_records=POLL_RECORDS)
-            if batch.generation != self.generation:
-                return None
-            for tp, records in polled.items():
-                for record in records:
-                    if len(batch.items) >= self.spec.max_events:
-                        self.consumer.seek(tp, record.offset)  # the rest is read again for the next batch
-                        break
-                    self._add(batch, record)
-                    batch.positions[tp] = record.offset + 1
+            if not self.leftover:
+                wait_ms = int((deadline - time.monotonic()) * 1000)
+                if wait_ms <= 0:
+                    break
+                polled = await self.consumer.getmany(timeout_ms=wait_ms, max_records=POLL_RECORDS)
+                if batch.generation != self.generation:
+                    self.leftover.clear()
+                    return None
+                self.leftover.extend(record for records in polled.values() for record in records)
+                self.leftover_generation = self.generation
+            while self.leftover and len(batch.items) < self.spec.max_events:
+                record = self.leftover.popleft()
+                self._add(batch, record)
+                batch.positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
         return batch
 
     def _add(self, batch: Batch, record: ConsumerRecord) -> None:
