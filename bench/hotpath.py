@@ -245,9 +245,8 @@ def transform_us(inputs: list[Envelope]) -> dict[str, float]:
     (what the step adds: the event's copy, the time budget's alarm, the result's checks, lineage)."""
     from pathlib import Path
 
-    from processors.plugins import installed
+    from headwater.plugins import TransformContext, installed
     from processors.transform import Transform as TransformStep
-    from processors.transform import TransformContext
 
     settings = Settings(transforms_dir=str(Path(__file__).parent / "transforms"))
     store = FixedProjects(Project("bench", "Bench", 0, flow=[DECLARATIVE, PYTHON, "index"]))

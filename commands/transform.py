@@ -10,10 +10,10 @@ from pathlib import Path
 from headwater.deadletter import Rejected
 from headwater.envelope import Envelope
 from headwater.flow import TRANSFORM_STEP, FlowError, parse_flow
+from headwater.plugins import installed
 from headwater.projects.model import Project
 from headwater.projects.store import FixedProjects
 from headwater.settings import Settings
-from processors.plugins import installed
 from processors.transform import Transform
 
 TEST_PROJECT = "transform-test"

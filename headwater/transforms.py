@@ -7,7 +7,7 @@ A transform step is one entry of a project's flow (:mod:`headwater.flow`)::
 
 ``NAME`` (letters, digits, ``_`` and ``-``, at most 40) names the step in the routing slip
 (``transform:NAME``), in dead letters and in each event's lineage; ``when`` is optional. ``python``
-names a transformation the operator installed (:mod:`processors.plugins`); ``do`` lists operations,
+names a transformation the operator installed (:mod:`headwater.plugins`); ``do`` lists operations,
 applied in order, each a JSON object:
 
     {"set": PATH, "value": VALUE}                     set a field (created with its parents)

@@ -5,14 +5,14 @@ and the project's flow says what ``NAME`` does (:class:`headwater.flow.Transform
 that a transformation returns records ``NAME@VERSION`` in its lineage (``enriched.transforms``, the
 ``transforms`` column).
 
-A Python transformation (:mod:`processors.plugins`) gets a copy of the event and a
+A Python transformation (:mod:`headwater.plugins`) gets a copy of the event and a
 :class:`TransformContext`, and must not hurt the pipeline:
 
 - it has ``transform_budget_ms`` for each event: past that, it is interrupted (SIGALRM, on the main
   thread; a call into C that does not return is caught when it does) and the event is dead-lettered
   as ``transform_timeout``;
 - an exception dead-letters the event as ``transform_error``, with the traceback's last frame; a
-  result that is not an event, ``None`` or a list of at most ``MAX_SPLIT`` events, or an event that is
+  result that is not an event, ``None`` or a list of at most ``headwater.plugins.MAX_SPLIT`` events, or an event that is
   not JSON or larger than ``max_event_bytes``, as ``transform_output``;
 - a transformation that fails for more than ``max_invalid_ratio`` of its last ``invalid_window``
   events raises the alarm, as the relay's flood breaker does: a critical ``transform_failing`` log line
@@ -27,14 +27,7 @@ it, so that a replay of the same input gives the same ids (and the indexer drops
 
 from __future__ import annotations
 
-import gc
-import signal
-import threading
-import time
-import traceback
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import orjson
@@ -44,31 +37,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from headwater.deadletter import Rejected
 from headwater.envelope import Envelope
 from headwater.flow import TRANSFORM_STEP, Flow, FlowError, TransformSpec, parse_flow
+from headwater.plugins import ENTRY_POINT_GROUP, TransformContext, installed, plugin_events, run_plugin
 from headwater.projects.model import Project
 from headwater.projects.store import FixedProjects, ProjectStore
 from headwater.relay import InvalidRatio
 from headwater.settings import Settings, get_settings
 from processors.base import Processor
-from processors.plugins import ENTRY_POINT_GROUP, Plugin, installed
 
 log = structlog.get_logger()
-MAX_SPLIT = 100  # events one Python transformation may make of one
 OUTCOMES_PER_CHECK = 20
-
-
-class TransformContext(NamedTuple):
-    """What a Python transformation is told about the event besides the event itself (a named tuple:
-    about a fifth of a frozen dataclass's cost to make, once per event)."""
-
-    project_id: str
-    message_id: str
-    received_at_ms: int
-    step: str  # the transform step's name in the flow
-    version: str  # the transformation's version, as lineage records it
-
-
-class TransformTimeout(BaseException):  # not an Exception, so that `except Exception` lets it by
-    """Raised inside a Python transformation that overran its budget."""
 
 
 class Transform(Processor):
@@ -186,8 +163,8 @@ class Named(Processor):
                                               "(transforms_dir or the headwater.transforms entry points)")
         context = TransformContext(envelope.project_id, envelope.message_id, envelope.received_at_ms, spec.name,
                                    plugin.version)
-        result = _run(plugin, orjson.loads(orjson.dumps(envelope.event)), context, self.step.budget_s)
-        events = _events(result, self.settings.max_event_bytes)
+        result = run_plugin(plugin, orjson.loads(orjson.dumps(envelope.event)), context, self.step.budget_s)
+        events = plugin_events(result, self.settings.max_event_bytes)
         lineage = [*envelope.enriched.get("transforms", ()), f"{spec.name}@{plugin.version}"]
         if len(events) == 1:  # the common case: the envelope itself goes on, with its new event
             envelope.event = events[0]
@@ -211,87 +188,11 @@ def _flow_of(project: Project | None) -> Flow | None:
         return None
 
 
-def _run(plugin: Plugin, event: dict[str, Any], context: TransformContext, budget_s: float) -> object:
-    started = time.perf_counter()
-    try:
-        result = call_with_budget(plugin.function, event, context, budget_s)
-    except TransformTimeout:
-        raise Rejected("transform_timeout", f"{plugin.name} took more than {budget_s * 1000:g} ms") from None
-    except Exception as exc:  # the operator's code: whatever it raises is the event's dead letter
-        raise Rejected("transform_error", f"{type(exc).__name__}: {exc} ({last_frame(exc)})") from None
-    if time.perf_counter() - started > budget_s:
-        raise Rejected("transform_timeout", f"{plugin.name} took more than {budget_s * 1000:g} ms")
-    return result
-
-
-def last_frame(exc: BaseException) -> str:
-    """Where ``exc`` was raised: file name, line, function and the line's text."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "no traceback"
-    frame = frames[-1]
-    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}"
-
-
-def _events(result: object, max_bytes: int) -> list[dict[str, Any]]:
-    """The transformation's events; raises ``Rejected`` when its result is not events."""
-    events = [] if result is None else [result] if type(result) is dict else result
-    if type(events) is not list or len(events) > MAX_SPLIT or \
-            (len(events) > 1 and not all(isinstance(e, dict) for e in events)) or \
-            (len(events) == 1 and not isinstance(events[0], dict)):
-        raise Rejected("transform_output", f"returned {type(result).__name__}: return an event (a dict), None, "
-                                           f"or a list of at most {MAX_SPLIT} events")
-    for event in events:
-        try:
-            size = len(orjson.dumps(event))
-        except TypeError as exc:
-            raise Rejected("transform_output", f"an event that is not JSON: {exc}") from None
-        if size > max_bytes:
-            raise Rejected("transform_output", f"an event of {size} bytes; the limit is {max_bytes}", "")
-    return events
-
-
 def _envelope(original: Envelope, event: dict[str, Any], i: int, lineage: list[str]) -> Envelope:
     message_id = original.message_id if i == 0 else f"{original.message_id}:{i}"
     event["messageId"] = message_id
     return msgspec.structs.replace(original, message_id=message_id, event=event,
                                    enriched={**original.enriched, "transforms": lineage})
-
-
-_running = False  # a transformation runs under the budget's alarm
-_handling = False  # the alarm's handler is installed (reading it back, signal.getsignal, costs 7 µs)
-
-
-def _alarm(signum: int, frame: object) -> None:
-    if _running:
-        raise TransformTimeout
-
-
-def call_with_budget(function: Callable[..., Any], event: dict[str, Any], context: TransformContext,
-                     budget_s: float) -> object:
-    """``function(event, context)``, interrupted after ``budget_s`` (wall clock: a transformation that
-    waits stalls the pipeline as much as one that computes) when called on the main thread (elsewhere
-    the caller checks the time it took). Python's garbage collector is held off during the call."""
-    global _running, _handling
-    collecting = gc.isenabled()
-    if collecting:  # a collection of the whole process's objects must not count against one event's budget
-        gc.disable()
-    try:
-        if threading.current_thread() is not threading.main_thread():
-            return function(event, context)
-        if not _handling:
-            signal.signal(signal.SIGALRM, _alarm)
-            _handling = True
-        _running = True
-        signal.setitimer(signal.ITIMER_REAL, budget_s)
-        try:
-            return function(event, context)
-        finally:
-            _running = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def check_project(project: Project) -> list[str]:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from headwater import plugins
 from headwater.deadletter import Rejected
 from headwater.envelope import Envelope, encode_batch
 from headwater.flow import FlowError, parse_flow
@@ -19,7 +20,6 @@ from headwater.routing import encode_route, read_route
 from headwater.settings import Settings
 from headwater.topics import step_topic, topic_specs
 from headwater.transforms import MAX_OPERATIONS, TransformError, compile_operations
-from processors import plugins
 from processors.base import transform_for
 from processors.transform import Transform, check_settings
 
