@@ -13,6 +13,7 @@ from forwarder.segment import Segment
 from forwarder.webhook import Webhook
 from headwater.destinations import DestinationError, DestinationSpec, parse_destinations
 from headwater.flow import FlowError, parse_flow
+from headwater.plugins import ENTRY_POINT_GROUP, installed
 from headwater.projects.model import Project
 from headwater.settings import Settings
 
@@ -49,6 +50,9 @@ def check_project(project: Project, settings: Settings) -> list[str]:
             problems.append(f"destinations[{i}].type: one of {', '.join(TYPES)}, not {spec.type!r}")
             continue
         problems += [f"destinations[{i}] ({spec.name}).settings.{p}" for p in kind.check(spec.settings, settings)]
+        if spec.python and spec.python not in installed(settings.transforms_dir)[0]:
+            problems.append(f"destinations[{i}] ({spec.name}).python: no transformation {spec.python!r} is installed "
+                            f"(transforms_dir or the {ENTRY_POINT_GROUP} entry points)")
     problems += _privacy_problems(project)
     return [f"project {project.id}: {problem}" for problem in problems]
 

@@ -8,6 +8,7 @@ condition and transformation as they are defined now, and the events are deliver
 the forwarder delivers them. A batch that still cannot be delivered after a few retries stops the replay
 (nothing after it is committed, so the next run starts there); a batch refused again is handled by
 ``--on-error``: ``stop`` (the default), ``skip``, or ``dead-letter`` (written again, with the new reason).
+A destination's Python transformation that fails on one stops the replay there.
 Offsets are committed after each batch is delivered. At least once, like the forwarder.
 
 A lake is not replayed this way: its files are named by the events' places in the index topic, so a
@@ -24,11 +25,12 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from forwarder.outcomes import Delivered, Item, Refused
 from forwarder.registry import make_destination
-from forwarder.service import FORWARD_STEP, batch_id
+from forwarder.service import FORWARD_STEP, batch_id, python_events
 from headwater.deadletter import Rejected, dead_letter
 from headwater.destinations import DestinationSpec, parse_destinations
 from headwater.envelope import Envelope
 from headwater.kafka import make_consumer, make_producer
+from headwater.plugins import Plugin, installed
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic
@@ -59,6 +61,7 @@ class DestinationReplayer:
                                       f"headwater-replay-{project_id}-{FORWARD_STEP}-{name}")
         self.producer = make_producer(settings)
         self.report = DestinationReplayReport()
+        self.plugin: Plugin | None = None
 
     def spec(self) -> DestinationSpec:
         project = self.store.get(self.project_id)
@@ -73,6 +76,8 @@ class DestinationReplayer:
         await self.producer.start()
         await self.store.start()
         destination = make_destination(self.spec(), self.settings)
+        if self.spec().python:
+            self.plugin = installed(self.settings.transforms_dir)[0].get(self.spec().python or "")
         await destination.start()
         await self.consumer.start()
         try:
@@ -109,16 +114,24 @@ class DestinationReplayer:
             self.report.matched += 1
             envelope = Envelope.from_dict(dead["payload"])
             event = spec.select(orjson.loads(orjson.dumps(envelope.event)))
-            if event is None:
+            events: list[dict | None] = [event]
+            if event is not None and spec.python:
+                events = python_events(spec, self.plugin, envelope, event, self.settings)  # Rejected: stop here
+            if events == [None]:
                 self.report.not_selected += 1
                 continue
-            found.append((Item(event, envelope.visitor_id, envelope.received_at_ms, record.partition,
-                               record.offset, 0), record, envelope))
+            found += [(Item(out, envelope.visitor_id, envelope.received_at_ms, record.partition, record.offset, 0),
+                       record, envelope) for out in events if out is not None]
         return found
 
     async def _replay(self, destination, records: list[ConsumerRecord]) -> bool:
         """Deliver the dead letters of ``records``; False means stop before them."""
-        found = self._items(records)
+        try:
+            found = self._items(records)
+        except Rejected as error:  # the destination's Python transformation failed on one
+            first = records[0]
+            self.report.stopped_at = f"{first.topic}/{first.partition}/{first.offset}: {error}"
+            return False
         if not found:
             return True
         items = [item for item, _, _ in found]

@@ -3,7 +3,8 @@
 One :class:`Forwarder` runs one destination. It reads the index topic (the events as the pipeline
 finished them: after the privacy policy, the project's transformations and sessionisation) in the
 group ``headwater-forwarder-<project>-<name>``, takes its project's events that the destination's
-condition selects, applies its transformation, and delivers them in batches (``max_events``,
+condition selects, applies its transformation (declarative, or an installed Python one within
+``transform_budget_ms``, its failures dead-lettered), and delivers them in batches (``max_events``,
 ``max_ms``). :class:`Forwarders` runs every destination of every project in one process, starting,
 stopping and restarting them as their definitions change; several such processes share the work (each
 destination's partitions are spread over them, as any consumer group's are).
@@ -43,6 +44,7 @@ import random
 import socket
 import time
 
+import orjson
 import structlog
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -54,10 +56,11 @@ from forwarder.registry import check_project, make_destination
 from headwater.deadletter import Rejected, dead_letter
 from headwater.destination_status import HEARTBEAT_S, DestinationStatus
 from headwater.destinations import DestinationError, DestinationSpec, parse_destinations
-from headwater.envelope import decode_batch
+from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.kafka import make_consumer, make_producer
 from headwater.metrics import ConsumerLag, Heartbeat, metrics_and_liveness, serve_in_thread
+from headwater.plugins import Plugin, TransformContext, installed, plugin_events, run_plugin
 from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, header_value
 from headwater.settings import Settings
@@ -78,6 +81,23 @@ def batch_id(spec: DestinationSpec, items: list[Item]) -> str:
         ranges[item.partition] = (min(first, (item.offset, item.index)), max(last, (item.offset, item.index)))
     text = spec.group_id + "|" + ",".join(f"{p}:{a[0]}.{a[1]}-{b[0]}.{b[1]}" for p, (a, b) in sorted(ranges.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def python_events(spec: DestinationSpec, plugin: Plugin | None, envelope: Envelope, event: dict,
+                  settings: Settings) -> list[dict | None]:
+    """The destination's Python transformation on a copy of ``event``: its events (``[None]`` when it
+    dropped it), a split's later ones with ``<messageId>:<n>``; raises ``Rejected`` as the transform step
+    does (``transform_error``, ``transform_timeout``, ``transform_output``)."""
+    if plugin is None:
+        raise Rejected("transform_error", f"no transformation {spec.python!r} is installed in this forwarder "
+                                          "(transforms_dir or the headwater.transforms entry points)")
+    context = TransformContext(envelope.project_id, envelope.message_id, envelope.received_at_ms,
+                               f"{FORWARD_STEP}:{spec.name}", plugin.version)
+    result = run_plugin(plugin, orjson.loads(orjson.dumps(event)), context, settings.transform_budget_ms / 1000)
+    events = plugin_events(result, settings.max_event_bytes)
+    for n, out in enumerate(events):
+        out["messageId"] = envelope.message_id if n == 0 else f"{envelope.message_id}:{n}"
+    return list(events) or [None]
 
 
 class ForwarderMetrics:
@@ -110,8 +130,10 @@ class Batch:
         self.records: dict[tuple[int, int], ConsumerRecord] = {}
         self.positions: dict[TopicPartition, int] = {}
         self.considered = 0  # the project's events read
+        self.not_selected = 0  # left out by the condition or the transformation
         self.delivered = 0
         self.refused = 0
+        self.failed: list[tuple[ConsumerRecord, int, Rejected]] = []  # the Python transformation's failures
 
 
 class Reassigned(ConsumerRebalanceListener):
@@ -138,6 +160,7 @@ class Forwarder:
         self.labels = (spec.project_id, spec.name)
         self.producer = producer
         self.destination = make_destination(spec, settings)
+        self.plugin = installed(settings.transforms_dir)[0].get(spec.python) if spec.python else None
         self.topic = step_topic(settings, INDEX_STEP)
         self.consumer = make_consumer(settings, [], spec.group_id, auto_offset_reset="latest")
         self.group_id = spec.group_id
@@ -213,14 +236,28 @@ class Forwarder:
         batch.considered += len(envelopes)
         for i, envelope in enumerate(envelopes):
             event = self.spec.select(envelope.event)
-            if event is not None:
+            try:
+                events = self._python(envelope, event) if event is not None and self.spec.python else [event]
+            except Rejected as error:
+                batch.failed.append((record, i, error))
+                batch.records[(record.partition, record.offset)] = record
+                continue
+            for event in events:
+                if event is None:
+                    batch.not_selected += 1
+                    continue
                 batch.items.append(Item(event, envelope.visitor_id, envelope.received_at_ms, record.partition,
                                         record.offset, i))
                 batch.records[(record.partition, record.offset)] = record
 
+    def _python(self, envelope: Envelope, event: dict) -> list[dict | None]:
+        return python_events(self.spec, self.plugin, envelope, event, self.settings)
+
     async def _deliver(self, batch: Batch) -> bool:
         """Deliver the batch's events, retrying until done; dead-letter the refused ones. False when
         stopped or reassigned before the end (nothing is committed then)."""
+        if batch.failed:
+            await self._dead_letters(batch, [(record, index, error) for record, index, error in batch.failed])
         pending, backoff = ([batch.items] if batch.items else []), 0.5
         while pending:
             if self.stopping.is_set() or batch.generation != self.generation:
@@ -240,7 +277,6 @@ class Forwarder:
                     continue
                 self._error(outcome.reason)
                 await self._dead_letter(batch, items, outcome.reason)
-                batch.refused += len(items)
             else:
                 self.metrics.retried.labels(*self.labels).inc(len(items))
                 self.status.retried += len(items)
@@ -274,7 +310,7 @@ class Forwarder:
         by the condition or the transformation (dropped), refused (dead-lettered)."""
         if batch.considered:
             self.counts.add(self.spec.project_id, f"{FORWARD_STEP}:{self.spec.name}", batch.considered,
-                            batch.delivered, batch.considered - len(batch.items), batch.refused)
+                            batch.delivered, batch.not_selected, batch.refused)
 
     def _failing(self, failing: bool) -> None:
         self.metrics.failing.labels(*self.labels).set(1 if failing else 0)
@@ -287,17 +323,22 @@ class Forwarder:
         self.metrics.last_error_time.labels(*self.labels).set(time.time())
 
     async def _dead_letter(self, batch: Batch, items: list[Item], reason: str) -> None:
-        """Each refused event as a dead letter (its envelope as it left the pipeline), acknowledged
-        by Kafka before the batch is committed."""
+        """Each refused event as a dead letter."""
         error = Rejected("destination_refused", reason)
+        records = [(batch.records[(item.partition, item.offset)], item.index, error) for item in items]
+        await self._dead_letters(batch, list({(r.partition, r.offset, i): (r, i, e) for r, i, e in records}.values()))
+
+    async def _dead_letters(self, batch: Batch, failures: list[tuple[ConsumerRecord, int, Rejected]]) -> None:
+        """Each failed event as a dead letter (its envelope as it left the pipeline, before this
+        destination's transformation), acknowledged by Kafka before the batch is committed."""
         sent = []
-        for item in items:
-            record = batch.records[(item.partition, item.offset)]
-            envelope = decode_batch(record.value)[item.index]
+        for record, index, error in failures:
+            envelope = decode_batch(record.value)[index]
             out = dead_letter(self.settings, record, error, f"{FORWARD_STEP}:{self.spec.name}", envelope)
             sent.append(await self.producer.send(out.topic, out.value, key=out.key, headers=out.headers))
         await asyncio.gather(*sent)
-        self.metrics.failed.labels(*self.labels).inc(len(items))
+        batch.refused += len(failures)
+        self.metrics.failed.labels(*self.labels).inc(len(failures))
 
     async def _hold_before_commit(self, batch: Batch) -> None:
         """Fault injection for the crash test: a kill -9 lands between a delivery and its commit."""

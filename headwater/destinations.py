@@ -3,7 +3,7 @@
 A project's ``destinations`` is a list of objects::
 
     {"name": NAME, "type": TYPE, "settings": {...},
-     "when": condition, "do": [operation, ...],
+     "when": condition, "do": [operation, ...] or "python": TRANSFORMATION,
      "batch": {"max_events": N, "max_ms": MS}, "paused": false}
 
 - ``name`` (letters, digits, ``_`` and ``-``, at most 40) is unique within the project; it names the
@@ -15,6 +15,9 @@ A project's ``destinations`` is a list of objects::
 - ``when`` (optional) is a condition of :mod:`headwater.conditions`: only the events it holds for go.
 - ``do`` (optional) is a declarative transformation (:mod:`headwater.transforms`) applied to the events
   that go, for this destination only; an operation that drops an event keeps it from this destination.
+  Or ``python`` names a Python transformation the operator installed (:mod:`headwater.plugins`), which
+  the forwarder runs as the transform step runs it: within ``transform_budget_ms``, its failures
+  dead-lettered, a split giving several events.
 - ``batch``: the forwarder delivers at most ``max_events`` events at a time, and waits at most ``max_ms``
   for a batch to fill.
 - ``paused``: a paused destination reads nothing; its consumer group keeps its place, so it resumes
@@ -38,7 +41,7 @@ from headwater.transforms import NAME, TransformError, compile_operations
 
 SECRET_SETTINGS = frozenset({"secret", "write_key", "secret_access_key", "password"})
 SHOWN_SECRET = "(set)"
-KEYS = frozenset({"name", "type", "settings", "when", "do", "batch", "paused", "created_at_ms"})
+KEYS = frozenset({"name", "type", "settings", "when", "do", "python", "batch", "paused", "created_at_ms"})
 MAX_DESTINATIONS = 20
 DEFAULT_MAX_EVENTS = 100
 DEFAULT_MAX_MS = 1_000
@@ -65,6 +68,7 @@ class DestinationSpec:
     settings: dict[str, Any]
     when: Matcher | None
     apply: Callable[[dict[str, Any]], dict[str, Any] | None] | None
+    python: str | None  # an installed Python transformation, run by the forwarder
     max_events: int
     max_ms: int
     paused: bool
@@ -81,7 +85,7 @@ class DestinationSpec:
 
     def select(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The event as this destination gets it (changed in place by ``do``), or ``None`` when it does
-        not go."""
+        not go. A ``python`` transformation is the forwarder's to run, after this."""
         if self.when is not None and not self.when(event):
             return None
         return self.apply(event) if self.apply is not None else event
@@ -138,11 +142,14 @@ def _parse(project_id: str, entry: object, where: str) -> DestinationSpec:
         apply = compile_operations(entry["do"], f"{where}.do") if "do" in entry else None
     except TransformError as exc:
         problems += exc.problems
+    python = entry.get("python")
+    if python is not None and ("do" in entry or not isinstance(python, str) or not NAME.fullmatch(python)):
+        problems.append(f"{where}.python: the name of an installed transformation, instead of do")
     max_events, max_ms = _batch(entry.get("batch", {}), f"{where}.batch", problems)
     if problems:
         raise DestinationError(problems)
     version = hashlib.sha256(orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-    return DestinationSpec(project_id, name, kind, settings, when, apply, max_events, max_ms,
+    return DestinationSpec(project_id, name, kind, settings, when, apply, python, max_events, max_ms,
                            entry.get("paused", False), entry.get("created_at_ms", 0), version)
 
 

@@ -314,3 +314,21 @@ def test_the_destinations_page_shows_each_ones_figures_and_state_and_pauses_it(s
                          headers={"Origin": stack.dashboard_url}, timeout=60)
     assert resumed.status_code == 200 and row("crm")["paused"] == "false"
     wait_for(lambda: receiver.delivered_ids(project) >= {e["messageId"] for e in more}, timeout_s=60)
+
+
+def test_a_destinations_python_transformation_changes_its_events_and_its_failures_are_dead_letters(
+        stack, settings, clickhouse, receiver):
+    project, key, db = new_project(settings, [
+        webhook("tiered", receiver.url, python="tag_order", when={"event": "Order *"}),
+        webhook("broken", receiver.url, python="explode", when={"event": "Page Seen"})])
+    sent = [{**e, "properties": {**e["properties"], "total": 150 if i % 4 == 0 else 20}}
+            for i, e in enumerate(events(40, project))]
+    send(stack, key, sent)
+    wait_for(lambda: receiver.delivered_ids(project) == orders(sent), timeout_s=60)
+    tiers = {e["messageId"]: e["properties"]["tier"] for e in receiver.delivered(project)}
+    assert tiers == {e["messageId"]: "gold" if e["properties"]["total"] >= 100 else "standard"
+                     for e in sent if e["event"] == "Order Completed"}
+    dead = f"SELECT count(), any(reason), any(step) FROM {db}.failed_events WHERE step = 'forward:broken'"
+    wait_for(lambda: clickhouse.execute(dead)[0][0] == 20, timeout_s=60)
+    assert clickhouse.execute(dead)[0][1:] == ("transform_error", "forward:broken")
+    assert count_rows(clickhouse, db) == 40  # what a destination does never touches what is stored

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -53,6 +54,17 @@ def test_every_problem_of_the_destinations_is_named():
     for expected in ("used twice", "destinations[2].name", "destinations[2].when", "max_events",
                      "destinations[4].paused", "destinations[5]"):
         assert expected in text
+
+
+def test_a_python_transformation_is_named_instead_of_operations_and_must_be_installed():
+    [spec] = parse_destinations("shop", [hook(python="tag_order")])
+    assert spec.python == "tag_order" and spec.apply is None
+    with pytest.raises(DestinationError, match="python"):
+        parse_destinations("shop", [hook(python="tag_order", do=[{"drop": "properties.x"}])])
+    settings = Settings(transforms_dir=str(Path(__file__).parents[1] / "transforms"))
+    assert check_project(project_with([hook(python="tag_order")]), settings) == []
+    assert "no transformation 'nope' is installed" in " ".join(check_project(project_with([hook(python="nope")]),
+                                                                             settings))
 
 
 def test_secrets_are_sealed_in_the_topic_never_shown_and_kept_when_left_out():
