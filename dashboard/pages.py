@@ -189,16 +189,19 @@ async def save_flow(request: Request, context: dict) -> Response:
     return RedirectResponse(f"/p/{context['project'].id}/flow{context['state'].query_string()}", 303)
 
 
-async def destinations(request: Request, context: dict, problems: str = "", done: str = "") -> Response:
+async def destinations(request: Request, context: dict, problems: str = "", done: str = "",
+                       draft: str | None = None) -> Response:
     """The project's destinations: each one's definition, its events a minute over the last hour, its
-    lag and the forwarders' last word on it; pause, resume and replay from a time."""
+    lag and the forwarders' last word on it; pause, resume and replay from a time; the destinations
+    document to edit (secrets shown as set, and kept when left so)."""
     project = context["project"]
     rows, lags = await asyncio.gather(_run(request, context, "destinations"), group_lags(request.app.state.settings))
     board = request.app.state.statuses
     statuses = {entry.get("name"): board.of(project.id, entry.get("name")) for entry in project.destinations}
     context.update(destinations=views.destination_rows(project.id, shown(project.destinations), rows["step_counts"],
                                                        statuses, lags),
-                   problems=problems, done=done, editable=request.app.state.admin is not None)
+                   problems=problems, done=done, editable=request.app.state.admin is not None,
+                   document=json.dumps(shown(project.destinations), indent=2) if draft is None else draft)
     return render(request, "destinations.html", context, 400 if problems else 200)
 
 
@@ -210,10 +213,12 @@ async def destination_action(request: Request, context: dict) -> Response:
     if admin is None:
         return problem(request, 403, "Read only", "this dashboard was started without the project checks")
     action = request.path_params["action"]
-    if action not in ("pause", "resume", "replay"):
-        return problem(request, 404, "No such action", "a destination is paused, resumed or replayed")
+    if action not in ("pause", "resume", "replay", "save"):
+        return problem(request, 404, "No such action", "destinations are saved, paused, resumed or replayed")
     form = await form_fields(request)
     name = str(form.get("name") or "")
+    if action == "save":
+        return await _save_destinations(request, context, str(form.get("destinations") or ""))
     try:
         if action == "replay":
             since = datetime.fromisoformat(str(form.get("from") or ""))
@@ -226,3 +231,15 @@ async def destination_action(request: Request, context: dict) -> Response:
     except (ValueError, ProjectError) as exc:
         return await destinations(request, context, problems=str(exc))
     return await destinations(request, context, done=done)
+
+
+async def _save_destinations(request: Request, context: dict, draft: str) -> Response:
+    """Replace the project's destinations with the posted document, checked as the admin API checks it."""
+    try:
+        document = json.loads(draft)
+        await request.app.state.admin.configure(context["project"].id, {"destinations": document})
+    except (ValueError, ProjectError) as exc:
+        return await destinations(request, context, problems=str(exc), draft=draft)
+    except RecursionError:
+        return await destinations(request, context, problems="the document is nested too deeply", draft=draft)
+    return RedirectResponse(f"/p/{context['project'].id}/destinations{context['state'].query_string()}", 303)

@@ -36,7 +36,6 @@ from headwater.settings import Settings
 from headwater.topics import dead_letter_topic
 
 ATTEMPTS = 5
-POLICIES = ("stop", "skip", "dead-letter")
 
 
 class ReplayError(ValueError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import re
 import subprocess
@@ -314,6 +315,19 @@ def test_the_destinations_page_shows_each_ones_figures_and_state_and_pauses_it(s
                          headers={"Origin": stack.dashboard_url}, timeout=60)
     assert resumed.status_code == 200 and row("crm")["paused"] == "false"
     wait_for(lambda: receiver.delivered_ids(project) >= {e["messageId"] for e in more}, timeout_s=60)
+    page = httpx.get(page_url, cookies=cookies, timeout=30).text
+    document = json.loads(html.unescape(re.search(r"data-destinations-document>(.*?)</textarea>", page, re.S).group(1)))
+    assert [d["name"] for d in document] == ["crm", "gone"]
+    save = f"{page_url}/save"
+    bad = httpx.post(save, data={"destinations": '[{"name": "x", "type": "carrier-pigeon"}]'}, cookies=cookies,
+                     headers={"Origin": stack.dashboard_url}, timeout=60)
+    assert bad.status_code == 400 and "carrier-pigeon" in bad.text
+    extra = webhook("extra", receiver.url, settings={"url": receiver.url, "secret": "sixteen-characters!"})
+    saved = httpx.post(save, data={"destinations": json.dumps([*document, extra])}, cookies=cookies,
+                       headers={"Origin": stack.dashboard_url}, timeout=60, follow_redirects=False)
+    assert saved.status_code == 303
+    stored = Admin(settings).call("GET", f"/v1/projects/{project}").json()["project"]["destinations"]
+    assert [d["name"] for d in stored] == ["crm", "gone", "extra"] and stored[2]["settings"]["secret"] == "(set)"
 
 
 def test_a_destinations_python_transformation_changes_its_events_and_its_failures_are_dead_letters(
