@@ -5,7 +5,7 @@ bench/results/forwarder.json.
    (bench/events.py, about 700 bytes, in records of 100 as the pipeline writes them); then a forwarder
    process runs one destination alone until it has delivered them all: a webhook (batches of 100, to a
    receiver in a process of its own, bench/receiver.py) and the lake (Parquet files of up to 10,000
-   events in a local directory). Reported: events/s, and events per CPU-second of the forwarder process.
+   events, in a local directory and on VersityGW, an S3-compatible server on loopback). Reported: events/s, and events per CPU-second of the forwarder process.
    Beside them, from the same run, the engine-only floor: the CPU per event of reading and decoding the
    same records with a bare consumer (what any forwarder in Python pays before it sends anything).
 2. **Added CPU end to end.** The whole stack runs the batched end-to-end load of bench.run twice:
@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.events import event
 from bench.run import CpuShares, Events, cpu_seconds, end_to_end, fresh_stack_settings, warm_up
+from devstack.s3 import S3Server
 from devstack.stack import Stack, role_argv
 from headwater.envelope import Envelope, decode_batch, encode_batch
 from headwater.flow import INDEX_STEP
@@ -47,6 +48,7 @@ BENCH_DIR = ".local/bench-forwarder"
 RESULTS = Path(__file__).resolve().parent / "results"
 RECEIVER_PORT = 19981
 METRICS_PORT = 19982
+S3_PORT = 19983
 
 
 def envelope(settings: Settings, run: str, n: int) -> Envelope:
@@ -167,6 +169,15 @@ def main() -> None:
                 "settings": {"url": f"file://{settings.local_path / 'lakes' / 'alone'}"}}
         result["webhook_alone"] = forward_alone(stack, settings, hook, events)
         result["lake_alone"] = forward_alone(stack, settings, lake, events)
+        s3 = S3Server(settings.local_path / "s3", S3_PORT)
+        s3.start()
+        try:
+            (s3.root / "lake").mkdir(exist_ok=True)
+            lake_s3 = {**lake, "settings": {"url": "s3://lake/bench", "endpoint": s3.endpoint, "scheme": "http",
+                                            "access_key_id": s3.ACCESS_KEY, "secret_access_key": s3.SECRET_KEY}}
+            result["lake_s3_alone"] = forward_alone(stack, settings, lake_s3, events)
+        finally:
+            s3.stop()
         result["engine_only_read_and_decode_us_per_event"] = asyncio.run(read_only_us(settings, events))
         result["end_to_end"] = added_cpu(stack, settings, e2e_events)
     finally:

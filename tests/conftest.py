@@ -41,11 +41,11 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 
 from tests.geoip import build_city_database  # noqa: E402
-from tests.receivers import S3Server  # noqa: E402
 
 os.environ["HEADWATER_GEOIP_PATH"] = str(build_city_database(Path(".local/test-geoip/city.mmdb")).resolve())
 os.environ["HEADWATER_TRANSFORMS_DIR"] = str(Path(__file__).parent.joinpath("transforms").resolve())
 
+from devstack.s3 import S3Server  # noqa: E402
 from devstack.stack import Stack  # noqa: E402
 from headwater.clickhouse import make_client  # noqa: E402
 from headwater.settings import get_settings  # noqa: E402
