@@ -15,8 +15,9 @@ import ipaddress
 import socket
 
 
-class AddressRefused(ValueError):
-    """The destination's host is, or resolves to, an address that is not public."""
+class AddressRefused(OSError):
+    """The destination's host is, or resolves to, an address that is not public (an ``OSError``, as a
+    resolver's failures are, so HTTP clients pass it on as the cause of the failed connection)."""
 
 
 def is_public(address: str) -> bool:

@@ -301,7 +301,9 @@ def test_the_destinations_page_shows_each_ones_figures_and_state_and_pauses_it(s
 
     wait_for(lambda: float(row("crm").get("delivered-per-min", 0)) * 60 == 40, timeout_s=60)
     wait_for(lambda: row("gone").get("failing") == "true", timeout_s=60)
-    assert "ConnectError" in httpx.get(page_url, cookies=cookies, timeout=30).text  # the last error, as said
+    last_error = re.search(r"<span data-last-error>last error: ([^<]*)</span>", httpx.get(page_url, cookies=cookies,
+                                                                                       timeout=30).text)
+    assert last_error and "ClientConnectorError" in last_error.group(1)  # as the forwarder said it
     paused = httpx.post(f"{page_url}/pause", data={"name": "crm"}, cookies=cookies,
                         headers={"Origin": stack.dashboard_url}, timeout=60)
     assert paused.status_code == 200 and row("crm")["paused"] == "true"

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from forwarder.addresses import AddressRefused, is_public, resolve
+from forwarder.http import Poster
 from forwarder.lake import Lake, file_name, first_event_of, runs
 from forwarder.outcomes import Delivered, Item, Refused, Retry, http_outcome
 from forwarder.registry import check_project
@@ -121,6 +122,20 @@ def test_a_name_that_resolves_to_loopback_is_refused_unless_private_networks_are
     with pytest.raises(AddressRefused, match="not a public address"):
         asyncio.run(resolve("localhost", 80, allow_private=False))
     assert asyncio.run(resolve("localhost", 80, allow_private=True)) in ("127.0.0.1", "::1")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://[::1]:9/hook", "http://localhost:9/hook",
+                                 "http://169.254.169.254/latest/meta-data/"])
+def test_a_post_to_a_private_address_is_refused_before_connecting(url):
+    async def post():
+        poster = Poster(Settings(forward_private_networks=False))
+        try:
+            return await poster.post(url, b"{}", {})
+        finally:
+            await poster.close()
+
+    outcome = asyncio.run(post())
+    assert isinstance(outcome, Refused) and "not a public address" in outcome.reason
 
 
 def test_the_webhook_signature_is_an_hmac_of_time_and_body():
