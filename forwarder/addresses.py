@@ -2,10 +2,12 @@
 
 A destination's URL is given by whoever administers a project. Without this check, a webhook pointing at
 ``http://169.254.169.254/`` (a cloud's metadata service), ``http://127.0.0.1:8123/`` (ClickHouse's
-HTTP port) or any address inside the private network would make the forwarder a proxy into it. The
-name is resolved at each connection and the connection is made to the address that was checked, so a
-name that resolves to a public address when checked and a private one later (DNS rebinding) gets
-nowhere.
+HTTP port) or any address inside the private network would make the forwarder a proxy into it.
+
+The HTTP destinations check in their client's resolver (:class:`forwarder.http.PublicResolver`), which
+gives the connection the addresses it checked, so DNS rebinding gets nowhere. The Kafka destination and
+an S3 lake check with :func:`resolve` before their clients connect; those clients resolve the name
+again.
 """
 
 from __future__ import annotations
