@@ -62,6 +62,14 @@ ALERTS = (
     Alert("HeadwaterTransformFailing", "headwater_transform_failing == 1", "1m", "critical",
           "transform {{ $labels.transform }} of project {{ $labels.project }} fails on most of its events",
           "its dead letters (failed_events, reason transform_*) say where; fix it, then `headwater replay`"),
+    Alert("HeadwaterDestinationFailing", "max by (project, destination) (headwater_forwarder_failing) == 1", "10m",
+          "warning", "destination {{ $labels.destination }} of project {{ $labels.project }} has failed every "
+          "delivery for 10 minutes", "its last error (the Destinations page, headwater_forwarder_last_error_info); "
+          "its events wait in Kafka within the topic's retention"),
+    Alert("HeadwaterDestinationRefusing", "sum by (project, destination) "
+          "(rate(headwater_forwarder_failed_total[10m])) > 0", "10m", "warning",
+          "destination {{ $labels.destination }} of project {{ $labels.project }} refuses events (dead letters)",
+          "failed_events with step forward:NAME; `headwater replay --destination` after the fix"),
     Alert("HeadwaterCollectorRefusing", 'sum(rate(headwater_collector_requests_total{status="503"}[5m])) > 0', "5m",
           "critical", "the collector answers 503: Kafka does not acknowledge within produce_timeout_s",
           "Kafka's health; senders retry, and nothing answered 503 was stored"),
