@@ -348,3 +348,21 @@ def test_a_destinations_python_transformation_changes_its_events_and_its_failure
     wait_for(lambda: clickhouse.execute(dead)[0][0] == 20, timeout_s=60)
     assert clickhouse.execute(dead)[0][1:] == ("transform_error", "forward:broken")
     assert count_rows(clickhouse, db) == 40  # what a destination does never touches what is stored
+
+
+def test_the_segment_destination_speaks_posthogs_batch_capture_when_told_to(stack, settings, receiver):
+    destination = {"name": "ph", "type": "segment", "when": {"event": "Order *"},
+                   "settings": {"url": f"http://127.0.0.1:{receiver.port}", "write_key": "phc_test", "format": "posthog"}}
+    project, key, _ = new_project(settings, [destination])
+    sent = [{**e, "userId": f"user-{i}"} for i, e in enumerate(events(10, project))]
+    send(stack, key, sent)
+
+    def captured() -> list[dict]:
+        return [event for status, _, body in list(receiver.requests) if body.get("api_key") == "phc_test"
+                for event in body["batch"] if event["properties"].get("i") is not None]
+
+    wait_for(lambda: len(captured()) == 5, timeout_s=60)
+    assert all(headers["content-type"] == "application/json" and "authorization" not in headers
+               for _, headers, _ in receiver.requests)
+    assert sorted((e["event"], e["distinct_id"], e["properties"]["i"]) for e in captured()) == \
+        sorted(("Order Completed", f"user-{i}", i) for i in range(0, 10, 2))

@@ -17,6 +17,7 @@ from forwarder.http import Poster
 from forwarder.lake import Lake, file_name, first_event_of, runs
 from forwarder.outcomes import Delivered, Item, Refused, Retry, http_outcome
 from forwarder.registry import check_project
+from forwarder.segment import batch_url, posthog_event
 from forwarder.service import batch_id
 from forwarder.webhook import sign
 from headwater.destinations import (
@@ -136,6 +137,21 @@ def test_a_post_to_a_private_address_is_refused_before_connecting(url):
 
     outcome = asyncio.run(post())
     assert isinstance(outcome, Refused) and "not a public address" in outcome.reason
+
+
+def test_segment_events_become_posthog_capture_events():
+    identify = {"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"plan": "pro"},
+                "messageId": "0b7e5a52-4f5e-4a8e-9d0b-1c2d3e4f5a6b", "timestamp": "2026-12-06T10:00:00.000Z"}
+    assert posthog_event(identify) == {"event": "$identify", "distinct_id": "u1", "timestamp": "2026-12-06T10:00:00.000Z",
+                                       "properties": {"$lib": "headwater", "$set": {"plan": "pro"}},
+                                       "uuid": "0b7e5a52-4f5e-4a8e-9d0b-1c2d3e4f5a6b"}
+    page = posthog_event({"type": "page", "anonymousId": "a1", "messageId": "not-a-uuid",
+                          "context": {"page": {"url": "https://shop.example/x"}}, "properties": {"title": "X"}})
+    assert page["event"] == "$pageview" and page["distinct_id"] == "a1" and "uuid" not in page
+    assert page["properties"] == {"title": "X", "$lib": "headwater", "$current_url": "https://shop.example/x"}
+    assert posthog_event({"type": "track", "event": "Order Completed", "anonymousId": "a"})["event"] == "Order Completed"
+    assert batch_url("https://eu.i.posthog.com", "posthog") == "https://eu.i.posthog.com/batch/"
+    assert batch_url("https://api.segment.io") == "https://api.segment.io/v1/batch"
 
 
 def test_the_webhook_signature_is_an_hmac_of_time_and_body():
