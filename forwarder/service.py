@@ -119,6 +119,9 @@ class ForwarderMetrics:
                                registry=registry)
         self.last_error_time = Gauge("headwater_forwarder_last_error_timestamp_seconds", "when it happened",
                                      labels, registry=registry)
+        self.refused_projects = Gauge("headwater_forwarder_projects_refused", "projects whose destinations this "
+                                      "forwarder finds problems with, and does not run (see its log)",
+                                      registry=registry)
 
 
 class Batch:
@@ -372,6 +375,7 @@ class Forwarders:
         self.counts = StepCounts(settings)
         self.process = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self.published: dict[str, DestinationStatus] = {}
+        self.logged: dict[str, str] = {}  # the problems logged of each project whose destinations do not run
         self.status_topic = forwarder_status_topic(settings)
         self.running: dict[str, tuple[Forwarder, asyncio.Task]] = {}
         self.consumers: list = []  # (consumer, group) of each running forwarder, for the lag metric
@@ -420,10 +424,16 @@ class Forwarders:
             log.warning("report_failed", error=str(exc))
 
     def wanted(self) -> dict[str, DestinationSpec]:
-        """The destinations this process should run now, by key."""
-        wanted = {}
+        """The destinations this process should run now, by key. A project whose destinations this
+        process finds problems with (the admin checked them, but with another transforms_dir, say) runs
+        none of them; the problems are logged once, and ``headwater_forwarder_projects_refused`` counts
+        such projects."""
+        wanted, refused = {}, 0
         for project in self.store.projects.values():
-            if not project.destinations or check_project(project, self.settings):
+            problems = check_project(project, self.settings) if project.destinations else []
+            if problems:
+                refused += 1
+                self._problems(project.id, problems)
                 continue
             try:
                 specs = parse_destinations(project.id, project.destinations)
@@ -433,7 +443,14 @@ class Forwarders:
                 self.metrics.paused.labels(spec.project_id, spec.name).set(1 if spec.paused else 0)
                 if project.enabled and not spec.paused and (not self.only or spec.key in self.only):
                     wanted[spec.key] = spec
+        self.metrics.refused_projects.set(refused)
         return wanted
+
+    def _problems(self, project_id: str, problems: list[str]) -> None:
+        said = "; ".join(problems)
+        if self.logged.get(project_id) != said:
+            self.logged[project_id] = said
+            log.error("destinations_not_run", project=project_id, problems=said[:2000])
 
     async def _reconcile(self) -> None:
         wanted = self.wanted()

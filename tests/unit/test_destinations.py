@@ -18,7 +18,7 @@ from forwarder.lake import Lake, file_name, first_event_of, runs
 from forwarder.outcomes import Delivered, Item, Refused, Retry, http_outcome
 from forwarder.registry import check_project
 from forwarder.segment import batch_url, posthog_event
-from forwarder.service import batch_id
+from forwarder.service import Forwarders, batch_id
 from forwarder.webhook import sign
 from headwater.destinations import (
     SHOWN_SECRET,
@@ -214,3 +214,18 @@ def test_a_lake_outside_the_allowed_directory_is_refused(tmp_path):
     settings = dataclasses.replace(Settings(), forward_local_dir=str(tmp_path / "lakes"))
     project = project_with([{"name": "l", "type": "lake", "settings": {"url": f"file://{tmp_path}/lakes/../etc"}}])
     assert "below forward_local_dir" in " ".join(check_project(project, settings))
+
+
+def test_a_forwarder_runs_no_destination_of_a_project_it_finds_problems_with_and_says_so_once():
+    async def wanted() -> tuple[dict, dict, float]:
+        forwarders = Forwarders(Settings(transforms_dir=""))  # the admin had tag_order installed; not here
+        forwarders.store.projects = {"shop": project_with([hook(python="tag_order")]),
+                                     "ok": Project("ok", "ok", 0, destinations=[hook(), hook("off", paused=True)])}
+        first, logged = forwarders.wanted(), dict(forwarders.logged)
+        forwarders.wanted()
+        assert forwarders.logged == logged
+        return first, logged, forwarders.metrics.refused_projects._value.get()
+
+    running, logged, refused = asyncio.run(wanted())
+    assert list(running) == ["ok/crm"] and refused == 1
+    assert list(logged) == ["shop"] and "no transformation 'tag_order' is installed" in logged["shop"]
