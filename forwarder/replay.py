@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 
 import orjson
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from forwarder.outcomes import Delivered, Item, Refused
 from forwarder.registry import make_destination
@@ -32,6 +32,7 @@ from headwater.envelope import Envelope
 from headwater.kafka import make_consumer, make_producer
 from headwater.plugins import Plugin, installed
 from headwater.projects.store import ProjectStore
+from headwater.replay import end_offsets, reached
 from headwater.settings import Settings
 from headwater.topics import dead_letter_topic
 
@@ -80,8 +81,8 @@ class DestinationReplayer:
         await destination.start()
         await self.consumer.start()
         try:
-            ends = await self._end_offsets()
-            while not await self._done(ends):
+            ends = await end_offsets(self.consumer)
+            while not await reached(self.consumer, ends):
                 polled = await self.consumer.getmany(timeout_ms=1000, max_records=self.spec().max_events)
                 for tp, records in polled.items():
                     wanted = [r for r in records if r.offset < ends.get(tp, 0)]
@@ -95,14 +96,6 @@ class DestinationReplayer:
             await destination.stop()
             await self.store.stop()
             await self.producer.stop()
-
-    async def _end_offsets(self) -> dict[TopicPartition, int]:
-        while not self.consumer.assignment():
-            await asyncio.sleep(0.1)
-        return await self.consumer.end_offsets(list(self.consumer.assignment()))
-
-    async def _done(self, ends: dict[TopicPartition, int]) -> bool:
-        return all([await self.consumer.position(tp) >= end for tp, end in ends.items()])
 
     def _items(self, records: list[ConsumerRecord]) -> list[tuple[Item, ConsumerRecord, Envelope]]:
         spec, found = self.spec(), []

@@ -55,12 +55,13 @@ from forwarder.outcomes import Delivered, Item, Outcome, Refused, Retry
 from forwarder.registry import check_project, make_destination
 from headwater.deadletter import Rejected, dead_letter
 from headwater.destination_status import HEARTBEAT_S, DestinationStatus
-from headwater.destinations import DestinationError, DestinationSpec, parse_destinations
+from headwater.destinations import DestinationSpec, parse_destinations
 from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.kafka import make_consumer, make_producer
 from headwater.metrics import ConsumerLag, Heartbeat, metrics_and_liveness, serve_in_thread
 from headwater.plugins import Plugin, TransformContext, installed, plugin_events, run_plugin
+from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, header_value
 from headwater.settings import Settings
@@ -334,9 +335,13 @@ class Forwarder:
     async def _dead_letters(self, batch: Batch, failures: list[tuple[ConsumerRecord, int, Rejected]]) -> None:
         """Each failed event as a dead letter (its envelope as it left the pipeline, before this
         destination's transformation), acknowledged by Kafka before the batch is committed."""
-        sent = []
+        sent: list = []
+        decoded: dict[tuple[int, int], list[Envelope]] = {}  # each record's envelopes, decoded once
         for record, index, error in failures:
-            envelope = decode_batch(record.value)[index]
+            place = (record.partition, record.offset)
+            if place not in decoded:
+                decoded[place] = decode_batch(record.value)
+            envelope = decoded[place][index]
             out = dead_letter(self.settings, record, error, f"{FORWARD_STEP}:{self.spec.name}", envelope)
             sent.append(await self.producer.send(out.topic, out.value, key=out.key, headers=out.headers))
         await asyncio.gather(*sent)
@@ -430,14 +435,10 @@ class Forwarders:
         such projects."""
         wanted, refused = {}, 0
         for project in self.store.projects.values():
-            problems = check_project(project, self.settings) if project.destinations else []
+            problems, specs = self.store.derived(project.id, "destinations", self._checked)
             if problems:
                 refused += 1
                 self._problems(project.id, problems)
-                continue
-            try:
-                specs = parse_destinations(project.id, project.destinations)
-            except DestinationError:
                 continue
             for spec in specs:
                 self.metrics.paused.labels(spec.project_id, spec.name).set(1 if spec.paused else 0)
@@ -445,6 +446,13 @@ class Forwarders:
                     wanted[spec.key] = spec
         self.metrics.refused_projects.set(refused)
         return wanted
+
+    def _checked(self, project: Project | None) -> tuple[list[str], list[DestinationSpec]]:
+        """The project's destinations checked and parsed, once per version of its record."""
+        if project is None or not project.destinations:
+            return [], []
+        problems = check_project(project, self.settings)
+        return problems, [] if problems else parse_destinations(project.id, project.destinations)
 
     def _problems(self, project_id: str, problems: list[str]) -> None:
         said = "; ".join(problems)

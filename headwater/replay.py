@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import Envelope, encode_batch
@@ -69,8 +71,8 @@ class Replayer:
         await self.store.start()
         await self.consumer.start()
         try:
-            ends = await self._end_offsets()
-            while not await self._done(ends):
+            ends = await end_offsets(self.consumer)
+            while not await reached(self.consumer, ends):
                 polled = await self.consumer.getmany(timeout_ms=1000, max_records=500)
                 for tp, records in polled.items():
                     for record in records:
@@ -84,17 +86,6 @@ class Replayer:
             await self.consumer.stop()
             await self.store.stop()
             await self.producer.stop()
-
-    async def _end_offsets(self) -> dict:
-        while not self.consumer.assignment():
-            await asyncio.sleep(0.1)
-        return await self.consumer.end_offsets(list(self.consumer.assignment()))
-
-    async def _done(self, ends: dict) -> bool:
-        for tp, end in ends.items():
-            if await self.consumer.position(tp) < end:
-                return False
-        return True
 
     async def _replay(self, record) -> bool:
         """Handle one dead letter; False means stop here."""
@@ -128,6 +119,22 @@ class Replayer:
         await self.producer.send_and_wait(out.topic, out.value, key=out.key, headers=out.headers)
         self.report.dead_lettered += 1
         return True
+
+
+async def end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """The end of each partition assigned to ``consumer`` (waiting for its assignment): where a replay
+    of what is there now stops."""
+    while not consumer.assignment():
+        await asyncio.sleep(0.1)
+    return await consumer.end_offsets(list(consumer.assignment()))
+
+
+async def reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Whether ``consumer`` has read every partition up to ``ends``."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
 
 
 def run_replay(settings: Settings, project_id: str, reason: str | None, on_error: str,
