@@ -107,6 +107,8 @@ class SessionBook:
     (the events for the next step go to the partition of their key).
     """
 
+    rows_metric = ("headwater_session_rows", "rows written to the sessions topic")
+
     def __init__(self, settings: Settings, options: Callable[[str], SessionOptions], counts: PartitionMap) -> None:
         self.settings = settings
         self.options = options
@@ -127,8 +129,15 @@ class SessionBook:
         for number in numbers:
             self.partitions[number] = Partition()
 
-    def visitors(self, numbers) -> int:
+    def size(self, numbers) -> int:
         return sum(len(self.partitions[n].visitors) for n in numbers if n in self.partitions)
+
+    def changelog_partitions(self, numbers: list[int]) -> list[int]:
+        """A visitor's state is in the changelog partition of its input partition's number."""
+        return numbers
+
+    def summary(self) -> dict:
+        return {"too_late": self.too_late, "copies_dropped": self.copies_dropped}
 
     def restore_record(self, number: int, record: ConsumerRecord) -> None:
         partition, key = self.partitions[number], record.key.decode()

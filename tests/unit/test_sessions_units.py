@@ -64,10 +64,12 @@ def book_for(*projects, settings=None, kind=None):
 def sessionizer_with(book, consumer, *producers):
     """The sessionizer's transactional loop around ``book``, on fake Kafka clients (tests/fakes.py)."""
     from headwater.settings import Settings
-    from processors.sessionize import Clients, Sessionizer
+    from headwater.stateful import Clients
+    from processors.sessionize import Sessionizer
     from tests.fakes import producers as handing_out
 
-    return Sessionizer(Settings(), book, Clients(consumer, handing_out(*producers), new_reader=None))
+    return Sessionizer(Settings(), book, Clients(consumer, handing_out(*producers), new_reader=None),
+                       input="headwater.step.sessionize", group_id="headwater-processor-sessionize")
 
 
 def sessionize(book, poll):
