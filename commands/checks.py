@@ -1,19 +1,23 @@
-"""The whole check of a project's configuration: the processors' (flow, options) and the forwarder's
-(destinations). The admin API, the dashboard and the CLI refuse a change with any of its problems."""
+"""The whole check of a project's configuration: the processors' (flow, options), the forwarder's
+(destinations) and the identity role's (identity). The admin API, the dashboard and the CLI refuse a
+change with any of its problems."""
 
 from __future__ import annotations
 
 from forwarder.registry import check_project as check_destinations
 from headwater.projects.model import Project
 from headwater.settings import Settings, get_settings
+from identity.graph import check_identity
 from processors.checks import check_configuration as check_processing
 from processors.checks import check_project as check_processing_project
 
 
 def check_project(project: Project) -> list[str]:
-    return check_processing_project(project) + check_destinations(project, get_settings())
+    return (check_processing_project(project) + check_destinations(project, get_settings())
+            + check_identity(project.identity))
 
 
 def check_configuration(settings: Settings, projects: list[Project]) -> list[str]:
     return check_processing(settings, projects) + [p for project in projects
-                                                   for p in check_destinations(project, settings)]
+                                                   for p in check_destinations(project, settings)
+                                                   + check_identity(project.identity)]

@@ -82,6 +82,13 @@ def cmd_forwarder(args: argparse.Namespace) -> None:
     run_role(lambda: Forwarders(get_settings(), tuple(args.destinations)))
 
 
+def cmd_identity(args: argparse.Namespace) -> None:
+    from headwater.service import run_role
+    from identity.service import Identifier
+
+    run_role(lambda: Identifier.role(get_settings()))
+
+
 def cmd_lag_exporter(args: argparse.Namespace) -> None:
     from headwater.group_lag import LagExporter
     from headwater.service import run_role
@@ -266,13 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     processor.set_defaults(func=cmd_processor)
     indexer = sub.add_parser("indexer", help="load tables into ClickHouse (one consumer group per table)")
     indexer.add_argument("tables", nargs="*", default=["events"],
-                         choices=["events", "sessions", "failed_events", "step_counts"])
+                         choices=["events", "sessions", "failed_events", "step_counts", "person_ids"])
     indexer.set_defaults(func=cmd_indexer)
     forwarder = sub.add_parser("forwarder", help="deliver each project's events to its destinations (one "
                                "consumer group per destination)")
     forwarder.add_argument("destinations", nargs="*", metavar="PROJECT/NAME",
                            help="only these destinations (default: every destination of every project)")
     forwarder.set_defaults(func=cmd_forwarder)
+    sub.add_parser("identity", help="merge each project's distinct ids into persons (identify, alias), into "
+                   "the compacted topic the indexer loads as person_ids").set_defaults(func=cmd_identity)
     sub.add_parser("lag-exporter", help="export every consumer group's lag and members, measured at the broker "
                    "(so it keeps growing while a step is down)").set_defaults(func=cmd_lag_exporter)
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations to every project (or those named)")

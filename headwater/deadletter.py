@@ -23,9 +23,11 @@ from headwater.topics import dead_letter_topic
 # "refused": ClickHouse refused the record's rows for their content (indexer/refusals.py); "transform_*":
 # a project's transformation raised, overran its time budget, or returned what is not events
 # (processors/transform.py); "destination_refused": a destination refused the event for good
-# (forwarder/service.py)
+# (forwarder/service.py); "merge_*": the identity role refused the merge an identify or alias asked for
+# (identity/graph.py)
 REASONS = ("unparseable", "schema_violation", "size", "unknown_event", "missing_project", "invalid_flow",
-           "refused", "transform_error", "transform_timeout", "transform_output", "destination_refused")
+           "refused", "transform_error", "transform_timeout", "transform_output", "destination_refused",
+           "merge_illegal_id", "merge_already_identified", "merge_too_many_ids")
 ERROR_HEADER = "hw-error"
 
 

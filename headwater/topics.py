@@ -19,6 +19,7 @@ SESSIONS = "sessions"
 SESSION_STATE = "sessionize-state"
 STEP_COUNTS = "step-counts"
 FORWARDER_STATUS = "forwarder-status"
+IDENTITY = "identity"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -75,6 +76,11 @@ def session_state_topic(settings: Settings) -> str:
     return topic_name(settings, SESSION_STATE)
 
 
+def identity_topic(settings: Settings) -> str:
+    """Which distinct ids each person holds (:mod:`headwater.identity`): one compacted record per merged id."""
+    return topic_name(settings, IDENTITY)
+
+
 def step_counts_topic(settings: Settings) -> str:
     """Each process's counts of events in and out of the steps it runs (:mod:`headwater.step_counts`)."""
     return topic_name(settings, STEP_COUNTS)
@@ -97,6 +103,7 @@ def processor_group(step: str) -> str:
 
 MEDIATOR_GROUP = "headwater-mediator"
 EVENTS_INDEXER_GROUP = "headwater-indexer-events"
+IDENTITY_GROUP = "headwater-identity"
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -106,5 +113,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     pipeline.append(TopicSpec(step_counts_topic(settings), 1, 7 * DAY_MS))  # a few records a minute
     pipeline.append(TopicSpec(session_state_topic(settings), settings.topic_partitions, None))
     compacted = [TopicSpec(projects_topic(settings), 1, None), TopicSpec(salts_topic(settings), 1, None),
-                 TopicSpec(forwarder_status_topic(settings), 1, None)]
+                 TopicSpec(forwarder_status_topic(settings), 1, None),
+                 # one partition: merges apply in one order, and the identity role restores all of it
+                 TopicSpec(identity_topic(settings), 1, None)]
     return [*pipeline, *compacted]

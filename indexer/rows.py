@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from headwater.identity import Link
 from headwater.migrations.columns import SESSION_COLUMNS
 from headwater.timeutil import from_epoch_ms
 
@@ -46,3 +47,8 @@ def step_count_row(row: list) -> tuple[str, tuple]:
     if not isinstance(project_id, str) or not isinstance(step, str) or len(counts) != 4:
         raise ValueError(f"not a step count: {row!r:.200}")
     return project_id, (datetime.fromtimestamp(int(minute), UTC), step, *(max(0, int(n)) for n in counts))
+
+
+def person_id_row(distinct_id: str, link: Link) -> tuple:
+    """One ``person_ids`` row (:data:`PERSON_ID_COLUMNS`) from an identity changelog record."""
+    return distinct_id, link.person, link.identified, link.version, from_epoch_ms(link.at_ms)

@@ -18,15 +18,23 @@ from clickhouse_driver import Client
 from headwater.deadletter import Rejected
 from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
-from headwater.migrations.columns import FAILED_COLUMNS, SESSION_COLUMNS, STEP_COUNT_COLUMNS
+from headwater.identity import Link, split_key
+from headwater.migrations.columns import FAILED_COLUMNS, PERSON_ID_COLUMNS, SESSION_COLUMNS, STEP_COUNT_COLUMNS
 from headwater.privacy import PrivacyPolicy, apply_policy
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER, event_count, header_value
 from headwater.settings import Settings
-from headwater.topics import EVENTS_INDEXER_GROUP, dead_letter_topic, sessions_topic, step_counts_topic, step_topic
+from headwater.topics import (
+    EVENTS_INDEXER_GROUP,
+    dead_letter_topic,
+    identity_topic,
+    sessions_topic,
+    step_counts_topic,
+    step_topic,
+)
 from indexer import events_sql
-from indexer.rows import failed_row, session_row, step_count_row
+from indexer.rows import failed_row, person_id_row, session_row, step_count_row
 
 UNKNOWN_PROJECT = "_unknown"  # dead letters whose project is not known land in hw__unknown
 
@@ -209,7 +217,33 @@ class StepCountsTarget:
         return []
 
 
-TABLES = ("events", "sessions", "failed_events", "step_counts")
+class PersonIdsTarget:
+    """``person_ids``: the identity role's changelog, a row per changed link. A record whose id was
+    erased (no value) inserts nothing: the erase removes the id's rows itself."""
+
+    table = "person_ids"
+    group_id = "headwater-indexer-person-ids"
+
+    def __init__(self, settings: Settings, store: ProjectStore) -> None:
+        self.topic = identity_topic(settings)
+        self.store = store
+
+    def items(self, record: ConsumerRecord) -> list[tuple[str, Item]]:
+        project_id, distinct_id = split_key(record.key or b"")
+        if record.value is None or self.store.get(project_id) is None:
+            return []
+        try:
+            link = Link.load(record.value)
+        except ValueError as exc:
+            raise Rejected("unparseable", str(exc)) from exc
+        return [(project_id, Item(record, [person_id_row(distinct_id, link)], 1))]
+
+    def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
+        insert_rows(client, f"{db}.person_ids", PERSON_ID_COLUMNS, items, token)
+        return []
+
+
+TABLES = ("events", "sessions", "failed_events", "step_counts", "person_ids")
 
 
 def target(name: str, settings: Settings, store: ProjectStore) -> Target:
@@ -221,4 +255,6 @@ def target(name: str, settings: Settings, store: ProjectStore) -> Target:
         return SessionsTarget(settings)
     if name == "step_counts":
         return StepCountsTarget(settings, store)
+    if name == "person_ids":
+        return PersonIdsTarget(settings, store)
     raise ValueError(f"unknown table {name!r}: {', '.join(TABLES)}")

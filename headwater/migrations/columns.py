@@ -1,6 +1,6 @@
 """The column order of the tables whose rows are built in Python, beside the migrations that create
-them: the sessionizer's ``sessions`` rows, the indexer's ``failed_events`` rows and the steps'
-``step_counts``. (``events`` rows are
+them: the sessionizer's ``sessions`` rows, the indexer's ``failed_events`` rows, the steps'
+``step_counts`` and the identity role's ``person_ids``. (``events`` rows are
 built by ClickHouse from the raw events: see :mod:`indexer.events_sql`.)"""
 
 SESSION_COLUMNS = (
@@ -15,3 +15,5 @@ FAILED_COLUMNS = ("failed_at", "step", "reason", "path", "detail", "message_id",
                   "origin_partition", "origin_offset", "payload")
 
 STEP_COUNT_COLUMNS = ("minute", "step", "events_in", "events_out", "dropped", "dead_lettered")
+
+PERSON_ID_COLUMNS = ("distinct_id", "person_id", "is_identified", "version", "merged_at")

@@ -69,6 +69,7 @@ class Configuration(msgspec.Struct, forbid_unknown_fields=True):
     sessions: dict = {}
     retention_days: int | None = None
     destinations: list[dict] = []
+    identity: dict = {}
 
 
 def now_ms() -> int:
@@ -92,10 +93,11 @@ def describe(project: Project) -> dict:
             "retention_days": project.retention_days,
             "event_schemas": {event: [v["version"] for v in versions]
                               for event, versions in project.event_schemas.items()},
-            "hash_key_ids": [k["id"] for k in project.hash_keys], "destinations": shown(project.destinations)}
+            "hash_key_ids": [k["id"] for k in project.hash_keys], "destinations": shown(project.destinations),
+            "identity": project.identity}
 
 
-CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions", "retention_days", "destinations")
+CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions", "retention_days", "destinations", "identity")
 
 
 def new_hash_key() -> dict:

@@ -64,6 +64,7 @@ class Project:
     event_schemas: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # event -> versions
     hash_keys: list[dict] = dataclasses.field(default_factory=list)  # HMAC keys; the last one is current
     destinations: list[dict] = dataclasses.field(default_factory=list)  # headwater/destinations.py
+    identity: dict = dataclasses.field(default_factory=dict)  # identity/graph.py IdentityOptions
 
     @property
     def public_key(self) -> str | None:

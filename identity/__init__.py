@@ -1,0 +1,1 @@
+"""The identity role: merges distinct ids into persons (identify, alias) and keeps them durable."""

@@ -1,0 +1,169 @@
+"""Identity: the merge rules (identity.graph), the changelog format (headwater.identity) and what a poll
+of the identity role writes (identity.book)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from headwater.envelope import Envelope, encode_batch
+from headwater.identity import Link, is_illegal, record_key, split_key
+from headwater.partitioning import PartitionMap
+from headwater.settings import Settings
+from identity.book import IdentityBook
+from identity.graph import (
+    ALREADY_IDENTIFIED,
+    ILLEGAL_ID,
+    TOO_MANY_IDS,
+    IdentityOptions,
+    MergeRefused,
+    ProjectGraph,
+    check_identity,
+)
+
+DEFAULTS = IdentityOptions()
+
+
+def persons(graph: ProjectGraph, *ids: str) -> set[str]:
+    return {graph.person_of(i) for i in ids}
+
+
+@pytest.mark.parametrize("bad", ["", "  ", "null", " null ", "Anonymous", "undefined", "0", "[object Object]", "'null'",
+                                 '"guest"', "distinct_id", "NaN", "None"])
+def test_placeholder_ids_are_illegal(bad):
+    assert is_illegal(bad)
+
+
+@pytest.mark.parametrize("good", ["u-1", "alice@example.com", "00", "nan-1", "NULL", "anonymous-42"])
+def test_real_ids_are_legal(good):
+    assert not is_illegal(good)
+
+
+def test_identify_links_the_anonymous_id_to_the_user_and_a_second_device_joins_the_same_person():
+    graph = ProjectGraph()
+    first = graph.merge("u1", "anon-laptop", 1, DEFAULTS)
+    assert first == {"u1": Link("u1", True, 1, 1), "anon-laptop": Link("u1", False, 1, 1)}
+    second = graph.merge("u1", "anon-phone", 2, DEFAULTS)
+    assert second == {"anon-phone": Link("u1", False, 2, 2)}  # the user's own link does not change again
+    assert persons(graph, "u1", "anon-laptop", "anon-phone") == {"u1"}
+    assert graph.person_of("someone-else") == "someone-else"
+
+
+def test_a_merge_moves_every_id_of_the_other_person_with_one_version():
+    graph = ProjectGraph()
+    graph.merge("u1", "a1", 1, DEFAULTS)
+    graph.merge("u2", "a2", 2, DEFAULTS)
+    graph.merge("u2", "a3", 3, DEFAULTS)
+    changed = graph.merge("u1", "u2", 4, IdentityOptions(merge_identified=True))  # an alias u2 -> u1
+    assert set(changed) == {"u2", "a2", "a3"} and {link.version for link in changed.values()} == {4}
+    assert persons(graph, "u1", "a1", "u2", "a2", "a3") == {"u1"}
+    assert graph.members == {"u1": {"u1", "a1", "u2", "a2", "a3"}}
+
+
+def test_a_shared_device_does_not_merge_a_second_user_but_an_alias_does():
+    graph = ProjectGraph()
+    graph.merge("alice", "tablet", 1, DEFAULTS)
+    with pytest.raises(MergeRefused) as refused:
+        graph.merge("carol", "tablet", 2, DEFAULTS)  # carol logs in on alice's tablet
+    assert refused.value.kind == ALREADY_IDENTIFIED and "carol" not in graph.links
+    graph.merge("alice-new", "alice", 3, DEFAULTS, explicit=True)  # alice's new user id
+    assert persons(graph, "alice", "alice-new", "tablet") == {"alice"}
+
+
+def test_two_identified_persons_are_not_merged_unless_the_project_opts_in():
+    graph = ProjectGraph()
+    graph.merge("alice", "anon-1", 1, DEFAULTS)
+    graph.merge("bob", "anon-2", 2, DEFAULTS)
+    with pytest.raises(MergeRefused) as refused:
+        graph.merge("alice", "anon-2", 3, DEFAULTS)
+    assert refused.value.kind == ALREADY_IDENTIFIED
+    assert graph.person_of("anon-2") == "bob"  # a refusal changes nothing
+    graph.merge("alice", "anon-2", 4, IdentityOptions(merge_identified=True))
+    assert persons(graph, "alice", "bob", "anon-1", "anon-2") == {"alice"}
+
+
+def test_illegal_ids_and_oversized_persons_are_refused():
+    graph = ProjectGraph()
+    for bad in ("null", "anonymous", ""):
+        with pytest.raises(MergeRefused) as refused:
+            graph.merge("u1", bad, 1, DEFAULTS)
+        assert refused.value.kind == ILLEGAL_ID
+    assert graph.links == {}
+    small = IdentityOptions(max_ids=3)
+    graph.merge("u1", "a1", 1, small)
+    graph.merge("u1", "a2", 2, small)
+    with pytest.raises(MergeRefused) as refused:
+        graph.merge("u1", "a3", 3, small)
+    assert refused.value.kind == TOO_MANY_IDS and graph.person_of("a3") == "a3"
+
+
+def test_the_changelog_restores_the_same_graph():
+    graph = ProjectGraph()
+    changes = {}
+    for user, other, at in (("u1", "a1", 1), ("u3", "a2", 2), ("u1", "u3", 3), ("u2", "a4", 4)):
+        changes.update(graph.merge(user, other, at, IdentityOptions(merge_identified=True)))
+    restored = ProjectGraph()
+    for distinct_id, link in changes.items():
+        restored.restore(distinct_id, Link.load(link.dump()))
+    assert restored.links == graph.links and restored.members == graph.members
+    assert restored.version == graph.version == 4
+
+
+def test_unreadable_changelog_values_and_keys():
+    with pytest.raises(ValueError):
+        Link.load(b"{}")
+    with pytest.raises(ValueError):
+        Link.load(b"[1, 2, true, 3, 4]")
+    assert split_key(record_key("shop", "a:b")) == ("shop", "a:b")
+
+
+def test_identity_settings_are_checked():
+    assert check_identity({}) == []
+    assert check_identity({"merge_identified": True, "max_ids": 10}) == []
+    assert len(check_identity({"max_ids": 1, "merge_identified": "yes", "other": 1})) == 3
+    assert IdentityOptions.of({"max_ids": "x"}) == IdentityOptions()
+
+
+def stored(project: str, i: int, event: dict) -> Envelope:
+    return Envelope(project, f"m{i}", 1_000 + i, "r", event)
+
+
+def index_record(envelopes: list[Envelope], offset: int) -> ConsumerRecord:
+    return ConsumerRecord("headwater.step.index", 0, offset, 0, 0, b"k", encode_batch(envelopes), None, 0, 0, [])
+
+
+def book() -> IdentityBook:
+    counts = PartitionMap()
+    counts.counts = {"headwater.dead": 4, "headwater.identity": 1}
+    identity = IdentityBook(Settings(), lambda project: DEFAULTS, counts)
+    identity.restoring([0])
+    return identity
+
+
+def test_a_poll_writes_the_changed_links_and_dead_letters_the_refused_merges():
+    identity = book()
+    records = [
+        index_record([stored("shop", 1, {"type": "page", "anonymousId": "a1"}),
+                      stored("shop", 2, {"type": "identify", "userId": "u1", "anonymousId": "a1"})], 0),
+        index_record([stored("shop", 3, {"type": "track", "event": "x", "anonymousId": "a2"})], 1),
+        index_record([stored("shop", 4, {"type": "alias", "userId": "u1", "previousId": "a2"}),
+                      stored("blog", 5, {"type": "identify", "userId": "u1", "anonymousId": "undefined"})], 2),
+    ]
+    outputs, changed = identity.poll({TopicPartition("headwater.step.index", 0): records}, 0.0)
+    links = {o.key: orjson.loads(o.value) for o in outputs if o.topic == "headwater.identity"}
+    assert changed == 3 and links == {b"shop:u1": [1, "u1", True, 1, 1002], b"shop:a1": [1, "u1", False, 1, 1002],
+                                      b"shop:a2": [1, "u1", False, 2, 1004]}
+    [dead] = [o for o in outputs if o.dead]
+    letter = orjson.loads(dead.value)
+    assert (letter["project_id"], letter["step"], letter["reason"], letter["path"]) == (
+        "blog", "identity", "merge_illegal_id", "anonymousId")
+    assert letter["payload"]["event"]["anonymousId"] == "undefined"
+    assert "blog" not in identity.graphs or not identity.graphs["blog"].links
+
+
+def test_records_without_identify_or_alias_are_not_decoded():
+    identity = book()
+    garbage = ConsumerRecord("headwater.step.index", 0, 0, 0, 0, b"k", b"not json at all", None, 0, 0, [])
+    outputs, changed = identity.poll({TopicPartition("headwater.step.index", 0): [garbage]}, 0.0)
+    assert (outputs, changed) == ([], 0)
