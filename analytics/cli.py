@@ -43,7 +43,7 @@ def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 def _build(args: argparse.Namespace) -> Query:
     since, until = _range(args)
-    p, f = args.project, Filters(include_bots=args.include_bots)
+    p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids")
     if args.query == "trends":
         return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f)
     if args.query == "funnel":
@@ -155,6 +155,9 @@ def add_parsers(sub) -> None:
         made[name].add_argument("--format", choices=["table", "json"], default="table")
         made[name].add_argument("--include-bots", action="store_true",
                                 help="count events whose user agent is on the crawler list (left out by default)")
+        made[name].add_argument("--count", choices=["persons", "ids"], default="persons",
+                                help="what one visitor is: a person (every id identify and alias merged; the "
+                                "default) or one id")
         made[name].set_defaults(func=cmd_query)
     made["trends"].add_argument("--event", help="only this event (default: every event)")
     made["trends"].add_argument("--interval", choices=queries.INTERVALS, default="day")

@@ -26,6 +26,7 @@ FIELDS = {
 }
 SESSION_FIELDS = {name: column for name, column in FIELDS.items() if name != "page"}
 BOTS, INCLUDE = "bots", "include"
+COUNT, IDS = "count", "ids"  # count=ids: count distinct ids, not persons (analytics/persons.py)
 MAX_VALUE = 1000
 
 
@@ -42,6 +43,7 @@ class Filters:
     utm_campaign: str = ""
     page: str = ""
     include_bots: bool = False
+    count_ids: bool = False  # not a filter: what counts as one visitor (analytics/persons.py)
 
     def __post_init__(self) -> None:
         for name in FIELDS:
@@ -53,18 +55,25 @@ class Filters:
     def from_mapping(cls, values) -> Filters:
         """The filters named in ``values`` (query-string parameters); unknown names are ignored."""
         include_bots = str(values.get(BOTS) or "").strip() == INCLUDE
-        return cls(**{name: str(values.get(name) or "").strip() for name in FIELDS}, include_bots=include_bots)
+        count_ids = str(values.get(COUNT) or "").strip() == IDS
+        return cls(**{name: str(values.get(name) or "").strip() for name in FIELDS}, include_bots=include_bots,
+                   count_ids=count_ids)
 
     def active(self) -> dict[str, str]:
-        """The filters that narrow anything, as URL parameters (``bots=include`` widens)."""
+        """The filters that narrow anything, as URL parameters (``bots=include`` widens, ``count=ids``
+        changes what a visitor is)."""
         active = {name: getattr(self, name) for name in FIELDS if getattr(self, name)}
-        return {**active, BOTS: INCLUDE} if self.include_bots else active
+        if self.include_bots:
+            active[BOTS] = INCLUDE
+        if self.count_ids:
+            active[COUNT] = IDS
+        return active
 
     def _equalities(self) -> list[str]:
         return [name for name in FIELDS if getattr(self, name)]
 
     def __bool__(self) -> bool:
-        return bool(self.active())
+        return bool(self._equalities()) or self.include_bots
 
     def params(self) -> dict[str, str]:
         return {f"filter_{name}": getattr(self, name) for name in self._equalities()}

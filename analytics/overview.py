@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from analytics import queries
+from analytics import persons, queries
 from analytics.filters import NONE, Filters
 from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, Query, QueryError, _events, _utc_ms, time_range
 from headwater.clickhouse import project_database
@@ -30,10 +30,10 @@ def traffic(project_id: str, since: datetime, until: datetime, filters: Filters 
     and for the period before it (``current`` = 0); a period without events has no row."""
     sql = f"""SELECT
     timestamp >= {SINCE} AS current,
-    uniqExact(visitor_hash) AS visitors,
+    uniqExact({persons.who(filters)}) AS visitors,
     countIf(type IN ('page', 'screen')) AS pageviews,
     count() AS events
-FROM {_events(project_id)}
+FROM {_events(project_id)}{persons.join(project_id, filters)}
 WHERE timestamp >= {PREVIOUS} AND timestamp < {UNTIL}{filters.events_condition()}
 GROUP BY current
 ORDER BY current{FINAL_SETTINGS}"""
@@ -87,8 +87,8 @@ def sources(project_id: str, what: str, since: datetime, until: datetime, limit:
         raise QueryError("limit must be between 1 and 10000")
     column = SOURCES[what]
     external = " AND referrer_medium != 'internal'" if what == "referrers" else ""  # the site is no referrer
-    sql = f"""SELECT {column} AS value, uniqExactIf(visitor_hash, sign = 1) AS visitors, sum(sign) AS sessions
-FROM {project_database(project_id)}.sessions
+    sql = f"""SELECT {column} AS value, uniqExactIf({persons.who(filters)}, sign = 1) AS visitors, sum(sign) AS sessions
+FROM {project_database(project_id)}.sessions{persons.join(project_id, filters)}
 WHERE start_at >= {SINCE} AND start_at < {UNTIL} AND {column} != ''{external}{filters.sessions_condition(project_id, SINCE, UNTIL)}
 GROUP BY value
 HAVING sessions > 0

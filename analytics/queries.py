@@ -2,14 +2,16 @@
 
 Conventions, shared by every query (and written down for analysts in docs/queries.md):
 
-- A **visitor** is the event's ``anonymous_id``, or its ``user_id`` when it has no anonymous id.
+- A **visitor** is a **person**: the event's ``anonymous_id`` (or its ``user_id`` when it has no
+  anonymous id), and every other id ``identify`` and ``alias`` merged with it
+  (:mod:`analytics.persons`). With ``Filters(count_ids=True)`` a visitor is the id alone.
 - A range is ``[since, until)``: ``since`` included, ``until`` excluded, both aware datetimes.
 - Periods (days, weeks starting on Monday, months) are taken in the query's time zone ``tz``.
 - A client's retry (the same message id) counts once, even before ClickHouse has merged the duplicate
   away: counts read the events ``FINAL``; funnels and retention cannot be changed by a duplicate.
-- Visitors are told apart by ``visitor_hash``, a 64-bit hash of their id stored with each event, which
-  makes counting and grouping them several times faster than with the strings; a collision needs
-  billions of visitors.
+- Ids are told apart by ``visitor_hash``, a 64-bit hash of the id stored with each event, and persons
+  by the hash of the person's id; that makes counting and grouping them several times faster than
+  with the strings; a collision needs billions of visitors.
 
 Each function returns a :class:`Query`: the SQL with ``%(name)s`` parameters, the parameters, and the
 names of the result columns. ``headwater query … --sql`` prints it with the parameters filled in.
@@ -21,6 +23,7 @@ import dataclasses
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from analytics import persons
 from analytics.filters import NONE, Filters
 from headwater.clickhouse import project_database
 
@@ -92,6 +95,10 @@ def _period(unit: str, tz: str) -> str:
     }[unit]
 
 
+def _indent(sql: str, spaces: int) -> str:
+    return sql.replace("\n", "\n" + " " * spaces)
+
+
 def _events(project_id: str, final: bool = True) -> str:
     """The events table, read FINAL where a retry's duplicate could change the result (counts, paths);
     funnels and retention read it as it is: a copy at the same time cannot change a windowFunnel level or a set of
@@ -112,8 +119,8 @@ def trends(project_id: str, since: datetime, until: datetime, event: str | None 
     {_period(interval, _zone(tz))} AS period,
     {split} AS breakdown,
     count() AS events,
-    uniqExact(visitor_hash) AS visitors
-FROM {_events(project_id)}
+    uniqExact({persons.who(filters)}) AS visitors
+FROM {_events(project_id)}{persons.join(project_id, filters)}
 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{" AND event = %(event)s" if event else ""}{filters.events_condition()}
 GROUP BY period, breakdown
 ORDER BY period, events DESC, breakdown{FINAL_SETTINGS}"""
@@ -185,12 +192,13 @@ FROM (
             arrayMap(k -> toInt64(chain[k + 1]) - toInt64(chain[k]), range(1, length(chain))) AS gaps
         FROM (
             SELECT
-                visitor_hash AS visitor,
+                who AS visitor,
                 windowFunnel(%(window_ms)s)(ts, {conditions}) AS level,
                 arraySort(groupArray((ts, step))) AS evs
             FROM (
-                SELECT visitor_hash, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, {step_of} AS step
-                FROM {_events(project_id, final=False)}
+                SELECT {persons.who(filters)} AS who, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
+                    {step_of} AS step
+                FROM {_events(project_id, final=False)}{_indent(persons.join(project_id, filters), 16)}
                 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} + toIntervalMillisecond(%(window_ms)s)
                   AND {prefilter}{filters.events_condition()}
                   AND (step != 1 OR ts < %(until_ms)s)
@@ -229,10 +237,10 @@ FROM (
         SELECT cohort, k, count() AS n
         FROM (
             SELECT
-                visitor_hash AS visitor,
+                {persons.who(filters)} AS visitor,
                 minIf({_period(period, _zone(tz))}, {is_cohort}) AS cohort,
                 groupUniqArrayIf({_period(period, tz)}, {is_return}) AS returns
-            FROM {_events(project_id, final=False)}
+            FROM {_events(project_id, final=False)}{_indent(persons.join(project_id, filters), 12)}
             WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
             GROUP BY visitor
             HAVING countIf({is_cohort}) > 0
@@ -258,9 +266,9 @@ def top(project_id: str, what: str, since: datetime, until: datetime, limit: int
     column, condition = TOP[what]
     sql = f"""SELECT
     {column} AS value,
-    uniqExact(visitor_hash) AS visitors,
+    uniqExact({persons.who(filters)}) AS visitors,
     count() AS events
-FROM {_events(project_id)}
+FROM {_events(project_id)}{persons.join(project_id, filters)}
 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND {condition}{filters.events_condition()}
 GROUP BY value
 ORDER BY visitors DESC, events DESC, value

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from analytics.filters import BOTS, FIELDS, FilterError, Filters
+from analytics.filters import BOTS, COUNT, FIELDS, FilterError, Filters
 from analytics.queries import INTERVALS, RETENTION_PERIODS
 
 RANGES = {"today": "Today", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
@@ -96,7 +96,7 @@ class ViewState:
         return "?" + text if text else ""
 
     def without_filter(self, name: str) -> str:
-        change = {"include_bots": False} if name == BOTS else {name: ""}
+        change = {BOTS: {"include_bots": False}, COUNT: {"count_ids": False}}.get(name, {name: ""})
         filters = dataclasses.replace(self.filters, **change)
         return self.query_string(filters=filters)
 

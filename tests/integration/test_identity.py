@@ -1,0 +1,143 @@
+"""Persons on the real stack: a visitor who signs up on a laptop and logs in on a phone is one person in
+unique counts, in a funnel across the login and in retention, while counting ids still sees two; a
+merge naming an illegal id, or taking a shared device's id from another user, is refused as a typed
+dead letter; the identity role restores its merges after a kill -9."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from analytics import queries
+from analytics.filters import Filters
+from tests.helpers import Admin, count_rows, post, wait_for
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 6, 1, 9, tzinfo=UTC)  # a Monday
+PERSONS, IDS = Filters(), Filters(count_ids=True)
+
+
+BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+
+
+def event(kind: str, at: datetime, **fields) -> dict:
+    """An event sent from a browser (without a user agent it would count as a bot's)."""
+    context = {"userAgent": BROWSER, **fields.pop("context", {})}
+    return {"type": kind, "messageId": str(uuid.uuid4()), "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "context": context, **fields}
+
+
+def send(stack, key: str, events: list[dict]) -> None:
+    reply = post(stack.collector_url, "/v1/batch", {"batch": events}, key)
+    assert reply.status_code == 200, reply.text
+
+
+def laptop_then_phone(user: str, laptop: str, phone: str) -> tuple[list[dict], list[dict]]:
+    """A visitor browses and signs up on a laptop in week 0, then logs in and orders on a phone in week 1."""
+    on_laptop = [
+        event("page", T0, anonymousId=laptop, name="Home", context={"page": {"url": "https://shop.example/"}}),
+        event("track", T0 + timedelta(minutes=1), anonymousId=laptop, event="Signup Started"),
+        event("identify", T0 + timedelta(minutes=2), anonymousId=laptop, userId=user, traits={"plan": "pro"}),
+        event("track", T0 + timedelta(minutes=3), anonymousId=laptop, userId=user, event="Signed Up"),
+    ]
+    later = T0 + timedelta(days=8)
+    on_phone = [
+        event("page", later, anonymousId=phone, name="Home", context={"page": {"url": "https://shop.example/"}}),
+        event("identify", later + timedelta(minutes=1), anonymousId=phone, userId=user),
+        event("track", later + timedelta(minutes=2), anonymousId=phone, userId=user, event="Order Completed"),
+    ]
+    return on_laptop, on_phone
+
+
+def run(clickhouse, query: queries.Query) -> list[tuple]:
+    return clickhouse.execute(query.sql, query.params)
+
+
+def merged(clickhouse, db: str, distinct_id: str) -> str | None:
+    rows = clickhouse.execute(f"SELECT argMax(person_id, version) FROM {db}.person_ids WHERE distinct_id = %(id)s "
+                              "GROUP BY distinct_id", {"id": distinct_id})
+    return rows[0][0] if rows else None
+
+
+def test_one_person_across_a_login_on_two_devices(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    project, db = created["project"]["id"], created["project"]["database"]
+    key = created["keys"]["server_key"]
+    on_laptop, on_phone = laptop_then_phone("user-1", "laptop-1", "phone-1")
+    bystander = [event("page", T0 + timedelta(days=8), anonymousId="solo-1", name="Home",
+                       context={"page": {"url": "https://shop.example/"}})]
+    send(stack, key, on_laptop + on_phone + bystander)
+    wait_for(lambda: count_rows(clickhouse, db) == 8 and merged(clickhouse, db, "phone-1") == "user-1", 60)
+    assert {merged(clickhouse, db, i) for i in ("laptop-1", "phone-1", "user-1")} == {"user-1"}
+    assert merged(clickhouse, db, "solo-1") is None  # never merged: a person of its own, without a row
+
+    since, until = T0 - timedelta(days=1), T0 + timedelta(days=20)
+    visitors = {count: sum(row[3] for row in run(clickhouse, queries.trends(project, since, until, interval="month",
+                                                                             filters=filters)))
+                for count, filters in (("persons", PERSONS), ("ids", IDS))}
+    assert visitors == {"persons": 2, "ids": 3}
+
+    steps = ["Signup Started", "Order Completed"]
+    funnel = {count: [row[1] for row in run(clickhouse, queries.funnel(project, steps, since, until, 30 * 86400,
+                                                                       filters=filters))]
+              for count, filters in (("persons", PERSONS), ("ids", IDS))}
+    assert funnel == {"persons": [1, 1], "ids": [1, 0]}  # the ids never finish: the order came from the phone
+
+    def returned(filters: Filters) -> dict:
+        rows = run(clickhouse, queries.retention(project, since, until, period="week", periods=2,
+                                                 cohort_event="Signup Started", filters=filters))
+        return {later: n for _, _, later, n in rows}
+
+    assert returned(PERSONS) == {0: 1, 1: 1}  # the phone's week counts as the person's return
+    assert returned(IDS) == {0: 1}
+    query = queries.top(project, "pages", since, until, filters=PERSONS)
+    assert "person_ids" in query.sql and "person_ids" not in queries.top(project, "pages", since, until,
+                                                                         filters=IDS).sql
+    assert run(clickhouse, query) == [("/", 2, 3)]  # three page views by two persons
+
+
+def test_illegal_and_already_identified_merges_are_refused_as_dead_letters(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    key, db = created["keys"]["server_key"], created["project"]["database"]
+    send(stack, key, [
+        event("identify", T0, anonymousId="undefined", userId="user-a"),
+        event("identify", T0 + timedelta(minutes=1), anonymousId="shared-tablet", userId="user-b"),
+        event("identify", T0 + timedelta(minutes=2), anonymousId="shared-tablet", userId="user-c"),
+    ])
+    wait_for(lambda: count_rows(clickhouse, db) == 3, 60)
+
+    def refusals() -> list[tuple]:
+        return clickhouse.execute(f"SELECT step, reason, path FROM {db}.failed_events ORDER BY reason")
+
+    wait_for(lambda: len(refusals()) == 2, 60)
+    assert refusals() == [("identity", "merge_already_identified", "anonymousId"),
+                          ("identity", "merge_illegal_id", "anonymousId")]
+    wait_for(lambda: merged(clickhouse, db, "shared-tablet") == "user-b", 30)  # the first user keeps the device
+    assert merged(clickhouse, db, "undefined") is None and merged(clickhouse, db, "user-c") is None
+
+
+def test_merges_survive_a_kill_9_of_the_identity_role(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    key, db = created["keys"]["server_key"], created["project"]["database"]
+    on_laptop, _ = laptop_then_phone("user-k", "laptop-k", "phone-k")
+    send(stack, key, [*on_laptop, event("identify", T0, anonymousId="desk-j", userId="user-j")])
+    wait_for(lambda: merged(clickhouse, db, "laptop-k") == "user-k" and merged(clickhouse, db, "desk-j") == "user-j",
+             60)
+    identity = stack.child("identity")
+    identity.proc.kill()  # kill -9
+    identity.proc.wait()
+    identity.start(stack.env)
+    # a third device links to the person the restarted role restored; user-j logging in on user-k's
+    # laptop is refused, as it would have been before the kill
+    send(stack, key, [event("identify", T0 + timedelta(days=2), anonymousId="tablet-k", userId="user-k"),
+                      event("identify", T0 + timedelta(days=2, minutes=1), anonymousId="laptop-k", userId="user-j")])
+    wait_for(lambda: merged(clickhouse, db, "tablet-k") == "user-k", 90)
+    wait_for(lambda: count_rows(clickhouse, db) == 7, 60)
+    wait_for(lambda: clickhouse.execute(f"SELECT reason FROM {db}.failed_events") == [("merge_already_identified",)],
+             60)
+    assert merged(clickhouse, db, "laptop-k") == "user-k"
+    versions = clickhouse.execute(f"SELECT distinct_id, count(), uniqExact(version) FROM {db}.person_ids "
+                                  "GROUP BY distinct_id ORDER BY distinct_id")
+    assert versions == [("desk-j", 1, 1), ("laptop-k", 1, 1), ("tablet-k", 1, 1), ("user-j", 1, 1), ("user-k", 1, 1)]
