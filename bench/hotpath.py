@@ -18,18 +18,21 @@ import json
 import os
 import pstats
 import time
+import tracemalloc
 from datetime import date
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from bench.run import RESULTS
-from headwater.envelope import Envelope
+from headwater.envelope import Envelope, encode_batch
 from headwater.partitioning import PartitionMap
 from headwater.projects.model import Project
 from headwater.projects.store import FixedProjects
 from headwater.settings import Settings
 from headwater.topics import step_topic, topic_specs
+from identity.book import IdentityBook
+from identity.graph import IdentityOptions, ProjectGraph
 from processors.anonymize import Anonymize
 from processors.base import Processor, encode_groups, transform_for
 from processors.enrich import Enrich
@@ -159,6 +162,54 @@ def sessionize_us(inputs: list[Envelope], profile: bool) -> float:
             run()
             best = min(best, time.perf_counter() - started)
     return best / len(inputs) * 1e6
+
+
+def identity_us(inputs: list[Envelope]) -> dict[str, float]:
+    """The identity role's per-poll work without Kafka (:meth:`IdentityBook.poll`) on records of 100
+    stored envelopes, polls of 20 records, µs per event: with no ``identify`` among them (each record
+    skipped on a substring test), and with every 50th event an ``identify`` of its visitor (2%; the
+    first of each visitor merges, the rest change nothing). And the state's memory, bytes per merged id."""
+    topic = step_topic(Settings(), "index")
+    identifying = copy.deepcopy(inputs)
+    for n in range(0, len(identifying), 50):
+        event = identifying[n].event
+        event.update(type="identify", userId=f"user{n % VISITORS}", traits={"plan": "pro"})
+        event.pop("event", None)
+    result = {}
+    for name, events in (("identity_no_identifies", inputs), ("identity_2pct_identifies", identifying)):
+        records = [ConsumerRecord(topic, 0, i, 0, 0, b"k", encode_batch(events[i:i + 100]), None, 0, 0, [])
+                   for i in range(0, len(events), 100)]
+        polls = [{TopicPartition(topic, 0): records[i:i + 20]} for i in range(0, len(records), 20)]
+        best = float("inf")
+        for _ in range(3):
+            book = identity_book()
+            started = time.perf_counter()
+            for poll in polls:
+                book.poll(poll, 0.0)
+            best = min(best, time.perf_counter() - started)
+        result[name] = best / len(events) * 1e6
+    return result
+
+
+def identity_bytes_per_id(ids: int = 100_000) -> float:
+    """The identity state's memory: a person of two ids (a user and one device) per two ids."""
+    book = identity_book()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    graph = book.graphs.setdefault("bench", ProjectGraph())
+    for n in range(ids // 2):
+        graph.merge(f"user-{n:08d}", f"{n:08d}-7f3c-4e1a-9b7d-0c2a5e8f1b3d", 0, IdentityOptions())
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return used / ids
+
+
+def identity_book() -> IdentityBook:
+    counts = PartitionMap()
+    counts.counts = {spec.name: 1 for spec in topic_specs(Settings())}
+    book = IdentityBook(Settings(), lambda project: IdentityOptions(), counts)
+    book.restoring([0])
+    return book
 
 
 def geoip_us(inputs: list[Envelope]) -> tuple[float, float]:
@@ -316,10 +367,13 @@ def main() -> None:
     result.update(transform_us(inputs))
     result.update(step_counts_us(inputs))
     result["sessionize"] = sessionize_us(inputs, profile == "sessionize")
+    result.update(identity_us(inputs))
     result = {name: round(us, 2) for name, us in result.items()}
-    print(json.dumps(result))
+    memory = {"identity_bytes_per_merged_id": round(identity_bytes_per_id())}
+    print(json.dumps({**result, **memory}))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "hotpath.json").write_text(json.dumps({"us_per_event": result, "events": EVENTS}, indent=2) + "\n")
+    (RESULTS / "hotpath.json").write_text(json.dumps({"us_per_event": result, "events": EVENTS, **memory},
+                                                     indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ Then it times, through the query library as analysts would run them:
 - the event catalogue for the month, from the table its materialized view keeps, and the same answer
   scanned from ``events`` (what the catalogue would cost each time without its table),
 
-each as the library runs it by default (bots left out: 3% of the generated visitors are bots) and
-again counting bots (``*_bots_included``), which is what leaving them out costs,
+each as the library runs it by default (counting persons, bots left out: 3% of the generated visitors
+are bots), again counting ids instead of persons (``*_count_ids``: what joining each id to its person
+costs; 30% of the visitors have a ``person_ids`` row, in pairs of devices where both drew one), and again
+counting bots (``*_bots_included``), which is what leaving them out costs,
 
 each ``BENCH_QUERY_RUNS`` times (default 5), after ClickHouse has merged the load (the state a table
 is in most of the time) and right after the load, with the parts as the daily INSERTs left them
@@ -111,6 +113,16 @@ GROUP BY session_id
 """
 
 
+# What the identity role would have written: 30% of the visitors identified, visitors 2k and 2k+1 one
+# person (two devices) when both are.
+DERIVE_PERSON_IDS = """
+INSERT INTO {db}.person_ids (distinct_id, person_id, is_identified, version, merged_at, kafka_partition, kafka_offset)
+SELECT concat('v', toString(number)), concat('person', toString(intDiv(number, 2))), 1, 1,
+    toDateTime64('{start}', 3, 'UTC'), 65535, number
+FROM numbers({visitors})
+WHERE cityHash64(number, 'p') % 10 < 3
+"""
+
 CATALOGUE_FROM_EVENTS = """SELECT event, type, field.1 AS property,
     if(property = '', '', lower(toString(JSONType(field.2)))) AS value_type,
     count() AS events, min(timestamp) AS first_seen, max(timestamp) AS last_seen
@@ -141,10 +153,13 @@ def load(client, project: str, events: int, start: datetime = START) -> dict:
         client.execute(f"INSERT INTO {db}.events SELECT * FROM {db}.events_staging "
                        "WHERE toDate(timestamp) = %(day)s", {"day": day})
     client.execute(DERIVE_SESSIONS.format(db=db), settings={"max_threads": 2})
+    client.execute(DERIVE_PERSON_IDS.format(db=db, visitors=visitors, start=start.strftime("%Y-%m-%d %H:%M:%S")))
     loaded = time.perf_counter() - started
     client.execute(f"DROP TABLE {db}.events_staging SYNC")
     rows, visitors_seen = client.execute(f"SELECT count(), uniqExact(anonymous_id) FROM {db}.events")[0]
-    return {"events": rows, "visitors": visitors_seen, "load_s": round(loaded, 1), "inserts": len(days),
+    merged_ids, persons = client.execute(f"SELECT count(), uniqExact(person_id) FROM {db}.person_ids")[0]
+    return {"events": rows, "visitors": visitors_seen, "person_ids_rows": merged_ids,
+            "persons_with_rows": persons, "load_s": round(loaded, 1), "inserts": len(days),
             "parts": part_count(client, db)}
 
 
@@ -180,6 +195,14 @@ def time_queries(client, project: str, runs: int, filters: Filters = NONE) -> di
             seconds.append(time.perf_counter() - started)
         timings[name] = {"median_ms": round(statistics.median(seconds) * 1000, 1),
                          "max_ms": round(max(seconds) * 1000, 1), "runs": runs}
+    return timings
+
+
+def by_ids(settings, client, project: str, runs: int) -> dict:
+    """The same queries counting ids, not persons: what the join to ``person_ids`` costs."""
+    ids = Filters(count_ids=True)
+    timings = time_queries(client, project, runs, ids)
+    timings["dashboard_overview"] = time_overview(settings, project, runs, ids)
     return timings
 
 
@@ -241,6 +264,7 @@ def main() -> None:
         print(json.dumps(result["load"]), flush=True)
         result["unmerged"] = time_queries(client, project, runs)
         result["unmerged"]["dashboard_overview"] = time_overview(settings, project, runs)
+        result["unmerged_count_ids"] = by_ids(settings, client, project, runs)
         result["unmerged_bots_included"] = both(settings, client, project, runs)
         started = time.perf_counter()
         client.execute(f"OPTIMIZE TABLE {project_database(project)}.events FINAL")
@@ -248,6 +272,7 @@ def main() -> None:
         result["merged_parts"] = part_count(client, project_database(project))
         result["merged"] = time_queries(client, project, runs)
         result["merged"]["dashboard_overview"] = time_overview(settings, project, runs)
+        result["merged_count_ids"] = by_ids(settings, client, project, runs)
         result["merged_bots_included"] = both(settings, client, project, runs)
         result["sizes"] = table_size(client, project_database(project))
         client.execute(f"DROP DATABASE {project_database(project)} SYNC")  # 400 MB of generated events

@@ -41,7 +41,7 @@ def test_migrate_reaches_every_project_and_is_idempotent(stack, settings, clickh
                            settings={"mutations_sync": 2})
     first = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
-        assert f"{project['id']}: applied [3, 4, 5, 6, 7, 8, 9, 10]" in first.stdout
+        assert f"{project['id']}: applied {[m.version for m in all_migrations() if m.version >= 3]}" in first.stdout
     again = subprocess.run([sys.executable, "-m", "headwater", "migrate"], capture_output=True, text=True, check=True)
     for project in projects:
         assert f"{project['id']}: applied nothing, up to date" in again.stdout
@@ -71,7 +71,7 @@ def test_an_old_layout_gets_the_new_columns(clickhouse):
                        "ENGINE = MergeTree ORDER BY reason")
     clickhouse.execute(f"INSERT INTO {db}.events (message_id, anonymous_id, user_id) VALUES",
                        [("m1", "a1", ""), ("m2", "", "u2")])
-    assert migrate_project(clickhouse, project) == [4, 5, 6, 7, 8, 9, 10]
+    assert migrate_project(clickhouse, project) == [m.version for m in all_migrations() if m.version >= 4]
     assert "visitor_hash" in columns(clickhouse, db, "events")
     assert {"kafka_partition", "kafka_offset", "visitor_hash"} <= columns(clickhouse, db, "sessions")
     assert clickhouse.execute(f"SELECT compression_codec FROM system.columns WHERE database = '{db}' "

@@ -125,6 +125,14 @@ def test_identity_settings_are_checked():
     assert IdentityOptions.of({"max_ids": "x"}) == IdentityOptions()
 
 
+def test_the_admin_check_refuses_bad_identity_settings():
+    from commands.checks import check_project
+    from headwater.projects.model import Project
+
+    assert check_project(Project("shop", "Shop", 0, identity={"max_ids": 1})) == [
+        "identity.max_ids must be a whole number from 2 to 10000"]
+
+
 def stored(project: str, i: int, event: dict) -> Envelope:
     return Envelope(project, f"m{i}", 1_000 + i, "r", event)
 
