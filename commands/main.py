@@ -163,7 +163,7 @@ def cmd_erase(args: argparse.Namespace) -> None:
 
     client = make_client(get_settings())
     try:
-        print(json.dumps(dataclasses.asdict(erase(client, args.project, args.user)), indent=2))
+        print(json.dumps(dataclasses.asdict(erase(client, get_settings(), args.project, args.user)), indent=2))
     finally:
         client.disconnect()
 
@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--from", dest="source", required=True, help="the backup's directory")
     restore.add_argument("--force", action="store_true", help="write over projects and add to tables that exist")
     restore.set_defaults(func=cmd_backup)
-    erase = sub.add_parser("erase", help="delete a person's events and sessions (right to erasure)")
+    erase = sub.add_parser("erase", help="delete a person's events, sessions and ids, every id merged with the "
+                           "one given (right to erasure)")
     erase.add_argument("--project", required=True)
     erase.add_argument("--user", required=True, help="a user id or an anonymous id")
     erase.set_defaults(func=cmd_erase)

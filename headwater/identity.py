@@ -61,6 +61,24 @@ class Link:
         return cls(person, bool(identified), version, at_ms)
 
 
+def erase_command(project_id: str, distinct_ids: list[str]) -> bytes:
+    """The ``headwater.identity-commands`` record asking the identity role to forget the persons of
+    these ids, every id of each (``headwater erase``)."""
+    return orjson.dumps({"erase": {"project_id": project_id, "ids": distinct_ids}})
+
+
+def read_erase_command(value: bytes) -> tuple[str, list[str]]:
+    """``(project id, ids)`` of an erase command; raises ``ValueError`` on anything else."""
+    try:
+        erase = orjson.loads(value)["erase"]
+        project_id, ids = erase["project_id"], erase["ids"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not an identity command: {exc}") from exc
+    if not isinstance(project_id, str) or not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError("not an identity command")
+    return project_id, ids
+
+
 def record_key(project_id: str, distinct_id: str) -> bytes:
     return f"{project_id}:{distinct_id}".encode()
 

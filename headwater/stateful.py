@@ -138,14 +138,14 @@ class Restore(ConsumerRebalanceListener):
 
 class TransactionalLoop:
     """The transactional loop around a :class:`StateBook` (delivery and commit semantics: see the
-    module), reading ``input`` in the consumer group ``group_id``. ``resources`` (the project store)
+    module), reading the topics ``inputs`` in the consumer group ``group_id``. ``resources`` (the project store)
     are started, and ``check`` run, before the first record is read. ``fault_hold_s`` holds each
     transaction open between its sends and its commit (a stalled replica, for the fencing tests)."""
 
     name: str
 
     def __init__(self, settings: Settings, book: StateBook, clients: Clients, *resources: Resource,
-                 input: str, group_id: str, check: Callable[[], None] | None = None,
+                 inputs: tuple[str, ...], group_id: str, check: Callable[[], None] | None = None,
                  fault_hold_s: float = 0.0) -> None:
         self.settings = settings
         self.book = book
@@ -154,7 +154,7 @@ class TransactionalLoop:
         self.producer = clients.new_producer()
         self.resources = resources
         self.check = check
-        self.input = input
+        self.inputs = inputs
         self.group_id = group_id
         self.fault_hold_s = fault_hold_s
         self.to_restore: set[int] = set()
@@ -170,7 +170,7 @@ class TransactionalLoop:
 
     async def run(self) -> None:
         await run_consumer(self, self.metrics.registry, self.resources, self.check, self.book.counts,
-                           lambda: self.consumer.subscribe([self.input], listener=Restore(self)))
+                           lambda: self.consumer.subscribe(list(self.inputs), listener=Restore(self)))
 
     async def poll(self) -> None:
         batch = await self.consumer.getmany(timeout_ms=200, max_records=2000)

@@ -20,6 +20,7 @@ SESSION_STATE = "sessionize-state"
 STEP_COUNTS = "step-counts"
 FORWARDER_STATUS = "forwarder-status"
 IDENTITY = "identity"
+IDENTITY_COMMANDS = "identity-commands"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -81,6 +82,11 @@ def identity_topic(settings: Settings) -> str:
     return topic_name(settings, IDENTITY)
 
 
+def identity_commands_topic(settings: Settings) -> str:
+    """What the identity role is asked to do besides merging: erase a person (``headwater erase``)."""
+    return topic_name(settings, IDENTITY_COMMANDS)
+
+
 def step_counts_topic(settings: Settings) -> str:
     """Each process's counts of events in and out of the steps it runs (:mod:`headwater.step_counts`)."""
     return topic_name(settings, STEP_COUNTS)
@@ -104,6 +110,7 @@ def processor_group(step: str) -> str:
 MEDIATOR_GROUP = "headwater-mediator"
 EVENTS_INDEXER_GROUP = "headwater-indexer-events"
 IDENTITY_GROUP = "headwater-identity"
+PERSON_IDS_INDEXER_GROUP = "headwater-indexer-person-ids"
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -111,6 +118,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     names = [raw_topic(settings), *steps, dead_letter_topic(settings), sessions_topic(settings)]
     pipeline = [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
     pipeline.append(TopicSpec(step_counts_topic(settings), 1, 7 * DAY_MS))  # a few records a minute
+    pipeline.append(TopicSpec(identity_commands_topic(settings), 1, 7 * DAY_MS))
     pipeline.append(TopicSpec(session_state_topic(settings), settings.topic_partitions, None))
     compacted = [TopicSpec(projects_topic(settings), 1, None), TopicSpec(salts_topic(settings), 1, None),
                  TopicSpec(forwarder_status_topic(settings), 1, None),

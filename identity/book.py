@@ -4,7 +4,9 @@
 A poll reads the stored events (``headwater.step.index``, after the project's privacy policy, so the
 ids are the ones in ClickHouse), applies each ``identify`` and ``alias`` in order, and writes the
 links that changed to the changelog, or a dead letter for a merge the rules refuse. Records without
-either type are skipped on a substring test of their bytes, without decoding them.
+either type are skipped on a substring test of their bytes, without decoding them. It also reads
+``headwater.identity-commands``: an erase command forgets every id of the persons it names, and
+writes a tombstone for each.
 
 The state is one graph per project, not per input partition: a person's ids arrive on any
 partition. So the role has one writer: its transactional id is the same for every replica, and a
@@ -24,13 +26,13 @@ from aiokafka.structs import ConsumerRecord
 from headwater.deadletter import Rejected, dead_letter
 from headwater.envelope import decode_batch
 from headwater.errors import FatalError
-from headwater.identity import Link, record_key, split_key
+from headwater.identity import Link, read_erase_command, record_key, split_key
 from headwater.partitioning import PartitionMap
 from headwater.relay_types import Output
 from headwater.settings import Settings
 from headwater.stateful import Batch
 from headwater.step_counts import StepCounts
-from headwater.topics import identity_topic
+from headwater.topics import identity_commands_topic, identity_topic
 from identity.graph import IdentityOptions, MergeRefused, ProjectGraph
 
 log = structlog.get_logger()
@@ -71,11 +73,13 @@ class IdentityBook:
         self.options = options
         self.counts = counts
         self.changelog = identity_topic(settings)
+        self.commands = identity_commands_topic(settings)
         self.graphs: dict[str, ProjectGraph] = {}
         self.loaded = False
         self.step_counts = StepCounts(settings)  # the role is not a step of the flow: it counts nothing
         self.merges = 0
         self.refusals = 0
+        self.erased = 0
 
     def changelog_partitions(self, numbers: list[int]) -> list[int]:
         return [] if self.loaded else [0]
@@ -106,22 +110,41 @@ class IdentityBook:
         return False
 
     def summary(self) -> dict:
-        return {"merges": self.merges, "refusals": self.refusals}
+        return {"merges": self.merges, "refusals": self.refusals, "erased": self.erased}
 
     def poll(self, batch: Batch, now: float) -> tuple[list[Output], int]:
-        """The changelog records of the links this poll changed, and the dead letters of the merges
-        it refused; and how many links changed."""
+        """The changelog records of the links this poll changed (a tombstone for an erased one), and
+        the dead letters of the merges it refused; and how many links changed."""
         if not self.loaded:
             raise FatalError("the identity state was dropped and not restored")
-        changed: dict[tuple[str, str], Link] = {}
+        changed: dict[tuple[str, str], Link | None] = {}
         refused: list[Output] = []
-        for records in batch.values():
+        for tp, records in batch.items():
             for record in records:
-                if record.value is not None and any(marker in record.value for marker in MARKERS):
+                if record.value is None:
+                    continue
+                if tp.topic == self.commands:
+                    self._erase(record, changed)
+                elif any(marker in record.value for marker in MARKERS):
                     self._apply_record(record, changed, refused)
-        outputs = [Output(self.changelog, record_key(project_id, distinct_id), link.dump(), [], events=0, partition=0)
+        outputs = [Output(self.changelog, record_key(project_id, distinct_id), None if link is None else link.dump(),
+                          [], events=0, partition=0)
                    for (project_id, distinct_id), link in changed.items()]
         return outputs + refused, len(changed)
+
+    def _erase(self, record: ConsumerRecord, changed: dict) -> None:
+        try:
+            project_id, ids = read_erase_command(record.value)
+        except ValueError as exc:
+            log.error("identity_command_unreadable", offset=record.offset, error=str(exc))
+            return
+        graph = self.graphs.get(project_id)
+        persons = {graph.person_of(distinct_id) for distinct_id in ids} if graph else set()
+        for person in persons:
+            assert graph is not None
+            for distinct_id in graph.erase(person):
+                changed[(project_id, distinct_id)] = None
+                self.erased += 1
 
     def _apply_record(self, record: ConsumerRecord, changed: dict, refused: list[Output]) -> None:
         try:

@@ -21,7 +21,7 @@ from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.settings import Settings
 from headwater.stateful import TransactionalLoop, transactional_clients
-from headwater.topics import IDENTITY_GROUP, step_topic
+from headwater.topics import IDENTITY_GROUP, identity_commands_topic, step_topic
 from identity.book import NAME, IdentityBook
 from identity.graph import IdentityOptions, check_identity
 
@@ -43,8 +43,9 @@ class Identifier(TransactionalLoop):
             return IdentityOptions.of(project.identity if project else {})
 
         book = IdentityBook(settings, options, PartitionMap())
+        inputs = (step_topic(settings, INDEX_STEP), identity_commands_topic(settings))
         return cls(settings, book, transactional_clients(settings, IDENTITY_GROUP, "headwater-identity"), store,
-                   input=step_topic(settings, INDEX_STEP), group_id=IDENTITY_GROUP,
+                   inputs=inputs, group_id=IDENTITY_GROUP,
                    check=lambda: _log_problems(list(store.projects.values())))
 
 

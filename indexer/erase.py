@@ -1,19 +1,38 @@
-"""``headwater erase --project P --user U``: delete a person's events and sessions (right to erasure).
+"""``headwater erase --project P --user U``: delete a person's data (right to erasure).
 
-The person is the id given (a user id or an anonymous id) together with every anonymous id that ever
-appeared on an event with that user id. Deletes are ClickHouse mutations on the project's ``events``,
-``sessions`` and ``failed_events`` tables, waited for, so when the command returns the rows are gone
-from every query. Kafka keeps raw events for the topics' retention (7 days) and the sessionizer's
-changelog keeps the visitor's open-session state until it goes idle; both age out by themselves.
+The person is every id merged with the id given (a user id or an anonymous id; see
+:mod:`headwater.identity`), and every anonymous id that ever appeared on an event with one of its user
+ids. In this order:
+
+1. the identity role is asked to forget the person (a command on ``headwater.identity-commands``): it
+   drops the ids from its state and writes a tombstone for each to ``headwater.identity``, which
+   compaction then removes; the command waits until the role has committed that, and until the
+   ``person_ids`` indexer has loaded everything before the tombstones, so no row of the person is
+   loaded after step 2;
+2. ClickHouse mutations delete the ids' rows from ``events``, ``sessions``, ``failed_events`` and
+   ``person_ids``, and are waited for, so when the command returns the rows are gone from every query.
+
+When the identity role does not answer within ``timeout_s`` (it is not running), step 2 still runs and
+the report says ``identity: "pending"``: the role forgets the person when it starts. Kafka keeps raw
+events for the topics' retention (7 days) and the sessionizer's changelog keeps the visitor's
+open-session state until it goes idle; both age out by themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from clickhouse_driver import Client
 
 from headwater.clickhouse import project_database
+from headwater.identity import erase_command
+from headwater.kafka import kafka_connection, make_producer
+from headwater.settings import Settings
+from headwater.topics import IDENTITY_GROUP, PERSON_IDS_INDEXER_GROUP, identity_commands_topic, identity_topic
 
 WAIT = {"mutations_sync": 2}
 
@@ -24,25 +43,81 @@ class ErasureReport:
     events: int
     sessions: int
     failed_events: int
+    person_ids: int
+    identity: str  # "forgotten", or "pending" when the identity role did not answer
 
 
-def person_ids(client: Client, db: str, person: str) -> list[str]:
-    linked = client.execute(
-        f"SELECT DISTINCT anonymous_id FROM {db}.events WHERE user_id = %(p)s AND anonymous_id != ''", {"p": person})
-    return sorted({person, *(row[0] for row in linked)})
+def person_ids(client: Client, db: str, given: str) -> list[str]:
+    """Every id of the person ``given`` belongs to, and the anonymous ids seen with its user ids."""
+    found = client.execute(f"SELECT argMax(person_id, version) FROM {db}.person_ids WHERE distinct_id = %(id)s",
+                           {"id": given})
+    person = found[0][0] if found and found[0][0] else given
+    merged = client.execute(f"SELECT distinct_id FROM {db}.person_ids GROUP BY distinct_id "
+                            "HAVING argMax(person_id, version) = %(person)s", {"person": person})
+    ids = {given, person, *(row[0] for row in merged)}
+    linked = client.execute(f"SELECT DISTINCT anonymous_id FROM {db}.events WHERE user_id IN %(ids)s "
+                            "AND anonymous_id != ''", {"ids": sorted(ids)})
+    return sorted(ids | {row[0] for row in linked})
 
 
-def erase(client: Client, project_id: str, person: str) -> ErasureReport:
+def erase(client: Client, settings: Settings, project_id: str, given: str, timeout_s: float = 60.0) -> ErasureReport:
     db = project_database(project_id)
-    ids = person_ids(client, db, person)
+    ids = person_ids(client, db, given)
+    identity = asyncio.run(forget_in_identity(settings, project_id, ids, timeout_s))
     where = {
         "events": "user_id IN %(ids)s OR anonymous_id IN %(ids)s",
         "sessions": "user_id IN %(ids)s OR visitor_id IN %(ids)s",
         "failed_events": "message_id IN (SELECT message_id FROM {db}.events WHERE {events})",
+        "person_ids": "distinct_id IN %(ids)s OR person_id IN %(ids)s",
     }
     counts = {table: client.execute(f"SELECT count() FROM {db}.{table} WHERE {cond}".format(
         db=db, events=where["events"]), {"ids": ids})[0][0] for table, cond in where.items()}
-    for table in ("failed_events", "sessions", "events"):  # events last: failed_events selects from it
+    for table in ("person_ids", "failed_events", "sessions", "events"):  # events last: failed_events reads it
         condition = where[table].format(db=db, events=where["events"])
         client.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {condition}", {"ids": ids}, settings=WAIT)
-    return ErasureReport(ids, counts["events"], counts["sessions"], counts["failed_events"])
+    return ErasureReport(ids, counts["events"], counts["sessions"], counts["failed_events"], counts["person_ids"],
+                         identity)
+
+
+async def forget_in_identity(settings: Settings, project_id: str, ids: list[str], timeout_s: float) -> str:
+    """Ask the identity role to forget the persons of ``ids`` and wait until it has, and until the
+    ``person_ids`` indexer has loaded the changelog up to its tombstones; "forgotten" or "pending"."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(identity_commands_topic(settings), erase_command(project_id, ids),
+                                            partition=0)
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + timeout_s
+    admin = AIOKafkaAdminClient(**kafka_connection(settings))
+    await admin.start()
+    try:
+        commands = TopicPartition(identity_commands_topic(settings), 0)
+        if not await _committed_past(admin, IDENTITY_GROUP, commands, sent.offset + 1, deadline):
+            return "pending"
+        changelog = TopicPartition(identity_topic(settings), 0)
+        end = await _end_offset(settings, changelog)
+        loaded = await _committed_past(admin, PERSON_IDS_INDEXER_GROUP, changelog, end, deadline)
+        return "forgotten" if loaded else "pending"
+    finally:
+        await admin.close()
+
+
+async def _committed_past(admin: AIOKafkaAdminClient, group: str, tp: TopicPartition, offset: int,
+                          deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        committed = await admin.list_consumer_group_offsets(group, partitions=[tp])
+        if tp in committed and committed[tp].offset >= offset:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def _end_offset(settings: Settings, tp: TopicPartition) -> int:
+    reader = AIOKafkaConsumer(**kafka_connection(settings), enable_auto_commit=False, isolation_level="read_committed")
+    await reader.start()
+    try:
+        return (await reader.end_offsets([tp]))[tp]
+    finally:
+        await reader.stop()

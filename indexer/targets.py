@@ -27,6 +27,7 @@ from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER, event_count, head
 from headwater.settings import Settings
 from headwater.topics import (
     EVENTS_INDEXER_GROUP,
+    PERSON_IDS_INDEXER_GROUP,
     dead_letter_topic,
     identity_topic,
     sessions_topic,
@@ -222,7 +223,7 @@ class PersonIdsTarget:
     erased (no value) inserts nothing: the erase removes the id's rows itself."""
 
     table = "person_ids"
-    group_id = "headwater-indexer-person-ids"
+    group_id = PERSON_IDS_INDEXER_GROUP
 
     def __init__(self, settings: Settings, store: ProjectStore) -> None:
         self.topic = identity_topic(settings)

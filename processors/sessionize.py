@@ -38,7 +38,7 @@ class Sessionizer(TransactionalLoop):
         instance = settings.instance_id or socket.gethostname()
         clients = transactional_clients(settings, processor_group(NAME), f"headwater-{NAME}-{instance}")
         return cls(settings, book, clients, store,
-                   input=step_topic(settings, NAME), group_id=processor_group(NAME),
+                   inputs=(step_topic(settings, NAME),), group_id=processor_group(NAME),
                    check=lambda: check(list(store.projects.values())),
                    fault_hold_s=settings.sessionize_fault_hold_s)
 

@@ -20,26 +20,39 @@ def test_erase_removes_a_person_and_only_them(stack, settings, clickhouse):
     created = Admin(settings).create_project()
     project_id, key, db = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
     person, anon, other = "user-erase", f"anon-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
+    phone = f"phone-{uuid.uuid4().hex[:6]}"  # linked to the person only by an alias, never on one event
     batch = [
         {"type": "page", "anonymousId": anon, "name": "Home"},  # before they signed in
         {"type": "identify", "anonymousId": anon, "userId": person, "traits": {"email": "p@example.com"}},
         {"type": "track", "userId": person, "event": "Bought"},
         {"type": "page", "anonymousId": other, "name": "Home"},
+        {"type": "page", "anonymousId": phone, "name": "Home"},
+        {"type": "alias", "previousId": phone, "userId": person},
     ]
     assert post(stack.collector_url, "/v1/batch", {"batch": batch}, key).status_code == 200
-    wait_for(lambda: count_rows(clickhouse, db) == 4)
-    wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {db}.sessions")[0][0] == 3)
+    wait_for(lambda: count_rows(clickhouse, db) == 6)
+    wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {db}.sessions")[0][0] == 4)
+    wait_for(lambda: clickhouse.execute(f"SELECT uniqExact(distinct_id) FROM {db}.person_ids")[0][0] == 3)
 
     done = subprocess.run([sys.executable, "-m", "headwater", "erase", "--project", project_id, "--user", person],
                           env=stack.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
-    assert report["ids"] == sorted([person, anon]) and report["events"] == 3
+    assert report["ids"] == sorted([person, anon, phone]) and report["events"] == 5
+    assert report["identity"] == "forgotten" and report["person_ids"] == 3
 
     remaining = clickhouse.execute(f"SELECT anonymous_id, user_id FROM {db}.events")
     assert remaining == [(other, "")]
     visitors = clickhouse.execute(f"SELECT DISTINCT visitor_id FROM {db}.sessions")
     assert visitors == [(other,)]
+    assert clickhouse.execute(f"SELECT count() FROM {db}.person_ids") == [(0,)]
+    # the identity role forgot them too: the laptop's id is free to join another user, which it
+    # would refuse (already identified) had it kept the person
+    again = {"type": "identify", "anonymousId": anon, "userId": "next-owner"}
+    assert post(stack.collector_url, "/v1/batch", {"batch": [again]}, key).status_code == 200
+    wait_for(lambda: clickhouse.execute(f"SELECT argMax(person_id, version) FROM {db}.person_ids "
+                                        "WHERE distinct_id = %(id)s", {"id": anon}) == [("next-owner",)], 60)
+    assert clickhouse.execute(f"SELECT count() FROM {db}.failed_events") == [(0,)]
 
 
 def test_retention_drops_old_events_and_keeps_recent_ones(stack, settings, clickhouse):

@@ -175,3 +175,20 @@ def test_records_without_identify_or_alias_are_not_decoded():
     garbage = ConsumerRecord("headwater.step.index", 0, 0, 0, 0, b"k", b"not json at all", None, 0, 0, [])
     outputs, changed = identity.poll({TopicPartition("headwater.step.index", 0): [garbage]}, 0.0)
     assert (outputs, changed) == ([], 0)
+
+
+def test_an_erase_command_forgets_every_id_of_the_person_and_writes_tombstones():
+    from headwater.identity import erase_command, read_erase_command
+
+    identity = book()
+    merges = index_record([stored("shop", 1, {"type": "identify", "userId": "u1", "anonymousId": "a1"}),
+                           stored("shop", 2, {"type": "alias", "userId": "u1", "previousId": "a2"}),
+                           stored("shop", 3, {"type": "identify", "userId": "u2", "anonymousId": "b1"})], 0)
+    identity.poll({TopicPartition("headwater.step.index", 0): [merges]}, 0.0)
+    command = ConsumerRecord("headwater.identity-commands", 0, 0, 0, 0, None, erase_command("shop", ["a2"]), None,
+                             0, 0, [])
+    outputs, changed = identity.poll({TopicPartition("headwater.identity-commands", 0): [command]}, 0.0)
+    assert changed == 3 and {o.key: o.value for o in outputs} == {b"shop:u1": None, b"shop:a1": None, b"shop:a2": None}
+    assert set(identity.graphs["shop"].links) == {"u2", "b1"}
+    with pytest.raises(ValueError):
+        read_erase_command(b'{"erase": {"project_id": "shop", "ids": [1]}}')

@@ -69,7 +69,7 @@ def sessionizer_with(book, consumer, *producers):
     from tests.fakes import producers as handing_out
 
     return Sessionizer(Settings(), book, Clients(consumer, handing_out(*producers), new_reader=None),
-                       input="headwater.step.sessionize", group_id="headwater-processor-sessionize")
+                       inputs=("headwater.step.sessionize",), group_id="headwater-processor-sessionize")
 
 
 def sessionize(book, poll):
