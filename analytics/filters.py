@@ -55,7 +55,10 @@ class Filters:
     def from_mapping(cls, values) -> Filters:
         """The filters named in ``values`` (query-string parameters); unknown names are ignored."""
         include_bots = str(values.get(BOTS) or "").strip() == INCLUDE
-        count_ids = str(values.get(COUNT) or "").strip() == IDS
+        count = str(values.get(COUNT) or "").strip()
+        if count not in ("", "persons", IDS):
+            raise FilterError(f"count must be persons or {IDS}, not {count[:40]!r}")
+        count_ids = count == IDS
         return cls(**{name: str(values.get(name) or "").strip() for name in FIELDS}, include_bots=include_bots,
                    count_ids=count_ids)
 

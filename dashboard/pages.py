@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from analytics import activity
+from analytics import people as people_queries
 from analytics.catalogue import catalogue_document
 from dashboard import views
 from dashboard.access import from_this_site
@@ -112,6 +113,31 @@ async def session(request: Request, context: dict) -> Response:
     rows = (await request.app.state.runner.records({"timeline": query}))["timeline"]
     context.update(session_id=request.path_params["session_id"], timeline=rows, start=start, end=end)
     return render(request, "session.html", context)
+
+
+async def people(request: Request, context: dict) -> Response:
+    search = request.query_params.get("q", "").strip()
+    rows = await _run(request, context, "people", search=search)
+    context.update(rows=rows, search=search)
+    return render(request, "people.html", context)
+
+
+async def person(request: Request, context: dict) -> Response:
+    """One person: found by any of its ids; its ids, profile, traits, sessions and latest events."""
+    project_id, given = context["project"].id, request.path_params["person_id"]
+    runner = request.app.state.runner
+    found = (await runner.records({"person": people_queries.person_of(project_id, given)}))["person"]
+    person_id = (found[0]["person"] if found else "") or given
+    merged = (await runner.records({"ids": people_queries.person_ids(project_id, person_id)}))["ids"]
+    ids = list(dict.fromkeys([person_id, *(row["distinct_id"] for row in merged)]))
+    rows = await runner.records({"profile": people_queries.profile(project_id, ids),
+                                 "identifies": people_queries.identifies(project_id, ids),
+                                 "sessions": people_queries.sessions(project_id, ids, 50),
+                                 "timeline": people_queries.timeline(project_id, ids, 200)})
+    traits = people_queries.fold_traits([row["traits"] for row in rows["identifies"]])
+    context.update(person_id=person_id, given=given, ids=ids, merged=merged, profile=(rows["profile"] or [{}])[0],
+                   traits=traits, sessions=rows["sessions"], timeline=rows["timeline"])
+    return render(request, "person.html", context)
 
 
 async def failed(request: Request, context: dict) -> Response:

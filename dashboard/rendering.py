@@ -17,7 +17,8 @@ from headwater.geodata import attribution
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 NAV = (("overview", "Overview"), ("funnels", "Funnels"), ("retention", "Retention"), ("live", "Live"),
-       ("sessions", "Sessions"), ("failed", "Failed events"), ("flow", "Flow"), ("destinations", "Destinations"))
+       ("sessions", "Sessions"), ("people", "People"), ("failed", "Failed events"), ("flow", "Flow"),
+       ("destinations", "Destinations"))
 ADMIN_ONLY = {"failed", "flow", "destinations"}
 
 

@@ -155,7 +155,7 @@ def parse_state(params) -> ViewState:
     if interval and interval not in INTERVALS:
         raise StateError(f"interval must be one of {', '.join(INTERVALS)}")
     try:
-        filters = Filters.from_mapping({name: params.get(name) for name in (*FIELDS, BOTS)})
+        filters = Filters.from_mapping({name: params.get(name) for name in (*FIELDS, BOTS, COUNT)})
     except FilterError as exc:
         raise StateError(str(exc)) from exc
     steps = tuple(s.strip() for s in params.getlist("step") if s.strip())

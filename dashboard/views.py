@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from analytics import activity, overview, queries
+from analytics import activity, overview, people, queries
 from analytics.queries import Query
 from dashboard.state import ViewState
 from headwater.destinations import destination_group
@@ -76,6 +76,11 @@ def sessions_queries(project_id: str, state: ViewState) -> dict[str, Query]:
             "summary": queries.sessions(project_id, since, until, state.filters)}
 
 
+def people_queries(project_id: str, state: ViewState, search: str = "") -> dict[str, Query]:
+    since, until = state.bounds()
+    return {"people": people.people(project_id, since, until, search, 100, state.filters)}
+
+
 def failed_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = state.bounds()
     return {"reasons": activity.failure_reasons(project_id, since, until),
@@ -100,8 +105,8 @@ def destinations_queries(project_id: str, state: ViewState) -> dict[str, Query]:
 
 
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
-           "live": live_queries, "sessions": sessions_queries, "failed": failed_queries, "flow": flow_queries,
-           "destinations": destinations_queries}
+           "live": live_queries, "sessions": sessions_queries, "people": people_queries, "failed": failed_queries,
+           "flow": flow_queries, "destinations": destinations_queries}
 
 MEDIATOR = "mediator"
 STEP_GROUPS = {**{step: processor_group(step) for step in PROCESSOR_STEPS}, INDEX_STEP: EVENTS_INDEXER_GROUP,

@@ -58,6 +58,23 @@ EVENTS = [
     page("c", "2026-03-03T12:00:00Z", "/pricing", GB, PHONE),
 ]
 BROKEN = track("e", "2026-03-03T13:00:00Z", "Signed Up", GB, DESKTOP, {"plan": 5})
+
+
+def identify(visitor: str, at: str, user: str, ua: str, traits: dict) -> dict:
+    return {"type": "identify", "anonymousId": visitor, "userId": user, "timestamp": at, "traits": traits,
+            "messageId": str(uuid.uuid4()), "context": {"ip": GB, "userAgent": ua}}
+
+
+# For the People pages, in a project of their own: alice signs up on a laptop on the first day and
+# logs in on her phone on the second; bob browses once.
+PEOPLE_EVENTS = [
+    page("laptop", "2026-03-02T09:00:00Z", "/", GB, DESKTOP),
+    identify("laptop", "2026-03-02T09:01:00Z", "alice", DESKTOP, {"email": "alice@example.com", "plan": "pro"}),
+    page("bob", "2026-03-02T10:00:00Z", "/pricing", AU, DESKTOP),
+    page("phone", "2026-03-03T08:00:00Z", "/", GB, PHONE),
+    identify("phone", "2026-03-03T08:01:00Z", "alice", PHONE,
+             {"plan": "team", "$set_once": {"first_plan": "free", "plan": "not set: plan has a value"}}),
+]
 SIGNUP_SCHEMA = {"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}
 
 
@@ -81,7 +98,15 @@ def loaded(stack, clickhouse):
     wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {db}.sessions")[0][0] == 4, 60)
     wait_for(lambda: clickhouse.execute(f"SELECT sum(events_in) FROM {db}.step_counts WHERE step = 'sessionize'")
              [0][0] == len(EVENTS), 60)
-    return {"project": project, "empty": empty, "read_token": read.json()["read_token"], "write_key": key}
+    people = admin.create_project(prefix="dash_people")
+    reply = post(stack.collector_url, "/v1/batch", {"batch": PEOPLE_EVENTS}, people["keys"]["public_key"])
+    assert reply.status_code == 200, reply.text
+    people_db = people["project"]["database"]
+    wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {people_db}.events")[0][0] == len(PEOPLE_EVENTS), 60)
+    wait_for(lambda: clickhouse.execute(f"SELECT uniqExact(distinct_id) FROM {people_db}.person_ids")[0][0] == 3, 60)
+    wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {people_db}.sessions")[0][0] == 3, 60)
+    return {"project": project, "empty": empty, "read_token": read.json()["read_token"], "write_key": key,
+            "people": people["project"]["id"]}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +117,7 @@ def shown(stack, loaded, tmp_path_factory):
            "READ_TOKEN": loaded["read_token"], "PROJECT": loaded["project"], "EMPTY_PROJECT": loaded["empty"],
            "STATE": STATE, "STEPS": json.dumps(STEPS), "COLLECTOR": stack.collector_url,
            "WRITE_KEY": loaded["write_key"], "LIVE_ID": f"live-{uuid.uuid4()}", "NEW_FLOW": json.dumps(NEW_FLOW),
-           "SCREENSHOTS": str(shots)}
+           "SCREENSHOTS": str(shots), "PEOPLE_PROJECT": loaded["people"]}
     done = subprocess.run(["node", "test/browser.mjs"], cwd=WEB, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -238,7 +263,7 @@ def test_access_by_login_and_read_token(shown):
 def test_a_screenshot_of_every_page(shown):
     names = {p.name for p in shown["shots"].iterdir() if p.stat().st_size > 5000}
     assert {"overview.png", "overview-phone.png", "overview-empty.png", "funnels.png", "retention.png", "live.png",
-            "sessions.png", "session-timeline.png", "failed-events.png", "flow.png"} <= names
+            "sessions.png", "session-timeline.png", "people.png", "person.png", "failed-events.png", "flow.png"} <= names
 
 
 def test_filters_combine(stack, loaded):
@@ -338,3 +363,18 @@ def test_grafana_dashboard_json_is_valid_and_runs_the_same_sql(loaded, clickhous
     pages = run(clickhouse, queries.top(project, "pages", SINCE, UNTIL))
     assert results["Top pages"] == [tuple(r.values()) for r in pages] and pages
     assert sum(row[2] for row in results["Events and visitors by hour"]) == len(EVENTS)
+
+
+def test_the_people_pages_show_one_person_across_two_devices(shown):
+    seen = shown["pages"]["people"]
+    assert seen["status"] == 200
+    assert seen["list"] == [{"person": "alice", "ids": 2, "events": 4}, {"person": "bob", "ids": 1, "events": 1}]
+    assert seen["count_ids"] == ["phone", "bob", "laptop"]  # the Count menu set to ids: one row per id
+    assert seen["search"] == ["alice"]  # an email her first identify set, no longer her latest traits
+    person = seen["person"]
+    assert person["status"] == 200 and person["person"] == "alice"
+    assert person["ids"] == ["alice", "laptop", "phone"]
+    assert person["traits"] == {"email": "alice@example.com", "plan": "team", "first_plan": "free"}
+    assert sorted(person["devices"]) == ["Other", "iPhone"] and person["sessions"] == "2"
+    assert sorted(person["timeline"]) == ["laptop", "laptop", "phone", "phone"]
+    assert person["by_device_id"] == "alice"  # the page of a device's id is its person's

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from analytics import queries
+from analytics import people, queries
 from analytics.filters import Filters
 from tests.helpers import Admin, count_rows, post, wait_for
 
@@ -141,3 +141,35 @@ def test_merges_survive_a_kill_9_of_the_identity_role(stack, settings, clickhous
     versions = clickhouse.execute(f"SELECT distinct_id, count(), uniqExact(version) FROM {db}.person_ids "
                                   "GROUP BY distinct_id ORDER BY distinct_id")
     assert versions == [("desk-j", 1, 1), ("laptop-k", 1, 1), ("tablet-k", 1, 1), ("user-j", 1, 1), ("user-k", 1, 1)]
+
+
+def test_the_people_queries_read_one_person_across_its_devices(stack, settings, clickhouse):
+    created = Admin(settings).create_project()
+    project, db = created["project"]["id"], created["project"]["database"]
+    on_laptop, on_phone = laptop_then_phone("user-p", "laptop-p", "phone-p")
+    on_phone[1]["traits"] = {"plan": "team", "$set_once": {"first_plan": "free", "plan": "ignored"}, "$unset": ["tmp"]}
+    on_laptop[2]["traits"] = {"plan": "pro", "email": "p@example.com", "tmp": 1}
+    send(stack, key := created["keys"]["server_key"], on_laptop + on_phone)
+    send(stack, key, [event("page", T0, anonymousId="other-p", name="Home")])
+    wait_for(lambda: count_rows(clickhouse, db) == 8 and merged(clickhouse, db, "phone-p") == "user-p", 60)
+    since, until = T0 - timedelta(days=1), T0 + timedelta(days=20)
+
+    listed = {row[0]: row for row in run(clickhouse, people.people(project, since, until))}
+    assert set(listed) == {"user-p", "other-p"} and sorted(listed["user-p"][1]) == ["laptop-p", "phone-p"]
+    found = run(clickhouse, people.people(project, since, until, search="p@example.com"))
+    assert [row[0] for row in found] == ["user-p"]  # an email from the first identify, not the latest
+    assert [row[0] for row in run(clickhouse, people.people(project, since, until, search="phone-p"))] == ["user-p"]
+    by_id = run(clickhouse, people.people(project, since, until, filters=IDS))
+    assert sorted(row[0] for row in by_id) == ["laptop-p", "other-p", "phone-p"]
+
+    assert run(clickhouse, people.person_of(project, "phone-p")) == [("user-p",)]
+    ids = ["user-p", *(row[0] for row in run(clickhouse, people.person_ids(project, "user-p")) if row[0] != "user-p")]
+    assert sorted(ids) == ["laptop-p", "phone-p", "user-p"]
+    [profile] = run(clickhouse, people.profile(project, ids))
+    events, sessions, first_seen, last_seen = profile[:4]
+    assert (events, sessions) == (7, 2) and first_seen.date() == T0.date() and (last_seen - first_seen).days == 8
+    traits = people.fold_traits([row[0] for row in run(clickhouse, people.identifies(project, ids))])
+    assert traits == {"plan": "team", "email": "p@example.com", "first_plan": "free"}
+    timeline = run(clickhouse, people.timeline(project, ids, 10))
+    assert [row[4] for row in timeline] == ["phone-p"] * 3 + ["laptop-p"] * 4  # newest first, both devices
+    assert {row[1] for row in run(clickhouse, people.sessions(project, ids))} == {"laptop-p", "phone-p"}

@@ -16,9 +16,10 @@ from dashboard.state import StateError, ViewState, parse_state
 
 def test_state_round_trips_through_the_url():
     text = ("range=custom&from=2026-03-02&to=2026-03-03&tz=Europe%2FBerlin&country=DE&page=%2Fpricing"
-            "&step=Viewed+Product&step=%2Fcheckout&window=3600&period=day&periods=4")
+            "&step=Viewed+Product&step=%2Fcheckout&window=3600&period=day&periods=4&count=ids")
     state = parse_state(QueryParams(text))
-    assert state.filters == Filters(country="DE", page="/pricing") and state.steps == ("Viewed Product", "/checkout")
+    assert state.filters == Filters(country="DE", page="/pricing", count_ids=True)
+    assert state.steps == ("Viewed Product", "/checkout")
     assert parse_state(QueryParams(state.query_string()[1:])) == state
     since, until = state.bounds()
     assert since == datetime(2026, 3, 1, 23, tzinfo=UTC) and until == datetime(2026, 3, 3, 23, tzinfo=UTC)
@@ -35,6 +36,7 @@ def test_state_round_trips_through_the_url():
     ("periods=0", "periods must be"),
     ("country=" + "x" * 1001, "at most 1000"),
     ("&".join(f"step=s{i}" for i in range(9)), "at most 8 steps"),
+    ("count=households", "count must be persons or ids"),
 ])
 def test_bad_state_says_why(text, reason):
     with pytest.raises(StateError, match=reason):

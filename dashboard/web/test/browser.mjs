@@ -70,6 +70,36 @@ async function sessions(page) {
   return { status, list, first: list[0].id, timeline };
 }
 
+async function people(page) {
+  const base = `/p/${env.PEOPLE_PROJECT}/people`;
+  const rows = () => page.$$eval("[data-person]", (nodes) => nodes.filter((n) => n.tagName === "TR").map((n) => ({
+    person: n.dataset.person, ids: Number(n.dataset.ids), events: Number(n.dataset.events) })));
+  const status = await open(page, `${base}${state}`);
+  const list = await rows();
+  await page.screenshot({ path: `${shots}/people.png` });
+  await Promise.all([page.waitForNavigation(), page.selectOption("select[name=count]", "ids")]);
+  const countIds = (await rows()).map((r) => r.person);
+  await open(page, `${base}${state}`);
+  await page.fill("[data-people-search] input[name=q]", "alice@example.com");
+  await Promise.all([page.waitForNavigation(), page.click("[data-people-search] button")]);
+  const search = (await rows()).map((r) => r.person);
+  await Promise.all([page.waitForNavigation(), page.click("tr[data-person=alice] a")]);
+  await page.waitForSelector("[data-block=profile]");
+  const person = {
+    status: 200,
+    person: await page.getAttribute("[data-block=profile]", "data-person"),
+    ids: await texts(page, "[data-block=ids] [data-id]", "data-id"),
+    traits: Object.fromEntries(await page.$$eval("[data-trait]", (n) => n.map((d) => [d.dataset.trait, d.textContent]))),
+    devices: await texts(page, "[data-device]", "data-device"),
+    sessions: (await page.textContent("[data-field=sessions]")).trim(),
+    timeline: await texts(page, "[data-block=person-timeline] li", "data-visitor"),
+  };
+  await page.screenshot({ path: `${shots}/person.png`, fullPage: true });
+  await open(page, `${base}/phone`);
+  person.by_device_id = await page.getAttribute("[data-block=profile]", "data-person");
+  return { status, list, count_ids: countIds, search, person };
+}
+
 async function failed(page) {
   const status = await open(page, `/p/${project}/failed`);  // failures are dated when they failed: now
   const reasons = await page.$$eval("[data-reason]", (nodes) =>
@@ -194,7 +224,7 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, failed, sql, live, flow })) {
+  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, people, failed, sql, live, flow })) {
     report.pages[name] = await run(page);
   }
   report.empty = await empty(page);

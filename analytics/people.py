@@ -1,0 +1,173 @@
+"""Persons one by one: the list of persons (searched by id or trait), and one person's ids, profile,
+traits, sessions and events across all of its devices. Each returns a :class:`~analytics.queries.Query`
+except :func:`fold_traits`, which turns a person's ``identify`` calls into its traits.
+
+A person is read the way :mod:`analytics.persons` counts it: a merged id's person from ``person_ids``,
+or the id itself. A profile reads every event of the person's ids, whatever their time.
+
+Traits: each ``identify``'s ``traits`` set their keys (the latest call wins); keys under
+``traits.$set_once`` are set only when the person has none yet; names listed in ``traits.$unset`` are
+removed (PostHog's ``$set``, ``$set_once`` and ``$unset``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+
+from analytics.filters import NONE, Filters
+from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, VISITOR, Query, QueryError, _events, time_range
+from headwater.clickhouse import project_database
+
+MAX_IDS = 10_000  # identity.max_ids' ceiling
+PEOPLE_COLUMNS = ("person", "ids", "events", "sessions", "first_seen", "last_seen", "latest_traits")
+PROFILE_COLUMNS = ("events", "sessions", "first_seen", "last_seen", "first_referrer", "first_campaign", "devices")
+TIMELINE_COLUMNS = ("timestamp", "type", "event", "url_path", "visitor", "session_id", "device", "browser", "message_id")
+
+
+def _merged(project_id: str) -> str:
+    return f"""(
+    SELECT visitor_hash, argMax(person_id, version) AS merged_person
+    FROM {project_database(project_id)}.person_ids
+    GROUP BY visitor_hash
+) AS persons"""
+
+
+def people(project_id: str, since: datetime, until: datetime, search: str = "", limit: int = 100,
+           filters: Filters = NONE) -> Query:
+    """The persons seen in the range, the latest first: their ids seen there, events, sessions, first and
+    last time seen there, and the traits of their latest ``identify`` in the range. ``search`` keeps the
+    persons with that id (one of theirs, or the person's own) or with the text in the traits of any of
+    their ``identify`` calls in the range. With ``filters.count_ids`` each id is a row of its own."""
+    if len(search) > 200:
+        raise QueryError("a search is at most 200 characters")
+    if not 1 <= limit <= 1000:
+        raise QueryError("limit must be between 1 and 1000")
+    having = ("\nHAVING person = %(search)s OR has(id_list, %(search)s)"
+              " OR arrayExists(t -> positionCaseInsensitive(t, %(search)s) > 0, all_traits)" if search else "")
+    person = "visitor" if filters.count_ids else "if(merged_person = '', visitor, merged_person)"
+    join = "" if filters.count_ids else f"\nLEFT ANY JOIN {_merged(project_id)} USING (visitor_hash)"
+    sql = f"""SELECT
+    {person} AS person,
+    groupUniqArray(visitor) AS id_list,
+    length(id_list) AS ids,
+    count() AS events,
+    uniqExact(session_id) AS sessions,
+    min(timestamp) AS first_seen,
+    max(timestamp) AS last_seen,
+    argMaxIf(traits, timestamp, type = 'identify' AND traits NOT IN ('', '{{}}')) AS latest_traits,
+    groupUniqArrayIf(traits, type = 'identify') AS all_traits
+FROM (
+    SELECT {VISITOR} AS visitor, visitor_hash, session_id, timestamp, type, traits
+    FROM {_events(project_id)}
+    WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
+) AS seen{join}
+GROUP BY person{having}
+ORDER BY last_seen DESC, person
+LIMIT %(limit)s{FINAL_SETTINGS}"""
+    params = {**time_range(since, until), "search": search, "limit": limit, **filters.params()}
+    return Query(sql, params, ("person", "id_list", *PEOPLE_COLUMNS[1:], "all_traits"))
+
+
+def person_of(project_id: str, distinct_id: str) -> Query:
+    """The person ``distinct_id`` belongs to now (no row: it is a person of its own)."""
+    _check_id(distinct_id)
+    sql = f"""SELECT argMax(person_id, version) AS person
+FROM {project_database(project_id)}.person_ids
+WHERE distinct_id = %(id)s"""
+    return Query(sql, {"id": distinct_id}, ("person",))
+
+
+def person_ids(project_id: str, person: str) -> Query:
+    """Every id merged into ``person`` now, with whether it was identified (the person's own id too,
+    when it has a row)."""
+    _check_id(person)
+    sql = f"""SELECT distinct_id, argMax(is_identified, version) AS is_identified, argMax(merged_at, version) AS merged_at
+FROM {project_database(project_id)}.person_ids
+GROUP BY distinct_id
+HAVING argMax(person_id, version) = %(person)s
+ORDER BY merged_at, distinct_id"""
+    return Query(sql, {"person": person}, ("distinct_id", "is_identified", "merged_at"))
+
+
+def _ids_condition(ids: list[str]) -> str:
+    if not ids or len(ids) > MAX_IDS:
+        raise QueryError(f"a person has 1 to {MAX_IDS} ids")
+    return "visitor_hash IN (SELECT cityHash64(arrayJoin(%(ids)s)))"
+
+
+def profile(project_id: str, ids: list[str]) -> Query:
+    """What the events of these ids say about their person: events, sessions, first and last seen, the
+    first referrer and campaign, and every (device, browser, os) used."""
+    sql = f"""SELECT
+    count() AS events,
+    uniqExact(session_id) AS sessions,
+    min(timestamp) AS first_seen,
+    max(timestamp) AS last_seen,
+    argMinIf(referrer_source, timestamp, referrer_source != '' AND referrer_medium != 'internal') AS first_referrer,
+    argMinIf(utm_campaign, timestamp, utm_campaign != '') AS first_campaign,
+    arraySort(groupUniqArrayIf((device, browser, os), device != '' OR browser != '')) AS devices
+FROM {_events(project_id)}
+WHERE {_ids_condition(ids)}{FINAL_SETTINGS}"""
+    return Query(sql, {"ids": ids}, PROFILE_COLUMNS)
+
+
+def identifies(project_id: str, ids: list[str]) -> Query:
+    """The traits of every ``identify`` of these ids, oldest first (for :func:`fold_traits`)."""
+    sql = f"""SELECT traits
+FROM {_events(project_id)}
+WHERE type = 'identify' AND {_ids_condition(ids)}
+ORDER BY timestamp, message_id{FINAL_SETTINGS}"""
+    return Query(sql, {"ids": ids}, ("traits",))
+
+
+def timeline(project_id: str, ids: list[str], limit: int = 200) -> Query:
+    """The latest events of these ids, newest first, from every device."""
+    if not 1 <= limit <= 1000:
+        raise QueryError("limit must be between 1 and 1000")
+    sql = f"""SELECT timestamp, type, event, url_path, {VISITOR} AS visitor, session_id, device, browser, message_id
+FROM {_events(project_id)}
+WHERE {_ids_condition(ids)}
+ORDER BY timestamp DESC, message_id
+LIMIT %(limit)s{FINAL_SETTINGS}"""
+    return Query(sql, {"ids": ids, "limit": limit}, TIMELINE_COLUMNS)
+
+
+def sessions(project_id: str, ids: list[str], limit: int = 100) -> Query:
+    """The latest sessions of these ids, newest first."""
+    sql = f"""SELECT session_id, visitor_id, start_at, end_at, duration_s, pageviews, events, entry_page,
+    referrer_source, utm_campaign, device, browser
+FROM {project_database(project_id)}.sessions FINAL
+WHERE sign = 1 AND {_ids_condition(ids)}
+ORDER BY start_at DESC, session_id
+LIMIT %(limit)s"""
+    return Query(sql, {"ids": ids, "limit": limit},
+                 ("session_id", "visitor_id", "start_at", "end_at", "duration_s", "pageviews", "events", "entry_page",
+                  "referrer_source", "utm_campaign", "device", "browser"))
+
+
+def fold_traits(calls: list[str]) -> dict:
+    """A person's traits from the JSON ``traits`` of its ``identify`` calls, oldest first (see the module)."""
+    traits: dict = {}
+    for text in calls:
+        try:
+            call = orjson.loads(text or "{}")
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(call, dict):
+            continue
+        once, unset = call.pop("$set_once", {}), call.pop("$unset", [])
+        traits.update(call)
+        if isinstance(once, dict):
+            for name, value in once.items():
+                traits.setdefault(name, value)
+        for name in unset if isinstance(unset, list) else []:
+            if isinstance(name, str):
+                traits.pop(name, None)
+    return traits
+
+
+def _check_id(distinct_id: str) -> None:
+    if not distinct_id or len(distinct_id) > 1000:
+        raise QueryError("an id is 1 to 1000 characters")
