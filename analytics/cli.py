@@ -80,13 +80,22 @@ def _require_project(client, project_id: str | None) -> None:
 def _run(command: str, build: Callable[[], Query], show: Callable[[object, Query], str], sql_only: bool,
          project_id: str | None = None) -> None:
     """Build the query (a refused argument exits with the reason), then print its SQL (``--sql``) or
-    what ``show`` makes of running it. Whatever goes wrong is one line on stderr, not a traceback."""
-    client = None
+    what ``show`` makes of running it."""
     try:
         query = build()
+    except (QueryError, ValueError) as exc:
+        raise SystemExit(f"headwater {command}: {exc}") from exc
+    _on_clickhouse(command, project_id, lambda client: rendered_sql(client, query) if sql_only else show(client, query))
+
+
+def _on_clickhouse(command: str, project_id: str | None, work: Callable[[object], str]) -> None:
+    """Print what ``work`` makes with a client (the project must exist). Whatever goes wrong is one
+    line on stderr, not a traceback."""
+    client = None
+    try:
         client = _client()
         _require_project(client, project_id)
-        sys.stdout.write(rendered_sql(client, query) if sql_only else show(client, query))
+        sys.stdout.write(work(client))
     except (QueryError, ValueError) as exc:
         raise SystemExit(f"headwater {command}: {exc}") from exc
     except ServerException as exc:
@@ -107,6 +116,11 @@ def cmd_query(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    if args.person:
+        return _export_person(args)
+    if not args.format:
+        raise SystemExit("headwater export: --format is required (or --person ID)")
+
     def build() -> Query:
         since, until = _range(args)
         return export_query(args.project, args.table, since, until, args.format, args.output)
@@ -115,6 +129,14 @@ def cmd_export(args: argparse.Namespace) -> None:
         return json.dumps(dataclasses.asdict(export(client, query, args.format))) + "\n"
 
     _run("export", build, show, args.sql, args.project)
+
+
+def _export_person(args: argparse.Namespace) -> None:
+    """Everything stored about one person, as one JSON document on stdout (a right-of-access request)."""
+    from analytics.people import export_person
+
+    _on_clickhouse("export", args.project, lambda client: json.dumps(
+        export_person(client, args.project, args.person), indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
@@ -181,7 +203,9 @@ def add_parsers(sub) -> None:
 
     exporter = sub.add_parser("export", help="bulk export of a table, written by ClickHouse as parquet or jsonl")
     _common(exporter)
-    exporter.add_argument("--format", choices=sorted(FORMATS), required=True)
+    exporter.add_argument("--format", choices=sorted(FORMATS), help="required for a table's export")
+    exporter.add_argument("--person", metavar="ID", help="instead: everything stored about the person of this id "
+                          "(any of its ids), as JSON on stdout (a right-of-access request)")
     exporter.add_argument("--table", choices=sorted(TIME_COLUMN), default="events")
     exporter.add_argument("--output", help="path inside ClickHouse's user_files directory (default: "
                                            "headwater/<project>/<table>-<from>-<to>.<ext>)")

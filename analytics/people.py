@@ -1,6 +1,7 @@
 """Persons one by one: the list of persons (searched by id or trait), and one person's ids, profile,
 traits, sessions and events across all of its devices. Each returns a :class:`~analytics.queries.Query`
-except :func:`fold_traits`, which turns a person's ``identify`` calls into its traits.
+except :func:`fold_traits`, which turns a person's ``identify`` calls into its traits, and
+:func:`export_person`, everything stored about one person (``headwater export --person``).
 
 A person is read the way :mod:`analytics.persons` counts it: a merged id's person from ``person_ids``,
 or the id itself. A profile reads every event of the person's ids, whatever their time.
@@ -12,9 +13,10 @@ removed (PostHog's ``$set``, ``$set_once`` and ``$unset``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import orjson
+from clickhouse_driver import Client
 
 from analytics.filters import NONE, Filters
 from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, VISITOR, Query, QueryError, _events, time_range
@@ -171,3 +173,44 @@ def fold_traits(calls: list[str]) -> dict:
 def _check_id(distinct_id: str) -> None:
     if not distinct_id or len(distinct_id) > 1000:
         raise QueryError("an id is 1 to 1000 characters")
+
+
+def ids_of(client: Client, project_id: str, given: str) -> tuple[str, list[str]]:
+    """The person ``given`` belongs to, and every id of it (the person's own first)."""
+    found = client.execute(person_of(project_id, given).sql, {"id": given})
+    person = (found[0][0] if found else "") or given
+    merged = [row[0] for row in client.execute(person_ids(project_id, person).sql, {"person": person})]
+    return person, list(dict.fromkeys([person, *merged]))
+
+
+def export_person(client: Client, project_id: str, given: str) -> dict:
+    """Everything stored about the person of ``given`` (a right-of-access request): its ids and their
+    merges, its traits, and every row of ``events``, ``sessions`` and ``failed_events`` of its ids, each
+    with every column. Raw events in Kafka (7 days) are not read."""
+    person, ids = ids_of(client, project_id, given)
+    db = project_database(project_id)
+    merges = _rows(client, f"SELECT * FROM {db}.person_ids WHERE distinct_id IN %(ids)s ORDER BY version", ids)
+    where = _ids_condition(ids)
+    events = _rows(client, f"SELECT * FROM {db}.events FINAL WHERE {where} ORDER BY timestamp, message_id", ids)
+    sessions = _rows(client, f"SELECT * FROM {db}.sessions FINAL WHERE sign = 1 AND {where} ORDER BY start_at", ids)
+    # dead letters of the person's stored events (a refused merge's identify is one); an event refused
+    # before it was stored is not linked to an id here (its payload may have been withheld)
+    failed = _rows(client, f"SELECT * FROM {db}.failed_events WHERE message_id IN (SELECT message_id FROM "
+                           f"{db}.events WHERE {where}) ORDER BY failed_at", ids)
+    identify_traits = [row["traits"] for row in events if row.get("type") == "identify"]
+    return {"project": project_id, "person": person, "ids": ids, "merges": merges,
+            "traits": fold_traits(identify_traits), "events": events, "sessions": sessions, "failed_events": failed}
+
+
+def _rows(client: Client, sql: str, ids: list[str]) -> list[dict]:
+    result, columns = client.execute(sql, {"ids": ids}, with_column_types=True)
+    names = [name for name, _ in columns]
+    return [{name: _plain(value) for name, value in zip(names, row)} for row in result]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value

@@ -243,7 +243,8 @@ def installed_version() -> str:
         return "unknown (not installed)"
 
 
-SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "forwarder", "lag-exporter",
+SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "forwarder", "identity",
+                 "lag-exporter",
                  "up", "dev"}
 
 

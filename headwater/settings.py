@@ -117,6 +117,11 @@ class Settings:
     transforms_dir: str = ""
     transform_budget_ms: float = 50.0  # the most a Python transformation may take on one event (wall clock)
 
+    # The most distinct ids the identity role keeps merged for one project (about 320 bytes each in its
+    # memory): past it, merges are refused (merge_too_many_ids), so one project's flood of identify
+    # calls cannot exhaust the role that every project shares.
+    identity_max_ids_per_project: int = 1_000_000
+
     session_timeout_s: float = 1800.0  # defaults; each project may set its own
     session_max_length_s: float = 86_400.0
     session_split_on_campaign: bool = True

@@ -170,7 +170,7 @@ class IdentityBook:
             return {}
         graph = self.graphs.setdefault(stored.project_id, ProjectGraph())
         if not other_id:
-            return graph.identify(user_id, stored.received_at_ms)
+            return graph.identify(user_id, stored.received_at_ms, self.options(stored.project_id))
         return graph.merge(user_id, other_id, stored.received_at_ms, self.options(stored.project_id),
                            explicit=ids.type == "alias")
 

@@ -38,14 +38,15 @@ class IdentityOptions:
 
     merge_identified: bool = False  # merge a person that has an identified id into another
     max_ids: int = 100  # the most distinct ids one person may have
+    max_project_ids: int = 1_000_000  # the most the project may have (settings.identity_max_ids_per_project)
 
     @classmethod
-    def of(cls, raw: object) -> IdentityOptions:
+    def of(cls, raw: object, max_project_ids: int = 1_000_000) -> IdentityOptions:
         """The options ``raw`` sets; the defaults when it has problems (the admin API refuses those)."""
         if check_identity(raw):
-            return cls()
+            return cls(max_project_ids=max_project_ids)
         assert isinstance(raw, dict)
-        return cls(raw.get("merge_identified", False), raw.get("max_ids", 100))
+        return cls(raw.get("merge_identified", False), raw.get("max_ids", 100), max_project_ids)
 
 
 def check_identity(raw: object) -> list[str]:
@@ -80,13 +81,15 @@ class ProjectGraph:
             self.members.setdefault(link.person, set()).add(distinct_id)
             self.version = max(self.version, link.version)
 
-    def identify(self, user_id: str, at_ms: int) -> dict[str, Link]:
+    def identify(self, user_id: str, at_ms: int, options: IdentityOptions) -> dict[str, Link]:
         """Mark ``user_id`` identified; the links that changed."""
         if is_illegal(user_id):
             raise MergeRefused(ILLEGAL_ID, f"cannot identify the illegal id {user_id!r}")
         link = self.links.get(user_id)
         if link is not None and link.identified:
             return {}
+        if link is None:
+            self._check_project_size(1, options)
         return self._set({user_id: link.person if link else user_id}, at_ms, identified={user_id})
 
     def merge(self, user_id: str, other_id: str, at_ms: int, options: IdentityOptions,
@@ -97,8 +100,9 @@ class ProjectGraph:
             if is_illegal(distinct_id):
                 raise MergeRefused(ILLEGAL_ID, f"cannot merge with the illegal id {distinct_id!r}")
         if user_id == other_id:
-            return self.identify(user_id, at_ms)
+            return self.identify(user_id, at_ms, options)
         mine, theirs = self.links.get(user_id), self.links.get(other_id)
+        self._check_project_size((mine is None) + (theirs is None), options)
         if mine is None and theirs is None:
             return self._set({user_id: user_id, other_id: user_id}, at_ms, identified={user_id})
         if mine is None:
@@ -111,7 +115,7 @@ class ProjectGraph:
             self._check_size(mine.person, 1, options)
             return self._set({other_id: mine.person, **self._unidentified(user_id)}, at_ms, identified={user_id})
         if mine.person == theirs.person:
-            return self.identify(user_id, at_ms)
+            return self.identify(user_id, at_ms, options)
         self._check_other_user(theirs.person, other_id, user_id, options)
         moving = self.members.get(theirs.person, set())
         self._check_size(mine.person, len(moving), options)
@@ -141,6 +145,11 @@ class ProjectGraph:
         """``{distinct_id: its person}`` when it has a link not marked identified yet."""
         link = self.links.get(distinct_id)
         return {distinct_id: link.person} if link is not None and not link.identified else {}
+
+    def _check_project_size(self, joining: int, options: IdentityOptions) -> None:
+        if joining and len(self.links) + joining > options.max_project_ids:
+            raise MergeRefused(TOO_MANY_IDS, f"the project has {len(self.links)} merged ids, the most "
+                               f"settings.identity_max_ids_per_project allows ({options.max_project_ids})")
 
     def _check_size(self, person: str, joining: int, options: IdentityOptions) -> None:
         size = len(self.members.get(person, ())) or 1

@@ -40,7 +40,7 @@ class Identifier(TransactionalLoop):
 
         def options(project_id: str) -> IdentityOptions:
             project = store.get(project_id)
-            return IdentityOptions.of(project.identity if project else {})
+            return IdentityOptions.of(project.identity if project else {}, settings.identity_max_ids_per_project)
 
         book = IdentityBook(settings, options, PartitionMap())
         inputs = (step_topic(settings, INDEX_STEP), identity_commands_topic(settings))

@@ -34,6 +34,18 @@ def test_erase_removes_a_person_and_only_them(stack, settings, clickhouse):
     wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {db}.sessions")[0][0] == 4)
     wait_for(lambda: clickhouse.execute(f"SELECT uniqExact(distinct_id) FROM {db}.person_ids")[0][0] == 3)
 
+    exported = subprocess.run([sys.executable, "-m", "headwater", "export", "--project", project_id, "--person", phone],
+                              env=stack.env, capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    document = json.loads(exported.stdout)  # a right-of-access request, by any of the person's ids
+    assert document["person"] == person and sorted(document["ids"]) == sorted([person, anon, phone])
+    assert len(document["events"]) == 5 and {e["anonymous_id"] or e["user_id"] for e in document["events"]} == {
+        anon, person, phone}
+    assert all(e["anonymous_id"] != other for e in document["events"])
+    assert {s["visitor_id"] for s in document["sessions"]} == {anon, person, phone}
+    assert {m["distinct_id"] for m in document["merges"]} == {person, anon, phone}
+    assert document["traits"] == {"email": "p@example.com"}
+
     done = subprocess.run([sys.executable, "-m", "headwater", "erase", "--project", project_id, "--user", person],
                           env=stack.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -96,6 +96,13 @@ def test_illegal_ids_and_oversized_persons_are_refused():
     with pytest.raises(MergeRefused) as refused:
         graph.merge("u1", "a3", 3, small)
     assert refused.value.kind == TOO_MANY_IDS and graph.person_of("a3") == "a3"
+    capped = IdentityOptions(max_project_ids=4)  # u1, a1, a2 and one more id in the whole project
+    graph.identify("u9", 4, capped)
+    for attempt in (lambda: graph.identify("u8", 5, capped), lambda: graph.merge("u1", "a4", 6, capped)):
+        with pytest.raises(MergeRefused) as refused:
+            attempt()
+        assert refused.value.kind == TOO_MANY_IDS and "identity_max_ids_per_project" in str(refused.value)
+    assert len(graph.links) == 4
 
 
 def test_the_changelog_restores_the_same_graph():
