@@ -43,7 +43,9 @@ def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 def _build(args: argparse.Namespace) -> Query:
     since, until = _range(args)
-    p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids")
+    p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids", cohort=args.cohort or "")
+    if args.cohort:
+        f = f.resolve(p, _project_cohorts(p))
     if args.query == "trends":
         return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f)
     if args.query == "funnel":
@@ -58,6 +60,23 @@ def _build(args: argparse.Namespace) -> Query:
     if args.query == "catalogue":
         return queries.catalogue(p, since, until)
     return queries.sessions(p, since, until, f)
+
+
+def _project_cohorts(project_id: str) -> list[dict]:
+    """The project's cohorts, as the project registry (the projects topic) holds them."""
+    import asyncio
+
+    from headwater.projects.store import ProjectStore
+    from headwater.settings import get_settings
+
+    async def load() -> list[dict]:
+        store = ProjectStore(get_settings())
+        await store.start()
+        await store.stop()
+        project = store.get(project_id)
+        return project.cohorts if project else []
+
+    return asyncio.run(load())
 
 
 def _client():
@@ -177,6 +196,8 @@ def add_parsers(sub) -> None:
         made[name].add_argument("--format", choices=["table", "json"], default="table")
         made[name].add_argument("--include-bots", action="store_true",
                                 help="count events whose user agent is on the crawler list (left out by default)")
+        made[name].add_argument("--cohort", metavar="NAME", help="only the events and sessions of this cohort's "
+                                "members (one of the project's cohorts)")
         made[name].add_argument("--count", choices=["persons", "ids"], default="persons",
                                 help="what one visitor is: a person (every id identify and alias merged; the "
                                 "default) or one id")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from analytics.cohorts import Cohort, find
 from headwater.clickhouse import project_database
 
 # filter name -> events column; each is matched for equality
@@ -27,6 +28,7 @@ FIELDS = {
 SESSION_FIELDS = {name: column for name, column in FIELDS.items() if name != "page"}
 BOTS, INCLUDE = "bots", "include"
 COUNT, IDS = "count", "ids"  # count=ids: count distinct ids, not persons (analytics/persons.py)
+COHORT = "cohort"  # cohort=NAME: only the events and sessions of a cohort's members (analytics/cohorts.py)
 MAX_VALUE = 1000
 
 
@@ -44,12 +46,16 @@ class Filters:
     page: str = ""
     include_bots: bool = False
     count_ids: bool = False  # not a filter: what counts as one visitor (analytics/persons.py)
+    cohort: str = ""  # a cohort's name; :meth:`resolve` finds its definition
+    definition: Cohort | None = None
 
     def __post_init__(self) -> None:
         for name in FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str) or len(value) > MAX_VALUE:
                 raise FilterError(f"filter {name} must be text of at most {MAX_VALUE} characters")
+        if not isinstance(self.cohort, str) or len(self.cohort) > 80:
+            raise FilterError("filter cohort must be a cohort's name")
 
     @classmethod
     def from_mapping(cls, values) -> Filters:
@@ -59,13 +65,26 @@ class Filters:
         if count not in ("", "persons", IDS):
             raise FilterError(f"count must be persons or {IDS}, not {count[:40]!r}")
         count_ids = count == IDS
-        return cls(**{name: str(values.get(name) or "").strip() for name in FIELDS}, include_bots=include_bots,
-                   count_ids=count_ids)
+        fields: dict = {name: str(values.get(name) or "").strip() for name in FIELDS}
+        return cls(**fields, include_bots=include_bots, count_ids=count_ids,
+                   cohort=str(values.get(COHORT) or "").strip())
+
+    def resolve(self, project_id: str, cohorts: list[dict]) -> Filters:
+        """These filters with the definition of their cohort, among the project's ``cohorts``; raises
+        :class:`FilterError` when the project has no cohort of that name."""
+        if not self.cohort:
+            return self
+        try:
+            return dataclasses.replace(self, definition=find(project_id, cohorts, self.cohort))
+        except ValueError as exc:
+            raise FilterError(str(exc)) from exc
 
     def active(self) -> dict[str, str]:
         """The filters that narrow anything, as URL parameters (``bots=include`` widens, ``count=ids``
         changes what a visitor is)."""
         active = {name: getattr(self, name) for name in FIELDS if getattr(self, name)}
+        if self.cohort:
+            active[COHORT] = self.cohort
         if self.include_bots:
             active[BOTS] = INCLUDE
         if self.count_ids:
@@ -76,24 +95,34 @@ class Filters:
         return [name for name in FIELDS if getattr(self, name)]
 
     def __bool__(self) -> bool:
-        return bool(self._equalities()) or self.include_bots
+        return bool(self._equalities()) or self.include_bots or bool(self.cohort)
 
-    def params(self) -> dict[str, str]:
-        return {f"filter_{name}": getattr(self, name) for name in self._equalities()}
+    def params(self) -> dict:
+        own = {f"filter_{name}": getattr(self, name) for name in self._equalities()}
+        return {**own, **self._cohort().params()} if self.cohort else own
+
+    def _cohort(self) -> Cohort:
+        if self.definition is None:
+            raise FilterError(f"the cohort {self.cohort!r} was not looked up in the project (Filters.resolve)")
+        return self.definition
+
+    def _cohort_condition(self) -> str:
+        return self._cohort().ids_condition(self.count_ids) if self.cohort else ""
 
     def _bots(self) -> str:
         return "" if self.include_bots else " AND NOT is_bot"
 
     def events_condition(self) -> str:
         """`` AND …`` for a query on ``events``; parameters from :meth:`params`."""
-        return self._bots() + "".join(f" AND {FIELDS[name]} = %(filter_{name})s" for name in self._equalities())
+        return (self._bots() + "".join(f" AND {FIELDS[name]} = %(filter_{name})s" for name in self._equalities())
+                + self._cohort_condition())
 
     def sessions_condition(self, project_id: str, since: str, until: str) -> str:
         """`` AND …`` for a query on ``sessions``; a page filter looks up the sessions that viewed the page
         between ``since`` and ``until`` (SQL expressions) in ``events``."""
         active = self._equalities()
         sql = self._bots() + "".join(f" AND {SESSION_FIELDS[name]} = %(filter_{name})s"
-                                     for name in active if name != "page")
+                                     for name in active if name != "page") + self._cohort_condition()
         if "page" in active:
             sql += (f" AND session_id IN (SELECT session_id FROM {project_database(project_id)}.events"
                     f" WHERE timestamp >= {since} AND timestamp < {until} AND url_path = %(filter_page)s)")

@@ -12,6 +12,8 @@ Then it times, through the query library as analysts would run them:
 - the dashboard's overview for the month (its queries, run as the dashboard runs them, and its rendering),
 - the event catalogue for the month, from the table its materialized view keeps, and the same answer
   scanned from ``events`` (what the catalogue would cost each time without its table),
+- a cohort's size (reached checkout, did not pay) and the daily trends by browser of its members,
+- the People page's list for the month and its search by id, and one person's profile and timeline,
 
 each as the library runs it by default (counting persons, bots left out: 3% of the generated visitors
 are bots), again counting ids instead of persons (``*_count_ids``: what joining each id to its person
@@ -28,6 +30,7 @@ Environment: BENCH_QUERY_EVENTS (default 10,000,000) is the number of events, ap
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import statistics
@@ -36,7 +39,7 @@ import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analytics import queries
+from analytics import cohorts, people, queries
 from analytics.filters import NONE, Filters
 from dashboard.runner import QueryRunner
 from devstack.stack import Stack
@@ -168,9 +171,25 @@ def part_count(client, db: str) -> int:
                           "AND active")[0][0]
 
 
+# a cohort of the generated visitors: reached checkout but did not pay, in the last 90 days (the month
+# loaded is within them)
+ABANDONED = {"name": "abandoned-checkout", "rules": [{"did": "Checkout", "within_days": 90},
+                                                     {"did_not": "Paid", "within_days": 90}]}
+
+
 def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Query]:
     until = START + timedelta(days=DAYS)
+    cohort = cohorts.find(project, [ABANDONED], ABANDONED["name"])
+    in_cohort = dataclasses.replace(filters, cohort=cohort.name, definition=cohort)
+    one_person = ["person1", "v2", "v3"]  # the ids of a person on two devices (as DERIVE_PERSON_IDS names them)
     return {
+        "cohort_size": queries.Query(*cohorts.size_sql(cohort, filters.count_ids), ("members",)),
+        "trends_daily_by_browser_in_cohort": queries.trends(project, START, until, interval="day",
+                                                            breakdown="browser", filters=in_cohort),
+        "people_list_month": people.people(project, START, until, filters=filters),
+        "people_search_by_id": people.people(project, START, until, search="v123", filters=filters),
+        "person_profile": people.profile(project, one_person),
+        "person_timeline": people.timeline(project, one_person),
         "funnel_4_steps_7_day_window": queries.funnel(project, FUNNEL, START, until, 7 * 86_400, filters),
         "retention_weekly": queries.retention(project, START, until + timedelta(days=7), period="week", periods=4,
                                               filters=filters),

@@ -1,9 +1,10 @@
 """The whole check of a project's configuration: the processors' (flow, options), the forwarder's
-(destinations) and the identity role's (identity). The admin API, the dashboard and the CLI refuse a
-change with any of its problems."""
+(destinations), the identity role's (identity) and the query library's (cohorts). The admin API, the
+dashboard and the CLI refuse a change with any of its problems."""
 
 from __future__ import annotations
 
+from analytics.cohorts import check_cohorts
 from forwarder.registry import check_project as check_destinations
 from headwater.projects.model import Project
 from headwater.settings import Settings, get_settings
@@ -14,10 +15,11 @@ from processors.checks import check_project as check_processing_project
 
 def check_project(project: Project) -> list[str]:
     return (check_processing_project(project) + check_destinations(project, get_settings())
-            + check_identity(project.identity))
+            + check_identity(project.identity) + check_cohorts(project.cohorts))
 
 
 def check_configuration(settings: Settings, projects: list[Project]) -> list[str]:
     return check_processing(settings, projects) + [p for project in projects
                                                    for p in check_destinations(project, settings)
-                                                   + check_identity(project.identity)]
+                                                   + check_identity(project.identity)
+                                                   + check_cohorts(project.cohorts)]

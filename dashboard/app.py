@@ -11,6 +11,7 @@ read token (:mod:`dashboard.access`). Charts are drawn by uPlot, bundled at buil
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from analytics.filters import FilterError
 from analytics.queries import QueryError
 from dashboard import pages
 from dashboard.access import COOKIE, Sessions, from_this_site, viewer_for, viewer_of
@@ -54,7 +56,8 @@ def guarded(view: str):
                 return problem(request, 403, "Admins only", "This page needs the admin token; log in with it.")
             try:
                 state = parse_state(request.query_params)
-            except StateError as exc:
+                state = dataclasses.replace(state, filters=state.filters.resolve(project.id, project.cohorts))
+            except (StateError, FilterError) as exc:
                 return problem(request, 400, "Cannot show this view", str(exc))
             try:
                 return await handler(request, {"viewer": viewer, "project": project, "state": state, "view": view})

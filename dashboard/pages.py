@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from analytics import activity
+from analytics import activity, cohorts
 from analytics import people as people_queries
 from analytics.catalogue import catalogue_document
+from analytics.queries import Query
 from dashboard import views
 from dashboard.access import from_this_site
 from dashboard.formatting import plain
@@ -118,8 +120,26 @@ async def session(request: Request, context: dict) -> Response:
 async def people(request: Request, context: dict) -> Response:
     search = request.query_params.get("q", "").strip()
     rows = await _run(request, context, "people", search=search)
-    context.update(rows=rows, search=search)
+    context.update(rows=rows, search=search, cohorts=await _cohort_sizes(request, context))
     return render(request, "people.html", context)
+
+
+async def _cohort_sizes(request: Request, context: dict) -> list[dict]:
+    """Each of the project's cohorts with its members now (persons, or ids with count=ids), and when
+    and how fast that was computed."""
+    project, count_ids = context["project"], context["state"].filters.count_ids
+    sizes = []
+    for raw in project.cohorts:
+        try:
+            cohort = cohorts.find(project.id, project.cohorts, raw.get("name", ""))
+        except ValueError:
+            continue
+        sql, params = cohorts.size_sql(cohort, count_ids)
+        started = time.perf_counter()
+        found = await request.app.state.runner.records({"size": Query(sql, params, ("members",))})
+        sizes.append({"name": cohort.name, "members": found["size"][0]["members"], "at": datetime.now(UTC),
+                      "ms": round((time.perf_counter() - started) * 1000)})
+    return sizes
 
 
 async def person(request: Request, context: dict) -> Response:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from analytics.filters import BOTS, COUNT, FIELDS, FilterError, Filters
+from analytics.filters import BOTS, COHORT, COUNT, FIELDS, FilterError, Filters
 from analytics.queries import INTERVALS, RETENTION_PERIODS
 
 RANGES = {"today": "Today", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
@@ -96,7 +96,9 @@ class ViewState:
         return "?" + text if text else ""
 
     def without_filter(self, name: str) -> str:
-        change = {BOTS: {"include_bots": False}, COUNT: {"count_ids": False}}.get(name, {name: ""})
+        resets: dict[str, dict[str, Any]] = {BOTS: {"include_bots": False}, COUNT: {"count_ids": False},
+                                             COHORT: {"cohort": "", "definition": None}}
+        change = resets.get(name, {name: ""})
         filters = dataclasses.replace(self.filters, **change)
         return self.query_string(filters=filters)
 
@@ -155,7 +157,7 @@ def parse_state(params) -> ViewState:
     if interval and interval not in INTERVALS:
         raise StateError(f"interval must be one of {', '.join(INTERVALS)}")
     try:
-        filters = Filters.from_mapping({name: params.get(name) for name in (*FIELDS, BOTS, COUNT)})
+        filters = Filters.from_mapping({name: params.get(name) for name in (*FIELDS, BOTS, COUNT, COHORT)})
     except FilterError as exc:
         raise StateError(str(exc)) from exc
     steps = tuple(s.strip() for s in params.getlist("step") if s.strip())

@@ -14,8 +14,9 @@ move to another replica, the poll in hand and the transaction in flight finish f
 owner restores their state from the changelog before it reads them. Downstream consumers read
 committed records only.
 
-A replica's transactions are named after the role and ``instance_id`` (default: the host name): give
-each replica its own stable id, so a restarted replica fences its previous incarnation at once.
+Each role names its transactions (:func:`transactional_clients`): the sessionizer after its replica's
+``instance_id``, so a restarted replica fences its previous incarnation at once; the identity role
+with one name for every replica, so there is one writer.
 """
 
 from __future__ import annotations
@@ -138,8 +139,8 @@ class Restore(ConsumerRebalanceListener):
 
 class TransactionalLoop:
     """The transactional loop around a :class:`StateBook` (delivery and commit semantics: see the
-    module), reading the topics ``inputs`` in the consumer group ``group_id``. ``resources`` (the project store)
-    are started, and ``check`` run, before the first record is read. ``fault_hold_s`` holds each
+    module), reading the topics ``inputs`` in the consumer group ``group_id``. ``resources`` (the
+    project store) are started, and ``check`` run, before the first record is read. ``fault_hold_s`` holds each
     transaction open between its sends and its commit (a stalled replica, for the fencing tests)."""
 
     name: str

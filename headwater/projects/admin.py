@@ -70,6 +70,7 @@ class Configuration(msgspec.Struct, forbid_unknown_fields=True):
     retention_days: int | None = None
     destinations: list[dict] = []
     identity: dict = {}
+    cohorts: list[dict] = []
 
 
 def now_ms() -> int:
@@ -94,10 +95,11 @@ def describe(project: Project) -> dict:
             "event_schemas": {event: [v["version"] for v in versions]
                               for event, versions in project.event_schemas.items()},
             "hash_key_ids": [k["id"] for k in project.hash_keys], "destinations": shown(project.destinations),
-            "identity": project.identity}
+            "identity": project.identity, "cohorts": project.cohorts}
 
 
-CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions", "retention_days", "destinations", "identity")
+CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions", "retention_days", "destinations", "identity",
+                "cohorts")
 
 
 def new_hash_key() -> dict:

@@ -65,6 +65,7 @@ class Project:
     hash_keys: list[dict] = dataclasses.field(default_factory=list)  # HMAC keys; the last one is current
     destinations: list[dict] = dataclasses.field(default_factory=list)  # headwater/destinations.py
     identity: dict = dataclasses.field(default_factory=dict)  # identity/graph.py IdentityOptions
+    cohorts: list[dict] = dataclasses.field(default_factory=list)  # analytics/cohorts.py
 
     @property
     def public_key(self) -> str | None:

@@ -99,6 +99,10 @@ def loaded(stack, clickhouse):
     wait_for(lambda: clickhouse.execute(f"SELECT sum(events_in) FROM {db}.step_counts WHERE step = 'sessionize'")
              [0][0] == len(EVENTS), 60)
     people = admin.create_project(prefix="dash_people")
+    reply = admin.call("PATCH", f"/v1/projects/{people['project']['id']}/config", {"cohorts": [
+        {"name": "team-plan", "rules": [{"trait": "plan", "equals": "team"}]},
+        {"name": "viewed-a-page", "rules": [{"did": "page", "within_days": 3650}]}]})
+    assert reply.status_code == 200, reply.text
     reply = post(stack.collector_url, "/v1/batch", {"batch": PEOPLE_EVENTS}, people["keys"]["public_key"])
     assert reply.status_code == 200, reply.text
     people_db = people["project"]["database"]
@@ -378,3 +382,7 @@ def test_the_people_pages_show_one_person_across_two_devices(shown):
     assert sorted(person["devices"]) == ["Other", "iPhone"] and person["sessions"] == "2"
     assert sorted(person["timeline"]) == ["laptop", "laptop", "phone", "phone"]
     assert person["by_device_id"] == "alice"  # the page of a device's id is its person's
+    # cohorts: alice's latest plan is team (as a person; by ids, only her phone's identify said so)
+    assert seen["cohorts"] == {"team-plan": 1, "viewed-a-page": 2}
+    assert seen["cohort_overview"] == {"visitors": 1, "pageviews": 2, "chip": "cohort: team-plan ×"}
+    assert seen["unknown_cohort"] == 400

@@ -97,7 +97,18 @@ async function people(page) {
   await page.screenshot({ path: `${shots}/person.png`, fullPage: true });
   await open(page, `${base}/phone`);
   person.by_device_id = await page.getAttribute("[data-block=profile]", "data-person");
-  return { status, list, count_ids: countIds, search, person };
+  await open(page, `${base}${state}`);
+  const cohorts = Object.fromEntries(await page.$$eval("[data-block=cohorts] [data-cohort]", (rows) =>
+    rows.map((r) => [r.dataset.cohort, Number(r.dataset.members)])));
+  await Promise.all([page.waitForNavigation(), page.click("tr[data-cohort=team-plan] [data-cohort-link]")]);
+  await page.waitForSelector("[data-metric=visitors]");
+  const metric = (name) => page.$eval(`[data-metric=${name}]`, (n) => Number(n.dataset.value));
+  const cohortOverview = { visitors: await metric("visitors"), pageviews: await metric("pageviews"),
+                           chip: (await page.textContent("a.chip[data-filter=cohort]")).trim() };
+  await page.screenshot({ path: `${shots}/overview-cohort.png` });
+  const unknownCohort = await open(page, `/p/${env.PEOPLE_PROJECT}/overview${state}&cohort=whales`);
+  return { status, list, count_ids: countIds, search, person, cohorts, cohort_overview: cohortOverview,
+           unknown_cohort: unknownCohort };
 }
 
 async function failed(page) {
