@@ -34,7 +34,7 @@ from headwater.clickhouse import project_database
 KINDS = ("did", "did_not", "trait")
 MATCHES = ("all", "any")
 MAX_RULES = 10
-MAX_COHORTS = 50
+MAX_COHORTS = 20  # the People page computes each one's size as it is drawn
 MAX_TEXT = 200
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
 PERSON_MAP = """(
