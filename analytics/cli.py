@@ -19,6 +19,7 @@ from clickhouse_driver.errors import Error as ClickHouseError
 from clickhouse_driver.errors import ServerException
 
 from analytics import queries
+from analytics.cohorts import for_breakdown
 from analytics.export import FORMATS, TIME_COLUMN, export, export_query
 from analytics.filters import Filters
 from analytics.queries import Query, QueryError
@@ -46,13 +47,14 @@ def _build(args: argparse.Namespace) -> Query:
     p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids", cohort=args.cohort or "")
     if args.cohort:
         f = f.resolve(p, _project_cohorts(p))
+    by = tuple(for_breakdown(p, _project_cohorts(p), args.by_cohorts)) if getattr(args, "by_cohorts", None) else ()
     if args.query == "trends":
-        return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f)
+        return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f, by)
     if args.query == "funnel":
-        return queries.funnel(p, args.steps, since, until, args.window, f)
+        return queries.funnel(p, args.steps, since, until, args.window, f, by)
     if args.query == "retention":
         return queries.retention(p, since, until, args.period, args.periods, args.cohort_event,
-                                 args.return_event, args.tz, f)
+                                 args.return_event, args.tz, f, by)
     if args.query == "top":
         return queries.top(p, args.what, since, until, args.limit, f)
     if args.query == "paths":
@@ -202,6 +204,9 @@ def add_parsers(sub) -> None:
                                 help="what one visitor is: a person (every id identify and alias merged; the "
                                 "default) or one id")
         made[name].set_defaults(func=cmd_query)
+    for name in ("trends", "funnel", "retention"):
+        made[name].add_argument("--by-cohorts", nargs="+", metavar="NAME",
+                                help="one series, funnel or grid per cohort of these, of its members")
     made["trends"].add_argument("--event", help="only this event (default: every event)")
     made["trends"].add_argument("--interval", choices=queries.INTERVALS, default="day")
     made["trends"].add_argument("--breakdown", choices=queries.BREAKDOWNS)

@@ -51,15 +51,18 @@ class Cohort:
     name: str
     match: str
     rules: tuple[dict, ...]
+    prefix: str = "cohort"  # of its parameters' names: several cohorts in one query need their own
 
     def persons_sql(self, count_ids: bool) -> str:
         """``SELECT who FROM …``: the members' person hashes (their ids' hashes with ``count_ids``)."""
         db = project_database(self.project_id)
         who = "visitor_hash" if count_ids else "if(merged_into = 0, visitor_hash, merged_into)"
         join = "" if count_ids else f"\n    LEFT ANY JOIN {PERSON_MAP.format(db=db)} AS persons USING (visitor_hash)"
-        columns = ",\n        ".join(f"{_column(i, rule)} AS r{i}" for i, rule in enumerate(self.rules))
-        tests = f" {'AND' if self.match == 'all' else 'OR'} ".join(_test(i, rule) for i, rule in enumerate(self.rules))
-        window = "timestamp >= now64(3) - toIntervalDay(%(cohort_days)s)"
+        p = self.prefix
+        columns = ",\n        ".join(f"{_column(p, i, rule)} AS r{i}" for i, rule in enumerate(self.rules))
+        joined = f" {'AND' if self.match == 'all' else 'OR'} "
+        tests = joined.join(_test(p, i, rule) for i, rule in enumerate(self.rules))
+        window = f"timestamp >= now64(3) - toIntervalDay(%({p}_days)s)"
         identifies = " OR type = 'identify'" if any("trait" in rule for rule in self.rules) else ""
         return f"""SELECT who FROM (
     SELECT {who} AS who,
@@ -70,51 +73,71 @@ class Cohort:
     HAVING {tests}
 )"""
 
+    def ids_sql(self, count_ids: bool) -> str:
+        """The hashes of the members' ids: every id of a member person (``count_ids``: the member ids)."""
+        members = self.persons_sql(count_ids)
+        if count_ids:
+            return members
+        db = project_database(self.project_id)
+        # a merged person's hash is its own id's, so the members are ids too; their other ids come from the map
+        return (f"SELECT who FROM ({members}) UNION ALL SELECT visitor_hash FROM "
+                f"{PERSON_MAP.format(db=db)} WHERE merged_into IN ({members})")
+
     def ids_condition(self, count_ids: bool) -> str:
         """`` AND visitor_hash IN …``: the events or sessions of the members' ids, for any query on
         ``events`` or ``sessions`` (they need no join of their own)."""
-        members = self.persons_sql(count_ids)
-        if count_ids:
-            return f" AND visitor_hash IN ({members})"
-        db = project_database(self.project_id)
-        # a merged person's hash is its own id's, so the members are ids too; their other ids come from the map
-        return (f" AND visitor_hash IN (SELECT who FROM ({members}) UNION ALL SELECT visitor_hash FROM "
-                f"{PERSON_MAP.format(db=db)} WHERE merged_into IN ({members}))")
+        return f" AND visitor_hash IN ({self.ids_sql(count_ids)})"
 
     def params(self) -> dict:
-        params: dict = {"cohort_days": max((rule.get("within_days", 30) for rule in self.rules
-                                            if "trait" not in rule), default=1)}
+        p = self.prefix
+        params: dict = {f"{p}_days": max((rule.get("within_days", 30) for rule in self.rules
+                                          if "trait" not in rule), default=1)}
         for i, rule in enumerate(self.rules):
             if "did" in rule or "did_not" in rule:
-                params[f"cohort_{i}_event"] = rule.get("did", rule.get("did_not"))
-                params[f"cohort_{i}_days"] = rule.get("within_days", 30)
-                params[f"cohort_{i}_times"] = rule.get("at_least", 1)
+                params[f"{p}_{i}_event"] = rule.get("did", rule.get("did_not"))
+                params[f"{p}_{i}_days"] = rule.get("within_days", 30)
+                params[f"{p}_{i}_times"] = rule.get("at_least", 1)
             else:
-                params[f"cohort_{i}_trait"] = rule["trait"]
+                params[f"{p}_{i}_trait"] = rule["trait"]
                 if "equals" in rule:
-                    params[f"cohort_{i}_value"] = orjson.dumps(rule["equals"]).decode()
+                    params[f"{p}_{i}_value"] = orjson.dumps(rule["equals"]).decode()
                 if "in" in rule:
-                    params[f"cohort_{i}_values"] = tuple(orjson.dumps(v).decode() for v in rule["in"])
+                    params[f"{p}_{i}_values"] = tuple(orjson.dumps(v).decode() for v in rule["in"])
         return params
 
 
-def _column(i: int, rule: dict) -> str:
+def membership(cohorts: list[Cohort], count_ids: bool) -> tuple[str, dict]:
+    """A breakdown by cohorts: an expression giving each event (or session) one row per cohort its id's
+    person is a member of (none: the row is left out), named by the cohort; and its parameters. The
+    cohorts must have distinct prefixes (:func:`for_breakdown`)."""
+    if not cohorts:
+        raise ValueError("a breakdown by cohorts needs at least one cohort")
+    tests = ", ".join(f"if(visitor_hash IN ({c.ids_sql(count_ids)}), %({c.prefix}_name)s, '')" for c in cohorts)
+    params = {k: v for c in cohorts for k, v in {**c.params(), f"{c.prefix}_name": c.name}.items()}
+    return f"arrayJoin(arrayFilter(c -> c != '', [{tests}]))", params
+
+
+def for_breakdown(project_id: str, cohorts: list[dict], names: list[str]) -> list[Cohort]:
+    """The named cohorts of the project, each with its own parameter prefix."""
+    return [dataclasses.replace(find(project_id, cohorts, name), prefix=f"by{j}") for j, name in enumerate(names)]
+
+
+def _column(p: str, i: int, rule: dict) -> str:
     if "trait" in rule:
-        return (f"argMaxIf(JSONExtractRaw(traits, %(cohort_{i}_trait)s), timestamp, type = 'identify' "
-                f"AND JSONHas(traits, %(cohort_{i}_trait)s))")
-    return (f"countIf(event = %(cohort_{i}_event)s AND timestamp >= now64(3) - "
-            f"toIntervalDay(%(cohort_{i}_days)s))")
+        return (f"argMaxIf(JSONExtractRaw(traits, %({p}_{i}_trait)s), timestamp, type = 'identify' "
+                f"AND JSONHas(traits, %({p}_{i}_trait)s))")
+    return f"countIf(event = %({p}_{i}_event)s AND timestamp >= now64(3) - toIntervalDay(%({p}_{i}_days)s))"
 
 
-def _test(i: int, rule: dict) -> str:
+def _test(p: str, i: int, rule: dict) -> str:
     if "did" in rule:
-        return f"r{i} >= %(cohort_{i}_times)s"
+        return f"r{i} >= %({p}_{i}_times)s"
     if "did_not" in rule:
         return f"r{i} = 0"
     if "equals" in rule:
-        return f"r{i} = %(cohort_{i}_value)s"
+        return f"r{i} = %({p}_{i}_value)s"
     if "in" in rule:
-        return f"r{i} IN %(cohort_{i}_values)s"
+        return f"r{i} IN %({p}_{i}_values)s"
     return f"r{i} != ''"
 
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from analytics import persons
+from analytics.cohorts import Cohort, membership
 from analytics.filters import NONE, Filters
 from headwater.clickhouse import project_database
 
@@ -106,15 +107,26 @@ def _events(project_id: str, final: bool = True) -> str:
     return f"{project_database(project_id)}.events" + (" FINAL" if final else "")
 
 
+def _by_cohorts(by_cohorts: tuple[Cohort, ...], filters: Filters, params: dict) -> str:
+    """The breakdown expression for ``by_cohorts`` (its parameters added to ``params``)."""
+    expression, cohort_params = membership(list(by_cohorts), filters.count_ids)
+    params.update(cohort_params)
+    return expression
+
+
 def trends(project_id: str, since: datetime, until: datetime, event: str | None = None, interval: str = "day",
-           breakdown: str | None = None, tz: str = "UTC", filters: Filters = NONE) -> Query:
-    """Events and unique visitors per period (and per breakdown value): one row per non-empty group."""
+           breakdown: str | None = None, tz: str = "UTC", filters: Filters = NONE,
+           by_cohorts: tuple[Cohort, ...] = ()) -> Query:
+    """Events and unique visitors per period (and per breakdown value, or per cohort of ``by_cohorts``
+    their visitors are members of): one row per non-empty group."""
     if interval not in INTERVALS:
         raise QueryError(f"interval must be one of {', '.join(INTERVALS)}")
     if breakdown is not None and breakdown not in BREAKDOWNS:
         raise QueryError(f"breakdown must be one of {', '.join(BREAKDOWNS)}")
+    if breakdown and by_cohorts:
+        raise QueryError("break down by a column or by cohorts, not both")
     params = {**time_range(since, until), "event": event, **filters.params()}
-    split = breakdown or "''"
+    split = _by_cohorts(by_cohorts, filters, params) if by_cohorts else breakdown or "''"
     sql = f"""SELECT
     {_period(interval, _zone(tz))} AS period,
     {split} AS breakdown,
@@ -147,12 +159,13 @@ def _steps_prefilter(steps: list[str], params: dict) -> str:
 
 
 def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, window_s: int,
-           filters: Filters = NONE) -> Query:
+           filters: Filters = NONE, by_cohorts: tuple[Cohort, ...] = ()) -> Query:
     """An ordered funnel: how many visitors reached each step within ``window_s`` of their first step
     (``windowFunnel``, equal times count as in order), with the median and average seconds from the
     previous step on each visitor's first chain that reaches their level. Visitors enter when their
     first step happens in the range; later steps may happen after ``until`` but within the window.
-    A step is an event's name or, starting with ``/``, a page view of that path."""
+    A step is an event's name or, starting with ``/``, a page view of that path. With ``by_cohorts``,
+    one funnel per cohort of its members (a ``cohort`` column first)."""
     if len(steps) < 2:
         raise QueryError("a funnel needs at least two steps")
     if len(set(steps)) != len(steps):
@@ -175,50 +188,53 @@ def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, 
         return "[" + ", ".join("0" if k == 1 else template.format(k=k) for k in range(1, n + 1)) + "]"
 
     reached = "[" + ", ".join(f"countIf(level >= {k})" for k in range(1, n + 1)) + "]"
+    by = f", {_by_cohorts(by_cohorts, filters, params)} AS cohort" if by_cohorts else ""
+    cohort, per_cohort = ("cohort, ", "\n    GROUP BY cohort") if by_cohorts else ("", "")
     sql = f"""SELECT
-    step,
+    {cohort}step,
     reached[step] AS visitors,
     medians[step] AS median_s,
     averages[step] AS average_s
 FROM (
     SELECT
-        {reached} AS reached,
+        {cohort}{reached} AS reached,
         {per_step("ifNotFinite(toFloat64(medianExactIf(gaps[{k} - 1], level >= {k})), 0) / 1000")} AS medians,
         {per_step("ifNotFinite(avgIf(gaps[{k} - 1], level >= {k}), 0) / 1000")} AS averages
     FROM (
         SELECT
-            level,
+            {cohort}level,
             if(level < 2, [], arrayFirst(c -> length(c) = level, {chains})) AS chain,
             arrayMap(k -> toInt64(chain[k + 1]) - toInt64(chain[k]), range(1, length(chain))) AS gaps
         FROM (
             SELECT
-                who AS visitor,
+                {cohort}who AS visitor,
                 windowFunnel(%(window_ms)s)(ts, {conditions}) AS level,
                 arraySort(groupArray((ts, step))) AS evs
             FROM (
                 SELECT {persons.who(filters)} AS who, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts,
-                    {step_of} AS step
+                    {step_of} AS step{by}
                 FROM {_events(project_id, final=False)}{_indent(persons.join(project_id, filters), 16)}
                 WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} + toIntervalMillisecond(%(window_ms)s)
                   AND {prefilter}{filters.events_condition()}
                   AND (step != 1 OR ts < %(until_ms)s)
             )
-            GROUP BY visitor
+            GROUP BY {cohort}visitor
             HAVING has(arrayMap(e -> e.2, evs), 1)
         )
-    )
+    ){per_cohort}
 )
 ARRAY JOIN range(1, {n + 1}) AS step
-ORDER BY step"""
-    return Query(sql, params, ("step", "visitors", "median_s", "average_s"))
+ORDER BY {cohort}step"""
+    return Query(sql, params, (*(("cohort",) if by_cohorts else ()), "step", "visitors", "median_s", "average_s"))
 
 
 def retention(project_id: str, since: datetime, until: datetime, period: str = "week", periods: int = 8,
               cohort_event: str | None = None, return_event: str | None = None, tz: str = "UTC",
-              filters: Filters = NONE) -> Query:
+              filters: Filters = NONE, by_cohorts: tuple[Cohort, ...] = ()) -> Query:
     """Cohorts by the period of each visitor's first ``cohort_event`` (any event when ``None``) in the
     range; for each, the cohort's size and how many of its visitors did ``return_event`` (any event)
-    ``k`` periods later, for k = 0 … ``periods``, within the range."""
+    ``k`` periods later, for k = 0 … ``periods``, within the range. With ``by_cohorts``, one grid per
+    saved cohort of its members (a ``segment`` column first: ``cohort`` is the period's)."""
     if period not in RETENTION_PERIODS:
         raise QueryError(f"period must be one of {', '.join(RETENTION_PERIODS)}")
     if not 1 <= periods <= 366:
@@ -227,32 +243,35 @@ def retention(project_id: str, since: datetime, until: datetime, period: str = "
               "return_event": return_event, **filters.params()}
     is_cohort = "event = %(cohort_event)s" if cohort_event else "1"
     is_return = "event = %(return_event)s" if return_event else "1"
-    sql = f"""SELECT cohort, size AS cohort_size, greatest(k, 0) AS periods_later, if(k < 0, 0, n) AS visitors
+    by = f"{_by_cohorts(by_cohorts, filters, params)} AS segment,\n                " if by_cohorts else ""
+    segment = "segment, " if by_cohorts else ""
+    sql = f"""SELECT {segment}cohort, size AS cohort_size, greatest(k, 0) AS periods_later, if(k < 0, 0, n) AS visitors
 FROM (
-    SELECT cohort, k, n,
-        max(if(k = -1, n, 0)) OVER (PARTITION BY cohort) AS size,
-        count() OVER (PARTITION BY cohort) AS rows_in_cohort
+    SELECT {segment}cohort, k, n,
+        max(if(k = -1, n, 0)) OVER (PARTITION BY {segment}cohort) AS size,
+        count() OVER (PARTITION BY {segment}cohort) AS rows_in_cohort
     FROM (
         -- k = -1 counts the cohort itself; k >= 0 counts returns k periods after the cohort's
-        SELECT cohort, k, count() AS n
+        SELECT {segment}cohort, k, count() AS n
         FROM (
             SELECT
-                {persons.who(filters)} AS visitor,
+                {by}{persons.who(filters)} AS visitor,
                 minIf({_period(period, _zone(tz))}, {is_cohort}) AS cohort,
                 groupUniqArrayIf({_period(period, tz)}, {is_return}) AS returns
             FROM {_events(project_id, final=False)}{_indent(persons.join(project_id, filters), 12)}
             WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
-            GROUP BY visitor
+            GROUP BY {segment}visitor
             HAVING countIf({is_cohort}) > 0
         )
         ARRAY JOIN arrayPushFront(arrayFilter(d -> d BETWEEN 0 AND %(periods)s,
             arrayMap(r -> dateDiff('{period}', cohort, r), returns)), -1) AS k
-        GROUP BY cohort, k
+        GROUP BY {segment}cohort, k
     )
 )
 WHERE k >= 0 OR rows_in_cohort = 1
-ORDER BY cohort, periods_later"""
-    return Query(sql, params, ("cohort", "cohort_size", "periods_later", "visitors"))
+ORDER BY {segment}cohort, periods_later"""
+    return Query(sql, params, (*(("segment",) if by_cohorts else ()), "cohort", "cohort_size", "periods_later",
+                               "visitors"))
 
 
 def top(project_id: str, what: str, since: datetime, until: datetime, limit: int = 10,
@@ -288,6 +307,20 @@ FROM {project_database(project_id)}.sessions
 WHERE start_at >= {SINCE} AND start_at < {UNTIL}{filters.sessions_condition(project_id, SINCE, UNTIL)}"""
     return Query(sql, {**time_range(since, until), **filters.params()},
                  ("sessions", "bounce_rate", "average_duration_s", "pageviews_per_session"))
+
+
+def new_sessions(project_id: str, since: datetime, until: datetime, filters: Filters = NONE) -> Query:
+    """Sessions that started in the range and were their visitor's first ever (a person's first of all
+    its ids' sessions, unlike the table's ``is_new_visitor``, which is the id's), and the others. The
+    filters apply to the earlier sessions too: with ``country`` set, "first" means first there."""
+    sql = f"""SELECT countIf(start_at = first_start) AS new, count() - new AS returning
+FROM (
+    SELECT start_at, min(start_at) OVER (PARTITION BY {persons.who(filters)}) AS first_start
+    FROM {project_database(project_id)}.sessions FINAL{persons.join(project_id, filters)}
+    WHERE sign = 1 AND start_at < {UNTIL}{filters.sessions_condition(project_id, "toDateTime64(0, 3, 'UTC')", UNTIL)}
+)
+WHERE start_at >= {SINCE}"""
+    return Query(sql, {**time_range(since, until), **filters.params()}, ("new", "returning"))
 
 
 def paths(project_id: str, target: str, since: datetime, until: datetime, depth: int = 3, limit: int = 10,

@@ -12,7 +12,8 @@ Then it times, through the query library as analysts would run them:
 - the dashboard's overview for the month (its queries, run as the dashboard runs them, and its rendering),
 - the event catalogue for the month, from the table its materialized view keeps, and the same answer
   scanned from ``events`` (what the catalogue would cost each time without its table),
-- a cohort's size (reached checkout, did not pay) and the daily trends by browser of its members,
+- a cohort's size (reached checkout, did not pay), the daily trends by browser of its members, and the
+  funnel and weekly retention broken down by it, and the month's first sessions of persons,
 - the People page's list for the month and its search by id, and one person's profile and timeline,
 
 each as the library runs it by default (counting persons, bots left out: 3% of the generated visitors
@@ -188,6 +189,10 @@ def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Qu
                                                             breakdown="browser", filters=in_cohort),
         "people_list_month": people.people(project, START, until, filters=filters),
         "people_search_by_id": people.people(project, START, until, search="v123", filters=filters),
+        "funnel_by_cohort": queries.funnel(project, FUNNEL, START, until, 7 * 86_400, filters, (cohort,)),
+        "retention_by_cohort": queries.retention(project, START, until + timedelta(days=7), period="week",
+                                                 periods=4, filters=filters, by_cohorts=(cohort,)),
+        "new_sessions_month": queries.new_sessions(project, START, until, filters),
         "person_profile": people.profile(project, one_person),
         "person_timeline": people.timeline(project, one_person),
         "funnel_4_steps_7_day_window": queries.funnel(project, FUNNEL, START, until, 7 * 86_400, filters),

@@ -11,7 +11,6 @@ read token (:mod:`dashboard.access`). Charts are drawn by uPlot, bundled at buil
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
@@ -56,7 +55,7 @@ def guarded(view: str):
                 return problem(request, 403, "Admins only", "This page needs the admin token; log in with it.")
             try:
                 state = parse_state(request.query_params)
-                state = dataclasses.replace(state, filters=state.filters.resolve(project.id, project.cohorts))
+                state = state.resolve(project.id, project.cohorts)
             except (StateError, FilterError) as exc:
                 return problem(request, 400, "Cannot show this view", str(exc))
             try:

@@ -58,7 +58,12 @@ async def funnels(request: Request, context: dict) -> Response:
         issue = "Add at least one more step."
     elif len(set(steps)) != len(steps):
         issue = "Each step must be different."
-    context.update(rows=rows, issue=issue, steps=views.funnel_steps(rows.get("funnel", [])))
+    funnel, breakdown = rows.get("funnel", []), context["state"].breakdown
+    if breakdown:
+        segments = [(c.name, views.funnel_steps([r for r in funnel if r["cohort"] == c.name])) for c in breakdown]
+    else:
+        segments = [("", views.funnel_steps(funnel))]
+    context.update(rows=rows, issue=issue, steps="funnel" in rows, segments=segments)
     return render(request, "funnels.html", context)
 
 
@@ -66,7 +71,12 @@ async def retention(request: Request, context: dict) -> Response:
     rows = await _run(request, context, "retention")
     state = context["state"]
     last_day = (state.bounds()[1] - timedelta(days=1)).date()
-    context.update(grid=views.cohort_grid(rows["retention"], state.periods, state.period, last_day))
+    if state.breakdown:
+        segments = [(c.name, views.cohort_grid([r for r in rows["retention"] if r["segment"] == c.name],
+                                               state.periods, state.period, last_day)) for c in state.breakdown]
+    else:
+        segments = [("", views.cohort_grid(rows["retention"], state.periods, state.period, last_day))]
+    context.update(segments=segments, grid=any(grid for _, grid in segments))
     return render(request, "retention.html", context)
 
 
@@ -92,7 +102,7 @@ async def live_json(request: Request, context: dict) -> Response:
 
 async def sessions(request: Request, context: dict) -> Response:
     rows = await _run(request, context, "sessions")
-    context.update(rows=rows, summary=(rows["summary"] or [{}])[0])
+    context.update(rows=rows, summary=(rows["summary"] or [{}])[0], new=(rows["new"] or [{}])[0])
     return render(request, "sessions.html", context)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from analytics.cohorts import Cohort, for_breakdown
 from analytics.filters import BOTS, COHORT, COUNT, FIELDS, FilterError, Filters
 from analytics.queries import INTERVALS, RETENTION_PERIODS
 
@@ -41,6 +42,18 @@ class ViewState:
     window: str = "86400"
     period: str = "week"
     periods: int = 8
+    by_cohorts: bool = False  # by=cohorts: a funnel and a retention grid per cohort of the project
+    breakdown: tuple[Cohort, ...] = ()  # those cohorts, looked up in the project (see :meth:`resolve`)
+
+    def resolve(self, project_id: str, cohorts: list[dict]) -> ViewState:
+        """The state with its cohort filter's definition and, with ``by_cohorts``, the project's cohorts
+        to break down by; raises :class:`FilterError` for an unknown cohort."""
+        names = [c["name"] for c in cohorts if isinstance(c, dict) and "name" in c] if self.by_cohorts else []
+        try:
+            breakdown = tuple(for_breakdown(project_id, cohorts, names))
+        except ValueError as exc:
+            raise FilterError(str(exc)) from exc
+        return dataclasses.replace(self, filters=self.filters.resolve(project_id, cohorts), breakdown=breakdown)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -89,6 +102,8 @@ class ViewState:
             out["period"] = state.period
         if state.periods != 8:
             out["periods"] = state.periods
+        if state.by_cohorts:
+            out["by"] = "cohorts"
         return out
 
     def query_string(self, **changes) -> str:
@@ -166,4 +181,7 @@ def parse_state(params) -> ViewState:
     window = str(whole_number(params.get("window"), "window", 1, 90 * 86400, 86400))
     period = _choice(params.get("period"), RETENTION_PERIODS, "period", "week")
     periods = whole_number(params.get("periods"), "periods", 1, 52, 8)
-    return ViewState(range_, start, end, tz, interval, filters, steps, window, period, periods)
+    by = params.get("by") or ""
+    if by not in ("", "cohorts"):
+        raise StateError("by must be cohorts")
+    return ViewState(range_, start, end, tz, interval, filters, steps, window, period, periods, by == "cohorts")

@@ -49,14 +49,15 @@ def funnel_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = state.bounds()
     out = {"events": queries.top(project_id, "events", since, until, 20, state.filters)}
     if len(state.steps) >= 2 and len(set(state.steps)) == len(state.steps):
-        out["funnel"] = queries.funnel(project_id, list(state.steps), since, until, int(state.window), state.filters)
+        out["funnel"] = queries.funnel(project_id, list(state.steps), since, until, int(state.window), state.filters,
+                                       state.breakdown)
     return out
 
 
 def retention_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = state.bounds()
     return {"retention": queries.retention(project_id, since, until, state.period, state.periods, tz=state.tz,
-                                           filters=state.filters)}
+                                           filters=state.filters, by_cohorts=state.breakdown)}
 
 
 def live_window(minutes: int) -> tuple[datetime, datetime]:
@@ -73,7 +74,8 @@ def live_queries(project_id: str, state: ViewState, minutes: int = 30) -> dict[s
 def sessions_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = state.bounds()
     return {"sessions": activity.recent_sessions(project_id, since, until, 50, state.filters),
-            "summary": queries.sessions(project_id, since, until, state.filters)}
+            "summary": queries.sessions(project_id, since, until, state.filters),
+            "new": queries.new_sessions(project_id, since, until, state.filters)}
 
 
 def people_queries(project_id: str, state: ViewState, search: str = "") -> dict[str, Query]:

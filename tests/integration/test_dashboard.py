@@ -187,6 +187,7 @@ def test_sessions_and_a_timeline(shown, loaded, clickhouse):
     expected = run(clickhouse, activity.recent_sessions(loaded["project"], SINCE, UNTIL))
     assert [(s["id"], s["events"]) for s in seen["list"]] == [(r["session_id"], r["events"]) for r in expected]
     assert sorted(s["events"] for s in seen["list"]) == [1, 1, 2, 3]
+    assert seen["fresh"] == [3, 1]  # a's second visit came back; a's first, b's and c's were first sessions
     events = clickhouse.execute(f"SELECT event FROM hw_{loaded['project']}.events WHERE session_id = %(s)s "
                                 "ORDER BY timestamp", {"s": seen["first"]})
     assert seen["timeline"] == [e for (e,) in events] and seen["timeline"]
@@ -386,3 +387,7 @@ def test_the_people_pages_show_one_person_across_two_devices(shown):
     assert seen["cohorts"] == {"team-plan": 1, "viewed-a-page": 2}
     assert seen["cohort_overview"] == {"visitors": 1, "pageviews": 2, "chip": "cohort: team-plan ×"}
     assert seen["unknown_cohort"] == 400
+    # a funnel and a retention grid per cohort: alice in both, bob (only /pricing) in viewed-a-page
+    assert seen["funnels_by_cohort"] == {"team-plan": [1, 0], "viewed-a-page": [1, 0]}
+    assert seen["retention_by_cohort"] == {"team-plan": [["2026-03-02", 1, [1, 1]]],
+                                           "viewed-a-page": [["2026-03-02", 2, [2, 1]]]}

@@ -92,6 +92,8 @@ def test_one_person_across_a_login_on_two_devices(stack, settings, clickhouse):
 
     assert returned(PERSONS) == {0: 1, 1: 1}  # the phone's week counts as the person's return
     assert returned(IDS) == {0: 1}
+    wait_for(lambda: run(clickhouse, queries.new_sessions(project, since, until, IDS)) == [(3, 0)], 30)
+    assert run(clickhouse, queries.new_sessions(project, since, until, PERSONS)) == [(2, 1)]  # the phone's returns
     query = queries.top(project, "pages", since, until, filters=PERSONS)
     assert "person_ids" in query.sql and "person_ids" not in queries.top(project, "pages", since, until,
                                                                          filters=IDS).sql

@@ -57,3 +57,15 @@ def test_an_unknown_cohort_is_refused_with_the_ones_there_are():
         Filters(cohort="nope").resolve("shop", [REPEAT])
     with pytest.raises(FilterError, match="was not looked up"):
         Filters(cohort="repeat-buyers").events_condition()
+
+
+def test_a_breakdown_gives_each_cohort_its_own_parameters():
+    from analytics.cohorts import for_breakdown, membership
+
+    both = for_breakdown("shop", [REPEAT, PAYING], ["repeat-buyers", "paying"])
+    expression, params = membership(both, count_ids=False)
+    assert expression.startswith("arrayJoin(arrayFilter(") and expression.count("visitor_hash IN (") == 2
+    assert params["by0_name"] == "repeat-buyers" and params["by1_name"] == "paying"
+    assert params["by0_0_event"] == "Order Completed" and params["by1_0_trait"] == "plan"
+    with pytest.raises(ValueError):
+        membership([], count_ids=True)

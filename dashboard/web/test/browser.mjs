@@ -62,12 +62,14 @@ async function sessions(page) {
   const status = await open(page, `/p/${project}/sessions${state}`);
   const list = await page.$$eval("[data-session]", (nodes) =>
     nodes.map((n) => ({ id: n.dataset.session, events: Number(n.dataset.events) })));
+  const fresh = await page.$eval("[data-new-sessions]", (n) =>
+    [Number(n.dataset.newSessions), Number(n.dataset.returningSessions)]);
   await page.screenshot({ path: `${shots}/sessions.png` });
   await page.click(`[data-session="${list[0].id}"] a`);
   await page.waitForSelector("[data-block=timeline]");
   const timeline = await texts(page, "[data-block=timeline] li", "data-event");
   await page.screenshot({ path: `${shots}/session-timeline.png` });
-  return { status, list, first: list[0].id, timeline };
+  return { status, list, first: list[0].id, timeline, fresh };
 }
 
 async function people(page) {
@@ -107,8 +109,17 @@ async function people(page) {
                            chip: (await page.textContent("a.chip[data-filter=cohort]")).trim() };
   await page.screenshot({ path: `${shots}/overview-cohort.png` });
   const unknownCohort = await open(page, `/p/${env.PEOPLE_PROJECT}/overview${state}&cohort=whales`);
+  await open(page, `/p/${env.PEOPLE_PROJECT}/funnels${state}&step=%2F&step=%2Fpricing&by=cohorts`);
+  const funnelsByCohort = Object.fromEntries(await page.$$eval("[data-block=funnel][data-segment]", (blocks) =>
+    blocks.map((b) => [b.dataset.segment, [...b.querySelectorAll("[data-step]")].map((r) => Number(r.dataset.visitors))])));
+  await open(page, `/p/${env.PEOPLE_PROJECT}/retention${state}&period=day&periods=3&by=cohorts`);
+  const retentionByCohort = Object.fromEntries(await page.$$eval("[data-segment-grid]", (grids) =>
+    grids.map((g) => [g.dataset.segmentGrid, [...g.querySelectorAll("[data-cohort]")].map((r) => [
+      r.dataset.cohort, Number(r.dataset.size),
+      [...r.querySelectorAll("td.cell")].map((c) => Number(c.dataset.visitors))])])));
+  await page.screenshot({ path: `${shots}/retention-by-cohort.png` });
   return { status, list, count_ids: countIds, search, person, cohorts, cohort_overview: cohortOverview,
-           unknown_cohort: unknownCohort };
+           unknown_cohort: unknownCohort, funnels_by_cohort: funnelsByCohort, retention_by_cohort: retentionByCohort };
 }
 
 async function failed(page) {
