@@ -29,6 +29,7 @@ import re
 
 import orjson
 
+from analytics.persons import join_of, person_map, who_of
 from headwater.clickhouse import project_database
 
 KINDS = ("did", "did_not", "trait")
@@ -37,10 +38,6 @@ MAX_RULES = 10
 MAX_COHORTS = 20  # the People page computes each one's size as it is drawn
 MAX_TEXT = 200
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
-PERSON_MAP = """(
-        SELECT visitor_hash, argMax(person_hash, version) AS merged_into
-        FROM {db}.person_ids GROUP BY visitor_hash
-    )"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +53,6 @@ class Cohort:
     def persons_sql(self, count_ids: bool) -> str:
         """``SELECT who FROM …``: the members' person hashes (their ids' hashes with ``count_ids``)."""
         db = project_database(self.project_id)
-        who = "visitor_hash" if count_ids else "if(merged_into = 0, visitor_hash, merged_into)"
-        join = "" if count_ids else f"\n    LEFT ANY JOIN {PERSON_MAP.format(db=db)} AS persons USING (visitor_hash)"
         p = self.prefix
         columns = ",\n        ".join(f"{_column(p, i, rule)} AS r{i}" for i, rule in enumerate(self.rules))
         joined = f" {'AND' if self.match == 'all' else 'OR'} "
@@ -65,9 +60,9 @@ class Cohort:
         window = f"timestamp >= now64(3) - toIntervalDay(%({p}_days)s)"
         identifies = " OR type = 'identify'" if any("trait" in rule for rule in self.rules) else ""
         return f"""SELECT who FROM (
-    SELECT {who} AS who,
+    SELECT {who_of(count_ids)} AS who,
         {columns}
-    FROM {db}.events{join}
+    FROM {db}.events{join_of(self.project_id, count_ids)}
     WHERE {window}{identifies}
     GROUP BY who
     HAVING {tests}
@@ -78,10 +73,9 @@ class Cohort:
         members = self.persons_sql(count_ids)
         if count_ids:
             return members
-        db = project_database(self.project_id)
         # a merged person's hash is its own id's, so the members are ids too; their other ids come from the map
         return (f"SELECT who FROM ({members}) UNION ALL SELECT visitor_hash FROM "
-                f"{PERSON_MAP.format(db=db)} WHERE merged_into IN ({members})")
+                f"{person_map(self.project_id)} WHERE merged_into IN ({members})")
 
     def ids_condition(self, count_ids: bool) -> str:
         """`` AND visitor_hash IN …``: the events or sessions of the members' ids, for any query on

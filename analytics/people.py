@@ -19,6 +19,7 @@ import orjson
 from clickhouse_driver import Client
 
 from analytics.filters import NONE, Filters
+from analytics.persons import person_map
 from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, VISITOR, Query, QueryError, _events, time_range
 from headwater.clickhouse import project_database
 
@@ -29,11 +30,7 @@ TIMELINE_COLUMNS = ("timestamp", "type", "event", "url_path", "visitor", "sessio
 
 
 def _merged(project_id: str) -> str:
-    return f"""(
-    SELECT visitor_hash, argMax(person_id, version) AS merged_person
-    FROM {project_database(project_id)}.person_ids
-    GROUP BY visitor_hash
-) AS persons"""
+    return f"{person_map(project_id, 'person_id', 'merged_person')} AS persons"
 
 
 def people(project_id: str, since: datetime, until: datetime, search: str = "", limit: int = 100,
