@@ -164,6 +164,8 @@ def cmd_erase(args: argparse.Namespace) -> None:
     client = make_client(get_settings())
     try:
         print(json.dumps(dataclasses.asdict(erase(client, get_settings(), args.project, args.user)), indent=2))
+    except ValueError as exc:  # an empty or oversized id: refused before anything is deleted
+        raise SystemExit(f"headwater erase: {exc}") from exc
     finally:
         client.disconnect()
 

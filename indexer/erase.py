@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from clickhouse_driver import Client
 
+from analytics.people import ids_of
 from headwater.clickhouse import project_database
 from headwater.identity import erase_command
 from headwater.kafka import kafka_connection, make_producer
@@ -47,22 +48,17 @@ class ErasureReport:
     identity: str  # "forgotten", or "pending" when the identity role did not answer
 
 
-def person_ids(client: Client, db: str, given: str) -> list[str]:
+def person_ids(client: Client, project_id: str, given: str) -> list[str]:
     """Every id of the person ``given`` belongs to, and the anonymous ids seen with its user ids."""
-    found = client.execute(f"SELECT argMax(person_id, version) FROM {db}.person_ids WHERE distinct_id = %(id)s",
-                           {"id": given})
-    person = found[0][0] if found and found[0][0] else given
-    merged = client.execute(f"SELECT distinct_id FROM {db}.person_ids GROUP BY distinct_id "
-                            "HAVING argMax(person_id, version) = %(person)s", {"person": person})
-    ids = {given, person, *(row[0] for row in merged)}
-    linked = client.execute(f"SELECT DISTINCT anonymous_id FROM {db}.events WHERE user_id IN %(ids)s "
-                            "AND anonymous_id != ''", {"ids": sorted(ids)})
+    ids = {given, *ids_of(client, project_id, given)[1]}
+    linked = client.execute(f"SELECT DISTINCT anonymous_id FROM {project_database(project_id)}.events "
+                            "WHERE user_id IN %(ids)s AND anonymous_id != ''", {"ids": sorted(ids)})
     return sorted(ids | {row[0] for row in linked})
 
 
 def erase(client: Client, settings: Settings, project_id: str, given: str, timeout_s: float = 60.0) -> ErasureReport:
     db = project_database(project_id)
-    ids = person_ids(client, db, given)
+    ids = person_ids(client, project_id, given)
     identity = asyncio.run(forget_in_identity(settings, project_id, ids, timeout_s))
     where = {
         "events": "user_id IN %(ids)s OR anonymous_id IN %(ids)s",

@@ -77,14 +77,16 @@ def test_a_login_from_the_dashboards_own_form_works_without_origin_when_same_ori
     assert reply.status_code == 303 and COOKIE in reply.cookies
 
 
-PAGES = [view for view, _ in NAV] + ["live.json", "sessions/s_x", "sql/overview/trend"]
+PAGES = [view for view, _ in NAV] + ["live.json", "sessions/s_x", "sql/overview/trend", "people/someone",
+                                     "people/" + "x" * 1200, "sql/people/people", "sql/sessions/new"]
 PARAMS = ("range", "from", "to", "tz", "interval", "step", "window", "period", "periods", "start", "end",
-          "country", "page", "browser", "utm_campaign", "bots")
+          "country", "page", "browser", "utm_campaign", "bots", "count", "cohort", "by", "q")
 CHOSEN = {"range": ["custom", "today", "24h", "7d", "90d"], "from": ["9999-12-30", "0001-01-01", "2026-11-01"],
           "to": ["9999-12-31", "2026-11-30", "1970-01-01"], "window": ["9" * 5000, "0", "86400", "-1"],
           "start": ["999999999999999", "0", "1795348740000"], "end": ["99999999999999", "1795348740001"],
           "periods": ["9" * 4400, "52", "0"], "tz": ["Mars/Olympus", "Europe/Berlin", "../etc/passwd"],
-          "interval": ["hour", "minute"], "bots": ["include", "yes"]}
+          "interval": ["hour", "minute"], "bots": ["include", "yes"], "count": ["ids", "persons", "households"],
+          "cohort": ["whales", "x" * 200], "by": ["cohorts", "browser"], "q": ["x" * 300, "%", "'"]}
 values = st.one_of(st.text(string.printable, max_size=40), st.text(max_size=20), st.sampled_from(
     [v for choices in CHOSEN.values() for v in choices]))
 

@@ -46,6 +46,11 @@ def test_erase_removes_a_person_and_only_them(stack, settings, clickhouse):
     assert {m["distinct_id"] for m in document["merges"]} == {person, anon, phone}
     assert document["traits"] == {"email": "p@example.com"}
 
+    blank = subprocess.run([sys.executable, "-m", "headwater", "erase", "--project", project_id, "--user", ""],
+                           env=stack.env, capture_output=True, text=True, timeout=120)
+    assert blank.returncode != 0 and "an id is 1 to 1000 characters" in blank.stderr  # not every id-less row
+    assert count_rows(clickhouse, db) == 6
+
     done = subprocess.run([sys.executable, "-m", "headwater", "erase", "--project", project_id, "--user", person],
                           env=stack.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
