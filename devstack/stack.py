@@ -8,6 +8,7 @@ them in order: the services first (so they flush and commit), then ClickHouse, t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from commands.roles import COLOCATED, service_roles
@@ -63,10 +65,12 @@ class Child:
     log_path: Path
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # on top of the stack's environment
     proc: subprocess.Popen | None = None
+    log_start: int = 0  # where this run's lines begin in log_path, which every run appends to
 
     def start(self, env: dict[str, str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        self.log_start = log.tell()
         self.proc = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, env={**env, **self.env}, start_new_session=True
         )
@@ -91,6 +95,15 @@ class Child:
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_of_this_run(self) -> str:
+        """Everything the running process has logged so far, without the lines of earlier runs."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_start)
+                return log.read().decode(errors="replace")
         except OSError:
             return ""
 
@@ -175,6 +188,20 @@ class Stack:
             self._wait(child, ready[name], 120)
         self.write_pids()
         return code
+
+    @contextlib.contextmanager
+    def restarted_with(self, name: str, **env: str) -> Iterator[Child]:
+        """Run one child with extra environment (a fault injection) for the block, and with its usual one
+        after it, even when the block fails: a held process must not outlive the test that asked for it."""
+        child = self.child(name)
+        child.env.update(env)
+        try:
+            self.restart(name)
+            yield child
+        finally:
+            for variable in env:
+                child.env.pop(variable, None)
+            self.restart(name)
 
     def bootstrap(self) -> None:
         """Create the topics, apply every project's migrations, and create the default project

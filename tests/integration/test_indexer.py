@@ -45,20 +45,14 @@ def exact(clickhouse, db: str) -> tuple[int, int]:
 def test_kill_9_between_insert_and_commit_keeps_counts_exact(stack, settings, clickhouse):
     created = Admin(settings).create_project()
     key, db = created["keys"]["server_key"], created["project"]["database"]
-    indexer = stack.child("indexer")
-    indexer.env["HEADWATER_INDEXER_FAULT_HOLD_S"] = "120"
-    try:
-        stack.restart("indexer")
+    with stack.restarted_with("indexer", HEADWATER_INDEXER_FAULT_HOLD_S="120") as indexer:
         send(stack, key, events(300, "a"))
         wait_for(lambda: count_rows(clickhouse, db) > 0, timeout_s=60)  # inserted, held before the commit
-        wait_for(lambda: "fault_hold" in indexer.log_tail(5))
+        wait_for(lambda: "fault_hold" in indexer.log_of_this_run())
         indexer.proc.kill()
         indexer.proc.wait()
         inserted_before_crash = count_rows(clickhouse, db)
         send(stack, key, events(200, "b"))  # the replayed range will not match the first batch
-    finally:
-        del indexer.env["HEADWATER_INDEXER_FAULT_HOLD_S"]
-    stack.restart("indexer")
     wait_for(lambda: count_rows(clickhouse, db) >= 500, timeout_s=90)
     wait_for(lambda: metric(stack, "indexer", "headwater_consumer_lag_total") == 0, timeout_s=60)
     assert exact(clickhouse, db) == (500, 500)
