@@ -41,7 +41,8 @@ async def overview_data(runner: QueryRunner, project_id: str, state: ViewState) 
     """Everything the overview shows (``make bench`` times this and its rendering on 10M events)."""
     rows = await runner.records(views.overview_queries(project_id, state))
     return {"headline": views.headline(rows["traffic"], rows["engagement"]),
-            "trend": views.trend_series(rows["trend"], *state.bounds()), "top_blocks": views.TOP_BLOCKS, "rows": rows,
+            "trend": views.trend_series(rows["trend"], *state.bounds(), tuple(c.name for c in state.breakdown)),
+            "top_blocks": views.TOP_BLOCKS, "rows": rows,
             "no_events": not any(r["current"] for r in rows["traffic"])}
 
 

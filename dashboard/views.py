@@ -38,7 +38,8 @@ def overview_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     out = {
         "traffic": overview.traffic(project_id, since, until, f),
         "engagement": overview.engagement(project_id, since, until, f),
-        "trend": queries.trends(project_id, since, until, interval=state.trend_interval(), tz=state.tz, filters=f),
+        "trend": queries.trends(project_id, since, until, interval=state.trend_interval(), tz=state.tz, filters=f,
+                                by_cohorts=state.breakdown),
     }
     for block, (_title, what, _filter) in TOP_BLOCKS.items():
         out[block] = overview.top_list(project_id, what, since, until, TOP_LIMIT, f)
@@ -199,11 +200,21 @@ def headline(traffic: list[dict], engagement: list[dict]) -> list[dict]:
             for key, label, cur, prev, kind in figures]
 
 
-def trend_series(rows: list[dict], since: datetime, until: datetime) -> dict:
-    """The trend chart's data: period start times (seconds) and the events and visitors of each, and
-    the range the x axis spans (seconds)."""
-    return {"x": [_epoch(r["period"]) for r in rows], "events": [r["events"] for r in rows],
-            "visitors": [r["visitors"] for r in rows], "from": int(since.timestamp()), "to": int(until.timestamp())}
+def trend_series(rows: list[dict], since: datetime, until: datetime, cohorts: tuple[str, ...] = ()) -> dict:
+    """The trend chart's data: period start times (seconds), the range the x axis spans (seconds), and
+    the events and visitors of each period; or, given ``cohorts`` (the trend broken down by them), the
+    visitors of each cohort in each period (0 where none of its members came)."""
+    span = {"from": int(since.timestamp()), "to": int(until.timestamp())}
+    if not cohorts:
+        return {"x": [_epoch(r["period"]) for r in rows], "events": [r["events"] for r in rows],
+                "visitors": [r["visitors"] for r in rows], **span}
+    x = sorted({_epoch(r["period"]) for r in rows})
+    at = {t: i for i, t in enumerate(x)}
+    series = {name: [0] * len(x) for name in cohorts}
+    for row in rows:
+        if row["breakdown"] in series:
+            series[row["breakdown"]][at[_epoch(row["period"])]] = row["visitors"]
+    return {"x": x, "cohorts": [{"name": name, "visitors": values} for name, values in series.items()], **span}
 
 
 def _epoch(value) -> int:

@@ -3,6 +3,7 @@ in ClickHouse over persons or ids, usable as a filter by every query, and equal 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -11,11 +12,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from analytics import cohorts, overview, queries
 from analytics.filters import Filters
-from tests.helpers import Admin, count_rows, post, wait_for
+from tests.helpers import Admin, count_rows, dashboard_session, post, wait_for
 
 pytestmark = pytest.mark.integration
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "persons.md"
@@ -141,3 +143,14 @@ def test_trends_funnels_and_retention_break_down_by_cohorts(stack, settings, cli
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert [(r["cohort"], r["visitors"]) for r in map(json.loads, shown.stdout.splitlines())] == [
         ("repeat-buyers", 2), ("repeat-buyers", 0)]
+    cookies = dashboard_session(stack.dashboard_url, settings.admin_token)
+    page = httpx.get(f"{stack.dashboard_url}/p/{project}/overview", cookies=cookies, timeout=60,
+                     params={"range": "custom", "from": since.date().isoformat(), "to": until.date().isoformat(),
+                             "interval": "day", "by": "cohorts"})
+    assert page.status_code == 200, page.text[-2000:]
+    chart = json.loads(html.unescape(re.search(r'data-chart="trend"[^>]*><script type="application/json">(.*?)'
+                                                r"</script>", page.text, re.S).group(1)))
+    lines = {c["name"]: c["visitors"] for c in chart["cohorts"]}
+    # one visitor a day on each day a member came: ann on 4 days (she is in both), dan on 2
+    assert {name: (sum(days), max(days)) for name, days in lines.items()} == {"repeat-buyers": (6, 1),
+                                                                              "paying": (4, 1)}

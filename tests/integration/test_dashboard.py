@@ -387,6 +387,9 @@ def test_the_people_pages_show_one_person_across_two_devices(shown):
     assert seen["cohorts"] == {"team-plan": 1, "viewed-a-page": 2}
     assert seen["cohort_overview"] == {"visitors": 1, "pageviews": 2, "chip": "cohort: team-plan ×"}
     assert seen["unknown_cohort"] == 400
+    trend = seen["trend_by_cohort"]  # the overview's checkbox: a line per cohort in its trend chart
+    assert (trend["by"], trend["series"], trend["lines"]) == ("cohorts", "team-plan,viewed-a-page", 2)
+    assert trend["heading"].startswith("Visitors of each saved cohort by")
     # a funnel and a retention grid per cohort: alice in both, bob (only /pricing) in viewed-a-page
     assert seen["funnels_by_cohort"] == {"team-plan": [1, 0], "viewed-a-page": [1, 0]}
     assert seen["retention_by_cohort"] == {"team-plan": [["2026-03-02", 1, [1, 1]]],

@@ -104,6 +104,19 @@ def test_cohort_grid_leaves_future_periods_blank():
     assert [c and c["visitors"] for c in cohort["cells"]] == [4, 0, 1, None]
 
 
+def test_the_trend_by_cohorts_has_a_line_per_cohort_with_zeros_where_none_of_its_members_came():
+    day = [datetime(2026, 3, d, tzinfo=UTC) for d in (1, 2, 3)]
+    rows = [{"period": day[0], "breakdown": "paying", "events": 5, "visitors": 2},
+            {"period": day[0], "breakdown": "new", "events": 1, "visitors": 1},
+            {"period": day[2], "breakdown": "paying", "events": 3, "visitors": 3}]
+    chart = views.trend_series(rows, day[0], day[2], ("new", "paying", "churned"))
+    assert chart["x"] == [int(day[0].timestamp()), int(day[2].timestamp())]
+    assert chart["cohorts"] == [{"name": "new", "visitors": [1, 0]}, {"name": "paying", "visitors": [2, 3]},
+                                {"name": "churned", "visitors": [0, 0]}]
+    plain = views.trend_series([{**r, "breakdown": ""} for r in rows[:1]], day[0], day[2])
+    assert (plain["events"], plain["visitors"], "cohorts" in plain) == ([5], [2], False)
+
+
 def test_login_redirects_stay_on_this_site():
     assert _safe_next("/p/x/overview?range=30d") == "/p/x/overview?range=30d"
     for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)", "", None):

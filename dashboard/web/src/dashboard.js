@@ -4,23 +4,43 @@ import uPlot from "uplot";
 
 const LIVE_EVERY_MS = 5000;
 
+const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
+
+// Events and visitors on two axes; or, broken down by cohorts, each cohort's visitors on one.
+function trendLines(data) {
+  const points = { show: data.x.length < 60 };
+  if (data.cohorts) {
+    return {
+      series: [{}, ...data.cohorts.map((c, i) => ({ label: c.name, stroke: PALETTE[i % PALETTE.length], width: 2, points }))],
+      axes: [{}, { size: 60 }],
+      values: data.cohorts.map((c) => c.visitors),
+    };
+  }
+  return {
+    series: [{}, { label: "Events", stroke: PALETTE[0], width: 2, points },
+             { label: "Visitors", stroke: PALETTE[1], width: 2, scale: "visitors", points }],
+    axes: [{}, { size: 60, stroke: PALETTE[0] }, { scale: "visitors", side: 1, size: 60, stroke: PALETTE[1], grid: { show: false } }],
+    values: [data.events, data.visitors],
+  };
+}
+
 function trendChart(box) {
   const data = JSON.parse(box.querySelector("script").textContent);
+  const lines = trendLines(data);
   const options = (width) => ({
     width, height: 260,
     // the x axis spans the view's range, however few periods have events (around a single point
     // uPlot's automatic range stretches the axis over years)
     scales: { x: { time: true, range: () => [data.from, data.to] } },
-    series: [{}, { label: "Events", stroke: "#2563eb", width: 2, points: { show: data.x.length < 60 } },
-             { label: "Visitors", stroke: "#16a34a", width: 2, scale: "visitors", points: { show: data.x.length < 60 } }],
-    axes: [{}, { size: 60, stroke: "#2563eb" }, { scale: "visitors", side: 1, size: 60, stroke: "#16a34a", grid: { show: false } }],
+    series: lines.series,
+    axes: lines.axes,
   });
   const drawn = (u) => {
     box.dataset.xRange = JSON.stringify([u.scales.x.min, u.scales.x.max]);
+    box.dataset.lines = String(u.series.length - 1);
     box.dataset.drawn = "true";
   };
-  let plot = new uPlot({ ...options(box.clientWidth), hooks: { draw: [drawn] } },
-                       [data.x, data.events, data.visitors], box);
+  let plot = new uPlot({ ...options(box.clientWidth), hooks: { draw: [drawn] } }, [data.x, ...lines.values], box);
   let pending;
   new ResizeObserver(() => {
     clearTimeout(pending);

@@ -109,6 +109,13 @@ async function people(page) {
                            chip: (await page.textContent("a.chip[data-filter=cohort]")).trim() };
   await page.screenshot({ path: `${shots}/overview-cohort.png` });
   const unknownCohort = await open(page, `/p/${env.PEOPLE_PROJECT}/overview${state}&cohort=whales`);
+  await open(page, `/p/${env.PEOPLE_PROJECT}/overview${state}`);
+  await Promise.all([page.waitForNavigation(), page.check("input[name=by][value=cohorts]")]);
+  const chart = await page.waitForSelector("[data-chart=trend][data-drawn=true]");
+  const trendByCohort = { by: new URL(page.url()).searchParams.get("by"), series: await chart.getAttribute("data-series"),
+                          lines: Number(await chart.getAttribute("data-lines")),
+                          heading: (await page.textContent("section.panel h2")).trim() };
+  await page.screenshot({ path: `${shots}/overview-by-cohort.png` });
   await open(page, `/p/${env.PEOPLE_PROJECT}/funnels${state}&step=%2F&step=%2Fpricing&by=cohorts`);
   const funnelsByCohort = Object.fromEntries(await page.$$eval("[data-block=funnel][data-segment]", (blocks) =>
     blocks.map((b) => [b.dataset.segment, [...b.querySelectorAll("[data-step]")].map((r) => Number(r.dataset.visitors))])));
@@ -119,7 +126,7 @@ async function people(page) {
       [...r.querySelectorAll("td.cell")].map((c) => Number(c.dataset.visitors))])])));
   await page.screenshot({ path: `${shots}/retention-by-cohort.png` });
   return { status, list, count_ids: countIds, search, person, cohorts, cohort_overview: cohortOverview,
-           unknown_cohort: unknownCohort, funnels_by_cohort: funnelsByCohort, retention_by_cohort: retentionByCohort };
+           unknown_cohort: unknownCohort, trend_by_cohort: trendByCohort, funnels_by_cohort: funnelsByCohort, retention_by_cohort: retentionByCohort };
 }
 
 async function failed(page) {
