@@ -170,6 +170,42 @@ def cmd_erase(args: argparse.Namespace) -> None:
         client.disconnect()
 
 
+def cmd_remerge(args: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+
+    from clickhouse_driver.errors import Error as ClickHouseError
+    from clickhouse_driver.errors import ServerException
+
+    from headwater.clickhouse import make_client
+    from identity.remerge import remerge
+
+    settings = get_settings()
+    client = make_client(settings)
+    try:
+        report = remerge(client, settings, args.project, args.since, args.until)
+    except ValueError as exc:
+        raise SystemExit(f"headwater remerge: {exc}") from None
+    except ServerException as exc:  # an unknown project's database, among others
+        raise SystemExit(f"headwater remerge: ClickHouse refused it: {exc.message.splitlines()[0]}") from None
+    except (ClickHouseError, OSError, EOFError) as exc:
+        raise SystemExit(f"headwater remerge: cannot reach ClickHouse: {exc}") from None
+    finally:
+        client.disconnect()
+    print(json.dumps(dataclasses.asdict(report), indent=2))
+
+
+def utc_time(text: str):
+    """An ISO date or time (UTC unless it names a zone), for ``--from`` and ``--to``."""
+    import datetime as dt
+
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or time: {exc}") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 def cmd_backup(args: argparse.Namespace) -> None:
     import dataclasses
     import datetime as dt
@@ -317,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--project", required=True)
     erase.add_argument("--user", required=True, help="a user id or an anonymous id")
     erase.set_defaults(func=cmd_erase)
+    remerge = sub.add_parser("remerge", help="apply a project's stored identify and alias calls again: those "
+                             "older than Kafka keeps, or refused before an identity setting changed")
+    remerge.add_argument("--project", required=True)
+    remerge.add_argument("--from", dest="since", type=utc_time, help="calls sent at or after (default: all)")
+    remerge.add_argument("--to", dest="until", type=utc_time, help="calls sent before (default: all)")
+    remerge.set_defaults(func=cmd_remerge)
     from analytics.cli import add_parsers as add_analytics_parsers
 
     add_analytics_parsers(sub)

@@ -5,8 +5,9 @@ A poll reads the stored events (``headwater.step.index``, after the project's pr
 ids are the ones in ClickHouse), applies each ``identify`` and ``alias`` in order, and writes the
 links that changed to the changelog, or a dead letter for a merge the rules refuse. Records without
 either type are skipped on a substring test of their bytes, without decoding them. It also reads
-``headwater.identity-commands``: an erase command forgets every id of the persons it names, and
-writes a tombstone for each.
+``headwater.identity-commands`` (:mod:`headwater.identity_commands`): an erase command forgets every id
+of the persons it names, and writes a tombstone for each; a remerge batch, stored events read back from
+ClickHouse, is applied as the stored events are.
 
 The state is one graph per project, not per input partition: a person's ids arrive on any
 partition. So the role has one writer: its transactional id is the same for every replica, and a
@@ -123,9 +124,9 @@ class IdentityBook:
             for record in records:
                 if record.value is None:
                     continue
-                if tp.topic == self.commands:
+                if tp.topic == self.commands and not record.value.startswith(b"["):
                     self._erase(record, changed)
-                elif any(marker in record.value for marker in MARKERS):
+                elif any(marker in record.value for marker in MARKERS):  # stored events, or a remerge batch
                     self._apply_record(record, changed, refused)
         outputs = [Output(self.changelog, record_key(project_id, distinct_id), None if link is None else link.dump(),
                           [], events=0, partition=0)

@@ -22,18 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from clickhouse_driver import Client
 
 from analytics.people import ids_of
 from headwater.clickhouse import project_database
 from headwater.identity import erase_command
-from headwater.kafka import kafka_connection, make_producer
+from headwater.identity_commands import APPLIED, send_and_wait
 from headwater.settings import Settings
-from headwater.topics import IDENTITY_GROUP, PERSON_IDS_INDEXER_GROUP, identity_commands_topic, identity_topic
 
 WAIT = {"mutations_sync": 2}
 
@@ -59,7 +55,8 @@ def person_ids(client: Client, project_id: str, given: str) -> list[str]:
 def erase(client: Client, settings: Settings, project_id: str, given: str, timeout_s: float = 60.0) -> ErasureReport:
     db = project_database(project_id)
     ids = person_ids(client, project_id, given)
-    identity = asyncio.run(forget_in_identity(settings, project_id, ids, timeout_s))
+    applied = asyncio.run(send_and_wait(settings, [erase_command(project_id, ids)], timeout_s))
+    identity = "forgotten" if applied == APPLIED else "pending"
     where = {
         "events": "user_id IN %(ids)s OR anonymous_id IN %(ids)s",
         "sessions": "user_id IN %(ids)s OR visitor_id IN %(ids)s",
@@ -73,47 +70,3 @@ def erase(client: Client, settings: Settings, project_id: str, given: str, timeo
         client.execute(f"ALTER TABLE {db}.{table} DELETE WHERE {condition}", {"ids": ids}, settings=WAIT)
     return ErasureReport(ids, counts["events"], counts["sessions"], counts["failed_events"], counts["person_ids"],
                          identity)
-
-
-async def forget_in_identity(settings: Settings, project_id: str, ids: list[str], timeout_s: float) -> str:
-    """Ask the identity role to forget the persons of ``ids`` and wait until it has, and until the
-    ``person_ids`` indexer has loaded the changelog up to its tombstones; "forgotten" or "pending"."""
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        sent = await producer.send_and_wait(identity_commands_topic(settings), erase_command(project_id, ids),
-                                            partition=0)
-    finally:
-        await producer.stop()
-    deadline = time.monotonic() + timeout_s
-    admin = AIOKafkaAdminClient(**kafka_connection(settings))
-    await admin.start()
-    try:
-        commands = TopicPartition(identity_commands_topic(settings), 0)
-        if not await _committed_past(admin, IDENTITY_GROUP, commands, sent.offset + 1, deadline):
-            return "pending"
-        changelog = TopicPartition(identity_topic(settings), 0)
-        end = await _end_offset(settings, changelog)
-        loaded = await _committed_past(admin, PERSON_IDS_INDEXER_GROUP, changelog, end, deadline)
-        return "forgotten" if loaded else "pending"
-    finally:
-        await admin.close()
-
-
-async def _committed_past(admin: AIOKafkaAdminClient, group: str, tp: TopicPartition, offset: int,
-                          deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        committed = await admin.list_consumer_group_offsets(group, partitions=[tp])
-        if tp in committed and committed[tp].offset >= offset:
-            return True
-        await asyncio.sleep(0.2)
-    return False
-
-
-async def _end_offset(settings: Settings, tp: TopicPartition) -> int:
-    reader = AIOKafkaConsumer(**kafka_connection(settings), enable_auto_commit=False, isolation_level="read_committed")
-    await reader.start()
-    try:
-        return (await reader.end_offsets([tp]))[tp]
-    finally:
-        await reader.stop()

@@ -5,6 +5,9 @@ dead letter; the identity role restores its merges after a kill -9."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -118,6 +121,50 @@ def test_illegal_and_already_identified_merges_are_refused_as_dead_letters(stack
                           ("identity", "merge_illegal_id", "anonymousId")]
     wait_for(lambda: merged(clickhouse, db, "shared-tablet") == "user-b", 30)  # the first user keeps the device
     assert merged(clickhouse, db, "undefined") is None and merged(clickhouse, db, "user-c") is None
+
+
+def remerge(stack, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "headwater", "remerge", *args], env=stack.env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_remerge_applies_calls_kafka_no_longer_holds_and_merges_a_setting_now_allows(stack, settings, clickhouse):
+    admin = Admin(settings)
+    created = admin.create_project()
+    project, key, db = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    send(stack, key, [event("identify", T0, anonymousId="shared-tablet", userId="user-b"),
+                      event("identify", T0 + timedelta(minutes=1), anonymousId="shared-tablet", userId="user-c")])
+    refusals = f"SELECT reason FROM {db}.failed_events"
+    wait_for(lambda: clickhouse.execute(refusals) == [("merge_already_identified",)], 60)
+    wait_for(lambda: merged(clickhouse, db, "shared-tablet") == "user-b", 60)
+    wait_for(lambda: count_rows(clickhouse, db) == 2, 60)
+    # an identify only ClickHouse holds, as one older than the 7 days Kafka keeps would be
+    clickhouse.execute(f"INSERT INTO {db}.events (message_id, type, anonymous_id, user_id, timestamp, received_at) VALUES",
+                       [(str(uuid.uuid4()), "identify", "old-laptop", "user-old", T0, T0 + timedelta(seconds=1))])
+    assert admin.call("PATCH", f"/v1/projects/{project}/config",
+                      {"identity": {"merge_identified": True}}).status_code == 200
+
+    done = remerge(stack, "--project", project)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert (report["calls"], report["batches"], report["identity"]) == (3, 1, "applied")
+    assert (report["merged_ids_before"], report["merged_ids_after"]) == (2, 5)
+    assert merged(clickhouse, db, "old-laptop") == "user-old" == merged(clickhouse, db, "user-old")
+    assert merged(clickhouse, db, "user-c") == "user-b"  # the refused call, allowed now
+    assert clickhouse.execute(refusals) == [("merge_already_identified",)]  # the old refusal, no new one
+
+    again = json.loads(remerge(stack, "--project", project).stdout)  # merges already made change nothing
+    assert (again["calls"], again["merged_ids_before"], again["merged_ids_after"]) == (3, 5, 5)
+    versions = clickhouse.execute(f"SELECT count(), uniqExact(distinct_id) FROM {db}.person_ids")
+    assert versions == [(5, 5)]
+    later = json.loads(remerge(stack, "--project", project, "--from", "2027-01-01").stdout)
+    assert (later["calls"], later["batches"], later["identity"]) == (0, 0, "applied")
+    unknown = remerge(stack, "--project", "no_such_project")
+    assert unknown.returncode != 0 and "headwater remerge: ClickHouse refused it" in unknown.stderr
+    malformed = remerge(stack, "--project", "no-such-project")
+    assert malformed.returncode != 0 and "project id 'no-such-project' must match" in malformed.stderr
+    bad_date = remerge(stack, "--project", project, "--from", "last week")
+    assert bad_date.returncode == 2 and "'last week' is not an ISO date" in bad_date.stderr
 
 
 def test_merges_survive_a_kill_9_of_the_identity_role(stack, settings, clickhouse):

@@ -7,10 +7,11 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from headwater.envelope import Envelope, encode_batch
+from headwater.envelope import Envelope, decode_batch, encode_batch
 from headwater.identity import Link, is_illegal, record_key, split_key
 from headwater.partitioning import PartitionMap
 from headwater.settings import Settings
+from identity import remerge
 from identity.book import IdentityBook
 from identity.graph import (
     ALREADY_IDENTIFIED,
@@ -199,3 +200,16 @@ def test_an_erase_command_forgets_every_id_of_the_person_and_writes_tombstones()
     assert set(identity.graphs["shop"].links) == {"u2", "b1"}
     with pytest.raises(ValueError):
         read_erase_command(b'{"erase": {"project_id": "shop", "ids": [1]}}')
+
+
+def test_a_remerge_is_cut_into_records_under_the_byte_limit_and_reads_back_as_stored_events():
+    calls = [Envelope("shop", f"m{i:02d}", i, remerge.REQUEST_ID, {"type": "identify", "userId": f"user-{i:02d}",
+                                                               "anonymousId": "x" * 200}) for i in range(10, 60)]
+    one = len(encode_batch(calls[:1]))
+    records = list(remerge.batches(iter(calls), limit_bytes=one * 10))
+    assert [count for _, count in records] == [10, 10, 10, 10, 10]
+    assert all(len(value) <= one * 10 for value, _ in records)
+    assert [e.message_id for value, _ in records for e in decode_batch(value)] == [c.message_id for c in calls]
+    assert list(remerge.batches(iter([]))) == []
+    huge = Envelope("shop", "big", 0, remerge.REQUEST_ID, {"type": "identify", "userId": "u" * 5000})
+    assert [count for _, count in remerge.batches(iter([huge, *calls[:2]]), limit_bytes=one * 2)] == [1, 2]
