@@ -89,6 +89,13 @@ def cmd_identity(args: argparse.Namespace) -> None:
     run_role(lambda: Identifier.role(get_settings()))
 
 
+def cmd_alerts(args: argparse.Namespace) -> None:
+    from alerts.service import Alerter
+    from headwater.service import run_role
+
+    run_role(lambda: Alerter.role(get_settings()))
+
+
 def cmd_lag_exporter(args: argparse.Namespace) -> None:
     from headwater.group_lag import LagExporter
     from headwater.service import run_role
@@ -282,7 +289,7 @@ def installed_version() -> str:
 
 
 SERVICE_ROLES = {"collector", "admin", "dashboard", "mediator", "processor", "indexer", "forwarder", "identity",
-                 "lag-exporter",
+                 "alerts", "lag-exporter",
                  "up", "dev"}
 
 
@@ -312,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     processor.set_defaults(func=cmd_processor)
     indexer = sub.add_parser("indexer", help="load tables into ClickHouse (one consumer group per table)")
     indexer.add_argument("tables", nargs="*", default=["events"],
-                         choices=["events", "sessions", "failed_events", "step_counts", "person_ids"])
+                         choices=["events", "sessions", "failed_events", "step_counts", "person_ids", "alerts"])
     indexer.set_defaults(func=cmd_indexer)
     forwarder = sub.add_parser("forwarder", help="deliver each project's events to its destinations (one "
                                "consumer group per destination)")
@@ -321,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     forwarder.set_defaults(func=cmd_forwarder)
     sub.add_parser("identity", help="merge each project's distinct ids into persons (identify, alias), into "
                    "the compacted topic the indexer loads as person_ids").set_defaults(func=cmd_identity)
+    sub.add_parser("alerts", help="raise each project's alerts (event, visitor and threshold rules) into "
+                   "headwater.alerts, for its channels and its alerts table").set_defaults(func=cmd_alerts)
     sub.add_parser("lag-exporter", help="export every consumer group's lag and members, measured at the broker "
                    "(so it keeps growing while a step is down)").set_defaults(func=cmd_lag_exporter)
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations to every project (or those named)")

@@ -21,6 +21,6 @@ def service_roles(colocate_stateless_steps: bool = False) -> list[tuple[str, lis
             ("mediator", ["mediator"]),
             *processors,
             ("indexer", ["indexer", "events"]), ("indexer-sessions", ["indexer", "sessions"]),
-            ("indexer-failed", ["indexer", "failed_events", "step_counts", "person_ids"]),
-            ("forwarder", ["forwarder"]), ("identity", ["identity"]),
+            ("indexer-failed", ["indexer", "failed_events", "step_counts", "person_ids", "alerts"]),
+            ("forwarder", ["forwarder"]), ("identity", ["identity"]), ("alerts", ["alerts"]),
             ("lag-exporter", ["lag-exporter"])]

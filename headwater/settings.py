@@ -122,6 +122,15 @@ class Settings:
     # calls cannot exhaust the role that every project shares.
     identity_max_ids_per_project: int = 1_000_000
 
+    # The alerts role (headwater/alerts.py). A threshold window closes when the project's latest event
+    # time passes its end by alerts_grace_s (later events are late and not counted), or, when the
+    # project has sent nothing for alerts_idle_s, when the clock does (so a stop in traffic still
+    # closes its windows). Past alerts_max_keys_per_project keys (windows, cooldowns, visitors) the
+    # project's new keys are not kept, so one project cannot exhaust the role every project shares.
+    alerts_grace_s: float = 30.0
+    alerts_idle_s: float = 60.0
+    alerts_max_keys_per_project: int = 1_000_000
+
     session_timeout_s: float = 1800.0  # defaults; each project may set its own
     session_max_length_s: float = 86_400.0
     session_split_on_campaign: bool = True

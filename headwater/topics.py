@@ -21,6 +21,8 @@ STEP_COUNTS = "step-counts"
 FORWARDER_STATUS = "forwarder-status"
 IDENTITY = "identity"
 IDENTITY_COMMANDS = "identity-commands"
+ALERTS = "alerts"
+ALERTS_STATE = "alerts-state"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -87,6 +89,16 @@ def identity_commands_topic(settings: Settings) -> str:
     return topic_name(settings, IDENTITY_COMMANDS)
 
 
+def alerts_topic(settings: Settings) -> str:
+    """The alerts the alerts role raises (:mod:`headwater.alerts`), for the channels and the indexer."""
+    return topic_name(settings, ALERTS)
+
+
+def alerts_state_topic(settings: Settings) -> str:
+    """The alerts role's changelog: windows, cooldowns, visitors' last events and traits."""
+    return topic_name(settings, ALERTS_STATE)
+
+
 def step_counts_topic(settings: Settings) -> str:
     """Each process's counts of events in and out of the steps it runs (:mod:`headwater.step_counts`)."""
     return topic_name(settings, STEP_COUNTS)
@@ -111,6 +123,8 @@ MEDIATOR_GROUP = "headwater-mediator"
 EVENTS_INDEXER_GROUP = "headwater-indexer-events"
 IDENTITY_GROUP = "headwater-identity"
 PERSON_IDS_INDEXER_GROUP = "headwater-indexer-person-ids"
+ALERTS_GROUP = "headwater-alerts"
+ALERTS_INDEXER_GROUP = "headwater-indexer-alerts"
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -119,9 +133,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     pipeline = [TopicSpec(name, settings.topic_partitions, 7 * DAY_MS) for name in names]
     pipeline.append(TopicSpec(step_counts_topic(settings), 1, 7 * DAY_MS))  # a few records a minute
     pipeline.append(TopicSpec(identity_commands_topic(settings), 1, 7 * DAY_MS))
+    pipeline.append(TopicSpec(alerts_topic(settings), 1, 7 * DAY_MS))
     pipeline.append(TopicSpec(session_state_topic(settings), settings.topic_partitions, None))
     compacted = [TopicSpec(projects_topic(settings), 1, None), TopicSpec(salts_topic(settings), 1, None),
                  TopicSpec(forwarder_status_topic(settings), 1, None),
                  # one partition: merges apply in one order, and the identity role restores all of it
-                 TopicSpec(identity_topic(settings), 1, None)]
+                 TopicSpec(identity_topic(settings), 1, None),
+                 # one partition: a threshold counts every partition's events, so the alerts role has one writer
+                 TopicSpec(alerts_state_topic(settings), 1, None)]
     return [*pipeline, *compacted]

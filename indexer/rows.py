@@ -1,5 +1,6 @@
 """Rows the indexer builds in Python: dead letters into ``failed_events``, the sessionizer's rows into
-``sessions`` and the steps' counts into ``step_counts``. (``events`` rows are built by ClickHouse: see
+``sessions``, the steps' counts into ``step_counts``, merges into ``person_ids`` and alerts into
+``alerts``. (``events`` rows are built by ClickHouse: see
 :mod:`indexer.events_sql`.)"""
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from datetime import UTC, datetime
 
 import orjson
 
+from headwater.envelope import Envelope
 from headwater.identity import Link
 from headwater.migrations.columns import SESSION_COLUMNS
-from headwater.timeutil import from_epoch_ms
+from headwater.timeutil import epoch_ms, from_epoch_ms
 
 
 def _text(value: object) -> str:
@@ -52,3 +54,13 @@ def step_count_row(row: list) -> tuple[str, tuple]:
 def person_id_row(distinct_id: str, link: Link) -> tuple:
     """One ``person_ids`` row (:data:`PERSON_ID_COLUMNS`) from an identity changelog record."""
     return distinct_id, link.person, link.identified, link.version, from_epoch_ms(link.at_ms)
+
+
+def alert_row(alert: Envelope) -> tuple:
+    """One ``alerts`` row (:data:`ALERT_COLUMNS`) from an alert (:mod:`headwater.alerts`)."""
+    properties = alert.event.get("properties") or {}
+    details = {k: v for k, v in properties.items() if k not in ("rule", "kind", "subject", "text", "quiet")}
+    at = epoch_ms(alert.event.get("timestamp")) or alert.received_at_ms
+    return (alert.message_id, str(properties.get("rule", "")), str(properties.get("kind", "")),
+            str(properties.get("subject", "")), from_epoch_ms(at), from_epoch_ms(alert.received_at_ms),
+            str(properties.get("text", "")), bool(properties.get("quiet")), orjson.dumps(details).decode())

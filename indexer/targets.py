@@ -19,15 +19,23 @@ from headwater.deadletter import Rejected
 from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.identity import Link, split_key
-from headwater.migrations.columns import FAILED_COLUMNS, PERSON_ID_COLUMNS, SESSION_COLUMNS, STEP_COUNT_COLUMNS
+from headwater.migrations.columns import (
+    ALERT_COLUMNS,
+    FAILED_COLUMNS,
+    PERSON_ID_COLUMNS,
+    SESSION_COLUMNS,
+    STEP_COUNT_COLUMNS,
+)
 from headwater.privacy import PrivacyPolicy, apply_policy
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER, event_count, header_value
 from headwater.settings import Settings
 from headwater.topics import (
+    ALERTS_INDEXER_GROUP,
     EVENTS_INDEXER_GROUP,
     PERSON_IDS_INDEXER_GROUP,
+    alerts_topic,
     dead_letter_topic,
     identity_topic,
     sessions_topic,
@@ -35,7 +43,7 @@ from headwater.topics import (
     step_topic,
 )
 from indexer import events_sql
-from indexer.rows import failed_row, person_id_row, session_row, step_count_row
+from indexer.rows import alert_row, failed_row, person_id_row, session_row, step_count_row
 
 UNKNOWN_PROJECT = "_unknown"  # dead letters whose project is not known land in hw__unknown
 
@@ -244,7 +252,31 @@ class PersonIdsTarget:
         return []
 
 
-TABLES = ("events", "sessions", "failed_events", "step_counts", "person_ids")
+class AlertsTarget:
+    """``alerts``: what the alerts role raised (:mod:`headwater.alerts`), a row per alert. Alerts of a
+    project that is not (or no longer) configured are left out."""
+
+    table = "alerts"
+    group_id = ALERTS_INDEXER_GROUP
+
+    def __init__(self, settings: Settings, store: ProjectStore) -> None:
+        self.topic = alerts_topic(settings)
+        self.store = store
+
+    def items(self, record: ConsumerRecord) -> list[tuple[str, Item]]:
+        try:
+            alerts = decode_batch(record.value or b"")
+        except ValueError as exc:
+            raise Rejected("unparseable", str(exc)) from exc
+        return by_project(record, [(alert.project_id, alert_row(alert)) for alert in alerts
+                                   if self.store.get(alert.project_id) is not None])
+
+    def insert(self, client: Client, db: str, project_id: str, items: list[Item], token: str) -> list[Item]:
+        insert_rows(client, f"{db}.alerts", ALERT_COLUMNS, items, token)
+        return []
+
+
+TABLES = ("events", "sessions", "failed_events", "step_counts", "person_ids", "alerts")
 
 
 def target(name: str, settings: Settings, store: ProjectStore) -> Target:
@@ -258,4 +290,6 @@ def target(name: str, settings: Settings, store: ProjectStore) -> Target:
         return StepCountsTarget(settings, store)
     if name == "person_ids":
         return PersonIdsTarget(settings, store)
+    if name == "alerts":
+        return AlertsTarget(settings, store)
     raise ValueError(f"unknown table {name!r}: {', '.join(TABLES)}")

@@ -1,6 +1,6 @@
 """The column order of the tables whose rows are built in Python, beside the migrations that create
 them: the sessionizer's ``sessions`` rows, the indexer's ``failed_events`` rows, the steps'
-``step_counts`` and the identity role's ``person_ids``. (``events`` rows are
+``step_counts``, the identity role's ``person_ids`` and the alerts role's ``alerts``. (``events`` rows are
 built by ClickHouse from the raw events: see :mod:`indexer.events_sql`.)"""
 
 SESSION_COLUMNS = (
@@ -17,3 +17,5 @@ FAILED_COLUMNS = ("failed_at", "step", "reason", "path", "detail", "message_id",
 STEP_COUNT_COLUMNS = ("minute", "step", "events_in", "events_out", "dropped", "dead_lettered")
 
 PERSON_ID_COLUMNS = ("distinct_id", "person_id", "is_identified", "version", "merged_at")
+
+ALERT_COLUMNS = ("alert_id", "rule", "kind", "subject", "at", "raised_at", "text", "quiet", "details")

@@ -62,7 +62,7 @@ def test_the_sessionizer_keeps_its_transactional_id_across_restarts():
 def test_consuming_roles_get_distinct_metrics_ports():
     ports = [line.split("=")[-1] for text in UNITS.values() for line in text.splitlines()
              if line.startswith("Environment=HEADWATER_METRICS_PORT=")]
-    assert len(ports) == len(set(ports)) == 9  # mediator, processors, sessionize, three indexers, forwarder, identity, lag exporter
+    assert len(ports) == len(set(ports)) == 10  # mediator, processors, sessionize, three indexers, forwarder, identity, alerts, lag exporter
 
 
 def test_the_environment_files_secrets_are_refused_until_changed():

@@ -1,0 +1,212 @@
+"""One project's alerting state and rules, with no Kafka in sight: events go in, alerts and the changed
+state keys come out (:class:`ProjectAlerts`).
+
+The state is a flat map of keys (see :func:`state_key`), so that each change is one changelog record:
+
+- ``w|RULE|START``: the events a threshold rule counted in the window starting at ``START`` (ms);
+- ``n|RULE``: ``[next window to close, first window counted]`` of a threshold rule;
+- ``m``: the project's latest event time, the watermark's base;
+- ``c|RULE|SUBJECT``: the event time until which the rule stays quiet for the subject (cooldown);
+- ``s|VISITOR``: the time of the visitor's latest event (visitor rules with ``after_days``);
+- ``t|ID``: the traits the latest ``identify`` calls gave the user id and anonymous id (visitor rules).
+
+A window closes once the watermark passes its end: the project's latest event time (never later than
+the clock) less ``alerts_grace_s``, or the clock less the grace when the project has been idle for
+``alerts_idle_s``. An event older than the next window to close is late and not counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from headwater.alerts import Alerts, EventRule, Rule, ThresholdRule, VisitorRule, alert_envelope
+from headwater.envelope import Envelope
+from headwater.timeutil import epoch_ms, iso_ms
+
+Key = str
+DELETED = None  # a changed key whose record becomes a tombstone
+
+
+@dataclasses.dataclass
+class Limits:
+    grace_ms: int
+    idle_ms: int
+    max_keys: int
+
+
+def state_key(*parts: object) -> Key:
+    return "|".join(str(p) for p in parts)
+
+
+def event_time(envelope: Envelope, now_ms: int, grace_ms: int) -> int:
+    """The event's time, never later than the clock allows (a sender's future time must not close
+    every window at once)."""
+    at = epoch_ms(envelope.event.get("timestamp")) or envelope.received_at_ms
+    return min(at, now_ms + grace_ms)
+
+
+def email_domain(traits: dict) -> str:
+    email = traits.get("email")
+    return email.rpartition("@")[2].lower() if isinstance(email, str) and "@" in email else ""
+
+
+def entry_page(event: dict) -> dict:
+    context = event.get("context")
+    page = context.get("page") if isinstance(context, dict) else None
+    return page if isinstance(page, dict) else {}
+
+
+class ProjectAlerts:
+    """A project's state (``values``: key → JSON-able value) and what its rules make of events."""
+
+    def __init__(self, project_id: str, limits: Limits) -> None:
+        self.project_id = project_id
+        self.limits = limits
+        self.values: dict[Key, Any] = {}
+        self.changed: dict[Key, Any] = {}
+        self.last_input_s = 0.0  # the clock (wall) when the project's last event was read
+        self.dropped_keys = 0
+        self.late = 0
+
+    def _set(self, key: Key, value: Any) -> bool:
+        if key not in self.values and len(self.values) >= self.limits.max_keys:
+            self.dropped_keys += 1
+            return False
+        self.values[key] = value
+        self.changed[key] = value
+        return True
+
+    def _delete(self, key: Key) -> None:
+        if self.values.pop(key, DELETED) is not DELETED:
+            self.changed[key] = DELETED
+
+    def take_changes(self) -> dict[Key, Any]:
+        changed, self.changed = self.changed, {}
+        return changed
+
+    # events
+
+    def add(self, alerts: Alerts, envelope: Envelope, session_seq: int, now_ms: int) -> list[Envelope]:
+        """Count one event; the alerts it raises at once (event and visitor rules)."""
+        event = envelope.event
+        at = event_time(envelope, now_ms, self.limits.grace_ms)
+        if at > self.values.get("m", 0):
+            self._set("m", at)
+        raised = []
+        visitor = envelope.visitor_id
+        for rule in alerts.of_kind(ThresholdRule):
+            if rule.when(event):
+                self._count(rule, at)
+        for rule in alerts.of_kind(EventRule):
+            if rule.when(event):
+                raised += self._raise(alerts, rule, visitor, envelope.message_id, at, now_ms,
+                                      f"{event.get('event') or event.get('type')} by {visitor}",
+                                      {"message_id": envelope.message_id, "event": event.get("event", "")})
+        visitor_rules = alerts.of_kind(VisitorRule)
+        if visitor_rules:
+            raised += self._visitor(alerts, visitor_rules, envelope, session_seq, at, now_ms)
+        return raised
+
+    def _count(self, rule: ThresholdRule, at: int) -> None:
+        progress = self.values.get(state_key("n", rule.name))
+        fresh = progress is None
+        if progress is None:  # counting starts with the first window to start at or after this event: a whole one
+            first = -(-at // rule.every_ms) * rule.every_ms
+            self._set(state_key("n", rule.name), [first, first])
+            progress = [first, first]
+        for start in rule.starts(at):
+            if start < progress[0]:
+                self.late += not fresh
+                continue
+            key = state_key("w", rule.name, start)
+            self._set(key, self.values.get(key, 0) + 1)
+
+    def _visitor(self, alerts: Alerts, rules: list[VisitorRule], envelope: Envelope, session_seq: int, at: int,
+                 now_ms: int) -> list[Envelope]:
+        event, visitor = envelope.event, envelope.visitor_id
+        if event.get("type") == "identify" and isinstance(event.get("traits"), dict):
+            for distinct_id in {str(event.get("userId") or ""), str(event.get("anonymousId") or "")} - {""}:
+                merged = {**self.values.get(state_key("t", distinct_id), {}), **event["traits"]}
+                self._set(state_key("t", distinct_id), merged)
+        previous = self.values.get(state_key("s", visitor))
+        if any(rule.after_ms for rule in rules) and (previous is None or at > previous):
+            self._set(state_key("s", visitor), at)
+        if session_seq != 1:
+            return []
+        traits = (self.values.get(state_key("t", str(event.get("userId") or "")))
+                  or self.values.get(state_key("t", str(event.get("anonymousId") or ""))) or {})
+        seen_as = {**event, "traits": {**traits, "email_domain": email_domain(traits)}}
+        raised = []
+        for rule in rules:
+            if rule.after_ms and (previous is None or at - previous < rule.after_ms):
+                continue
+            if rule.when(seen_as):
+                away = f", back after {(at - previous) / 86_400_000:.1f} days" if rule.after_ms and previous else ""
+                raised += self._raise(alerts, rule, visitor, envelope.message_id, at, now_ms,
+                                      f"{visitor} started a session{away}",
+                                      {"message_id": envelope.message_id, "page": entry_page(event)})
+        return raised
+
+    def _raise(self, alerts: Alerts, rule: Rule, subject: str, cause: str, at: int, now_ms: int, text: str,
+               details: dict) -> list[Envelope]:
+        if rule.cooldown_ms:
+            key = state_key("c", rule.name, subject)
+            if self.values.get(key, 0) > at:
+                return []
+            if not self._set(key, at + rule.cooldown_ms):
+                return []  # over the project's keys: no cooldown to keep, so no alert (never a flood)
+        quiet = alerts.quiet.holds(at) if alerts.quiet else False
+        return [alert_envelope(self.project_id, rule, subject, cause, at, now_ms, text, quiet, details)]
+
+    # windows
+
+    def watermark(self, now_ms: int, now_s: float) -> int:
+        latest = self.values.get("m", 0)
+        if now_s - self.last_input_s >= self.limits.idle_ms / 1000:
+            latest = max(latest, now_ms)
+        return latest - self.limits.grace_ms
+
+    def close_windows(self, alerts: Alerts, now_ms: int, now_s: float) -> list[Envelope]:
+        """Close every threshold window the watermark has passed; the alerts they raise."""
+        mark = self.watermark(now_ms, now_s)
+        raised = []
+        for rule in alerts.of_kind(ThresholdRule):
+            progress = self.values.get(state_key("n", rule.name))
+            if progress is None:
+                continue
+            start, first = progress
+            while start + rule.window_ms <= mark:
+                raised += self._close(alerts, rule, start, first, now_ms)
+                start += rule.every_ms
+            if start != progress[0]:
+                self._set(state_key("n", rule.name), [start, first])
+        return raised
+
+    def _close(self, alerts: Alerts, rule: ThresholdRule, start: int, first: int, now_ms: int) -> list[Envelope]:
+        """Close the window starting at ``start``. Its count is kept while a later window compares with
+        it (``against_ms``); the one it was compared with is no longer needed."""
+        key = state_key("w", rule.name, start)
+        count = self.values.get(key, 0)
+        before = None
+        if rule.against_ms:
+            earlier = start - rule.against_ms
+            before = self.values.get(state_key("w", rule.name, earlier), 0) if earlier >= first else None
+            self._delete(state_key("w", rule.name, earlier))
+        else:
+            self._delete(key)
+        reason = rule.crossed(count, before)
+        if not reason:
+            return []
+        end = start + rule.window_ms
+        return self._raise(alerts, rule, "", str(start), end, now_ms,
+                           f"{rule.name}: {reason} from {iso_ms(start)} to {iso_ms(end)}",
+                           {"count": count, "before": before, "window_start": iso_ms(start), "window_end": iso_ms(end)})
+
+    def forget_rules(self, alerts: Alerts) -> None:
+        """Drop the state of rules the project no longer has."""
+        names = {rule.name for rule in alerts.rules}
+        for key in list(self.values):
+            kind, _, rest = key.partition("|")
+            if kind in ("w", "n", "c") and rest.partition("|")[0] not in names:
+                self._delete(key)

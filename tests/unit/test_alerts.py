@@ -1,0 +1,200 @@
+"""Alert rules and the alerts role's state, without Kafka: what is refused, what fires, when a window
+closes, and what a cooldown, quiet hours and the key limit hold back."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from alerts.book import AlertBook
+from alerts.state import Limits, ProjectAlerts
+from headwater.alerts import AlertsError, ThresholdRule, alert_id, check_alerts, parse_alerts
+from headwater.envelope import Envelope, decode_batch, encode_batch
+from headwater.partitioning import PartitionMap
+from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER
+from headwater.settings import Settings
+from headwater.timeutil import iso_ms
+
+MIN = 60_000
+T0 = 1_780_000_200_000 - 1_780_000_200_000 % (10 * MIN)  # a window boundary
+LIMITS = Limits(grace_ms=30_000, idle_ms=60_000, max_keys=1000)
+LATER = T0 + 7 * 86_400_000  # the clock: every test's events are in its past
+
+
+def envelope(at_ms: int, visitor: str = "v1", **event) -> Envelope:
+    message_id = str(uuid.uuid4())
+    body = {"type": "track", "messageId": message_id, "anonymousId": visitor, "timestamp": iso_ms(at_ms), **event}
+    return Envelope("shop", message_id, at_ms, "r", body)
+
+
+def test_bad_rules_are_refused_with_where_and_why():
+    problems = check_alerts({"rules": [
+        {"name": "Big Order", "kind": "event", "when": {"event": "Order Completed"}},
+        {"name": "x", "kind": "hunch"},
+        {"name": "t", "kind": "threshold", "window_s": 600, "every_s": 7, "above": 1, "below": 2},
+        {"name": "u", "kind": "threshold", "window_s": 86_400, "every_s": 60, "change": {"against": "month"}},
+        {"name": "e", "kind": "event"},
+        {"name": "e", "kind": "event", "when": {"field": "properties.revenue", "gt": 1000}, "cooldown_s": -1},
+        {"name": "f", "kind": "event", "when": {"field": "properties.revenue", "gt": "1000"}},
+    ], "quiet_hours": {"from": "25:00", "to": "07:00", "tz": "Mars/Olympus"}, "extra": 1})
+    assert any("alerts.rules[0].name must match" in p for p in problems)
+    assert any("alerts.rules[1] (x).kind must be one of event, visitor, threshold" in p for p in problems)
+    assert any("(t).every_s must be a whole number from 60 to 600" in p for p in problems)
+    assert any("(t) needs exactly one of above, below, change" in p for p in problems)
+    assert any("(u): window_s / every_s must be at most 60" in p for p in problems)
+    assert any("(u).change.against must be day or week" in p for p in problems)
+    assert any("(u).change needs exactly one of drop_pct, rise_pct" in p for p in problems)
+    assert any("(e).when is needed" in p for p in problems)
+    assert any("(e).cooldown_s must be a whole number" in p for p in problems)
+    assert any("(f).when.gt: a number" in p for p in problems)
+    assert any("the name 'e' is used twice" in p for p in problems)
+    assert any("quiet_hours.from must be a time of day" in p for p in problems)
+    assert any("quiet_hours.tz must be a time zone" in p for p in problems)
+    assert any("alerts.extra is not a setting" in p for p in problems)
+    assert check_alerts({}) == [] and check_alerts({"rules": []}) == []
+    with pytest.raises(AlertsError):
+        parse_alerts(["not", "an", "object"])
+
+
+def test_an_event_rule_fires_on_each_matching_event_with_a_stable_id():
+    alerts = parse_alerts({"rules": [{"name": "big-order", "kind": "event", "when": {"all": [
+        {"event": "Order Completed"}, {"field": "properties.revenue", "gt": 1000}]}}]})
+    state = ProjectAlerts("shop", LIMITS)
+    big = envelope(T0, event="Order Completed", properties={"revenue": 1500})
+    assert state.add(alerts, envelope(T0, event="Order Completed", properties={"revenue": 20}), 0, LATER) == []
+    (raised,) = state.add(alerts, big, 0, LATER)
+    assert raised.message_id == alert_id("shop", "big-order", "v1", big.message_id)
+    assert raised.event["properties"]["rule"] == "big-order" and raised.event["properties"]["message_id"] == big.message_id
+    again = ProjectAlerts("shop", LIMITS).add(alerts, big, 0, LATER)  # worked out again after a crash
+    assert [a.message_id for a in again] == [raised.message_id]
+
+
+def test_a_cooldown_holds_back_the_same_subject_but_not_another():
+    alerts = parse_alerts({"rules": [{"name": "fail", "kind": "event", "when": {"event": "Signup Failed"},
+                                      "cooldown_s": 600}]})
+    state = ProjectAlerts("shop", LIMITS)
+    fired = [len(state.add(alerts, envelope(T0 + i * MIN, visitor, event="Signup Failed"), 0, LATER))
+             for i, visitor in enumerate(["a", "a", "b", "a"])]
+    assert fired == [1, 0, 1, 0]
+    assert len(state.add(alerts, envelope(T0 + 11 * MIN, "a", event="Signup Failed"), 0, LATER)) == 1
+
+
+def test_a_threshold_window_closes_on_the_watermark_and_compares_with_a_fixed_number():
+    alerts = parse_alerts({"rules": [{"name": "few-checkouts", "kind": "threshold", "when": {"event": "Checkout"},
+                                      "window_s": 600, "below": 3}]})
+    state = ProjectAlerts("shop", LIMITS)
+    state.last_input_s = LATER / 1000  # not idle: only event time moves the watermark
+    for at in (T0 + MIN, T0 + 2 * MIN, T0 + 12 * MIN):  # the first window starts at T0 + 10 min
+        state.add(alerts, envelope(at, event="Checkout"), 0, LATER)
+    assert state.values["n|few-checkouts"] == [T0 + 10 * MIN, T0 + 10 * MIN]
+    assert state.close_windows(alerts, LATER, LATER / 1000) == []  # the window T0+10..T0+20 is still open
+    state.add(alerts, envelope(T0 + 20 * MIN + 31_000, event="Page Viewed"), 0, LATER)  # event time passes end + grace
+    (raised,) = state.close_windows(alerts, LATER, LATER / 1000)
+    assert raised.event["properties"]["count"] == 1 and "1 events, below 3" in raised.event["properties"]["text"]
+    assert raised.event["timestamp"] == iso_ms(T0 + 20 * MIN)
+    assert state.values["n|few-checkouts"][0] == T0 + 20 * MIN and "w|few-checkouts|" + str(T0 + 10 * MIN) not in state.values
+
+
+def test_a_drop_against_the_week_before_fires_and_normal_traffic_does_not():
+    week = 7 * 86_400_000
+    alerts = parse_alerts({"rules": [{"name": "drop", "kind": "threshold", "when": {"event": "Checkout"},
+                                      "window_s": 600, "change": {"against": "week", "drop_pct": 50}}]})
+    state = ProjectAlerts("shop", LIMITS)
+    now = T0 + week + 60 * MIN
+    state.last_input_s = now / 1000
+    for week_offset, per_window in ((0, [10, 10]), (week, [9, 4])):  # the same two windows a week apart
+        for w, n in enumerate(per_window):
+            for i in range(n):
+                state.add(alerts, envelope(T0 + week_offset + w * 10 * MIN + i * 1000, event="Checkout"), 0, now)
+        state.add(alerts, envelope(T0 + week_offset + 30 * MIN, event="Page Viewed"), 0, now)
+        raised = state.close_windows(alerts, now, now / 1000)
+        if not week_offset:
+            assert raised == []  # nothing to compare with yet
+    assert [a.event["properties"]["count"] for a in raised] == [4]  # 9 against 10 is normal, 4 is a 60% drop
+    assert raised[0].event["properties"]["before"] == 10
+
+
+def test_an_idle_project_closes_its_windows_on_the_clock_and_late_events_are_not_counted():
+    alerts = parse_alerts({"rules": [{"name": "none", "kind": "threshold", "when": {"event": "Checkout"},
+                                      "window_s": 600, "below": 1}]})
+    state = ProjectAlerts("shop", LIMITS)
+    state.add(alerts, envelope(T0 - MIN, event="Checkout"), 0, T0)
+    state.last_input_s = T0 / 1000
+    assert state.close_windows(alerts, T0 + 10 * MIN, T0 / 1000 + 30) == []  # idle 30 s: not yet
+    (raised,) = state.close_windows(alerts, T0 + 10 * MIN + 31_000, T0 / 1000 + 61)  # idle: the clock closes it
+    assert raised.event["properties"]["count"] == 0
+    state.add(alerts, envelope(T0 + MIN, event="Checkout"), 0, T0 + 11 * MIN)  # its window is closed
+    assert state.late == 1
+
+
+def test_a_future_timestamp_cannot_close_every_window():
+    alerts = parse_alerts({"rules": [{"name": "none", "kind": "threshold", "window_s": 600, "below": 1}]})
+    state = ProjectAlerts("shop", LIMITS)
+    state.add(alerts, envelope(T0), 0, T0)
+    state.add(alerts, envelope(T0 + 365 * 86_400_000), 0, T0)  # a sender's clock a year ahead
+    assert state.values["m"] == T0 + LIMITS.grace_ms
+    state.last_input_s = T0 / 1000
+    assert state.close_windows(alerts, T0, T0 / 1000) == []
+
+
+def test_a_returning_enterprise_visitor_raises_one_alert_per_session():
+    alerts = parse_alerts({"rules": [{"name": "vip-back", "kind": "visitor", "after_days": 3, "when": {"all": [
+        {"field": "traits.plan", "equals": "enterprise"}, {"field": "traits.email_domain", "equals": "acme.com"}]}}]})
+    state = ProjectAlerts("shop", LIMITS)
+    day = 86_400_000
+    identify = envelope(T0, "anon-1", type="identify", userId="ann", traits={"plan": "enterprise",
+                                                                              "email": "Ann@ACME.com"})
+    state.add(alerts, identify, 1, LATER)
+    page = dict(type="page", userId="ann", context={"page": {"path": "/pricing"}})
+    assert state.add(alerts, envelope(T0 + day, "anon-1", **page), 1, LATER) == []  # back after 1 day
+    back = [state.add(alerts, envelope(T0 + 5 * day + i * MIN, "anon-1", **page), i + 1, LATER) for i in range(3)]
+    assert [len(a) for a in back] == [1, 0, 0]  # the session's first event only
+    assert back[0][0].event["properties"]["page"] == {"path": "/pricing"}
+    assert "back after 4.0 days" in back[0][0].event["properties"]["text"]
+    other = envelope(T0 + 6 * day, "anon-2", type="page")  # no traits: not enterprise
+    assert state.add(alerts, other, 1, LATER) == []
+
+
+def test_quiet_hours_mark_the_alert_and_the_key_limit_stops_new_state():
+    alerts = parse_alerts({"rules": [{"name": "e", "kind": "event", "when": {"type": "track"}, "cooldown_s": 60}],
+                           "quiet_hours": {"from": "22:00", "to": "07:00", "tz": "UTC"}})
+    state = ProjectAlerts("shop", Limits(30_000, 60_000, max_keys=2))
+    night = T0 - T0 % 86_400_000 + 23 * 3_600_000
+    (quiet,) = state.add(alerts, envelope(night, "a"), 0, LATER)
+    assert quiet.event["properties"]["quiet"] is True
+    assert state.add(alerts, envelope(night, "b"), 0, LATER) == []  # its cooldown could not be kept
+    assert state.dropped_keys == 1
+
+
+def test_the_book_reads_sessions_from_the_header_and_writes_alerts_and_changelog_in_one_poll():
+    settings = Settings()
+    alerts = parse_alerts({"rules": [{"name": "vip", "kind": "visitor", "when": {"type": "page"}},
+                                     {"name": "ten", "kind": "threshold", "window_s": 600, "above": 100}]})
+    book = AlertBook(settings, lambda project: alerts if project == "shop" else None, PartitionMap())
+    book.restoring([0])
+    events = [envelope(T0, "a", type="page"), envelope(T0 + 1000, "a", type="page")]
+    record = ConsumerRecord("headwater.step.index", 0, 5, 0, 0, b"shop:a", encode_batch(events), None, 0, 0,
+                            [(PROJECT_HEADER, b"shop"), (SESSIONS_HEADER, orjson.dumps([["s1", 1], ["s1", 2]]))])
+    other = ConsumerRecord("headwater.step.index", 0, 6, 0, 0, b"blog:a", b"not even JSON", None, 0, 0,
+                           [(PROJECT_HEADER, b"blog")])
+    outputs, raised = book.poll({None: [record, other]}, 10.0)
+    assert raised == 1
+    (alert,) = [o for o in outputs if o.topic == book.alerts]
+    assert decode_batch(alert.value)[0].event["properties"]["rule"] == "vip" and alert.partition == 0
+    changelog = {o.key: o.value for o in outputs if o.topic == book.changelog}
+    assert orjson.loads(changelog[b"shop|n|ten"]) == [T0, T0] and b"shop|m" in changelog  # T0 starts a window
+    restored = AlertBook(settings, lambda project: alerts, PartitionMap())
+    restored.restoring([0])
+    for key, value in changelog.items():
+        restored.restore_record(0, ConsumerRecord("c", 0, 0, 0, 0, key, value, None, 0, 0, []))
+    assert restored.projects["shop"].values == book.projects["shop"].values
+
+
+def test_threshold_windows_are_epoch_aligned_and_hop():
+    rule = parse_alerts({"rules": [{"name": "h", "kind": "threshold", "window_s": 600, "every_s": 300,
+                                    "above": 1}]}).rules[0]
+    assert isinstance(rule, ThresholdRule)
+    assert list(rule.starts(T0 + 7 * MIN)) == [T0, T0 + 5 * MIN]
