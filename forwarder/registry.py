@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from forwarder.email import Email
 from forwarder.kafka_topic import KafkaTopic
 from forwarder.lake import Lake
 from forwarder.outcomes import Destination
 from forwarder.segment import Segment
+from forwarder.slack import Slack
 from forwarder.webhook import Webhook
 from headwater.destinations import DestinationError, DestinationSpec, parse_destinations
 from headwater.flow import FlowError, parse_flow
@@ -27,7 +29,8 @@ class DestinationType(Protocol):
     def __call__(self, spec: DestinationSpec, settings: Settings) -> Destination: ...
 
 
-TYPES: dict[str, DestinationType] = {"webhook": Webhook, "segment": Segment, "kafka": KafkaTopic, "lake": Lake}
+TYPES: dict[str, DestinationType] = {"webhook": Webhook, "segment": Segment, "kafka": KafkaTopic, "lake": Lake,
+                                     "slack": Slack, "email": Email}
 
 
 def make_destination(spec: DestinationSpec, settings: Settings) -> Destination:

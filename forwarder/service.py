@@ -55,7 +55,7 @@ from forwarder.outcomes import Delivered, Item, Outcome, Refused, Retry
 from forwarder.registry import check_project, make_destination
 from headwater.deadletter import Rejected, dead_letter
 from headwater.destination_status import HEARTBEAT_S, DestinationStatus
-from headwater.destinations import DestinationSpec, parse_destinations
+from headwater.destinations import ALERTS, DestinationSpec, parse_destinations
 from headwater.envelope import Envelope, decode_batch
 from headwater.flow import INDEX_STEP
 from headwater.kafka import make_consumer, make_producer
@@ -66,7 +66,7 @@ from headwater.projects.store import ProjectStore
 from headwater.routing import PROJECT_HEADER, header_value
 from headwater.settings import Settings
 from headwater.step_counts import StepCounts
-from headwater.topics import forwarder_status_topic, step_topic
+from headwater.topics import alerts_topic, forwarder_status_topic, step_topic
 
 log = structlog.get_logger()
 FORWARD_STEP = "forward"
@@ -165,7 +165,7 @@ class Forwarder:
         self.producer = producer
         self.destination = make_destination(spec, settings)
         self.plugin = installed(settings.transforms_dir)[0].get(spec.python) if spec.python else None
-        self.topic = step_topic(settings, INDEX_STEP)
+        self.topic = alerts_topic(settings) if spec.source == ALERTS else step_topic(settings, INDEX_STEP)
         self.consumer = make_consumer(settings, [], spec.group_id, auto_offset_reset="latest")
         self.group_id = spec.group_id
         self.generation = 0

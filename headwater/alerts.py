@@ -269,7 +269,8 @@ def parse_alerts(raw: object) -> Alerts:
     if not isinstance(rules_raw, list) or len(rules_raw) > MAX_RULES:
         raise AlertsError([*problems, f"alerts.rules must be a list of at most {MAX_RULES} rules"])
     rules = [rule for i, entry in enumerate(rules_raw) if (rule := _rule(entry, i, problems)) is not None]
-    names = [str(entry["name"]) for entry in rules_raw if isinstance(entry, dict) and isinstance(entry.get("name"), str)]
+    names = [str(entry["name"]) for entry in rules_raw
+             if isinstance(entry, dict) and isinstance(entry.get("name"), str)]
     problems += [f"alerts.rules: the name {name!r} is used twice" for name in sorted(set(names))
                  if names.count(name) > 1]
     quiet = _quiet(raw.get("quiet_hours"), problems)

@@ -2,7 +2,7 @@
 
 A project's ``destinations`` is a list of objects::
 
-    {"name": NAME, "type": TYPE, "settings": {...},
+    {"name": NAME, "type": TYPE, "settings": {...}, "source": "events" or "alerts",
      "when": condition, "do": [operation, ...] or "python": TRANSFORMATION,
      "batch": {"max_events": N, "max_ms": MS}, "paused": false}
 
@@ -12,6 +12,10 @@ A project's ``destinations`` is a list of objects::
   ``settings``. A setting named in :data:`SECRET_SETTINGS` is a secret: sealed in the projects topic
   (:mod:`headwater.sealing`), never shown back (:func:`shown`), and kept when a change leaves it out
   (:func:`merge_secrets`); ``null`` removes it.
+- ``source``: ``events`` (the default), the project's events as the pipeline finished them; or
+  ``alerts``, the alerts its rules raise (:mod:`headwater.alerts`), each a ``track`` event named
+  ``Alert``; those raised in the project's quiet hours are not sent. A destination of alerts is a
+  channel: a ``when`` such as ``{"field": "properties.rule", "in": [...]}`` picks its rules.
 - ``when`` (optional) is a condition of :mod:`headwater.conditions`: only the events it holds for go.
 - ``do`` (optional) is a declarative transformation (:mod:`headwater.transforms`) applied to the events
   that go, for this destination only; an operation that drops an event keeps it from this destination.
@@ -39,9 +43,11 @@ from headwater.conditions import ConditionError, Matcher, compile_condition
 from headwater.sealing import Sealer
 from headwater.transforms import NAME, TransformError, compile_operations
 
-SECRET_SETTINGS = frozenset({"secret", "write_key", "secret_access_key", "password"})
+SECRET_SETTINGS = frozenset({"secret", "write_key", "secret_access_key", "password", "webhook_url"})
 SHOWN_SECRET = "(set)"
-KEYS = frozenset({"name", "type", "settings", "when", "do", "python", "batch", "paused", "created_at_ms"})
+KEYS = frozenset({"name", "type", "settings", "source", "when", "do", "python", "batch", "paused", "created_at_ms"})
+EVENTS, ALERTS = "events", "alerts"
+SOURCES = (EVENTS, ALERTS)
 MAX_DESTINATIONS = 20
 DEFAULT_MAX_EVENTS = 100
 DEFAULT_MAX_MS = 1_000
@@ -74,6 +80,7 @@ class DestinationSpec:
     paused: bool
     created_at_ms: int
     version: str
+    source: str = EVENTS
 
     @property
     def key(self) -> str:
@@ -86,6 +93,8 @@ class DestinationSpec:
     def select(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The event as this destination gets it (changed in place by ``do``), or ``None`` when it does
         not go. A ``python`` transformation is the forwarder's to run, after this."""
+        if self.source == ALERTS and (event.get("properties") or {}).get("quiet"):
+            return None  # raised in the project's quiet hours: recorded, not sent
         if self.when is not None and not self.when(event):
             return None
         return self.apply(event) if self.apply is not None else event
@@ -119,8 +128,9 @@ def parse_destinations(project_id: str, raw: object) -> list[DestinationSpec]:
 
 def _parse(project_id: str, entry: object, where: str) -> DestinationSpec:
     if not isinstance(entry, dict) or set(entry) - KEYS or not {"name", "type"} <= set(entry):
-        raise DestinationError([f"{where}: an object with name and type, and any of settings, when, do, batch, "
-                                f"paused (not {sorted(set(entry) - KEYS) if isinstance(entry, dict) else entry!r})"])
+        extra = sorted(set(entry) - KEYS) if isinstance(entry, dict) else entry
+        raise DestinationError([f"{where}: an object with name and type, and any of settings, source, when, do, "
+                                f"batch, paused (not {extra!r})"])
     problems = []
     name, kind, settings = entry["name"], entry["type"], entry.get("settings", {})
     if not isinstance(name, str) or not NAME.fullmatch(name):
@@ -129,6 +139,8 @@ def _parse(project_id: str, entry: object, where: str) -> DestinationSpec:
         problems.append(f"{where}.type: a destination type, like webhook")
     if not isinstance(settings, dict):
         problems.append(f"{where}.settings: an object")
+    if entry.get("source", EVENTS) not in SOURCES:
+        problems.append(f"{where}.source: events or alerts")
     if not isinstance(entry.get("paused", False), bool):
         problems.append(f"{where}.paused: true or false")
     if not _whole(entry.get("created_at_ms", 0), 0, 2**53):
@@ -150,7 +162,8 @@ def _parse(project_id: str, entry: object, where: str) -> DestinationSpec:
         raise DestinationError(problems)
     version = hashlib.sha256(orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
     return DestinationSpec(project_id, name, kind, settings, when, apply, python, max_events, max_ms,
-                           entry.get("paused", False), entry.get("created_at_ms", 0), version)
+                           entry.get("paused", False), entry.get("created_at_ms", 0), version,
+                           entry.get("source", EVENTS))
 
 
 def _batch(raw: object, where: str, problems: list[str]) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from typing import Any, get_type_hints
 ENV_PREFIX = "HEADWATER_"
 # The deployment files' examples mark each secret CHANGE-ME; a role refuses to start with one left in.
 PLACEHOLDER = "change-me"
-SECRET_SETTINGS = ("kafka_sasl_password", "clickhouse_password", "admin_token", "secret_key")
+SECRET_SETTINGS = ("kafka_sasl_password", "clickhouse_password", "admin_token", "secret_key", "smtp_password")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +158,14 @@ class Settings:
     forward_max_backoff_s: float = 300.0  # retries wait 0.5 s doubling, with jitter, up to this
     forward_local_dir: str = ""  # file:// lakes may write only below this directory (empty: none may)
     forward_fault_hold_s: float = 0.0  # fault injection for tests: wait this long between delivery and commit
+    # The email destination's server (forwarder/email.py): the operator's, never a project's, so a
+    # project's settings name recipients only. smtp_security: starttls, tls (implicit, port 465) or none.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "headwater@localhost"
 
     tracker_dir: str = "sdks/js/dist"  # where the collector finds the built tracking script (hw.js)
 
@@ -219,7 +227,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
                              f"{hints[name].__name__}") from exc
     settings = Settings(**coerced)
     check_secrets(settings)
+    check_choices(settings)
     return settings
+
+
+CHOICES = {"smtp_security": ("starttls", "tls", "none")}
+
+
+def check_choices(settings: Settings) -> None:
+    """Refuse a setting that must be one of a few words and is none of them."""
+    for name, allowed in CHOICES.items():
+        if getattr(settings, name) not in allowed:
+            raise ValueError(f"setting {name} (HEADWATER_{name.upper()}) must be one of {', '.join(allowed)}, "
+                             f"not {getattr(settings, name)!r}")
 
 
 def check_secrets(settings: Settings) -> None:
