@@ -2,6 +2,7 @@
 and the refusal to start with an example's placeholder secrets."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +16,15 @@ HEADWATER = Path(sys.executable).with_name("headwater")
 
 
 def env_example() -> dict[str, str]:
-    lines = (ROOT / "deploy" / "compose" / ".env.example").read_text().splitlines()
-    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-    return {name.strip(): value.strip() for name, value in pairs}
+    """Every variable the example sets, and every optional one it shows commented out (# NAME=value)."""
+    text = (ROOT / "deploy" / "compose" / ".env.example").read_text()
+    return {name: value.strip() for name, value in re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", text, re.M)}
 
 
 # where each secret setting gets its value in the Compose file (deploy/compose/compose.yaml)
 COMPOSE_SOURCE = {"secret_key": "HEADWATER_SECRET_KEY", "admin_token": "HEADWATER_ADMIN_TOKEN",
-                  "clickhouse_password": "CLICKHOUSE_PASSWORD", "kafka_sasl_password": "KAFKA_PIPELINE_PASSWORD"}
+                  "clickhouse_password": "CLICKHOUSE_PASSWORD", "kafka_sasl_password": "KAFKA_PIPELINE_PASSWORD",
+                  "smtp_password": "HEADWATER_SMTP_PASSWORD"}
 
 
 @pytest.mark.parametrize("name", SECRET_SETTINGS)
