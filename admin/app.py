@@ -185,6 +185,12 @@ async def resume_destination(request: Request, admin: ProjectAdmin) -> JSONRespo
     return JSONResponse({"project": describe(project)})
 
 
+async def test_alert(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    """Raise a test alert of one rule, for its channels (see ProjectAdmin.send_test_alert)."""
+    alert_id = await admin.send_test_alert(request.path_params["id"], request.path_params["rule"])
+    return JSONResponse({"alert_id": alert_id}, status_code=202)
+
+
 async def replay_destination(request: Request, admin: ProjectAdmin) -> JSONResponse:
     """Deliver the destination's events again from ``from_ms`` (see ProjectAdmin.replay_destination)."""
     body = await body_as(request, ReplayDestination)
@@ -238,6 +244,7 @@ def create_app(check_project: Callable[[Project], list[str]], settings: Settings
         Route("/v1/projects/{id}/destinations/{name}/pause", handler(pause_destination), methods=["POST"]),
         Route("/v1/projects/{id}/destinations/{name}/resume", handler(resume_destination), methods=["POST"]),
         Route("/v1/projects/{id}/destinations/{name}/replay", handler(replay_destination), methods=["POST"]),
+        Route("/v1/projects/{id}/alerts/{rule}/test", handler(test_alert), methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

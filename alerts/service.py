@@ -64,4 +64,5 @@ class Alerter(TransactionalLoop):
         store = ProjectStore(settings)
         book = AlertBook(settings, RulesOf(store), PartitionMap())
         return cls(settings, book, transactional_clients(settings, ALERTS_GROUP, "headwater-alerts"), store,
-                   inputs=(step_topic(settings, INDEX_STEP),), group_id=ALERTS_GROUP)
+                   inputs=(step_topic(settings, INDEX_STEP),), group_id=ALERTS_GROUP,
+                   fault_hold_s=settings.alerts_fault_hold_s)

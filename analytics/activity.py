@@ -82,6 +82,29 @@ LIMIT %(per_reason)s BY reason"""
                  ("reason", "failed_at", "step", "path", "detail", "message_id", "payload"))
 
 
+def recent_alerts(project_id: str, since: datetime, until: datetime, limit: int = 100) -> Query:
+    """The latest alerts raised in the range (by the event time of what raised them), newest first."""
+    if not 1 <= limit <= 1000:
+        raise QueryError("limit must be between 1 and 1000")
+    sql = f"""SELECT at, rule, kind, subject, text, quiet, alert_id
+FROM {project_database(project_id)}.alerts FINAL
+WHERE at >= {SINCE} AND at < {UNTIL}
+ORDER BY at DESC, alert_id
+LIMIT %(limit)s"""
+    return Query(sql, {**time_range(since, until), "limit": limit},
+                 ("at", "rule", "kind", "subject", "text", "quiet", "alert_id"))
+
+
+def alerts_by_rule(project_id: str, since: datetime, until: datetime) -> Query:
+    """How many alerts each rule raised in the range, and the last one's time."""
+    sql = f"""SELECT rule, count() AS alerts, max(at) AS last_at
+FROM {project_database(project_id)}.alerts FINAL
+WHERE at >= {SINCE} AND at < {UNTIL}
+GROUP BY rule
+ORDER BY rule"""
+    return Query(sql, time_range(since, until), ("rule", "alerts", "last_at"))
+
+
 def dead_letters_by_step(project_id: str, since: datetime, until: datetime) -> Query:
     """Events each step of the flow dead-lettered in the range (the Flow page's figures)."""
     sql = f"""SELECT step, count() AS events

@@ -166,6 +166,7 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
         Route("/p/{project}/flow", guarded("flow")(pages.save_flow), methods=["POST"]),
         Route("/p/{project}/destinations/{action:str}", guarded("destinations")(pages.destination_action),
               methods=["POST"]),
+        Route("/p/{project}/alerts/{action:str}", guarded("alerts")(pages.alert_action), methods=["POST"]),
         Route("/p/{project}", guarded("overview")(pages.to_overview)),
         Mount("/static", StaticFiles(directory=str(STATIC), check_dir=False), name="static"),
     ]

@@ -300,3 +300,47 @@ async def _save_destinations(request: Request, context: dict, draft: str) -> Res
     except RecursionError:
         return await destinations(request, context, problems="the document is nested too deeply", draft=draft)
     return RedirectResponse(f"/p/{context['project'].id}/destinations{context['state'].query_string()}", 303)
+
+
+async def alerts(request: Request, context: dict, problems: str = "", done: str = "",
+                 draft: str | None = None) -> Response:
+    """The project's alert rules with their alerts in the range, its channels, the latest alerts, a
+    "send a test" button per rule, and the rules document to edit."""
+    project = context["project"]
+    rows = await _run(request, context, "alerts")
+    channels = [d for d in shown(project.destinations) if d.get("source") == "alerts"]
+    quiet = project.alerts.get("quiet_hours") if isinstance(project.alerts, dict) else None
+    context.update(rules=views.rule_rows(project.alerts, rows["by_rule"]), recent=rows["recent"], channels=channels,
+                   quiet=f"{quiet.get('from')}–{quiet.get('to')} {quiet.get('tz', 'UTC')}" if isinstance(quiet, dict)
+                   else "", problems=problems, done=done, editable=request.app.state.admin is not None,
+                   document=json.dumps(project.alerts, indent=2) if draft is None else draft)
+    return render(request, "alerts.html", context, 400 if problems else 200)
+
+
+async def alert_action(request: Request, context: dict) -> Response:
+    """Send a test alert of one rule, or save the rules document (checked as the admin API checks it)."""
+    if not from_this_site(request):
+        return problem(request, 403, "Refused", "a change must be posted from this dashboard")
+    admin = request.app.state.admin
+    if admin is None:
+        return problem(request, 403, "Read only", "this dashboard was started without the project checks")
+    action = request.path_params["action"]
+    if action not in ("test", "save"):
+        return problem(request, 404, "No such action", "alert rules are tested or saved")
+    form = await form_fields(request)
+    project_id = context["project"].id
+    if action == "save":
+        draft = str(form.get("alerts") or "")
+        try:
+            await admin.configure(project_id, {"alerts": json.loads(draft)})
+        except (ValueError, ProjectError) as exc:
+            return await alerts(request, context, problems=str(exc), draft=draft)
+        except RecursionError:
+            return await alerts(request, context, problems="the document is nested too deeply", draft=draft)
+        return RedirectResponse(f"/p/{project_id}/alerts{context['state'].query_string()}", 303)
+    rule = str(form.get("rule") or "")
+    try:
+        alert_id = await admin.send_test_alert(project_id, rule)
+    except ProjectError as exc:
+        return await alerts(request, context, problems=str(exc))
+    return await alerts(request, context, done=f"{rule}: a test alert is on its way to the channels ({alert_id})")

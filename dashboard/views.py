@@ -7,6 +7,7 @@ rebuilds the same query from the same URL state, so what it shows is exactly wha
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 from analytics import activity, overview, people, queries
@@ -84,6 +85,29 @@ def people_queries(project_id: str, state: ViewState, search: str = "") -> dict[
     return {"people": people.people(project_id, since, until, search, 100, state.filters)}
 
 
+def alerts_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    since, until = state.bounds()
+    return {"recent": activity.recent_alerts(project_id, since, until, 100),
+            "by_rule": activity.alerts_by_rule(project_id, since, until)}
+
+
+def rule_rows(raw: dict, counts: list[dict]) -> list[dict]:
+    """Each rule of a project's ``alerts`` setting as the Alerts page lists it: its kind, what makes it
+    fire (its settings other than name and kind, as JSON), and its alerts in the range."""
+    by_rule = {row["rule"]: row for row in counts}
+    rows = []
+    for rule in raw.get("rules", []) if isinstance(raw, dict) else []:
+        if not isinstance(rule, dict):
+            continue
+        name = str(rule.get("name", ""))
+        summary = {k: v for k, v in rule.items() if k not in ("name", "kind", "cooldown_s")}
+        counted = by_rule.get(name, {})
+        rows.append({"name": name, "kind": rule.get("kind", ""), "cooldown_s": rule.get("cooldown_s", 0),
+                     "summary": json.dumps(summary, sort_keys=True), "alerts": counted.get("alerts", 0),
+                     "last_at": counted.get("last_at")})
+    return rows
+
+
 def failed_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = state.bounds()
     return {"reasons": activity.failure_reasons(project_id, since, until),
@@ -109,6 +133,7 @@ def destinations_queries(project_id: str, state: ViewState) -> dict[str, Query]:
 
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
            "live": live_queries, "sessions": sessions_queries, "people": people_queries, "failed": failed_queries,
+           "alerts": alerts_queries,
            "flow": flow_queries, "destinations": destinations_queries}
 
 MEDIATOR = "mediator"

@@ -302,3 +302,10 @@ def alert_envelope(project_id: str, rule: Rule, subject: str, cause: str, at_ms:
     event = {"type": "track", "event": ALERT_EVENT, "messageId": ident, "anonymousId": subject or rule.name,
              "timestamp": iso_ms(at_ms), "properties": properties}
     return Envelope(project_id, ident, now_ms, REQUEST_ID, event)
+
+
+def test_alert(project_id: str, rule: Rule, now_ms: int, nonce: str) -> Envelope:
+    """An alert of ``rule`` sent on request (the dashboard's and the admin API's "send a test"), to
+    check its channels: ``test`` set, never quiet, its id new each time."""
+    return alert_envelope(project_id, rule, "", f"test:{nonce}", now_ms, now_ms,
+                          f"{rule.name}: a test alert, sent on request", False, {"test": True})

@@ -130,6 +130,7 @@ class Settings:
     alerts_grace_s: float = 30.0
     alerts_idle_s: float = 60.0
     alerts_max_keys_per_project: int = 1_000_000
+    alerts_fault_hold_s: float = 0.0  # fault injection for tests: hold each transaction open this long
 
     session_timeout_s: float = 1800.0  # defaults; each project may set its own
     session_max_length_s: float = 86_400.0

@@ -37,6 +37,14 @@ TEST_ENV = {
     "HEADWATER_FORWARD_PRIVATE_NETWORKS": "true",
     "HEADWATER_FORWARD_MAX_BACKOFF_S": "2",
     "HEADWATER_FORWARD_LOCAL_DIR": str(Path(".local/test-lakes").resolve()),
+    # the email destination sends to the tests' SMTP server (tests.receivers.Mailbox); threshold windows
+    # close 2 s after their end, and by the clock after 5 s without events
+    "HEADWATER_SMTP_HOST": "127.0.0.1",
+    "HEADWATER_SMTP_PORT": "19025",
+    "HEADWATER_SMTP_SECURITY": "none",
+    "HEADWATER_SMTP_FROM": "alerts@headwater.test",
+    "HEADWATER_ALERTS_GRACE_S": "2",
+    "HEADWATER_ALERTS_IDLE_S": "5",
 }
 os.environ.update(TEST_ENV)
 
@@ -80,7 +88,18 @@ def s3_server(stack):
     server.stop()
 
 
-SERVER_FIXTURES = {"stack", "clickhouse", "s3_server"}
+@pytest.fixture(scope="session")
+def mailbox(stack):
+    """A real SMTP server (aiosmtpd) where the email destination's messages arrive."""
+    from tests.receivers import Mailbox
+
+    box = Mailbox(int(stack.settings.smtp_port))
+    box.start()
+    yield box
+    box.stop()
+
+
+SERVER_FIXTURES = {"stack", "clickhouse", "s3_server", "mailbox"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,5 +1,5 @@
-"""A real webhook receiver on a loopback port, for the destination tests (the S3-compatible server the
-lake writes to is devstack.s3)."""
+"""Real receivers on loopback ports for the destination tests: a webhook receiver, and an SMTP server
+(aiosmtpd) for the email destination. (The S3-compatible server the lake writes to is devstack.s3.)"""
 
 from __future__ import annotations
 
@@ -68,3 +68,35 @@ class Receiver:
 
     def delivered_ids(self, project: str) -> set[str]:
         return {event["messageId"] for event in self.delivered(project)}
+
+
+class Mailbox:
+    """An SMTP server (aiosmtpd's, in its own thread) keeping every message it is sent."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.messages: list = []  # email.message.EmailMessage
+        self.controller = None
+
+    def start(self) -> None:
+        from email import message_from_bytes, policy
+
+        from aiosmtpd.controller import Controller
+
+        box = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope) -> str:
+                message = message_from_bytes(envelope.content, policy=policy.default)
+                box.messages.append((list(envelope.rcpt_tos), message))
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+
+    def to(self, address: str) -> list:
+        return [message for recipients, message in list(self.messages) if address in recipients]

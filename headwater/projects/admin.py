@@ -17,15 +17,18 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from headwater.alerts import AlertsError, parse_alerts, test_alert
 from headwater.clickhouse import make_client, project_database
 from headwater.destinations import destination_group, merge_stored, shown
+from headwater.envelope import encode_batch
 from headwater.flow import INDEX_STEP
 from headwater.migrations import apply_retention, migrate_project
 from headwater.projects.model import PUBLIC, READ, SERVER, Key, Project, check_origin_pattern, key_hash, new_key
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.rewind import GroupBusy, rewind_group
+from headwater.routing import EVENTS_HEADER, PROJECT_HEADER
 from headwater.settings import Settings
-from headwater.topics import step_topic
+from headwater.topics import alerts_topic, step_topic
 
 
 class ProjectError(Exception):
@@ -310,6 +313,20 @@ class ProjectAdmin:
         finally:
             if not was_paused:
                 await self.set_destination_paused(project_id, name, False)
+
+    async def send_test_alert(self, project_id: str, rule_name: str) -> str:
+        """Raise a test alert of one of the project's rules into ``headwater.alerts``, for its channels
+        (and its alerts table); return its id."""
+        try:
+            rules = {rule.name: rule for rule in parse_alerts(self.get(project_id).alerts).rules}
+        except AlertsError as exc:
+            raise ProjectError(str(exc)) from exc
+        if rule_name not in rules:
+            raise ProjectNotFound(f"project {project_id!r} has no alert rule {rule_name!r}")
+        alert = test_alert(project_id, rules[rule_name], now_ms(), secrets.token_hex(8))
+        await self.writer.publish(alerts_topic(self.settings), encode_batch([alert]), project_id.encode(),
+                                  [(PROJECT_HEADER, project_id.encode()), (EVENTS_HEADER, b"1")])
+        return alert.message_id
 
     async def _save(self, project: Project) -> None:
         problems = self.check(project)

@@ -21,6 +21,7 @@ from analytics import activity, overview, queries
 from analytics.filters import Filters
 from analytics.run import records
 from tests.helpers import Admin, dashboard_session, post, wait_for
+from tests.receivers import Receiver
 
 pytestmark = pytest.mark.integration
 WEB = Path(__file__).resolve().parents[2] / "dashboard" / "web"
@@ -109,8 +110,24 @@ def loaded(stack, clickhouse):
     wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {people_db}.events")[0][0] == len(PEOPLE_EVENTS), 60)
     wait_for(lambda: clickhouse.execute(f"SELECT uniqExact(distinct_id) FROM {people_db}.person_ids")[0][0] == 3, 60)
     wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {people_db}.sessions")[0][0] == 3, 60)
-    return {"project": project, "empty": empty, "read_token": read.json()["read_token"], "write_key": key,
-            "people": people["project"]["id"]}
+    receiver = Receiver()
+    receiver.start()
+    alerting = admin.create_project(prefix="dash_alerts")
+    reply = admin.call("PATCH", f"/v1/projects/{alerting['project']['id']}/config", {
+        "alerts": {"rules": [{"name": "signup", "kind": "event", "when": {"event": "Signed Up"}},
+                             {"name": "quiet-day", "kind": "threshold", "window_s": 3600, "below": 1}]},
+        "destinations": [{"name": "ops", "type": "webhook", "source": "alerts", "settings": {"url": receiver.url},
+                          "batch": {"max_events": 10, "max_ms": 100}}]})
+    assert reply.status_code == 200, reply.text
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    reply = post(stack.collector_url, "/v1/batch", {"batch": [track("z", now, "Signed Up", GB, DESKTOP, {})]},
+                 alerting["keys"]["public_key"])
+    assert reply.status_code == 200, reply.text
+    alerts_db = alerting["project"]["database"]
+    wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {alerts_db}.alerts")[0][0] == 1, 60)
+    yield {"project": project, "empty": empty, "read_token": read.json()["read_token"], "write_key": key,
+           "people": people["project"]["id"], "alerts": alerting["project"]["id"], "receiver": receiver}
+    receiver.stop()
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +138,7 @@ def shown(stack, loaded, tmp_path_factory):
            "READ_TOKEN": loaded["read_token"], "PROJECT": loaded["project"], "EMPTY_PROJECT": loaded["empty"],
            "STATE": STATE, "STEPS": json.dumps(STEPS), "COLLECTOR": stack.collector_url,
            "WRITE_KEY": loaded["write_key"], "LIVE_ID": f"live-{uuid.uuid4()}", "NEW_FLOW": json.dumps(NEW_FLOW),
-           "SCREENSHOTS": str(shots), "PEOPLE_PROJECT": loaded["people"]}
+           "SCREENSHOTS": str(shots), "PEOPLE_PROJECT": loaded["people"], "ALERTS_PROJECT": loaded["alerts"]}
     done = subprocess.run(["node", "test/browser.mjs"], cwd=WEB, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -394,3 +411,16 @@ def test_the_people_pages_show_one_person_across_two_devices(shown):
     assert seen["funnels_by_cohort"] == {"team-plan": [1, 0], "viewed-a-page": [1, 0]}
     assert seen["retention_by_cohort"] == {"team-plan": [["2026-03-02", 1, [1, 1]]],
                                            "viewed-a-page": [["2026-03-02", 2, [2, 1]]]}
+
+
+def test_the_alerts_page_lists_rules_alerts_and_channels_and_sends_a_test(shown, loaded):
+    seen = shown["pages"]["alerts"]
+    assert seen["status"] == 200
+    assert seen["rules"] == [{"rule": "signup", "kind": "event", "alerts": 1},
+                             {"rule": "quiet-day", "kind": "threshold", "alerts": 0}]
+    assert seen["recent"] == ["signup"] and seen["channels"] == ["ops"]
+    assert seen["tested"].startswith("signup: a test alert is on its way to the channels (alert_")
+    tested = seen["tested"].rsplit("(", 1)[1].rstrip(")")
+    wait_for(lambda: any(e["messageId"] == tested and e["properties"]["test"]
+                         for e in loaded["receiver"].delivered(loaded["alerts"])), 60)
+    assert "alerts.rules[0] (x).kind must be one of event, visitor, threshold" in seen["refused"]

@@ -4,7 +4,8 @@
 // Environment: DASHBOARD (base URL), ADMIN_TOKEN, READ_TOKEN, PROJECT, EMPTY_PROJECT, STATE (the query
 // string of the range holding the loaded events), STEPS (JSON list of funnel steps), COLLECTOR and
 // WRITE_KEY (to send an event while the live page is open), LIVE_ID (its messageId), NEW_FLOW (a flow
-// document to save on the Flow page), SCREENSHOTS (a directory for one PNG per page).
+// document to save on the Flow page), SCREENSHOTS (a directory for one PNG per page), PEOPLE_PROJECT (the
+// People pages' project) and ALERTS_PROJECT (a project with alert rules, a channel and one alert raised).
 import { chromium } from "playwright-core";
 
 const env = process.env;
@@ -186,6 +187,22 @@ async function flow(page) {
            after_save: new URL(page.url()).pathname };
 }
 
+async function alerts(page) {
+  const path = `/p/${env.ALERTS_PROJECT}/alerts`;
+  const status = await open(page, path);
+  const rules = await page.$$eval("[data-rule]", (rows) => rows.map((r) => ({
+    rule: r.dataset.rule, kind: r.dataset.kind, alerts: Number(r.dataset.alerts) })));
+  const recent = await texts(page, "[data-alert]", "data-alert-rule");
+  const channels = await texts(page, "[data-channel]", "data-channel");
+  await page.screenshot({ path: `${shots}/alerts.png`, fullPage: true });
+  await Promise.all([page.waitForNavigation(), page.click("[data-test-alert=signup]")]);
+  const tested = (await page.textContent("[data-alert-done]")).trim();
+  await page.fill("[data-alerts-document]", JSON.stringify({ rules: [{ name: "x", kind: "hunch" }] }));
+  await Promise.all([page.waitForNavigation(), page.click("[data-save-alerts]")]);
+  const refused = (await page.textContent("[data-alert-problems]")).trim();
+  return { status, rules, recent, channels, tested, refused };
+}
+
 async function phone(browser, cookie) {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2,
                                              isMobile: true, hasTouch: true });
@@ -253,7 +270,7 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, people, failed, sql, live, flow })) {
+  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, people, failed, sql, live, flow, alerts })) {
     report.pages[name] = await run(page);
   }
   report.empty = await empty(page);
