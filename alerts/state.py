@@ -18,9 +18,10 @@ the clock) less ``alerts_grace_s``, or the clock less the grace when the project
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
-from headwater.alerts import Alerts, EventRule, Rule, ThresholdRule, VisitorRule, alert_envelope
+from headwater.alerts import Alerts, Rule, ThresholdRule, VisitorRule, alert_envelope
 from headwater.envelope import Envelope
 from headwater.timeutil import epoch_ms, iso_ms
 
@@ -68,6 +69,7 @@ class ProjectAlerts:
         self.last_input_s = 0.0  # the clock (wall) when the project's last event was read
         self.dropped_keys = 0
         self.late = 0
+        self.counted: Counter[tuple[str, int]] = Counter()
 
     def _set(self, key: Key, value: Any) -> bool:
         if key not in self.values and len(self.values) >= self.limits.max_keys:
@@ -95,34 +97,47 @@ class ProjectAlerts:
             self._set("m", at)
         raised = []
         visitor = envelope.visitor_id
-        for rule in alerts.of_kind(ThresholdRule):
-            if rule.when(event):
-                self._count(rule, at)
-        for rule in alerts.of_kind(EventRule):
+        for threshold in alerts.thresholds.candidates(event):
+            if threshold.when(event):
+                self._count(threshold, at)
+        for rule in alerts.events.candidates(event):
             if rule.when(event):
                 raised += self._raise(alerts, rule, visitor, envelope.message_id, at, now_ms,
                                       f"{event.get('event') or event.get('type')} by {visitor}",
                                       {"message_id": envelope.message_id, "event": event.get("event", "")})
-        visitor_rules = alerts.of_kind(VisitorRule)
-        if visitor_rules:
-            raised += self._visitor(alerts, visitor_rules, envelope, session_seq, at, now_ms)
+        if alerts.visitors:
+            raised += self._visitor(alerts, alerts.visitors, envelope, session_seq, at, now_ms)
         return raised
 
     def _count(self, rule: ThresholdRule, at: int) -> None:
-        progress = self.values.get(state_key("n", rule.name))
+        """Count the event in each of the rule's windows holding it, in :attr:`counted` until
+        :meth:`flush_counts` (one state change per window and poll, not per event)."""
+        progress = self.values.get("n|" + rule.name)  # state_key("n", name), without its cost on every event
         fresh = progress is None
         if progress is None:  # counting starts with the first window to start at or after this event: a whole one
             first = -(-at // rule.every_ms) * rule.every_ms
             self._set(state_key("n", rule.name), [first, first])
             progress = [first, first]
+        if rule.every_ms == rule.window_ms:  # tumbling: one window
+            start = at - at % rule.every_ms
+            if start >= progress[0]:
+                self.counted[(rule.name, start)] += 1
+            else:
+                self.late += not fresh
+            return
         for start in rule.starts(at):
             if start < progress[0]:
                 self.late += not fresh
                 continue
-            key = state_key("w", rule.name, start)
-            self._set(key, self.values.get(key, 0) + 1)
+            self.counted[(rule.name, start)] += 1
 
-    def _visitor(self, alerts: Alerts, rules: list[VisitorRule], envelope: Envelope, session_seq: int, at: int,
+    def flush_counts(self) -> None:
+        for (name, start), n in self.counted.items():
+            key = state_key("w", name, start)
+            self._set(key, self.values.get(key, 0) + n)
+        self.counted.clear()
+
+    def _visitor(self, alerts: Alerts, rules: tuple[VisitorRule, ...], envelope: Envelope, session_seq: int, at: int,
                  now_ms: int) -> list[Envelope]:
         event, visitor = envelope.event, envelope.visitor_id
         if event.get("type") == "identify" and isinstance(event.get("traits"), dict):
@@ -168,7 +183,9 @@ class ProjectAlerts:
         return latest - self.limits.grace_ms
 
     def close_windows(self, alerts: Alerts, now_ms: int, now_s: float) -> list[Envelope]:
-        """Close every threshold window the watermark has passed; the alerts they raise."""
+        """Close every threshold window the watermark has passed (after counting what was added); the
+        alerts they raise."""
+        self.flush_counts()
         mark = self.watermark(now_ms, now_s)
         raised = []
         for rule in alerts.of_kind(ThresholdRule):

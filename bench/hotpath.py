@@ -21,11 +21,12 @@ import time
 import tracemalloc
 from datetime import date
 
+import orjson
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from bench.run import RESULTS
-from headwater.envelope import Envelope, encode_batch
+from headwater.envelope import Envelope, decode_batch, encode_batch
 from headwater.partitioning import PartitionMap
 from headwater.projects.model import Project
 from headwater.projects.store import FixedProjects
@@ -189,6 +190,51 @@ def identity_us(inputs: list[Envelope]) -> dict[str, float]:
             best = min(best, time.perf_counter() - started)
         result[name] = best / len(events) * 1e6
     return result
+
+
+def alert_rules(kind_count: int = 50) -> dict:
+    """50 rules of each kind, as a busy project might have them: event rules on rarer events, visitor
+    rules on traits and the entry page, threshold rules on the commonest events in 10-minute windows."""
+    rules = []
+    for i in range(kind_count):
+        rules.append({"name": f"event-{i}", "kind": "event", "when": {"all": [
+            {"event": f"Order Completed {i}"}, {"field": "properties.price", "gt": 1000}]}})
+        rules.append({"name": f"visitor-{i}", "kind": "visitor", "after_days": 7, "when": {"any": [
+            {"field": "traits.plan", "equals": f"enterprise-{i}"}, {"field": "context.page.path", "equals": f"/vip/{i}"}]}})
+        rules.append({"name": f"threshold-{i}", "kind": "threshold", "window_s": 600,
+                      "when": {"event": "Added To Cart"} if i % 2 else {"type": "page"},
+                      "change": {"against": "week", "drop_pct": 50}})
+    return {"rules": rules}
+
+
+def alerts_us(inputs: list[Envelope]) -> dict[str, float]:
+    """The alerts role's per-poll work without Kafka (:meth:`AlertBook.poll`), 150 rules (50 of each
+    kind), polls of 20 records of 100 stored envelopes, µs per event; beside it, decoding the same
+    records alone (what any reader of the stored events pays)."""
+    from alerts.book import AlertBook
+    from headwater.alerts import parse_alerts
+    from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER
+
+    topic = step_topic(Settings(), "index")
+    rules = parse_alerts(alert_rules())
+    sessions = orjson.dumps([[f"s{i}", 1 + i % 9] for i in range(100)])
+    headers = [(PROJECT_HEADER, b"bench"), (SESSIONS_HEADER, sessions)]
+    records = [ConsumerRecord(topic, 0, i, 0, 0, b"k", encode_batch(inputs[i:i + 100]), None, 0, 0, headers)
+               for i in range(0, len(inputs), 100)]
+    polls = [{TopicPartition(topic, 0): records[i:i + 20]} for i in range(0, len(records), 20)]
+    best, decode = float("inf"), float("inf")
+    for _ in range(3):
+        book = AlertBook(Settings(), lambda project: rules, PartitionMap())
+        book.restoring([0])
+        started = time.perf_counter()
+        for poll in polls:
+            book.poll(poll, 0.0)
+        best = min(best, time.perf_counter() - started)
+        started = time.perf_counter()
+        for record in records:
+            decode_batch(record.value)
+        decode = min(decode, time.perf_counter() - started)
+    return {"alerts_150_rules": best / len(inputs) * 1e6, "alerts_decode_only": decode / len(inputs) * 1e6}
 
 
 def identity_bytes_per_id(ids: int = 100_000) -> float:
@@ -368,6 +414,7 @@ def main() -> None:
     result.update(step_counts_us(inputs))
     result["sessionize"] = sessionize_us(inputs, profile == "sessionize")
     result.update(identity_us(inputs))
+    result.update(alerts_us(inputs))
     result = {name: round(us, 2) for name, us in result.items()}
     memory = {"identity_bytes_per_merged_id": round(identity_bytes_per_id())}
     print(json.dumps({**result, **memory}))

@@ -31,7 +31,7 @@ import dataclasses
 import hashlib
 import re
 from datetime import time
-from typing import Any
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from headwater.conditions import TYPES, ConditionError, Matcher, compile_condition
@@ -125,12 +125,69 @@ class QuietHours:
         return local >= self.start or local < self.end  # over midnight
 
 
+R = TypeVar("R", bound=Rule)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleIndex(Generic[R]):
+    """Rules by what an event must be for their condition to hold (:func:`needs`), so an event is
+    tested against the rules it may match only: those of its name (a ``track``), of its type, and those
+    that may match anything."""
+
+    by_event: dict[str, tuple[R, ...]]
+    by_type: dict[str, tuple[R, ...]]
+    always: tuple[R, ...]
+
+    @classmethod
+    def of(cls, rules: list[tuple[R, object]]) -> RuleIndex[R]:
+        by_event: dict[str, list[R]] = {}
+        by_type: dict[str, list[R]] = {}
+        always: list[R] = []
+        for rule, raw_when in rules:
+            need = needs(raw_when)
+            if need is None:
+                always.append(rule)
+                continue
+            for key in need[1]:
+                (by_event if need[0] == "event" else by_type).setdefault(key, []).append(rule)
+        return cls({k: tuple(v) for k, v in by_event.items()}, {k: tuple(v) for k, v in by_type.items()},
+                   tuple(always))
+
+    def candidates(self, event: dict[str, Any]) -> tuple[R, ...]:
+        kind = event.get("type") or "track"
+        found = self.always + self.by_type.get(kind, ()) if isinstance(kind, str) else self.always
+        name = event.get("event")
+        if kind == "track" and isinstance(name, str):
+            found += self.by_event.get(name, ())
+        return found
+
+
+def needs(raw: object) -> tuple[str, frozenset[str]] | None:
+    """What an event must be for the condition ``raw`` to hold: ``("event", names)``, a ``track`` of
+    one of these names; ``("type", types)``, one of these types; ``None``, anything may."""
+    if not isinstance(raw, dict) or len(raw) != 1:
+        return None
+    (test, value), = raw.items()
+    values = value if isinstance(value, list) else [value]
+    if test == "event" and all(isinstance(v, str) and "*" not in v for v in values):
+        return "event", frozenset(values)
+    if test == "type" and all(isinstance(v, str) for v in values):
+        return "type", frozenset(values)
+    if test == "all" and isinstance(value, list):
+        return next((need for part in value if (need := needs(part)) is not None), None)
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Alerts:
-    """A project's rules, by kind, and its quiet hours."""
+    """A project's rules, by kind (event and threshold rules indexed for the events they may match),
+    and its quiet hours."""
 
     rules: tuple[Rule, ...] = ()
     quiet: QuietHours | None = None
+    events: RuleIndex[EventRule] = RuleIndex({}, {}, ())
+    thresholds: RuleIndex[ThresholdRule] = RuleIndex({}, {}, ())
+    visitors: tuple[VisitorRule, ...] = ()
 
     def of_kind(self, kind: type[Rule]) -> list:
         return [rule for rule in self.rules if isinstance(rule, kind)]
@@ -276,7 +333,11 @@ def parse_alerts(raw: object) -> Alerts:
     quiet = _quiet(raw.get("quiet_hours"), problems)
     if problems:
         raise AlertsError(problems)
-    return Alerts(tuple(rules), quiet)
+    when = {entry.get("name"): entry.get("when", EVERY_EVENT) for entry in rules_raw if isinstance(entry, dict)}
+    return Alerts(tuple(rules), quiet,
+                  events=RuleIndex.of([(r, when.get(r.name)) for r in rules if isinstance(r, EventRule)]),
+                  thresholds=RuleIndex.of([(r, when.get(r.name)) for r in rules if isinstance(r, ThresholdRule)]),
+                  visitors=tuple(r for r in rules if isinstance(r, VisitorRule)))
 
 
 def check_alerts(raw: object) -> list[str]:
