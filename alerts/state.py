@@ -217,7 +217,7 @@ class ProjectAlerts:
             return []
         end = start + rule.window_ms
         return self._raise(alerts, rule, "", str(start), end, now_ms,
-                           f"{rule.name}: {reason} from {iso_ms(start)} to {iso_ms(end)}",
+                           f"{reason} from {iso_ms(start)} to {iso_ms(end)}",
                            {"count": count, "before": before, "window_start": iso_ms(start), "window_end": iso_ms(end)})
 
     def forget_rules(self, alerts: Alerts) -> None:
