@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python -m bench.catalogue
 	$(BIN)/python -m bench.queries
 	$(BIN)/python -m bench.forwarder
+	$(BIN)/python -m bench.alerts
 
 # faults while events flow (kill -9 of each role, a Kafka restart, ClickHouse down), then the counts
 chaos: install

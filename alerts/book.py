@@ -64,7 +64,7 @@ class AlertBook:
         self.changelog = alerts_state_topic(settings)
         self.alerts = alerts_topic(settings)
         self.limits = Limits(int(settings.alerts_grace_s * 1000), int(settings.alerts_idle_s * 1000),
-                             settings.alerts_max_keys_per_project)
+                             settings.alerts_max_keys_per_project, settings.alerts_max_per_rule_per_minute)
         self.projects: dict[str, ProjectAlerts] = {}
         self.loaded = False
         self.step_counts = StepCounts(settings)  # the role is not a step of the flow: it counts nothing
@@ -109,6 +109,7 @@ class AlertBook:
 
     def summary(self) -> dict:
         return {"alerts": self.raised, "late": sum(s.late for s in self.projects.values()),
+                "suppressed": sum(s.suppressed for s in self.projects.values()),
                 "keys_refused": sum(s.dropped_keys for s in self.projects.values())}
 
     def poll(self, batch: Batch, now: float) -> tuple[list[Output], int]:

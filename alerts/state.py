@@ -8,7 +8,9 @@ The state is a flat map of keys (see :func:`state_key`), so that each change is 
 - ``m``: the project's latest event time, the watermark's base;
 - ``c|RULE|SUBJECT``: the event time until which the rule stays quiet for the subject (cooldown);
 - ``s|VISITOR``: the time of the visitor's latest event (visitor rules with ``after_days``);
-- ``t|ID``: the traits the latest ``identify`` calls gave the user id and anonymous id (visitor rules).
+- ``t|ID``: the traits the latest ``identify`` calls gave the user id and anonymous id (visitor rules);
+- ``r|RULE``: ``[minute, alerts]``: how many alerts the rule raised in the latest minute (event time),
+  at most ``alerts_max_per_rule_per_minute``.
 
 A window closes once the watermark passes its end: the project's latest event time (never later than
 the clock) less ``alerts_grace_s``, or the clock less the grace when the project has been idle for
@@ -21,7 +23,7 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
-from headwater.alerts import Alerts, Rule, ThresholdRule, VisitorRule, alert_envelope
+from headwater.alerts import Alerts, CountGroup, Rule, ThresholdRule, VisitorRule, alert_envelope
 from headwater.envelope import Envelope
 from headwater.timeutil import epoch_ms, iso_ms
 
@@ -34,6 +36,7 @@ class Limits:
     grace_ms: int
     idle_ms: int
     max_keys: int
+    max_per_minute: int = 60
 
 
 def state_key(*parts: object) -> Key:
@@ -69,7 +72,9 @@ class ProjectAlerts:
         self.last_input_s = 0.0  # the clock (wall) when the project's last event was read
         self.dropped_keys = 0
         self.late = 0
-        self.counted: Counter[tuple[str, int]] = Counter()
+        self.suppressed = 0
+        self.counted: Counter[tuple[str, int]] = Counter()  # (group, bucket) → events, until flush_counts
+        self.started: set[str] = set()  # groups whose rules all count already
 
     def _set(self, key: Key, value: Any) -> bool:
         if key not in self.values and len(self.values) >= self.limits.max_keys:
@@ -97,9 +102,11 @@ class ProjectAlerts:
             self._set("m", at)
         raised = []
         visitor = envelope.visitor_id
-        for threshold in alerts.thresholds.candidates(event):
-            if threshold.when(event):
-                self._count(threshold, at)
+        for group in alerts.counts.candidates(event):
+            if group.when(event):
+                if group.key not in self.started:
+                    self._start(group, at)
+                self.counted[(group.key, at // group.bucket_ms)] += 1
         for rule in alerts.events.candidates(event):
             if rule.when(event):
                 raised += self._raise(alerts, rule, visitor, envelope.message_id, at, now_ms,
@@ -109,32 +116,33 @@ class ProjectAlerts:
             raised += self._visitor(alerts, alerts.visitors, envelope, session_seq, at, now_ms)
         return raised
 
-    def _count(self, rule: ThresholdRule, at: int) -> None:
-        """Count the event in each of the rule's windows holding it, in :attr:`counted` until
-        :meth:`flush_counts` (one state change per window and poll, not per event)."""
-        progress = self.values.get("n|" + rule.name)  # state_key("n", name), without its cost on every event
-        fresh = progress is None
-        if progress is None:  # counting starts with the first window to start at or after this event: a whole one
-            first = -(-at // rule.every_ms) * rule.every_ms
-            self._set(state_key("n", rule.name), [first, first])
-            progress = [first, first]
-        if rule.every_ms == rule.window_ms:  # tumbling: one window
-            start = at - at % rule.every_ms
-            if start >= progress[0]:
-                self.counted[(rule.name, start)] += 1
-            else:
-                self.late += not fresh
-            return
-        for start in rule.starts(at):
-            if start < progress[0]:
-                self.late += not fresh
-                continue
-            self.counted[(rule.name, start)] += 1
+    def _start(self, group: CountGroup, at: int) -> None:
+        """Counting starts, for each rule of the group not counting yet, with its first window to start
+        at or after this event (a whole one)."""
+        for rule in group.rules:
+            if self.values.get("n|" + rule.name) is None:
+                first = -(-at // rule.every_ms) * rule.every_ms
+                self._set(state_key("n", rule.name), [first, first])
+        self.started.add(group.key)
 
-    def flush_counts(self) -> None:
-        for (name, start), n in self.counted.items():
-            key = state_key("w", name, start)
-            self._set(key, self.values.get(key, 0) + n)
+    def flush_counts(self, alerts: Alerts) -> None:
+        """Spread the poll's bucket counts over each rule's windows: one state change per window and
+        poll. A window already closed does not take them (late)."""
+        for (key, bucket), n in self.counted.items():
+            group = alerts.groups.get(key)
+            if group is None:
+                continue  # the project's rules changed in the poll: its counts go with the old rule
+            at = bucket * group.bucket_ms
+            for rule in group.rules:
+                progress = self.values.get("n|" + rule.name)
+                if progress is None:
+                    continue
+                for start in rule.starts(at):
+                    if start < progress[0]:
+                        self.late += n if start >= progress[1] else 0  # before its first window: not late
+                        continue
+                    window = f"w|{rule.name}|{start}"
+                    self._set(window, self.values.get(window, 0) + n)
         self.counted.clear()
 
     def _visitor(self, alerts: Alerts, rules: tuple[VisitorRule, ...], envelope: Envelope, session_seq: int, at: int,
@@ -171,6 +179,12 @@ class ProjectAlerts:
                 return []
             if not self._set(key, at + rule.cooldown_ms):
                 return []  # over the project's keys: no cooldown to keep, so no alert (never a flood)
+        minute, raised = self.values.get("r|" + rule.name) or [at // 60_000, 0]
+        raised = raised if minute == at // 60_000 else 0
+        if raised >= self.limits.max_per_minute:
+            self.suppressed += 1
+            return []
+        self._set(state_key("r", rule.name), [at // 60_000, raised + 1])
         quiet = alerts.quiet.holds(at) if alerts.quiet else False
         return [alert_envelope(self.project_id, rule, subject, cause, at, now_ms, text, quiet, details)]
 
@@ -185,10 +199,10 @@ class ProjectAlerts:
     def close_windows(self, alerts: Alerts, now_ms: int, now_s: float) -> list[Envelope]:
         """Close every threshold window the watermark has passed (after counting what was added); the
         alerts they raise."""
-        self.flush_counts()
+        self.flush_counts(alerts)
         mark = self.watermark(now_ms, now_s)
         raised = []
-        for rule in alerts.of_kind(ThresholdRule):
+        for rule in alerts.thresholds:
             progress = self.values.get(state_key("n", rule.name))
             if progress is None:
                 continue
@@ -225,5 +239,5 @@ class ProjectAlerts:
         names = {rule.name for rule in alerts.rules}
         for key in list(self.values):
             kind, _, rest = key.partition("|")
-            if kind in ("w", "n", "c") and rest.partition("|")[0] not in names:
+            if kind in ("w", "n", "c", "r") and rest.partition("|")[0] not in names:
                 self._delete(key)

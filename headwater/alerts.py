@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 from datetime import time
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
 
 from headwater.conditions import TYPES, ConditionError, Matcher, compile_condition
 from headwater.envelope import Envelope
@@ -125,14 +128,14 @@ class QuietHours:
         return local >= self.start or local < self.end  # over midnight
 
 
-R = TypeVar("R", bound=Rule)
+R = TypeVar("R")
 
 
 @dataclasses.dataclass(frozen=True)
 class RuleIndex(Generic[R]):
-    """Rules by what an event must be for their condition to hold (:func:`needs`), so an event is
-    tested against the rules it may match only: those of its name (a ``track``), of its type, and those
-    that may match anything."""
+    """Rules (or groups of them) by what an event must be for their condition to hold (:func:`needs`),
+    so an event is tested against those it may match only: of its name (a ``track``), of its type, and
+    those that may match anything."""
 
     by_event: dict[str, tuple[R, ...]]
     by_type: dict[str, tuple[R, ...]]
@@ -179,6 +182,29 @@ def needs(raw: object) -> tuple[str, frozenset[str]] | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class CountGroup:
+    """The threshold rules with the same condition: it is tested once an event, and a matching event is
+    counted once in a bucket of ``bucket_ms`` (the greatest common divisor of the rules' hops, so a
+    bucket lies in the same windows of each rule), then spread over each rule's windows a poll at a time."""
+
+    key: str  # the condition, as canonical JSON
+    when: Matcher
+    rules: tuple[ThresholdRule, ...]
+    bucket_ms: int
+
+
+def count_groups(rules: list[tuple[ThresholdRule, object]]) -> list[tuple[CountGroup, object]]:
+    grouped: dict[str, list[ThresholdRule]] = {}
+    raw_of: dict[str, object] = {}
+    for rule, raw_when in rules:
+        key = orjson.dumps(raw_when, option=orjson.OPT_SORT_KEYS).decode()
+        grouped.setdefault(key, []).append(rule)
+        raw_of[key] = raw_when
+    return [(CountGroup(key, members[0].when, tuple(members), math.gcd(*(r.every_ms for r in members))), raw_of[key])
+            for key, members in grouped.items()]
+
+
+@dataclasses.dataclass(frozen=True)
 class Alerts:
     """A project's rules, by kind (event and threshold rules indexed for the events they may match),
     and its quiet hours."""
@@ -186,8 +212,10 @@ class Alerts:
     rules: tuple[Rule, ...] = ()
     quiet: QuietHours | None = None
     events: RuleIndex[EventRule] = RuleIndex({}, {}, ())
-    thresholds: RuleIndex[ThresholdRule] = RuleIndex({}, {}, ())
+    counts: RuleIndex[CountGroup] = RuleIndex({}, {}, ())
     visitors: tuple[VisitorRule, ...] = ()
+    groups: dict[str, CountGroup] = dataclasses.field(default_factory=dict)  # by key
+    thresholds: tuple[ThresholdRule, ...] = ()
 
     def of_kind(self, kind: type[Rule]) -> list:
         return [rule for rule in self.rules if isinstance(rule, kind)]
@@ -334,10 +362,12 @@ def parse_alerts(raw: object) -> Alerts:
     if problems:
         raise AlertsError(problems)
     when = {entry.get("name"): entry.get("when", EVERY_EVENT) for entry in rules_raw if isinstance(entry, dict)}
+    groups = count_groups([(r, when.get(r.name)) for r in rules if isinstance(r, ThresholdRule)])
     return Alerts(tuple(rules), quiet,
                   events=RuleIndex.of([(r, when.get(r.name)) for r in rules if isinstance(r, EventRule)]),
-                  thresholds=RuleIndex.of([(r, when.get(r.name)) for r in rules if isinstance(r, ThresholdRule)]),
-                  visitors=tuple(r for r in rules if isinstance(r, VisitorRule)))
+                  counts=RuleIndex.of(groups), visitors=tuple(r for r in rules if isinstance(r, VisitorRule)),
+                  groups={group.key: group for group, _ in groups},
+                  thresholds=tuple(r for r in rules if isinstance(r, ThresholdRule)))
 
 
 def check_alerts(raw: object) -> list[str]:

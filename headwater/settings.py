@@ -130,6 +130,9 @@ class Settings:
     alerts_grace_s: float = 30.0
     alerts_idle_s: float = 60.0
     alerts_max_keys_per_project: int = 1_000_000
+    # At most this many alerts of one rule a minute (event time); the rest are suppressed (counted in the
+    # role's log), so a sender with a write key cannot flood a team's Slack or mail server.
+    alerts_max_per_rule_per_minute: int = 60
     alerts_fault_hold_s: float = 0.0  # fault injection for tests: hold each transaction open this long
 
     session_timeout_s: float = 1800.0  # defaults; each project may set its own

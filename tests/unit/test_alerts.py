@@ -127,6 +127,7 @@ def test_an_idle_project_closes_its_windows_on_the_clock_and_late_events_are_not
     (raised,) = state.close_windows(alerts, T0 + 10 * MIN + 31_000, T0 / 1000 + 61)  # idle: the clock closes it
     assert raised.event["properties"]["count"] == 0
     state.add(alerts, envelope(T0 + MIN, event="Checkout"), 0, T0 + 11 * MIN)  # its window is closed
+    state.flush_counts(alerts)
     assert state.late == 1
 
 
@@ -161,12 +162,20 @@ def test_a_returning_enterprise_visitor_raises_one_alert_per_session():
 def test_quiet_hours_mark_the_alert_and_the_key_limit_stops_new_state():
     alerts = parse_alerts({"rules": [{"name": "e", "kind": "event", "when": {"type": "track"}, "cooldown_s": 60}],
                            "quiet_hours": {"from": "22:00", "to": "07:00", "tz": "UTC"}})
-    state = ProjectAlerts("shop", Limits(30_000, 60_000, max_keys=2))
+    state = ProjectAlerts("shop", Limits(30_000, 60_000, max_keys=3))  # m, the cooldown and the rate of a
     night = T0 - T0 % 86_400_000 + 23 * 3_600_000
     (quiet,) = state.add(alerts, envelope(night, "a"), 0, LATER)
     assert quiet.event["properties"]["quiet"] is True
     assert state.add(alerts, envelope(night, "b"), 0, LATER) == []  # its cooldown could not be kept
     assert state.dropped_keys == 1
+
+
+def test_a_flood_of_matching_events_raises_at_most_the_cap_a_minute():
+    alerts = parse_alerts({"rules": [{"name": "every", "kind": "event", "when": {"type": "track"}}]})
+    state = ProjectAlerts("shop", Limits(30_000, 60_000, max_keys=100, max_per_minute=5))
+    raised = [len(state.add(alerts, envelope(T0 + i * 100, f"v{i}"), 0, LATER)) for i in range(20)]
+    assert sum(raised) == 5 and state.suppressed == 15
+    assert len(state.add(alerts, envelope(T0 + MIN, "late-comer"), 0, LATER)) == 1  # a new minute
 
 
 def test_the_book_reads_sessions_from_the_header_and_writes_alerts_and_changelog_in_one_poll():
@@ -198,3 +207,22 @@ def test_threshold_windows_are_epoch_aligned_and_hop():
                                     "above": 1}]}).rules[0]
     assert isinstance(rule, ThresholdRule)
     assert list(rule.starts(T0 + 7 * MIN)) == [T0, T0 + 5 * MIN]
+
+
+def test_rules_with_one_condition_count_once_an_event_and_each_gets_its_own_windows():
+    alerts = parse_alerts({"rules": [
+        {"name": "ten", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 600, "above": 100},
+        {"name": "hop", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 600, "every_s": 300,
+         "above": 100},
+        {"name": "pages", "kind": "threshold", "when": {"type": "page"}, "window_s": 120, "above": 100}]})
+    assert [len(g.rules) for g in alerts.groups.values()] == [2, 1]
+    state = ProjectAlerts("shop", LIMITS)
+    for minute in (0, 1, 6, 7, 7, 12):
+        state.add(alerts, envelope(T0 + minute * MIN, event="Checkout"), 0, LATER)
+    state.flush_counts(alerts)
+    windows = {k: v for k, v in state.values.items() if k.startswith("w|")}
+    # ten: [0, 10) holds minutes 0 1 6 7 7, [10, 20) minute 12; hop also [5, 15): 6 7 7 12 ([-5, 5) is
+    # before its first whole window)
+    assert windows == {f"w|ten|{T0}": 5, f"w|ten|{T0 + 10 * MIN}": 1,
+                       f"w|hop|{T0}": 5, f"w|hop|{T0 + 5 * MIN}": 4, f"w|hop|{T0 + 10 * MIN}": 1}
+    assert state.late == 0
