@@ -229,12 +229,20 @@ async def flow(request: Request, context: dict, problems: str = "", draft: str |
     return render(request, "flow.html", context, 400 if problems and draft is not None else 200)
 
 
-async def save_flow(request: Request, context: dict) -> Response:
-    """Replace the project's flow with the posted document, checked exactly as the admin API checks it."""
+def change_refused(request: Request, what: str = "a change") -> Response | None:
+    """The answer to a change that must not be made: not posted from this dashboard's own page, or a
+    dashboard started without the project checks (read only); ``None`` when it may be made."""
     if not from_this_site(request):
-        return problem(request, 403, "Refused", "a flow must be posted from this dashboard")
+        return problem(request, 403, "Refused", f"{what} must be posted from this dashboard")
     if request.app.state.admin is None:
         return problem(request, 403, "Read only", "this dashboard was started without the project checks")
+    return None
+
+
+async def save_flow(request: Request, context: dict) -> Response:
+    """Replace the project's flow with the posted document, checked exactly as the admin API checks it."""
+    if refused := change_refused(request, "a flow"):
+        return refused
     draft = str((await form_fields(request)).get("flow") or "")
     try:
         document = json.loads(draft)
@@ -264,11 +272,9 @@ async def destinations(request: Request, context: dict, problems: str = "", done
 
 async def destination_action(request: Request, context: dict) -> Response:
     """Pause, resume or replay (from a time in the form, ISO 8601 in UTC) one destination."""
-    if not from_this_site(request):
-        return problem(request, 403, "Refused", "a change must be posted from this dashboard")
+    if refused := change_refused(request):
+        return refused
     admin = request.app.state.admin
-    if admin is None:
-        return problem(request, 403, "Read only", "this dashboard was started without the project checks")
     action = request.path_params["action"]
     if action not in ("pause", "resume", "replay", "save"):
         return problem(request, 404, "No such action", "destinations are saved, paused, resumed or replayed")
@@ -319,11 +325,9 @@ async def alerts(request: Request, context: dict, problems: str = "", done: str 
 
 async def alert_action(request: Request, context: dict) -> Response:
     """Send a test alert of one rule, or save the rules document (checked as the admin API checks it)."""
-    if not from_this_site(request):
-        return problem(request, 403, "Refused", "a change must be posted from this dashboard")
+    if refused := change_refused(request):
+        return refused
     admin = request.app.state.admin
-    if admin is None:
-        return problem(request, 403, "Read only", "this dashboard was started without the project checks")
     action = request.path_params["action"]
     if action not in ("test", "save"):
         return problem(request, 404, "No such action", "alert rules are tested or saved")

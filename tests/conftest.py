@@ -88,6 +88,17 @@ def s3_server(stack):
     server.stop()
 
 
+@pytest.fixture
+def receiver():
+    """A real webhook receiver on a loopback port (tests.receivers.Receiver), for one test."""
+    from tests.receivers import Receiver
+
+    receiver = Receiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
 @pytest.fixture(scope="session")
 def mailbox(stack):
     """A real SMTP server (aiosmtpd) where the email destination's messages arrive."""

@@ -53,14 +53,6 @@ def stored_alerts(clickhouse, db: str) -> list[tuple]:
                               "ORDER BY rule, subject")
 
 
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
 def test_an_event_rule_fires_once_per_matching_event_to_a_webhook_and_the_alerts_table(stack, settings, clickhouse,
                                                                                         receiver):
     rule = {"name": "big-order", "kind": "event", "when": {"all": [

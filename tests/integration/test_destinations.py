@@ -57,14 +57,6 @@ def webhook(name: str, url: str, **extra) -> dict:
             **extra}
 
 
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
 def new_project(settings, destinations: list[dict], privacy: dict | None = None) -> tuple[str, str, str]:
     admin = Admin(settings)
     created = admin.create_project(prefix="dest")
