@@ -102,13 +102,13 @@ class ProjectAlerts:
             self._set("m", at)
         raised = []
         visitor = envelope.visitor_id
-        for group in alerts.counts.candidates(event):
-            if group.when(event):
+        for group, test in alerts.counts.candidates(event):
+            if test(event):
                 if group.key not in self.started:
                     self._start(group, at)
                 self.counted[(group.key, at // group.bucket_ms)] += 1
-        for rule in alerts.events.candidates(event):
-            if rule.when(event):
+        for rule, test in alerts.events.candidates(event):
+            if test(event):
                 raised += self._raise(alerts, rule, visitor, envelope.message_id, at, now_ms,
                                       f"{event.get('event') or event.get('type')} by {visitor}",
                                       {"message_id": envelope.message_id, "event": event.get("event", "")})

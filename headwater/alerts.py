@@ -135,28 +135,32 @@ R = TypeVar("R")
 class RuleIndex(Generic[R]):
     """Rules (or groups of them) by what an event must be for their condition to hold (:func:`needs`),
     so an event is tested against those it may match only: of its name (a ``track``), of its type, and
-    those that may match anything."""
+    those that may match anything; and each with what remains to test once the index chose it."""
 
-    by_event: dict[str, tuple[R, ...]]
-    by_type: dict[str, tuple[R, ...]]
-    always: tuple[R, ...]
+    by_event: dict[str, tuple[tuple[R, Matcher], ...]]
+    by_type: dict[str, tuple[tuple[R, Matcher], ...]]
+    always: tuple[tuple[R, Matcher], ...]
 
     @classmethod
-    def of(cls, rules: list[tuple[R, object]]) -> RuleIndex[R]:
-        by_event: dict[str, list[R]] = {}
-        by_type: dict[str, list[R]] = {}
-        always: list[R] = []
-        for rule, raw_when in rules:
+    def of(cls, rules: list[tuple[R, object, Matcher]]) -> RuleIndex[R]:
+        """The index of ``(rule, its condition as written, its condition compiled)``."""
+        by_event: dict[str, list[tuple[R, Matcher]]] = {}
+        by_type: dict[str, list[tuple[R, Matcher]]] = {}
+        always: list[tuple[R, Matcher]] = []
+        for rule, raw_when, when in rules:
             need = needs(raw_when)
             if need is None:
-                always.append(rule)
+                always.append((rule, when))
                 continue
-            for key in need[1]:
-                (by_event if need[0] == "event" else by_type).setdefault(key, []).append(rule)
+            kind, keys, rest = need
+            test = _anything if rest is None else compile_condition(rest)
+            for key in keys:
+                (by_event if kind == "event" else by_type).setdefault(key, []).append((rule, test))
         return cls({k: tuple(v) for k, v in by_event.items()}, {k: tuple(v) for k, v in by_type.items()},
                    tuple(always))
 
-    def candidates(self, event: dict[str, Any]) -> tuple[R, ...]:
+    def candidates(self, event: dict[str, Any]) -> tuple[tuple[R, Matcher], ...]:
+        """The rules the event may match, each with the test left to pass."""
         kind = event.get("type") or "track"
         found = self.always + self.by_type.get(kind, ()) if isinstance(kind, str) else self.always
         name = event.get("event")
@@ -165,11 +169,30 @@ class RuleIndex(Generic[R]):
         return found
 
 
-def needs(raw: object) -> tuple[str, frozenset[str]] | None:
-    """What an event must be for the condition ``raw`` to hold: ``("event", names)``, a ``track`` of
-    one of these names; ``("type", types)``, one of these types; ``None``, anything may."""
+def _anything(event: dict[str, Any]) -> bool:
+    return True
+
+
+def needs(raw: object) -> tuple[str, frozenset[str], object] | None:
+    """What an event must be for the condition ``raw`` to hold, and what else it must pass:
+    ``("event", names, rest)``, a ``track`` of one of these names; ``("type", types, rest)``, one of
+    these types; ``rest`` a condition, or ``None`` for nothing more. ``None``: anything may hold."""
     if not isinstance(raw, dict) or len(raw) != 1:
         return None
+    (test, value), = raw.items()
+    values = value if isinstance(value, list) else [value]
+    if test == "event" and all(isinstance(v, str) and "*" not in v for v in values):
+        return "event", frozenset(values), None
+    if test == "type" and all(isinstance(v, str) for v in values):
+        return "type", frozenset(values), None
+    if test == "all" and isinstance(value, list):
+        for i, part in enumerate(value):
+            need = needs(part)
+            if need is not None:
+                others = [*value[:i], *value[i + 1:], *([need[2]] if need[2] is not None else [])]
+                rest = None if not others else others[0] if len(others) == 1 else {"all": others}
+                return need[0], need[1], rest
+    return None
     (test, value), = raw.items()
     values = value if isinstance(value, list) else [value]
     if test == "event" and all(isinstance(v, str) and "*" not in v for v in values):
@@ -193,15 +216,15 @@ class CountGroup:
     bucket_ms: int
 
 
-def count_groups(rules: list[tuple[ThresholdRule, object]]) -> list[tuple[CountGroup, object]]:
+def count_groups(rules: list[tuple[ThresholdRule, object]]) -> list[tuple[CountGroup, object, Matcher]]:
     grouped: dict[str, list[ThresholdRule]] = {}
     raw_of: dict[str, object] = {}
     for rule, raw_when in rules:
         key = orjson.dumps(raw_when, option=orjson.OPT_SORT_KEYS).decode()
         grouped.setdefault(key, []).append(rule)
         raw_of[key] = raw_when
-    return [(CountGroup(key, members[0].when, tuple(members), math.gcd(*(r.every_ms for r in members))), raw_of[key])
-            for key, members in grouped.items()]
+    return [(CountGroup(key, members[0].when, tuple(members), math.gcd(*(r.every_ms for r in members))), raw_of[key],
+             members[0].when) for key, members in grouped.items()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,9 +387,9 @@ def parse_alerts(raw: object) -> Alerts:
     when = {entry.get("name"): entry.get("when", EVERY_EVENT) for entry in rules_raw if isinstance(entry, dict)}
     groups = count_groups([(r, when.get(r.name)) for r in rules if isinstance(r, ThresholdRule)])
     return Alerts(tuple(rules), quiet,
-                  events=RuleIndex.of([(r, when.get(r.name)) for r in rules if isinstance(r, EventRule)]),
+                  events=RuleIndex.of([(r, when.get(r.name), r.when) for r in rules if isinstance(r, EventRule)]),
                   counts=RuleIndex.of(groups), visitors=tuple(r for r in rules if isinstance(r, VisitorRule)),
-                  groups={group.key: group for group, _ in groups},
+                  groups={group.key: group for group, _, _ in groups},
                   thresholds=tuple(r for r in rules if isinstance(r, ThresholdRule)))
 
 

@@ -226,3 +226,21 @@ def test_rules_with_one_condition_count_once_an_event_and_each_gets_its_own_wind
     assert windows == {f"w|ten|{T0}": 5, f"w|ten|{T0 + 10 * MIN}": 1,
                        f"w|hop|{T0}": 5, f"w|hop|{T0 + 5 * MIN}": 4, f"w|hop|{T0 + 10 * MIN}": 1}
     assert state.late == 0
+
+
+def test_the_rule_index_and_what_is_left_to_test_agree_with_each_whole_condition():
+    conditions = [{"event": "Order Completed"}, {"event": ["A", "B"]}, {"type": "page"}, {"event": "Sign*"},
+                  {"all": [{"field": "properties.revenue", "gt": 10}, {"event": "Order Completed"}]},
+                  {"all": [{"all": [{"type": ["page", "screen"]}, {"field": "context.page.path", "equals": "/vip"}]},
+                           {"field": "userId", "exists": True}]},
+                  {"any": [{"event": "A"}, {"type": "identify"}]}, {"not": {"event": "A"}}]
+    alerts = parse_alerts({"rules": [{"name": f"r{i}", "kind": "event", "when": c} for i, c in enumerate(conditions)]})
+    events = [{"type": "track", "event": "Order Completed", "properties": {"revenue": 50}},
+              {"type": "track", "event": "Order Completed", "properties": {"revenue": 5}},
+              {"event": "A"}, {"type": "track", "event": "B"}, {"type": "track", "event": "Signup"},
+              {"type": "page", "context": {"page": {"path": "/vip"}}, "userId": "u"},
+              {"type": "screen", "context": {"page": {"path": "/vip"}}}, {"type": "identify"}, {"type": 7},
+              {"type": "track", "event": ["not", "a", "name"]}]
+    for event in events:
+        chosen = {rule.name for rule, test in alerts.events.candidates(event) if test(event)}
+        assert chosen == {rule.name for rule in alerts.rules if rule.when(event)}, event
