@@ -26,7 +26,6 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import threading
 import time
 import uuid
@@ -38,7 +37,7 @@ import httpx
 import orjson
 
 from bench.run import CpuShares, Events, fresh_stack_settings, run_loadgen, warm_up
-from devstack.stack import Stack, role_argv
+from devstack.stack import Stack
 from headwater.projects.admin import ProjectAdmin
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings, get_settings
@@ -155,8 +154,7 @@ def main() -> None:
     stack = Stack(settings)
     result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count()}
     try:
-        stack.start_servers()
-        subprocess.run([*role_argv("topics")], env=stack.env, check=True, capture_output=True)
+        stack.start_servers()  # topics, migrations and the default project too
         stack.start_services()
         url = stack.collector_url
         warm_up(settings, url, Events(settings), 100_000)
