@@ -8,7 +8,9 @@ The state is a flat map of keys (see :func:`state_key`), so that each change is 
 - ``m``: the project's latest event time, the watermark's base;
 - ``c|RULE|SUBJECT``: the event time until which the rule stays quiet for the subject (cooldown);
 - ``s|VISITOR``: the time of the visitor's latest event (visitor rules with ``after_days``);
-- ``t|ID``: the traits the latest ``identify`` calls gave the user id and anonymous id (visitor rules);
+- ``t|ID``: the traits the latest ``identify`` calls gave the user id and anonymous id, only those the
+  visitor rules test, and only values of at most :data:`MAX_TRAIT_BYTES` as JSON (a longer one is left
+  out), so a flood of ``identify`` calls cannot fill the role's memory with what no rule reads;
 - ``r|RULE``: ``[minute, alerts]``: how many alerts the rule raised in the latest minute (event time),
   at most ``alerts_max_per_rule_per_minute``.
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from typing import Any
+
+import orjson
 
 from headwater.alerts import Alerts, CountGroup, Rule, ThresholdRule, VisitorRule, alert_envelope
 from headwater.envelope import Envelope
@@ -48,6 +52,15 @@ def event_time(envelope: Envelope, now_ms: int, grace_ms: int) -> int:
     every window at once)."""
     at = epoch_ms(envelope.event.get("timestamp")) or envelope.received_at_ms
     return min(at, now_ms + grace_ms)
+
+
+MAX_TRAIT_BYTES = 1000
+
+
+def kept_traits(traits: dict, names: frozenset[str]) -> dict:
+    """The traits the rules test, each small enough to keep."""
+    return {name: value for name, value in traits.items()
+            if name in names and len(orjson.dumps(value, default=str)) <= MAX_TRAIT_BYTES}
 
 
 def email_domain(traits: dict) -> str:
@@ -148,10 +161,12 @@ class ProjectAlerts:
     def _visitor(self, alerts: Alerts, rules: tuple[VisitorRule, ...], envelope: Envelope, session_seq: int, at: int,
                  now_ms: int) -> list[Envelope]:
         event, visitor = envelope.event, envelope.visitor_id
-        if event.get("type") == "identify" and isinstance(event.get("traits"), dict):
+        if event.get("type") == "identify" and isinstance(event.get("traits"), dict) and alerts.traits:
+            given = kept_traits(event["traits"], alerts.traits)
             for distinct_id in {str(event.get("userId") or ""), str(event.get("anonymousId") or "")} - {""}:
-                merged = {**self.values.get(state_key("t", distinct_id), {}), **event["traits"]}
-                self._set(state_key("t", distinct_id), merged)
+                key = state_key("t", distinct_id)
+                if given:
+                    self._set(key, {**self.values.get(key, {}), **given})
         previous = self.values.get(state_key("s", visitor))
         if any(rule.after_ms for rule in rules) and (previous is None or at > previous):
             self._set(state_key("s", visitor), at)

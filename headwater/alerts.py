@@ -173,6 +173,19 @@ def _anything(event: dict[str, Any]) -> bool:
     return True
 
 
+def trait_names(raw: object) -> set[str]:
+    """The traits a condition tests (``traits.NAME…`` fields); ``email`` for ``traits.email_domain``."""
+    if isinstance(raw, list):
+        return set().union(*(trait_names(part) for part in raw)) if raw else set()
+    if not isinstance(raw, dict):
+        return set()
+    field = raw.get("field")
+    if isinstance(field, str) and field.startswith("traits."):
+        name = field.split(".")[1]
+        return {"email" if name == "email_domain" else name}
+    return set().union(*(trait_names(value) for key, value in raw.items() if key in ("all", "any", "not")))
+
+
 def needs(raw: object) -> tuple[str, frozenset[str], object] | None:
     """What an event must be for the condition ``raw`` to hold, and what else it must pass:
     ``("event", names, rest)``, a ``track`` of one of these names; ``("type", types, rest)``, one of
@@ -239,6 +252,7 @@ class Alerts:
     visitors: tuple[VisitorRule, ...] = ()
     groups: dict[str, CountGroup] = dataclasses.field(default_factory=dict)  # by key
     thresholds: tuple[ThresholdRule, ...] = ()
+    traits: frozenset[str] = frozenset()  # the traits the visitor rules test (email for email_domain)
 
     def of_kind(self, kind: type[Rule]) -> list:
         return [rule for rule in self.rules if isinstance(rule, kind)]
@@ -390,7 +404,9 @@ def parse_alerts(raw: object) -> Alerts:
                   events=RuleIndex.of([(r, when.get(r.name), r.when) for r in rules if isinstance(r, EventRule)]),
                   counts=RuleIndex.of(groups), visitors=tuple(r for r in rules if isinstance(r, VisitorRule)),
                   groups={group.key: group for group, _, _ in groups},
-                  thresholds=tuple(r for r in rules if isinstance(r, ThresholdRule)))
+                  thresholds=tuple(r for r in rules if isinstance(r, ThresholdRule)),
+                  traits=frozenset(name for r in rules if isinstance(r, VisitorRule)
+                                   for name in trait_names(when.get(r.name))))
 
 
 def check_alerts(raw: object) -> list[str]:

@@ -244,3 +244,14 @@ def test_the_rule_index_and_what_is_left_to_test_agree_with_each_whole_condition
     for event in events:
         chosen = {rule.name for rule, test in alerts.events.candidates(event) if test(event)}
         assert chosen == {rule.name for rule in alerts.rules if rule.when(event)}, event
+
+
+def test_only_the_traits_the_rules_test_are_kept_and_never_a_huge_one():
+    alerts = parse_alerts({"rules": [{"name": "vip", "kind": "visitor", "when": {"any": [
+        {"field": "traits.plan", "equals": "enterprise"}, {"not": {"field": "traits.email_domain", "equals": "x.com"}}]}}]})
+    assert alerts.traits == {"plan", "email"}
+    state = ProjectAlerts("shop", LIMITS)
+    traits = {"plan": "pro", "email": "a@b.com", "avatar": "x" * 5000, "notes": "n"}
+    state.add(alerts, envelope(T0, "anon", type="identify", userId="u", traits=traits), 1, LATER)
+    state.add(alerts, envelope(T0, "anon", type="identify", userId="u", traits={"plan": "p" * 2000}), 2, LATER)
+    assert state.values["t|u"] == state.values["t|anon"] == {"plan": "pro", "email": "a@b.com"}
