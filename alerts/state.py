@@ -88,6 +88,7 @@ class ProjectAlerts:
         self.suppressed = 0
         self.counted: Counter[tuple[str, int]] = Counter()  # (group, bucket) → events, until flush_counts
         self.started: set[str] = set()  # groups whose rules all count already
+        self.counting: dict[str, CountGroup] = {}  # the groups of the keys in counted
 
     def _set(self, key: Key, value: Any) -> bool:
         if key not in self.values and len(self.values) >= self.limits.max_keys:
@@ -119,6 +120,7 @@ class ProjectAlerts:
             if test(event):
                 if group.key not in self.started:
                     self._start(group, at)
+                    self.counting[group.key] = group
                 self.counted[(group.key, at // group.bucket_ms)] += 1
         for rule, test in alerts.events.candidates(event):
             if test(event):
@@ -138,13 +140,12 @@ class ProjectAlerts:
                 self._set(state_key("n", rule.name), [first, first])
         self.started.add(group.key)
 
-    def flush_counts(self, alerts: Alerts) -> None:
-        """Spread the poll's bucket counts over each rule's windows: one state change per window and
-        poll. A window already closed does not take them (late)."""
+    def flush_counts(self) -> None:
+        """Spread the poll's bucket counts over each rule's windows (of the rules counted them, even if
+        the project's rules changed since): one state change per window and poll. A window already
+        closed does not take them (late)."""
         for (key, bucket), n in self.counted.items():
-            group = alerts.groups.get(key)
-            if group is None:
-                continue  # the project's rules changed in the poll: its counts go with the old rule
+            group = self.counting[key]
             at = bucket * group.bucket_ms
             for rule in group.rules:
                 progress = self.values.get("n|" + rule.name)
@@ -157,6 +158,7 @@ class ProjectAlerts:
                     window = f"w|{rule.name}|{start}"
                     self._set(window, self.values.get(window, 0) + n)
         self.counted.clear()
+        self.counting = {key: group for key, group in self.counting.items() if key in self.started}
 
     def _visitor(self, alerts: Alerts, rules: tuple[VisitorRule, ...], envelope: Envelope, session_seq: int, at: int,
                  now_ms: int) -> list[Envelope]:
@@ -214,7 +216,7 @@ class ProjectAlerts:
     def close_windows(self, alerts: Alerts, now_ms: int, now_s: float) -> list[Envelope]:
         """Close every threshold window the watermark has passed (after counting what was added); the
         alerts they raise."""
-        self.flush_counts(alerts)
+        self.flush_counts()
         mark = self.watermark(now_ms, now_s)
         raised = []
         for rule in alerts.thresholds:
@@ -256,3 +258,4 @@ class ProjectAlerts:
             kind, _, rest = key.partition("|")
             if kind in ("w", "n", "c", "r") and rest.partition("|")[0] not in names:
                 self._delete(key)
+                self.started.clear()  # a rule of that name may come back: its counting starts again

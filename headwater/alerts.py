@@ -223,7 +223,7 @@ class CountGroup:
     counted once in a bucket of ``bucket_ms`` (the greatest common divisor of the rules' hops, so a
     bucket lies in the same windows of each rule), then spread over each rule's windows a poll at a time."""
 
-    key: str  # the condition, as canonical JSON
+    key: str  # the condition, as canonical JSON, and the rules' names: another set of rules is another group
     when: Matcher
     rules: tuple[ThresholdRule, ...]
     bucket_ms: int
@@ -236,8 +236,9 @@ def count_groups(rules: list[tuple[ThresholdRule, object]]) -> list[tuple[CountG
         key = orjson.dumps(raw_when, option=orjson.OPT_SORT_KEYS).decode()
         grouped.setdefault(key, []).append(rule)
         raw_of[key] = raw_when
-    return [(CountGroup(key, members[0].when, tuple(members), math.gcd(*(r.every_ms for r in members))), raw_of[key],
-             members[0].when) for key, members in grouped.items()]
+    return [(CountGroup(f"{key}#{','.join(r.name for r in members)}", members[0].when, tuple(members),
+                        math.gcd(*(r.every_ms for r in members))), raw_of[key], members[0].when)
+            for key, members in grouped.items()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +251,6 @@ class Alerts:
     events: RuleIndex[EventRule] = RuleIndex({}, {}, ())
     counts: RuleIndex[CountGroup] = RuleIndex({}, {}, ())
     visitors: tuple[VisitorRule, ...] = ()
-    groups: dict[str, CountGroup] = dataclasses.field(default_factory=dict)  # by key
     thresholds: tuple[ThresholdRule, ...] = ()
     traits: frozenset[str] = frozenset()  # the traits the visitor rules test (email for email_domain)
 
@@ -403,7 +403,6 @@ def parse_alerts(raw: object) -> Alerts:
     return Alerts(tuple(rules), quiet,
                   events=RuleIndex.of([(r, when.get(r.name), r.when) for r in rules if isinstance(r, EventRule)]),
                   counts=RuleIndex.of(groups), visitors=tuple(r for r in rules if isinstance(r, VisitorRule)),
-                  groups={group.key: group for group, _, _ in groups},
                   thresholds=tuple(r for r in rules if isinstance(r, ThresholdRule)),
                   traits=frozenset(name for r in rules if isinstance(r, VisitorRule)
                                    for name in trait_names(when.get(r.name))))

@@ -127,7 +127,7 @@ def test_an_idle_project_closes_its_windows_on_the_clock_and_late_events_are_not
     (raised,) = state.close_windows(alerts, T0 + 10 * MIN + 31_000, T0 / 1000 + 61)  # idle: the clock closes it
     assert raised.event["properties"]["count"] == 0
     state.add(alerts, envelope(T0 + MIN, event="Checkout"), 0, T0 + 11 * MIN)  # its window is closed
-    state.flush_counts(alerts)
+    state.flush_counts()
     assert state.late == 1
 
 
@@ -215,11 +215,14 @@ def test_rules_with_one_condition_count_once_an_event_and_each_gets_its_own_wind
         {"name": "hop", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 600, "every_s": 300,
          "above": 100},
         {"name": "pages", "kind": "threshold", "when": {"type": "page"}, "window_s": 120, "above": 100}]})
-    assert [len(g.rules) for g in alerts.groups.values()] == [2, 1]
+    groups = {rule.name: group for group, _ in alerts.counts.always + tuple(
+        entry for entries in [*alerts.counts.by_event.values(), *alerts.counts.by_type.values()] for entry in entries)
+        for rule in group.rules}
+    assert groups["ten"] is groups["hop"] and groups["pages"] is not groups["ten"]
     state = ProjectAlerts("shop", LIMITS)
     for minute in (0, 1, 6, 7, 7, 12):
         state.add(alerts, envelope(T0 + minute * MIN, event="Checkout"), 0, LATER)
-    state.flush_counts(alerts)
+    state.flush_counts()
     windows = {k: v for k, v in state.values.items() if k.startswith("w|")}
     # ten: [0, 10) holds minutes 0 1 6 7 7, [10, 20) minute 12; hop also [5, 15): 6 7 7 12 ([-5, 5) is
     # before its first whole window)
@@ -255,3 +258,15 @@ def test_only_the_traits_the_rules_test_are_kept_and_never_a_huge_one():
     state.add(alerts, envelope(T0, "anon", type="identify", userId="u", traits=traits), 1, LATER)
     state.add(alerts, envelope(T0, "anon", type="identify", userId="u", traits={"plan": "p" * 2000}), 2, LATER)
     assert state.values["t|u"] == state.values["t|anon"] == {"plan": "pro", "email": "a@b.com"}
+
+
+def test_a_rule_added_beside_one_with_the_same_condition_starts_counting():
+    one = {"name": "ten", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 600, "above": 100}
+    state = ProjectAlerts("shop", LIMITS)
+    state.add(parse_alerts({"rules": [one]}), envelope(T0, event="Checkout"), 0, LATER)
+    both = parse_alerts({"rules": [one, {**one, "name": "twenty", "window_s": 1200}]})
+    state.add(both, envelope(T0 + MIN, event="Checkout"), 0, LATER)
+    state.flush_counts()
+    first = -(-(T0 + MIN) // (20 * MIN)) * 20 * MIN  # its first whole window
+    assert state.values["n|twenty"] == [first, first]
+    assert state.values[f"w|ten|{T0}"] == 2  # counted by the group of the rules as they were, then as they are
