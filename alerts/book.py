@@ -92,6 +92,7 @@ class AlertBook:
             return
         try:
             state.values[key] = orjson.loads(record.value)
+            state.restored(key)
         except orjson.JSONDecodeError as exc:
             log.error("alerts_record_unreadable", offset=record.offset, error=str(exc))
 

@@ -3,7 +3,10 @@ state keys come out (:class:`ProjectAlerts`).
 
 The state is a flat map of keys (see :func:`state_key`), so that each change is one changelog record:
 
-- ``w|RULE|START``: the events a threshold rule counted in the window starting at ``START`` (ms);
+- ``w|RULE|START``: the events (or, with ``count: visitors``, the distinct visitors) a threshold rule
+  counted in the window starting at ``START`` (ms);
+- ``u|RULE|START|VISITOR``: a visitor a ``count: visitors`` rule has counted in that window (one key
+  each, deleted with the window; in memory, :attr:`ProjectAlerts.members` indexes them);
 - ``n|RULE``: ``[next window to close, first window counted]`` of a threshold rule;
 - ``m``: the project's latest event time, the watermark's base;
 - ``c|RULE|SUBJECT``: the event time until which the rule stays quiet for the subject (cooldown);
@@ -89,6 +92,8 @@ class ProjectAlerts:
         self.counted: Counter[tuple[str, int]] = Counter()  # (group, bucket) → events, until flush_counts
         self.started: set[str] = set()  # groups whose rules all count already
         self.counting: dict[str, CountGroup] = {}  # the groups of the keys in counted
+        self.came: dict[tuple[str, int], set[str]] = {}  # (group, bucket) → visitors, until flush_counts
+        self.members: dict[tuple[str, int], set[str]] = {}  # (rule, window start) → its u| keys' visitors
 
     def _set(self, key: Key, value: Any) -> bool:
         if key not in self.values and len(self.values) >= self.limits.max_keys:
@@ -122,6 +127,8 @@ class ProjectAlerts:
                     self._start(group, at)
                     self.counting[group.key] = group
                 self.counted[(group.key, at // group.bucket_ms)] += 1
+                if group.unique:
+                    self.came.setdefault((group.key, at // group.bucket_ms), set()).add(visitor)
         for rule, test in alerts.events.candidates(event):
             if test(event):
                 raised += self._raise(alerts, rule, visitor, envelope.message_id, at, now_ms,
@@ -156,9 +163,35 @@ class ProjectAlerts:
                         self.late += n if start >= progress[1] else 0  # before its first window: not late
                         continue
                     window = f"w|{rule.name}|{start}"
-                    self._set(window, self.values.get(window, 0) + n)
+                    new = self._newcomers(rule.name, start, self.came[(key, bucket)]) if rule.unique else n
+                    if new:
+                        self._set(window, self.values.get(window, 0) + new)
         self.counted.clear()
+        self.came.clear()
         self.counting = {key: group for key, group in self.counting.items() if key in self.started}
+
+    def _newcomers(self, rule: str, start: int, visitors: set[str]) -> int:
+        """Note the visitors not counted in the window yet (a key each); how many there were."""
+        members = self.members.setdefault((rule, start), set())
+        new = 0
+        for visitor in visitors - members:
+            if self._set(f"u|{rule}|{start}|{visitor}", 1):
+                members.add(visitor)
+                new += 1
+        return new
+
+    def restored(self, key: Key) -> None:
+        """Index a key read back from the changelog (a visitor of a window)."""
+        if key.startswith("u|"):
+            try:
+                _, rule, start, visitor = key.split("|", 3)
+                self.members.setdefault((rule, int(start)), set()).add(visitor)
+            except ValueError:  # not a key this role wrote: left unindexed, as the rest of its kind
+                pass
+
+    def _forget_members(self, rule: str, start: int) -> None:
+        for visitor in self.members.pop((rule, start), ()):
+            self._delete(f"u|{rule}|{start}|{visitor}")
 
     def _visitor(self, alerts: Alerts, rules: tuple[VisitorRule, ...], envelope: Envelope, session_seq: int, at: int,
                  now_ms: int) -> list[Envelope]:
@@ -243,6 +276,7 @@ class ProjectAlerts:
             self._delete(state_key("w", rule.name, earlier))
         else:
             self._delete(key)
+        self._forget_members(rule.name, start)  # closed: its count is kept, not who made it
         reason = rule.crossed(count, before)
         if not reason:
             return []
@@ -256,6 +290,7 @@ class ProjectAlerts:
         names = {rule.name for rule in alerts.rules}
         for key in list(self.values):
             kind, _, rest = key.partition("|")
-            if kind in ("w", "n", "c", "r") and rest.partition("|")[0] not in names:
+            if kind in ("w", "n", "c", "r", "u") and rest.partition("|")[0] not in names:
                 self._delete(key)
                 self.started.clear()  # a rule of that name may come back: its counting starts again
+        self.members = {k: v for k, v in self.members.items() if k[0] in names}

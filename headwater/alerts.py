@@ -88,6 +88,11 @@ class ThresholdRule(Rule):
     against_ms: int  # a change against the window this long before (0: a fixed threshold)
     drop_pct: float | None
     rise_pct: float | None
+    unique: bool = False  # count: "visitors": distinct visitors, not events
+
+    @property
+    def unit(self) -> str:
+        return "visitors" if self.unique else "events"
 
     def starts(self, at_ms: int) -> range:
         """The start of every window holding the time ``at_ms`` (epoch-aligned)."""
@@ -98,16 +103,16 @@ class ThresholdRule(Rule):
         """Why a closed window's ``count`` raises an alert ("" when it does not); ``before`` is the
         count of the window ``against_ms`` earlier (``None``: that window was not seen)."""
         if self.above is not None and count > self.above:
-            return f"{count} events, above {self.above}"
+            return f"{count} {self.unit}, above {self.above}"
         if self.below is not None and count < self.below:
-            return f"{count} events, below {self.below}"
+            return f"{count} {self.unit}, below {self.below}"
         if not self.against_ms or not before:
             return ""
         change = 100.0 * (count - before) / before
         if self.drop_pct is not None and change <= -self.drop_pct:
-            return f"{count} events, {-change:.0f}% fewer than the {count_name(self.against_ms)} before ({before})"
+            return f"{count} {self.unit}, {-change:.0f}% fewer than the {count_name(self.against_ms)} before ({before})"
         if self.rise_pct is not None and change >= self.rise_pct:
-            return f"{count} events, {change:.0f}% more than the {count_name(self.against_ms)} before ({before})"
+            return f"{count} {self.unit}, {change:.0f}% more than the {count_name(self.against_ms)} before ({before})"
         return ""
 
 
@@ -228,6 +233,11 @@ class CountGroup:
     rules: tuple[ThresholdRule, ...]
     bucket_ms: int
 
+    @property
+    def unique(self) -> bool:
+        """Whether a rule of the group counts distinct visitors (the group then notes who came)."""
+        return any(rule.unique for rule in self.rules)
+
 
 def count_groups(rules: list[tuple[ThresholdRule, object]]) -> list[tuple[CountGroup, object, Matcher]]:
     grouped: dict[str, list[ThresholdRule]] = {}
@@ -278,7 +288,9 @@ def _visitor_rule(raw: dict, base: dict, problems: list[str], where: str) -> Rul
 
 
 def _threshold_rule(raw: dict, base: dict, problems: list[str], where: str) -> Rule:
-    _unknown(raw, ("window_s", "every_s", "above", "below", "change"), problems, where)
+    _unknown(raw, ("window_s", "every_s", "count", "above", "below", "change"), problems, where)
+    if raw.get("count", "events") not in ("events", "visitors"):
+        problems.append(f"{where}.count must be events or visitors")
     window_s = _whole(raw, "window_s", *WINDOW_S, problems, where, default=WINDOW_S[0])
     every_s = _whole(raw, "every_s", 60, window_s, problems, where, default=window_s)
     if window_s % every_s:
@@ -294,7 +306,7 @@ def _threshold_rule(raw: dict, base: dict, problems: list[str], where: str) -> R
     if "change" in raw:
         against_ms, drop, rise = _change(raw["change"], problems, f"{where}.change")
     return ThresholdRule(**base, window_ms=window_s * 1000, every_ms=every_s * 1000, above=above, below=below,
-                         against_ms=against_ms, drop_pct=drop, rise_pct=rise)
+                         against_ms=against_ms, drop_pct=drop, rise_pct=rise, unique=raw.get("count") == "visitors")
 
 
 def _change(raw: object, problems: list[str], where: str) -> tuple[int, float | None, float | None]:

@@ -159,3 +159,21 @@ def test_a_kill_9_mid_window_neither_loses_the_count_nor_repeats_an_alert(stack,
     assert len([a for a in alerts_of(receiver, project) if a["rule"] == "each"]) == len(each)  # none twice
     wait_for(lambda: clickhouse.execute(f"SELECT rule, count(), uniqExact(alert_id) FROM {db}.alerts "
                                         "GROUP BY rule ORDER BY rule") == [("busy", 1, 1), ("each", 7, 7)], 60)
+
+
+def test_a_visitors_threshold_counts_distinct_visitors(stack, settings, clickhouse, receiver):
+    rule = {"name": "crowd", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 60,
+            "count": "visitors", "above": 2}
+    project, key, db = new_project(settings, [rule], [channel("ops", "webhook", {"url": receiver.url})])
+    window = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
+    crowd = [event("track", window + timedelta(seconds=s), who, event="Checkout")
+             for s, who in ((0, "v1"), (5, "v2"), (6, "v2"), (9, "v3"))]
+    alone = [event("track", window + MINUTE + timedelta(seconds=s), "v1", event="Checkout") for s in range(5)]
+    send(stack, key, crowd + alone)
+    wait_for(lambda: count_rows(clickhouse, db) == 9, 60)  # read by the role before time moves past them
+    send(stack, key, [event("track", window + 3 * MINUTE, "v9", event="Page Seen")])
+    wait_for(lambda: alerts_of(receiver, project), 60)
+    time.sleep(3)
+    (alert,) = alerts_of(receiver, project)
+    assert (alert["count"], alert["window_start"]) == (3, window.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+    assert alert["text"].startswith("3 visitors, above 2")

@@ -270,3 +270,30 @@ def test_a_rule_added_beside_one_with_the_same_condition_starts_counting():
     first = -(-(T0 + MIN) // (20 * MIN)) * 20 * MIN  # its first whole window
     assert state.values["n|twenty"] == [first, first]
     assert state.values[f"w|ten|{T0}"] == 2  # counted by the group of the rules as they were, then as they are
+
+
+def test_a_visitors_threshold_counts_each_visitor_once_a_window_across_polls_and_a_restart():
+    alerts = parse_alerts({"rules": [{"name": "few", "kind": "threshold", "when": {"event": "Checkout"},
+                                      "window_s": 600, "count": "visitors", "below": 4}]})
+    state = ProjectAlerts("shop", LIMITS)
+    state.last_input_s = LATER / 1000
+    changes: dict = {}
+    for poll in (["a", "a", "b"], ["a", "c"]):
+        for i, visitor in enumerate(poll):
+            state.add(alerts, envelope(T0 + i * 1000, visitor, event="Checkout"), 0, LATER)
+        state.flush_counts()
+        changes.update(state.take_changes())
+    assert state.values[f"w|few|{T0}"] == 3
+    restored = ProjectAlerts("shop", LIMITS)  # read back from what the changelog holds
+    for key, value in changes.items():
+        restored.values[key] = value
+        restored.restored(key)
+    restored.last_input_s = LATER / 1000
+    restored.add(alerts, envelope(T0 + 5000, "b", event="Checkout"), 0, LATER)
+    restored.add(alerts, envelope(T0 + 11 * MIN, "z", event="Page Seen"), 0, LATER)
+    (alert,) = restored.close_windows(alerts, LATER, LATER / 1000)
+    assert alert.event["properties"]["count"] == 3 and "3 visitors, below 4" in alert.event["properties"]["text"]
+    gone = restored.take_changes()
+    assert {f"u|few|{T0}|{v}" for v in "abc"} <= {k for k, v in gone.items() if v is None}  # forgotten at close
+    assert check_alerts({"rules": [{"name": "x", "kind": "threshold", "count": "people", "above": 1}]}) == [
+        "alerts.rules[0] (x).count must be events or visitors"]
