@@ -42,9 +42,12 @@ def apply_retention(client: Client, project_id: str, days: int | None) -> None:
     """Set (or remove, for ``None``) the TTL that drops a project's old events, sessions and catalogue days. Rows are
     removed when ClickHouse merges the parts that hold them."""
     db = project_database(project_id)
+    with_ttl = {name for (name,) in client.execute(
+        "SELECT name FROM system.tables WHERE database = %(db)s AND position(engine_full, ' TTL ') > 0", {"db": db})}
     for table, column in RETENTION_COLUMNS.items():
         if days is None:
-            client.execute(f"ALTER TABLE {db}.{table} REMOVE TTL")
+            if table in with_ttl:  # ClickHouse refuses to remove a TTL a table does not have
+                client.execute(f"ALTER TABLE {db}.{table} REMOVE TTL")
         else:
             client.execute(f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime({column}) + INTERVAL {int(days)} DAY")
 
