@@ -16,7 +16,7 @@ every replica, and a replica that starts fences the one before it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import orjson
 import structlog
@@ -29,7 +29,7 @@ from headwater.partitioning import PartitionMap
 from headwater.relay_types import Output
 from headwater.routing import EVENTS_HEADER, PROJECT_HEADER, SESSIONS_HEADER, header_value
 from headwater.settings import Settings
-from headwater.stateful import Batch
+from headwater.stateful import Batch, OneWriterState
 from headwater.step_counts import StepCounts
 from headwater.topics import alerts_state_topic, alerts_topic
 
@@ -52,7 +52,7 @@ def _seqs(record: ConsumerRecord, envelopes: list[Envelope]) -> list[int]:
     return [int((e.enriched.get("session") or {}).get("seq") or 0) for e in envelopes]
 
 
-class AlertBook:
+class AlertBook(OneWriterState):
     """Every project's alerting state. ``rules`` gives a project's :class:`Alerts` (``None``: none)."""
 
     rows_metric = ("headwater_alerts_raised", "alerts raised")
@@ -66,23 +66,12 @@ class AlertBook:
         self.limits = Limits(int(settings.alerts_grace_s * 1000), int(settings.alerts_idle_s * 1000),
                              settings.alerts_max_keys_per_project, settings.alerts_max_per_rule_per_minute)
         self.projects: dict[str, ProjectAlerts] = {}
-        self.loaded = False
         self.step_counts = StepCounts(settings)  # the role is not a step of the flow: it counts nothing
         self.last_tick = 0.0
         self.raised = 0
 
-    def changelog_partitions(self, numbers: list[int]) -> list[int]:
-        return [] if self.loaded else [0]
-
-    def forget(self, numbers: Iterable[int]) -> None:
-        if list(numbers):
-            self.projects.clear()
-            self.loaded = False
-
-    def restoring(self, numbers: list[int]) -> None:
-        if not self.loaded:
-            self.projects.clear()
-            self.loaded = True
+    def clear(self) -> None:
+        self.projects.clear()
 
     def restore_record(self, number: int, record: ConsumerRecord) -> None:
         project_id, _, key = (record.key or b"").decode(errors="replace").partition("|")

@@ -86,6 +86,31 @@ class StateBook(Protocol):
         """The book's running counts, for the poll's log line."""
 
 
+class OneWriterState:
+    """What a book whose state is one whole (every project's, not per input partition) does when
+    partitions come and go: it restores its one changelog partition when it has none loaded, and drops
+    everything when any partition leaves (the role has one writer, so that only happens when it stops
+    or is fenced). The book empties its state in :meth:`clear`."""
+
+    loaded = False
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def changelog_partitions(self, numbers: list[int]) -> list[int]:
+        return [] if self.loaded else [0]
+
+    def forget(self, numbers: Iterable[int]) -> None:
+        if list(numbers):
+            self.clear()
+            self.loaded = False
+
+    def restoring(self, numbers: list[int]) -> None:
+        if not self.loaded:
+            self.clear()
+            self.loaded = True
+
+
 def transactional_clients(settings: Settings, group_id: str, transactional_id: str) -> Clients:
     """A consumer of ``group_id``, a transactional producer with ``transactional_id``, and
     read-committed changelog readers."""

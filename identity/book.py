@@ -17,7 +17,7 @@ transaction the whole changelog is read again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -31,7 +31,7 @@ from headwater.identity import Link, read_erase_command, record_key, split_key
 from headwater.partitioning import PartitionMap
 from headwater.relay_types import Output
 from headwater.settings import Settings
-from headwater.stateful import Batch
+from headwater.stateful import Batch, OneWriterState
 from headwater.step_counts import StepCounts
 from headwater.topics import identity_commands_topic, identity_topic
 from identity.graph import IdentityOptions, MergeRefused, ProjectGraph
@@ -64,7 +64,7 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-class IdentityBook:
+class IdentityBook(OneWriterState):
     """Every project's graph. ``options`` gives a project's :class:`IdentityOptions`."""
 
     rows_metric = ("headwater_identity_changes", "distinct ids whose person changed")
@@ -76,24 +76,13 @@ class IdentityBook:
         self.changelog = identity_topic(settings)
         self.commands = identity_commands_topic(settings)
         self.graphs: dict[str, ProjectGraph] = {}
-        self.loaded = False
         self.step_counts = StepCounts(settings)  # the role is not a step of the flow: it counts nothing
         self.merges = 0
         self.refusals = 0
         self.erased = 0
 
-    def changelog_partitions(self, numbers: list[int]) -> list[int]:
-        return [] if self.loaded else [0]
-
-    def forget(self, numbers: Iterable[int]) -> None:
-        if list(numbers):
-            self.graphs.clear()
-            self.loaded = False
-
-    def restoring(self, numbers: list[int]) -> None:
-        if not self.loaded:
-            self.graphs.clear()
-            self.loaded = True
+    def clear(self) -> None:
+        self.graphs.clear()
 
     def restore_record(self, number: int, record: ConsumerRecord) -> None:
         project_id, distinct_id = split_key(record.key)
