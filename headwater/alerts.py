@@ -264,9 +264,6 @@ class Alerts:
     thresholds: tuple[ThresholdRule, ...] = ()
     traits: frozenset[str] = frozenset()  # the traits the visitor rules test (email for email_domain)
 
-    def of_kind(self, kind: type[Rule]) -> list:
-        return [rule for rule in self.rules if isinstance(rule, kind)]
-
 
 def _whole(raw: dict, key: str, low: int, high: int, problems: list[str], where: str, default: int = 0) -> int:
     value = raw.get(key, default)

@@ -222,12 +222,13 @@ def test_rotate_keys_with_an_overflowing_number_is_a_400(stack, project):
 
 
 ADMIN_ROUTES = [("PUT", "origins"), ("POST", "rotate-keys"), ("PATCH", "config"), ("POST", "schemas"),
-                ("POST", "disable"), ("POST", "enable")]
+                ("POST", "disable"), ("POST", "enable"), ("POST", "alerts/no-such-rule/test")]
 JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers() | st.text(max_size=30),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
                     max_leaves=12)
 BODY_FIELDS = st.sampled_from(["origins", "grace_seconds", "flow", "privacy", "enrich", "validation", "sessions",
-                               "event", "version", "schema", "retention_days", "id", "name"])
+                               "event", "version", "schema", "retention_days", "id", "name", "alerts",
+                               "destinations", "identity", "cohorts"])
 
 
 @hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
