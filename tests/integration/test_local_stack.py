@@ -123,9 +123,11 @@ def test_a_web_page_cannot_reach_the_local_clickhouse(stack, settings, clickhous
     assert clickhouse.execute("EXISTS TABLE default.from_a_page") == [(0,)]
 
 
-UP_PORTS = {"HEADWATER_KAFKA_BOOTSTRAP": "127.0.0.1:39092", "HEADWATER_KAFKA_CONTROLLER_PORT": "39093",
-            "HEADWATER_CLICKHOUSE_PORT": "39000", "HEADWATER_COLLECTOR_PORT": "38080", "HEADWATER_ADMIN_PORT": "38081",
-            "HEADWATER_DASHBOARD_PORT": "38082", "HEADWATER_LOCAL_METRICS_PORT": "39400"}
+# below Linux's ephemeral range (32768-60999): a port in it can be held by any client connection of the
+# running test stack when `up` binds it
+UP_PORTS = {"HEADWATER_KAFKA_BOOTSTRAP": "127.0.0.1:26092", "HEADWATER_KAFKA_CONTROLLER_PORT": "26093",
+            "HEADWATER_CLICKHOUSE_PORT": "26000", "HEADWATER_COLLECTOR_PORT": "26080", "HEADWATER_ADMIN_PORT": "26081",
+            "HEADWATER_DASHBOARD_PORT": "26082", "HEADWATER_LOCAL_METRICS_PORT": "26400"}
 
 
 def test_up_stops_everything_when_its_piped_output_breaks(tmp_path):
