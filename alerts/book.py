@@ -22,7 +22,7 @@ import orjson
 import structlog
 from aiokafka.structs import ConsumerRecord
 
-from alerts.state import Limits, ProjectAlerts
+from alerts.state import Limits, Lookups, NoLookups, ProjectAlerts
 from headwater.alerts import Alerts
 from headwater.envelope import Envelope, decode_batch, encode_batch
 from headwater.partitioning import PartitionMap
@@ -53,12 +53,15 @@ def _seqs(record: ConsumerRecord, envelopes: list[Envelope]) -> list[int]:
 
 
 class AlertBook(OneWriterState):
-    """Every project's alerting state. ``rules`` gives a project's :class:`Alerts` (``None``: none)."""
+    """Every project's alerting state. ``rules`` gives a project's :class:`Alerts` (``None``: none);
+    ``lookups``, persons and cohorts."""
 
     rows_metric = ("headwater_alerts_raised", "alerts raised")
 
-    def __init__(self, settings: Settings, rules: Callable[[str], Alerts | None], counts: PartitionMap) -> None:
+    def __init__(self, settings: Settings, rules: Callable[[str], Alerts | None], counts: PartitionMap,
+                 lookups: Lookups | None = None) -> None:
         self.settings = settings
+        self.lookups = lookups or NoLookups()
         self.rules = rules
         self.counts = counts
         self.changelog = alerts_state_topic(settings)
@@ -88,7 +91,7 @@ class AlertBook(OneWriterState):
     def _project(self, project_id: str) -> ProjectAlerts:
         state = self.projects.get(project_id)
         if state is None:
-            state = self.projects[project_id] = ProjectAlerts(project_id, self.limits)
+            state = self.projects[project_id] = ProjectAlerts(project_id, self.limits, self.lookups)
         return state
 
     def size(self, numbers: list[int]) -> int:

@@ -8,6 +8,9 @@ window's count is neither short nor counted twice, and an alert is neither lost 
 ``headwater.alerts``. Channels deliver alerts at least once, each with its id (``messageId``), which
 stays the same if the role works the alert out again (:func:`headwater.alerts.alert_id`).
 
+**Persons and cohorts** are looked up (:mod:`alerts.lookups`), not kept: a replay after a crash
+counts an id as the person it belongs to when it is read again.
+
 **One writer.** The transactional id is ``headwater-alerts`` on every replica: a replica that starts
 fences the one before it, which stops at its next transaction.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import structlog
 
 from alerts.book import NAME, AlertBook
+from alerts.lookups import CohortMembers, PersonMap, RoleLookups
 from headwater.alerts import Alerts, AlertsError, parse_alerts
 from headwater.flow import INDEX_STEP
 from headwater.partitioning import PartitionMap
@@ -62,7 +66,9 @@ class Alerter(TransactionalLoop):
     @classmethod
     def role(cls, settings: Settings) -> Alerter:
         store = ProjectStore(settings)
-        book = AlertBook(settings, RulesOf(store), PartitionMap())
+        rules = RulesOf(store)
+        persons, cohorts = PersonMap(settings), CohortMembers(settings, store, rules)
+        book = AlertBook(settings, rules, PartitionMap(), RoleLookups(persons, cohorts))
         return cls(settings, book, transactional_clients(settings, ALERTS_GROUP, "headwater-alerts"), store,
-                   inputs=(step_topic(settings, INDEX_STEP),), group_id=ALERTS_GROUP,
+                   persons, cohorts, inputs=(step_topic(settings, INDEX_STEP),), group_id=ALERTS_GROUP,
                    fault_hold_s=settings.alerts_fault_hold_s)

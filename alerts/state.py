@@ -3,14 +3,14 @@ state keys come out (:class:`ProjectAlerts`).
 
 The state is a flat map of keys (see :func:`state_key`), so that each change is one changelog record:
 
-- ``w|RULE|START``: the events (or, with ``count: visitors``, the distinct visitors) a threshold rule
-  counted in the window starting at ``START`` (ms);
-- ``u|RULE|START|VISITOR``: a visitor a ``count: visitors`` rule has counted in that window (one key
-  each, deleted with the window; in memory, :attr:`ProjectAlerts.members` indexes them);
+- ``w|RULE|START``: the events (or, with ``count: visitors`` or ``persons``, the distinct ids or
+  persons) a threshold rule counted in the window starting at ``START`` (ms);
+- ``u|RULE|START|WHO``: an id or person such a rule has counted in that window (one key each,
+  deleted with the window; in memory, :attr:`ProjectAlerts.members` indexes them);
 - ``n|RULE``: ``[next window to close, first window counted]`` of a threshold rule;
 - ``m``: the project's latest event time, the watermark's base;
 - ``c|RULE|SUBJECT``: the event time until which the rule stays quiet for the subject (cooldown);
-- ``s|VISITOR``: the time of the visitor's latest event (visitor rules with ``after_days``);
+- ``s|PERSON``: the time of the person's latest event (visitor rules with ``after_days``);
 - ``t|ID``: the traits the latest ``identify`` calls gave the user id and anonymous id, only those the
   visitor rules test, and only values of at most :data:`MAX_TRAIT_BYTES` as JSON (a longer one is left
   out), so a flood of ``identify`` calls cannot fill the role's memory with what no rule reads;
@@ -20,13 +20,16 @@ The state is a flat map of keys (see :func:`state_key`), so that each change is 
 A window closes once the watermark passes its end: the project's latest event time (never later than
 the clock) less ``alerts_grace_s``, or the clock less the grace when the project has been idle for
 ``alerts_idle_s``. An event older than the next window to close is late and not counted.
+
+Who is a person, and who is in a cohort, the role looks up (:class:`Lookups`): these are not its
+state, but the identity role's (persons) and ClickHouse's (cohorts), read as the role goes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -44,6 +47,27 @@ class Limits:
     idle_ms: int
     max_keys: int
     max_per_minute: int = 60
+
+
+class Lookups(Protocol):
+    """What the rules look up beyond the role's own state."""
+
+    def person_of(self, project_id: str, distinct_id: str) -> str:
+        """The person the id belongs to now (the id itself when it was never merged)."""
+
+    def in_cohort(self, project_id: str, cohort: str, distinct_id: str) -> bool:
+        """Whether the id's person is a member of the project's cohort (as far as known: ``False``
+        while the cohort's members have not been loaded)."""
+
+
+class NoLookups:
+    """Every id a person of its own, and no cohort with members."""
+
+    def person_of(self, project_id: str, distinct_id: str) -> str:
+        return distinct_id
+
+    def in_cohort(self, project_id: str, cohort: str, distinct_id: str) -> bool:
+        return False
 
 
 def state_key(*parts: object) -> Key:
@@ -78,11 +102,13 @@ def entry_page(event: dict) -> dict:
 
 
 class ProjectAlerts:
-    """A project's state (``values``: key → JSON-able value) and what its rules make of events."""
+    """A project's state (``values``: key → JSON-able value) and what its rules make of events, with
+    ``lookups`` for persons and cohorts."""
 
-    def __init__(self, project_id: str, limits: Limits) -> None:
+    def __init__(self, project_id: str, limits: Limits, lookups: Lookups | None = None) -> None:
         self.project_id = project_id
         self.limits = limits
+        self.lookups: Lookups = lookups or NoLookups()
         self.values: dict[Key, Any] = {}
         self.changed: dict[Key, Any] = {}
         self.last_input_s = 0.0  # the clock (wall) when the project's last event was read
@@ -93,7 +119,7 @@ class ProjectAlerts:
         self.started: set[str] = set()  # groups whose rules all count already
         self.counting: dict[str, CountGroup] = {}  # the groups of the keys in counted
         self.came: dict[tuple[str, int], set[str]] = {}  # (group, bucket) → visitors, until flush_counts
-        self.members: dict[tuple[str, int], set[str]] = {}  # (rule, window start) → its u| keys' visitors
+        self.members: dict[tuple[str, int], set[str]] = {}  # (rule, window start) → its u| keys' ids or persons
 
     def _set(self, key: Key, value: Any) -> bool:
         if key not in self.values and len(self.values) >= self.limits.max_keys:
@@ -131,9 +157,11 @@ class ProjectAlerts:
                     self.came.setdefault((group.key, at // group.bucket_ms), set()).add(visitor)
         for rule, test in alerts.events.candidates(event):
             if test(event):
-                raised += self._raise(alerts, rule, visitor, envelope.message_id, at, now_ms,
-                                      f"{event.get('event') or event.get('type')} by {visitor}",
-                                      {"message_id": envelope.message_id, "event": event.get("event", "")})
+                person = self.lookups.person_of(self.project_id, visitor)
+                raised += self._raise(alerts, rule, person, envelope.message_id, at, now_ms,
+                                      f"{event.get('event') or event.get('type')} by {person}",
+                                      {"message_id": envelope.message_id, "event": event.get("event", ""),
+                                       "visitor": visitor})
         if alerts.visitors:
             raised += self._visitor(alerts, alerts.visitors, envelope, session_seq, at, now_ms)
         return raised
@@ -163,12 +191,18 @@ class ProjectAlerts:
                         self.late += n if start >= progress[1] else 0  # before its first window: not late
                         continue
                     window = f"w|{rule.name}|{start}"
-                    new = self._newcomers(rule.name, start, self.came[(key, bucket)]) if rule.unique else n
+                    new = self._newcomers(rule.name, start, self._who(rule, self.came[(key, bucket)])) \
+                        if rule.unique else n
                     if new:
                         self._set(window, self.values.get(window, 0) + new)
         self.counted.clear()
         self.came.clear()
         self.counting = {key: group for key, group in self.counting.items() if key in self.started}
+
+    def _who(self, rule: ThresholdRule, visitors: set[str]) -> set[str]:
+        if rule.unit != "persons":
+            return visitors
+        return {self.lookups.person_of(self.project_id, visitor) for visitor in visitors}
 
     def _newcomers(self, rule: str, start: int, visitors: set[str]) -> int:
         """Note the visitors not counted in the window yet (a key each); how many there were."""
@@ -202,23 +236,28 @@ class ProjectAlerts:
                 key = state_key("t", distinct_id)
                 if given:
                     self._set(key, {**self.values.get(key, {}), **given})
-        previous = self.values.get(state_key("s", visitor))
+        person = self.lookups.person_of(self.project_id, visitor)
+        previous = self.values.get(state_key("s", person))
         if any(rule.after_ms for rule in rules) and (previous is None or at > previous):
-            self._set(state_key("s", visitor), at)
+            self._set(state_key("s", person), at)
         if session_seq != 1:
             return []
         traits = (self.values.get(state_key("t", str(event.get("userId") or "")))
-                  or self.values.get(state_key("t", str(event.get("anonymousId") or ""))) or {})
+                  or self.values.get(state_key("t", str(event.get("anonymousId") or "")))
+                  or self.values.get(state_key("t", person)) or {})
         seen_as = {**event, "traits": {**traits, "email_domain": email_domain(traits)}}
         raised = []
         for rule in rules:
             if rule.after_ms and (previous is None or at - previous < rule.after_ms):
                 continue
+            if rule.cohort and not self.lookups.in_cohort(self.project_id, rule.cohort, visitor):
+                continue
             if rule.when(seen_as):
                 away = f", back after {(at - previous) / 86_400_000:.1f} days" if rule.after_ms and previous else ""
-                raised += self._raise(alerts, rule, visitor, envelope.message_id, at, now_ms,
-                                      f"{visitor} started a session{away}",
-                                      {"message_id": envelope.message_id, "page": entry_page(event)})
+                raised += self._raise(alerts, rule, person, envelope.message_id, at, now_ms,
+                                      f"{person} started a session{away}",
+                                      {"message_id": envelope.message_id, "page": entry_page(event),
+                                       "visitor": visitor})
         return raised
 
     def _raise(self, alerts: Alerts, rule: Rule, subject: str, cause: str, at: int, now_ms: int, text: str,

@@ -16,7 +16,8 @@ from processors.checks import check_project as check_processing_project
 
 def check_project(project: Project) -> list[str]:
     return (check_processing_project(project) + check_destinations(project, get_settings())
-            + check_identity(project.identity) + check_cohorts(project.cohorts) + check_alerts(project.alerts))
+            + check_identity(project.identity) + check_cohorts(project.cohorts)
+            + check_alerts(project.alerts, project.cohorts))
 
 
 def check_configuration(settings: Settings, projects: list[Project]) -> list[str]:
@@ -24,4 +25,4 @@ def check_configuration(settings: Settings, projects: list[Project]) -> list[str
                                                    for p in check_destinations(project, settings)
                                                    + check_identity(project.identity)
                                                    + check_cohorts(project.cohorts)
-                                                   + check_alerts(project.alerts)]
+                                                   + check_alerts(project.alerts, project.cohorts)]

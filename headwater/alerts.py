@@ -5,14 +5,20 @@ A project's ``alerts`` setting holds its rules, each of a kind in :data:`RULE_KI
 - ``event``: an event matching ``when`` (the flow's condition language, :mod:`headwater.conditions`)
   happens; for example ``Order Completed`` with ``properties.revenue`` over 1,000. The subject is the
   event's visitor.
-- ``visitor``: a visitor starts a session whose first event, with the traits the visitor's latest
+- ``visitor``: a visitor starts a session whose first event, with the traits the person's latest
   ``identify`` gave (``traits.*``, and ``traits.email_domain`` derived from ``traits.email``), matches
-  ``when``; with ``after_days``, only when the visitor's previous event is at least that many days
-  older ("an important visitor returns"). The subject is the visitor; it fires once per session.
-- ``threshold``: the number of events matching ``when`` in a window of ``window_s`` (tumbling, or
+  ``when``; with ``cohort``, only a member of that cohort of the project (:mod:`analytics.cohorts`);
+  with ``after_days``, only when the person's previous event is at least that many days older ("an
+  important visitor returns"). The subject is the person; it fires once per session.
+- ``threshold``: the number of events matching ``when`` (``count: events``), or of distinct ids
+  (``visitors``) or persons (``persons``) that sent them, in a window of ``window_s`` (tumbling, or
   hopping every ``every_s``), on event time, compared when the window closes with ``above`` or
   ``below`` a number, or with the same window ``change.against`` a day or a week earlier
   (``change.drop_pct`` or ``change.rise_pct``). The subject is the window.
+
+A person is an id's person as the identity role has merged it (:mod:`headwater.identity`) when the
+alerts role reads the event; an id never merged is a person of its own. The subject of an event rule is
+the event's person too.
 
 Every rule may set ``cooldown_s``: after an alert, the same rule and subject stay quiet that long (event
 time). ``quiet_hours`` (``from``, ``to`` as ``HH:MM``, ``tz``) marks the alerts raised in those hours
@@ -47,6 +53,7 @@ MAX_COOLDOWN_S = 7 * 86_400
 MAX_HOPS = 60
 WINDOW_S = (60, 86_400)  # the shortest and longest threshold window
 AGAINST = {"day": 86_400_000, "week": 7 * 86_400_000}
+COUNTS = ("events", "visitors", "persons")
 ALERT_EVENT = "Alert"
 REQUEST_ID = "alert"
 
@@ -77,6 +84,7 @@ class EventRule(Rule):
 @dataclasses.dataclass(frozen=True)
 class VisitorRule(Rule):
     after_ms: int  # 0: every session start
+    cohort: str = ""  # only the members of this cohort of the project ("": anyone)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +96,16 @@ class ThresholdRule(Rule):
     against_ms: int  # a change against the window this long before (0: a fixed threshold)
     drop_pct: float | None
     rise_pct: float | None
-    unique: bool = False  # count: "visitors": distinct visitors, not events
+    count: str = "events"  # what a window counts: events, or distinct visitors (ids) or persons
 
     @property
     def unit(self) -> str:
-        return "visitors" if self.unique else "events"
+        return self.count
+
+    @property
+    def unique(self) -> bool:
+        """Whether the rule counts who sent the events (ids or persons), not the events."""
+        return self.count != "events"
 
     def starts(self, at_ms: int) -> range:
         """The start of every window holding the time ``at_ms`` (epoch-aligned)."""
@@ -211,15 +224,6 @@ def needs(raw: object) -> tuple[str, frozenset[str], object] | None:
                 rest = None if not others else others[0] if len(others) == 1 else {"all": others}
                 return need[0], need[1], rest
     return None
-    (test, value), = raw.items()
-    values = value if isinstance(value, list) else [value]
-    if test == "event" and all(isinstance(v, str) and "*" not in v for v in values):
-        return "event", frozenset(values)
-    if test == "type" and all(isinstance(v, str) for v in values):
-        return "type", frozenset(values)
-    if test == "all" and isinstance(value, list):
-        return next((need for part in value if (need := needs(part)) is not None), None)
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +239,7 @@ class CountGroup:
 
     @property
     def unique(self) -> bool:
-        """Whether a rule of the group counts distinct visitors (the group then notes who came)."""
+        """Whether a rule of the group counts distinct ids or persons (the group then notes who came)."""
         return any(rule.unique for rule in self.rules)
 
 
@@ -263,6 +267,7 @@ class Alerts:
     visitors: tuple[VisitorRule, ...] = ()
     thresholds: tuple[ThresholdRule, ...] = ()
     traits: frozenset[str] = frozenset()  # the traits the visitor rules test (email for email_domain)
+    cohorts: frozenset[str] = frozenset()  # the cohorts the visitor rules name
 
 
 def _whole(raw: dict, key: str, low: int, high: int, problems: list[str], where: str, default: int = 0) -> int:
@@ -279,15 +284,19 @@ def _event_rule(raw: dict, base: dict, problems: list[str], where: str) -> Rule:
 
 
 def _visitor_rule(raw: dict, base: dict, problems: list[str], where: str) -> Rule:
-    _unknown(raw, ("after_days",), problems, where)
+    _unknown(raw, ("after_days", "cohort"), problems, where)
     after_days = _whole(raw, "after_days", 0, 365, problems, where)
-    return VisitorRule(**base, after_ms=after_days * 86_400_000)
+    cohort = raw.get("cohort", "")
+    if not isinstance(cohort, str) or len(cohort) > 80:
+        problems.append(f"{where}.cohort must be the name of one of the project's cohorts")
+        cohort = ""
+    return VisitorRule(**base, after_ms=after_days * 86_400_000, cohort=cohort)
 
 
 def _threshold_rule(raw: dict, base: dict, problems: list[str], where: str) -> Rule:
     _unknown(raw, ("window_s", "every_s", "count", "above", "below", "change"), problems, where)
-    if raw.get("count", "events") not in ("events", "visitors"):
-        problems.append(f"{where}.count must be events or visitors")
+    if raw.get("count", "events") not in COUNTS:
+        problems.append(f"{where}.count must be one of {', '.join(COUNTS)}")
     window_s = _whole(raw, "window_s", *WINDOW_S, problems, where, default=WINDOW_S[0])
     every_s = _whole(raw, "every_s", 60, window_s, problems, where, default=window_s)
     if window_s % every_s:
@@ -303,7 +312,8 @@ def _threshold_rule(raw: dict, base: dict, problems: list[str], where: str) -> R
     if "change" in raw:
         against_ms, drop, rise = _change(raw["change"], problems, f"{where}.change")
     return ThresholdRule(**base, window_ms=window_s * 1000, every_ms=every_s * 1000, above=above, below=below,
-                         against_ms=against_ms, drop_pct=drop, rise_pct=rise, unique=raw.get("count") == "visitors")
+                         against_ms=against_ms, drop_pct=drop, rise_pct=rise,
+                         count=raw.get("count", "events") if raw.get("count") in COUNTS else "events")
 
 
 def _change(raw: object, problems: list[str], where: str) -> tuple[int, float | None, float | None]:
@@ -414,15 +424,23 @@ def parse_alerts(raw: object) -> Alerts:
                   counts=RuleIndex.of(groups), visitors=tuple(r for r in rules if isinstance(r, VisitorRule)),
                   thresholds=tuple(r for r in rules if isinstance(r, ThresholdRule)),
                   traits=frozenset(name for r in rules if isinstance(r, VisitorRule)
-                                   for name in trait_names(when.get(r.name))))
+                                   for name in trait_names(when.get(r.name))),
+                  cohorts=frozenset(r.cohort for r in rules if isinstance(r, VisitorRule) and r.cohort))
 
 
-def check_alerts(raw: object) -> list[str]:
+def check_alerts(raw: object, cohorts: list[dict] | None = None) -> list[str]:
+    """The problems of a project's ``alerts`` setting; with the project's ``cohorts``, also a visitor
+    rule's cohort the project does not have."""
     try:
-        parse_alerts(raw)
+        alerts = parse_alerts(raw)
     except AlertsError as exc:
         return exc.problems
-    return []
+    if cohorts is None:
+        return []
+    known = {c.get("name") for c in cohorts if isinstance(c, dict)}
+    return [f"alerts.rules ({r.name}).cohort: the project has no cohort {r.cohort!r} "
+            f"(it has: {', '.join(sorted(str(n) for n in known)) or 'none'})"
+            for r in alerts.visitors if r.cohort and r.cohort not in known]
 
 
 def alert_id(project_id: str, rule: str, subject: str, cause: str) -> str:

@@ -134,6 +134,11 @@ class Settings:
     # role's log), so a sender with a write key cannot flood a team's Slack or mail server.
     alerts_max_per_rule_per_minute: int = 60
     alerts_fault_hold_s: float = 0.0  # fault injection for tests: hold each transaction open this long
+    # Visitor rules naming a cohort: its members' ids are read from ClickHouse this often, in one query
+    # bounded to this many ids and seconds (past either, the members loaded before are kept; logged).
+    alerts_cohort_refresh_s: float = 60.0
+    alerts_max_cohort_members: int = 1_000_000
+    alerts_cohort_timeout_s: int = 30
 
     session_timeout_s: float = 1800.0  # defaults; each project may set its own
     session_max_length_s: float = 86_400.0

@@ -21,8 +21,9 @@ Apply = Callable[[str, bytes | None], None]
 
 
 class TopicTail:
-    def __init__(self, settings: Settings, topic: str, apply: Apply) -> None:
+    def __init__(self, settings: Settings, topic: str, apply: Apply, isolation_level: str = "read_uncommitted") -> None:
         self.settings = settings
+        self.isolation_level = isolation_level  # read_committed for a topic written in transactions
         self.topic = topic
         self.apply = apply
         self.loaded = asyncio.Event()
@@ -31,7 +32,8 @@ class TopicTail:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Start tailing and wait until the topic's current content has been applied."""
-        self._consumer = consumer = AIOKafkaConsumer(**kafka_connection(self.settings), enable_auto_commit=False)
+        self._consumer = consumer = AIOKafkaConsumer(**kafka_connection(self.settings), enable_auto_commit=False,
+                                                        isolation_level=self.isolation_level)
         await consumer.start()
         partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]
         consumer.assign(partitions)

@@ -38,13 +38,14 @@ TEST_ENV = {
     "HEADWATER_FORWARD_MAX_BACKOFF_S": "2",
     "HEADWATER_FORWARD_LOCAL_DIR": str(Path(".local/test-lakes").resolve()),
     # the email destination sends to the tests' SMTP server (tests.receivers.Mailbox); threshold windows
-    # close 2 s after their end, and by the clock after 5 s without events
+    # close 2 s after their end, and by the clock after 5 s without events; cohorts are read every second
     "HEADWATER_SMTP_HOST": "127.0.0.1",
     "HEADWATER_SMTP_PORT": "19025",
     "HEADWATER_SMTP_SECURITY": "none",
     "HEADWATER_SMTP_FROM": "alerts@headwater.test",
     "HEADWATER_ALERTS_GRACE_S": "2",
     "HEADWATER_ALERTS_IDLE_S": "5",
+    "HEADWATER_ALERTS_COHORT_REFRESH_S": "1",
 }
 os.environ.update(TEST_ENV)
 

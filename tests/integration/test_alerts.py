@@ -92,7 +92,9 @@ def test_a_returning_enterprise_visitor_triggers_exactly_one_webhook_per_session
     wait_for(lambda: count_rows(clickhouse, db) == 10, 60)
     time.sleep(3)
     (alert,) = alerts_of(receiver, project)
-    assert (alert["rule"], alert["subject"], alert["page"]["path"]) == ("vip-back", "ann-laptop", "/pricing")
+    # the subject is the person the identify merged the laptop into
+    assert (alert["rule"], alert["subject"], alert["visitor"], alert["page"]["path"]) == (
+        "vip-back", "ann", "ann-laptop", "/pricing")
     assert "back after 10.0 days" in alert["text"]
 
 
@@ -187,3 +189,64 @@ def test_a_visitors_threshold_counts_distinct_visitors(stack, settings, clickhou
     (alert,) = crowds()
     assert (alert["count"], alert["window_start"]) == (3, window.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
     assert alert["text"].startswith("3 visitors, above 2")
+
+
+def merged_ids(clickhouse, db: str) -> int:
+    return clickhouse.execute(f"SELECT uniqExact(distinct_id) FROM {db}.person_ids")[0][0]
+
+
+def test_a_persons_threshold_counts_the_ids_of_a_merged_person_once(stack, settings, clickhouse, receiver):
+    rules = [{"name": "persons", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 60,
+              "count": "persons", "above": 1},
+             {"name": "ids", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 60,
+              "count": "visitors", "above": 1},
+             {"name": "first-seen", "kind": "event", "when": {"field": "properties.first", "equals": True}}]
+    project, key, db = new_project(settings, rules, [channel("ops", "webhook", {"url": receiver.url})])
+    window = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
+    # pam's phone and laptop are one person before the window's events are sent
+    send(stack, key, [event("identify", window - timedelta(hours=1), device, userId="pam")
+                      for device in ("pam-phone", "pam-laptop")])
+    wait_for(lambda: merged_ids(clickhouse, db) == 3, 60)
+    checkouts = [event("track", window + timedelta(seconds=s), who, event="Checkout", properties={"first": s == 0})
+                 for s, who in ((0, "pam-phone"), (5, "pam-laptop"), (9, "carl"))]
+    send(stack, key, checkouts[:1])  # the rules count from the window of their first event
+    wait_for(lambda: alerts_of(receiver, project), 60)
+    send(stack, key, checkouts[1:])
+    wait_for(lambda: count_rows(clickhouse, db) == 5, 60)
+
+    def counted() -> dict[str, int]:
+        return {a["rule"]: a["count"] for a in alerts_of(receiver, project) if a["rule"] in ("persons", "ids")}
+
+    wait_for(lambda: len(counted()) == 2, 60)
+    assert counted() == {"persons": 2, "ids": 3}
+    (persons,) = [a for a in alerts_of(receiver, project) if a["rule"] == "persons"]
+    assert persons["text"].startswith("2 persons, above 1")
+
+
+def test_a_visitor_rule_with_a_cohort_fires_for_a_member_starting_a_session_only(stack, settings, clickhouse,
+                                                                                   receiver):
+    buyers = {"name": "buyers", "rules": [{"did": "Order Completed", "at_least": 2, "within_days": 30}]}
+    rule = {"name": "buyer-back", "kind": "visitor", "cohort": "buyers"}
+    admin = Admin(settings)
+    created = admin.create_project(prefix="alerts")
+    project, key, db = created["project"]["id"], created["keys"]["server_key"], created["project"]["database"]
+    refused = admin.call("PATCH", f"/v1/projects/{project}/config", {"alerts": {"rules": [rule]}})
+    assert refused.status_code == 400 and "has no cohort 'buyers'" in refused.text
+    reply = admin.call("PATCH", f"/v1/projects/{project}/config", {
+        "cohorts": [buyers], "alerts": {"rules": [rule]},
+        "destinations": [channel("sales", "webhook", {"url": receiver.url})]})
+    assert reply.status_code == 200, reply.text
+    now = datetime.now(UTC)
+    # cara orders twice in one session (so she is a member only after her session began); dan once
+    orders = [event("track", now - timedelta(hours=3, minutes=m), who, event="Order Completed")
+              for who, m in (("cara", 2), ("cara", 1), ("dan", 2))]
+    send(stack, key, orders)
+    wait_for(lambda: count_rows(clickhouse, db) == 3, 60)
+    time.sleep(3)  # a refresh of the cohort's members (every second in the tests) after the orders landed
+    back = [event("page", now, who) for who in ("cara", "dan")]
+    send(stack, key, back)
+    wait_for(lambda: alerts_of(receiver, project), 60)
+    wait_for(lambda: count_rows(clickhouse, db) == 5, 60)
+    time.sleep(3)
+    (alert,) = alerts_of(receiver, project)
+    assert (alert["rule"], alert["subject"], alert["message_id"]) == ("buyer-back", "cara", back[0]["messageId"])

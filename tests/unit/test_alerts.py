@@ -10,7 +10,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from alerts.book import AlertBook
-from alerts.state import Limits, ProjectAlerts
+from alerts.state import Limits, NoLookups, ProjectAlerts
 from headwater.alerts import AlertsError, ThresholdRule, alert_id, check_alerts, parse_alerts
 from headwater.envelope import Envelope, decode_batch, encode_batch
 from headwater.partitioning import PartitionMap
@@ -296,4 +296,61 @@ def test_a_visitors_threshold_counts_each_visitor_once_a_window_across_polls_and
     gone = restored.take_changes()
     assert {f"u|few|{T0}|{v}" for v in "abc"} <= {k for k, v in gone.items() if v is None}  # forgotten at close
     assert check_alerts({"rules": [{"name": "x", "kind": "threshold", "count": "people", "above": 1}]}) == [
-        "alerts.rules[0] (x).count must be events or visitors"]
+        "alerts.rules[0] (x).count must be one of events, visitors, persons"]
+
+
+class Merged(NoLookups):
+    """Persons as the identity role would have merged them, and a cohort's members by id."""
+
+    def __init__(self, persons: dict[str, str], members: set[str] = frozenset()) -> None:
+        self.persons = persons
+        self.members = members
+
+    def person_of(self, project_id: str, distinct_id: str) -> str:
+        return self.persons.get(distinct_id, distinct_id)
+
+    def in_cohort(self, project_id: str, cohort: str, distinct_id: str) -> bool:
+        return cohort == "buyers" and distinct_id in self.members
+
+
+def test_a_persons_threshold_counts_merged_ids_once_and_a_visitors_one_counts_each_id():
+    alerts = parse_alerts({"rules": [
+        {"name": "persons", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 600, "count": "persons",
+         "above": 100},
+        {"name": "ids", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 600, "count": "visitors",
+         "above": 100}]})
+    state = ProjectAlerts("shop", LIMITS, Merged({"phone-of-ann": "ann", "laptop-of-ann": "ann"}))
+    for visitor in ("phone-of-ann", "laptop-of-ann", "ann", "bob", "bob"):
+        state.add(alerts, envelope(T0, visitor, event="Checkout"), 0, LATER)
+    state.flush_counts()
+    assert state.values[f"w|persons|{T0}"] == 2 and state.values[f"w|ids|{T0}"] == 4
+    assert f"u|persons|{T0}|ann" in state.values and f"u|persons|{T0}|phone-of-ann" not in state.values
+
+
+def test_a_visitor_rule_with_a_cohort_fires_for_its_members_only_and_names_the_person():
+    alerts = parse_alerts({"rules": [{"name": "buyer-back", "kind": "visitor", "cohort": "buyers"}]})
+    state = ProjectAlerts("shop", LIMITS, Merged({"phone-of-ann": "ann"}, members={"phone-of-ann"}))
+    (alert,) = state.add(alerts, envelope(T0, "phone-of-ann", type="page"), 1, LATER)
+    assert alert.event["properties"]["subject"] == "ann" and alert.event["properties"]["visitor"] == "phone-of-ann"
+    assert state.add(alerts, envelope(T0, "stranger", type="page"), 1, LATER) == []
+    assert ProjectAlerts("shop", LIMITS).add(alerts, envelope(T0, "phone-of-ann", type="page"), 1, LATER) == []
+
+
+def test_a_person_returning_on_another_device_is_back_after_the_days_of_the_person():
+    alerts = parse_alerts({"rules": [{"name": "back", "kind": "visitor", "after_days": 3}]})
+    state = ProjectAlerts("shop", LIMITS, Merged({"phone-of-ann": "ann", "laptop-of-ann": "ann"}))
+    assert state.add(alerts, envelope(T0, "phone-of-ann", type="page"), 1, LATER) == []  # never seen before
+    day = 86_400_000
+    assert state.add(alerts, envelope(T0 + day, "laptop-of-ann", type="page"), 1, LATER) == []  # the same person
+    (alert,) = state.add(alerts, envelope(T0 + 5 * day, "phone-of-ann", type="page"), 1, LATER)
+    assert "back after 4.0 days" in alert.event["properties"]["text"]
+
+
+def test_a_visitor_rule_naming_a_cohort_the_project_lacks_is_refused():
+    raw = {"rules": [{"name": "b", "kind": "visitor", "cohort": "buyers"}, {"name": "c", "kind": "visitor",
+                                                                            "cohort": 7}]}
+    assert check_alerts(raw, [{"name": "buyers", "rules": []}]) == [
+        "alerts.rules[1] (c).cohort must be the name of one of the project's cohorts"]
+    assert check_alerts({"rules": raw["rules"][:1]}, [{"name": "vips"}]) == [
+        "alerts.rules (b).cohort: the project has no cohort 'buyers' (it has: vips)"]
+    assert parse_alerts({"rules": raw["rules"][:1]}).cohorts == {"buyers"}
