@@ -207,34 +207,70 @@ def alert_rules(kind_count: int = 50) -> dict:
     return {"rules": rules}
 
 
+def with_persons_and_cohorts(raw: dict) -> dict:
+    """The same rules, 10 of the threshold rules counting persons and 10 of the visitor rules naming a
+    cohort."""
+    rules = [dict(rule) for rule in raw["rules"]]
+    for rule in [r for r in rules if r["kind"] == "threshold"][:10]:
+        rule["count"] = "persons"
+    for rule in [r for r in rules if r["kind"] == "visitor"][:10]:
+        rule["cohort"] = "buyers"
+    return {"rules": rules}
+
+
+def role_lookups(inputs: list[Envelope]):
+    """The role's lookups with every other visitor merged into a person and a member of the cohort."""
+    from clickhouse_cityhash.cityhash import CityHash64
+
+    from alerts.lookups import CohortMembers, PersonMap, RoleLookups
+
+    persons = PersonMap(Settings())
+    visitors = sorted({e.visitor_id for e in inputs})[::2]
+    persons.person = {f"bench:{v}": f"person-{i // 2}" for i, v in enumerate(visitors)}
+    cohorts = CohortMembers(Settings(), None, lambda project: None)  # type: ignore[arg-type]
+    cohorts.members = {("bench", "buyers"): frozenset(CityHash64(v) for v in visitors)}
+    return RoleLookups(persons, cohorts)
+
+
 def alerts_us(inputs: list[Envelope]) -> dict[str, float]:
     """The alerts role's per-poll work without Kafka (:meth:`AlertBook.poll`), 150 rules (50 of each
-    kind), polls of 20 records of 100 stored envelopes, µs per event; beside it, decoding the same
-    records alone (what any reader of the stored events pays)."""
+    kind), polls of 20 records of 100 stored envelopes, µs per event; the same with persons counted and
+    cohorts tested (:func:`with_persons_and_cohorts`); beside them, decoding the same records alone
+    (what any reader of the stored events pays)."""
+    result = {"alerts_150_rules": alerts_poll_us(inputs, alert_rules(), None),
+              "alerts_150_rules_persons_cohorts": alerts_poll_us(inputs, with_persons_and_cohorts(alert_rules()),
+                                                                 role_lookups(inputs))}
+    values = [encode_batch(inputs[start:start + 100]) for start in range(0, len(inputs), 100)]
+    decode = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for value in values:
+            decode_batch(value)
+        decode = min(decode, time.perf_counter() - started)
+    return {**result, "alerts_decode_only": decode / len(inputs) * 1e6}
+
+
+def alerts_poll_us(inputs: list[Envelope], raw_rules: dict, lookups) -> float:
     from alerts.book import AlertBook
     from headwater.alerts import parse_alerts
     from headwater.routing import PROJECT_HEADER, SESSIONS_HEADER
 
     topic = step_topic(Settings(), "index")
-    rules = parse_alerts(alert_rules())
+    rules = parse_alerts(raw_rules)
     sessions = orjson.dumps([[f"s{i}", 1 + i % 9] for i in range(100)])
     headers = [(PROJECT_HEADER, b"bench"), (SESSIONS_HEADER, sessions)]
     records = [ConsumerRecord(topic, 0, i, 0, 0, b"k", encode_batch(inputs[i:i + 100]), None, 0, 0, headers)
                for i in range(0, len(inputs), 100)]
     polls = [{TopicPartition(topic, 0): records[i:i + 20]} for i in range(0, len(records), 20)]
-    best, decode = float("inf"), float("inf")
+    best = float("inf")
     for _ in range(3):
-        book = AlertBook(Settings(), lambda project: rules, PartitionMap())
+        book = AlertBook(Settings(), lambda project: rules, PartitionMap(), lookups)
         book.restoring([0])
         started = time.perf_counter()
         for poll in polls:
             book.poll(poll, 0.0)
         best = min(best, time.perf_counter() - started)
-        started = time.perf_counter()
-        for record in records:
-            decode_batch(record.value)
-        decode = min(decode, time.perf_counter() - started)
-    return {"alerts_150_rules": best / len(inputs) * 1e6, "alerts_decode_only": decode / len(inputs) * 1e6}
+    return best / len(inputs) * 1e6
 
 
 def identity_bytes_per_id(ids: int = 100_000) -> float:

@@ -12,8 +12,9 @@ Then it times, through the query library as analysts would run them:
 - the dashboard's overview for the month (its queries, run as the dashboard runs them, and its rendering),
 - the event catalogue for the month, from the table its materialized view keeps, and the same answer
   scanned from ``events`` (what the catalogue would cost each time without its table),
-- a cohort's size (reached checkout, did not pay), the daily trends by browser of its members, and the
-  funnel and weekly retention broken down by it, and the month's first sessions of persons,
+- a cohort's size (reached checkout, did not pay), the ids of its members (what the alerts role reads
+  for a visitor rule naming it), the daily trends by browser of its members, and the funnel and weekly
+  retention broken down by it, and the month's first sessions of persons,
 - the People page's list for the month and its search by id, and one person's profile and timeline,
 
 each as the library runs it by default (counting persons, bots left out: 3% of the generated visitors
@@ -185,6 +186,9 @@ def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Qu
     one_person = ["person1", "v2", "v3"]  # the ids of a person on two devices (as DERIVE_PERSON_IDS names them)
     return {
         "cohort_size": queries.Query(*cohorts.size_sql(cohort, filters.count_ids), ("members",)),
+        # what the alerts role reads for a visitor rule naming the cohort: every id of its members
+        "cohort_member_ids_for_alerts": queries.Query(f"SELECT who FROM ({cohort.ids_sql(filters.count_ids)})",
+                                                      cohort.params(), ("who",)),
         "trends_daily_by_browser_in_cohort": queries.trends(project, START, until, interval="day",
                                                             breakdown="browser", filters=in_cohort),
         "people_list_month": people.people(project, START, until, filters=filters),
