@@ -23,6 +23,8 @@ from headwater.projects.admin import MAX_GRACE_S, ProjectAdmin, ProjectError, de
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings, get_settings
+from headwater.tags.admin import ContainerAdmin
+from headwater.tags.store import ContainerStore
 
 T = TypeVar("T")
 
@@ -50,6 +52,20 @@ class RotateKeys(msgspec.Struct, forbid_unknown_fields=True):
 
 class ReplayDestination(msgspec.Struct, forbid_unknown_fields=True):
     from_ms: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class SaveContainer(msgspec.Struct, forbid_unknown_fields=True):
+    definition: dict
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    rev: int | None = None  # the draft_rev this edit started from: a 409 if the draft changed since
+
+
+class Publish(msgspec.Struct, forbid_unknown_fields=True):
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class Rollback(msgspec.Struct, forbid_unknown_fields=True):
+    version: Annotated[int, msgspec.Meta(ge=1)]
 
 
 class AddSchema(msgspec.Struct, forbid_unknown_fields=True):
@@ -199,6 +215,61 @@ async def replay_destination(request: Request, admin: ProjectAdmin) -> JSONRespo
     return JSONResponse({"destination": name, "offsets": {str(p): o for p, o in offsets.items()}})
 
 
+def _container(request: Request) -> tuple[ContainerAdmin, str, str]:
+    return request.app.state.containers, request.path_params["id"], request.path_params["container"]
+
+
+async def list_containers(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    return JSONResponse({"containers": request.app.state.containers.summaries(request.path_params["id"])})
+
+
+async def get_container(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    containers, project_id, container = _container(request)
+    return JSONResponse({"container": containers.get(project_id, container)})
+
+
+async def save_container(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    """Save a container's draft (creating it): the definition, checked (docs/tags.md)."""
+    body = await body_as(request, SaveContainer)
+    containers, project_id, container = _container(request)
+    head = await containers.save(project_id, container, body.name, body.definition, body.rev)
+    return JSONResponse({"container": head})
+
+
+async def delete_container(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    containers, project_id, container = _container(request)
+    await containers.delete(project_id, container)
+    return JSONResponse({"deleted": container})
+
+
+async def publish_container(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    body = await body_as(request, Publish)
+    containers, project_id, container = _container(request)
+    return JSONResponse({"container": await containers.publish(project_id, container, body.note)})
+
+
+async def rollback_container(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    body = await body_as(request, Rollback)
+    containers, project_id, container = _container(request)
+    return JSONResponse({"container": await containers.rollback(project_id, container, body.version)})
+
+
+async def container_version(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    containers, project_id, container = _container(request)
+    number = request.path_params["version"]
+    if not number.isdigit() or len(number) > 9:
+        raise ProjectError("a version is a whole number")
+    return JSONResponse({"version": containers.version(project_id, container, int(number))})
+
+
+async def preview_container(request: Request, admin: ProjectAdmin) -> JSONResponse:
+    """A preview token: open a page of the site with ``?hw_tm_preview=TOKEN`` to run the draft there."""
+    containers, project_id, container = _container(request)
+    token = containers.preview_token(project_id, container)
+    return JSONResponse({"token": token, "page_parameter": f"hw_tm_preview={token}",
+                         "expires_in_s": request.app.state.settings.tags_preview_s}, status_code=201)
+
+
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
@@ -212,13 +283,16 @@ def create_app(check_project: Callable[[Project], list[str]], settings: Settings
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        store, writer = ProjectStore(settings), ProjectWriter(settings)
+        store, writer, containers = ProjectStore(settings), ProjectWriter(settings), ContainerStore(settings)
         await writer.start()
         await store.start()
+        await containers.start()
         app.state.admin = ProjectAdmin(settings, store, writer, check_project)
+        app.state.containers = ContainerAdmin(settings, store, containers, writer)
         try:
             yield
         finally:
+            await containers.stop()
             await store.stop()
             await writer.stop()
 
@@ -245,6 +319,15 @@ def create_app(check_project: Callable[[Project], list[str]], settings: Settings
         Route("/v1/projects/{id}/destinations/{name}/resume", handler(resume_destination), methods=["POST"]),
         Route("/v1/projects/{id}/destinations/{name}/replay", handler(replay_destination), methods=["POST"]),
         Route("/v1/projects/{id}/alerts/{rule}/test", handler(test_alert), methods=["POST"]),
+        Route("/v1/projects/{id}/containers", handler(list_containers), methods=["GET"]),
+        Route("/v1/projects/{id}/containers/{container}", handler(get_container), methods=["GET"]),
+        Route("/v1/projects/{id}/containers/{container}", handler(save_container), methods=["PUT"]),
+        Route("/v1/projects/{id}/containers/{container}", handler(delete_container), methods=["DELETE"]),
+        Route("/v1/projects/{id}/containers/{container}/publish", handler(publish_container), methods=["POST"]),
+        Route("/v1/projects/{id}/containers/{container}/rollback", handler(rollback_container), methods=["POST"]),
+        Route("/v1/projects/{id}/containers/{container}/versions/{version}", handler(container_version),
+              methods=["GET"]),
+        Route("/v1/projects/{id}/containers/{container}/preview", handler(preview_container), methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from collector.auth import public_project
 from collector.body import over_limit
+from collector.containers import ContainerScripts, serve_container
 from collector.errors import ApiError
 from collector.ingest import BATCH, COMPACT, EVENT_TYPES, SHORT_PATHS, Ingest
 from collector.metrics import CollectorMetrics
@@ -27,6 +28,7 @@ from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
 from headwater.service import tune_gc
 from headwater.settings import Settings, get_settings
+from headwater.tags.store import ContainerStore
 from headwater.topics import raw_topic
 
 log = structlog.get_logger()
@@ -150,6 +152,7 @@ def routes(metrics: CollectorMetrics) -> list[Route]:
     return [
         Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics.endpoint),
         Route("/openapi.json", openapi), *(Route(f"/{name}", serve_script) for name in SCRIPTS), *ingest,
+        Route("/tm/{project}/{file}", serve_container),
     ]
 
 
@@ -203,15 +206,18 @@ def create_app(settings: Settings | None = None) -> Collector:
         await producer.start()
         partitions = PartitionMap()
         await partitions.load(producer, [raw_topic(settings)])
-        store = ProjectStore(settings)
+        store, containers = ProjectStore(settings), ContainerStore(settings)
         await store.start()
+        await containers.start()
         app.state.store = store
+        app.state.containers = ContainerScripts(settings, store, containers)
         app.state.sink = KafkaSink(settings, producer, partitions)
         app.state.ingest = Ingest(settings, store)
         tune_gc()
         try:
             yield
         finally:
+            await containers.stop()
             await store.stop()
             await app.state.sink.producer.stop()  # the sink may have replaced the first producer
 

@@ -5,11 +5,11 @@ allowed that an ACL below does not allow (``allow.everyone.if.no.acl.found=false
 as one of four users:
 
 - ``admin``: the broker's own super user; the topic Job creates topics and these ACLs with it;
-- ``collector``: the internet-facing role. Writes the raw topic, reads the project registry, and
-  nothing else: a compromised collector can neither rewrite a project (origins, privacy policy)
-  nor read events;
+- ``collector``: the internet-facing role. Writes the raw topic, reads the project registry and the
+  tag manager's containers, and nothing else: a compromised collector can neither rewrite a project
+  (origins, privacy policy) or a container nor read events;
 - ``pipeline``: the mediator, the processors and the indexers. Reads and writes the pipeline's
-  topics, groups and transactions; denied writes to the project registry;
+  topics, groups and transactions; denied writes to the project registry and the containers;
 - ``control``: the admin API, the dashboard (replay) and the operator's commands (``project``,
   ``migrate``, ``replay``). Everything under the topic prefix.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 from headwater.settings import Settings
-from headwater.topics import projects_topic, raw_topic
+from headwater.topics import projects_topic, raw_topic, tags_topic
 
 BROKER_ADMIN = "admin"
 USERS = ("collector", "pipeline", "control")
@@ -49,13 +49,15 @@ class Acl:
 
 def acls(settings: Settings) -> list[Acl]:
     prefix = settings.topic_prefix
-    registry, raw = projects_topic(settings), raw_topic(settings)
+    registry, raw, tags = projects_topic(settings), raw_topic(settings), tags_topic(settings)
     everything = ("Read", "Write", "Describe", "Create", "DescribeConfigs")
     return [
         Acl("collector", "topic", raw, ("Write", "Describe")),
         Acl("collector", "topic", registry, ("Read", "Describe")),
+        Acl("collector", "topic", tags, ("Read", "Describe")),
         Acl("pipeline", "topic", prefix + ".", ("Read", "Write", "Describe"), prefixed=True),
         Acl("pipeline", "topic", registry, ("Write",), deny=True),
+        Acl("pipeline", "topic", tags, ("Write",), deny=True),
         Acl("pipeline", "group", prefix + "-", ("Read", "Describe"), prefixed=True),
         Acl("pipeline", "transactional-id", prefix + "-", ("Write", "Describe"), prefixed=True),
         Acl("control", "topic", prefix + ".", everything, prefixed=True),

@@ -177,6 +177,10 @@ class Settings:
     smtp_from: str = "headwater@localhost"
 
     tracker_dir: str = "sdks/js/dist"  # where the collector finds the built tracking script (hw.js)
+    # The tag manager (docs/tags.md): browsers keep a container's script this long before they ask
+    # again (a publish reaches them within it); a preview token works this long.
+    tags_max_age_s: int = 60
+    tags_preview_s: int = 8 * 3600
 
     # At most two INSERTs per table and project per second under load (ClickHouse asks for no more
     # than about one a second: every INSERT makes a part), and rows queryable about half a second

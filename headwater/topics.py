@@ -23,6 +23,7 @@ IDENTITY = "identity"
 IDENTITY_COMMANDS = "identity-commands"
 ALERTS = "alerts"
 ALERTS_STATE = "alerts-state"
+TAGS = "tags"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -99,6 +100,11 @@ def alerts_state_topic(settings: Settings) -> str:
     return topic_name(settings, ALERTS_STATE)
 
 
+def tags_topic(settings: Settings) -> str:
+    """The tag manager's containers (:mod:`headwater.tags.store`): each one's head and its versions."""
+    return topic_name(settings, TAGS)
+
+
 def step_counts_topic(settings: Settings) -> str:
     """Each process's counts of events in and out of the steps it runs (:mod:`headwater.step_counts`)."""
     return topic_name(settings, STEP_COUNTS)
@@ -140,5 +146,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                  # one partition: merges apply in one order, and the identity role restores all of it
                  TopicSpec(identity_topic(settings), 1, None),
                  # one partition: a threshold counts every partition's events, so the alerts role has one writer
-                 TopicSpec(alerts_state_topic(settings), 1, None)]
+                 TopicSpec(alerts_state_topic(settings), 1, None),
+                 TopicSpec(tags_topic(settings), 1, None)]
     return [*pipeline, *compacted]

@@ -98,7 +98,7 @@ class ProjectWriter:
         record["destinations"] = sealed(record["destinations"], self.sealer)
         await self.producer.send_and_wait(self.topic, orjson.dumps(record), key=project.id.encode())
 
-    async def publish(self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
+    async def publish(self, topic: str, value: bytes | None, key: bytes, headers: list[tuple[str, bytes]]) -> None:
         """Write one other record with the same producer, acknowledged by every in-sync replica (a test
         alert)."""
         await self.producer.send_and_wait(topic, value, key=key, headers=headers)
