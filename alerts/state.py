@@ -10,7 +10,9 @@ The state is a flat map of keys (see :func:`state_key`), so that each change is 
 - ``n|RULE``: ``[next window to close, first window counted]`` of a threshold rule;
 - ``m``: the project's latest event time, the watermark's base;
 - ``c|RULE|SUBJECT``: the event time until which the rule stays quiet for the subject (cooldown);
-- ``s|PERSON``: the time of the person's latest event (visitor rules with ``after_days``);
+- ``s|PERSON``: the time of the person's latest event, to :data:`SEEN_STEP_MS` (visitor rules with
+  ``after_days``: a day at least, so a return is judged to the 10 minutes, and a busy visitor's events
+  do not each write a changelog record);
 - ``t|ID``: the traits the latest ``identify`` calls gave the user id and anonymous id, only those the
   visitor rules test, and only values of at most :data:`MAX_TRAIT_BYTES` as JSON (a longer one is left
   out), so a flood of ``identify`` calls cannot fill the role's memory with what no rule reads;
@@ -82,6 +84,7 @@ def event_time(envelope: Envelope, now_ms: int, grace_ms: int) -> int:
 
 
 MAX_TRAIT_BYTES = 1000
+SEEN_STEP_MS = 10 * 60_000  # how far a person's latest event moves on before it is written again
 
 
 def kept_traits(traits: dict, names: frozenset[str]) -> dict:
@@ -238,7 +241,7 @@ class ProjectAlerts:
                     self._set(key, {**self.values.get(key, {}), **given})
         person = self.lookups.person_of(self.project_id, visitor)
         previous = self.values.get(state_key("s", person))
-        if any(rule.after_ms for rule in rules) and (previous is None or at > previous):
+        if any(rule.after_ms for rule in rules) and (previous is None or at >= previous + SEEN_STEP_MS):
             self._set(state_key("s", person), at)
         if session_seq != 1:
             return []

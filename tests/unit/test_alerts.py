@@ -354,3 +354,13 @@ def test_a_visitor_rule_naming_a_cohort_the_project_lacks_is_refused():
     assert check_alerts({"rules": raw["rules"][:1]}, [{"name": "vips"}]) == [
         "alerts.rules (b).cohort: the project has no cohort 'buyers' (it has: vips)"]
     assert parse_alerts({"rules": raw["rules"][:1]}).cohorts == {"buyers"}
+
+
+def test_a_busy_visitor_writes_the_latest_event_once_in_ten_minutes_not_once_an_event():
+    alerts = parse_alerts({"rules": [{"name": "back", "kind": "visitor", "after_days": 1}]})
+    state = ProjectAlerts("shop", LIMITS)
+    written = []
+    for minute in range(0, 25, 1):
+        state.add(alerts, envelope(T0 + minute * MIN, "v1", type="page"), minute + 1, LATER)
+        written += [value for key, value in state.take_changes().items() if key == "s|v1"]
+    assert written == [T0, T0 + 10 * MIN, T0 + 20 * MIN]
