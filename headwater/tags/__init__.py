@@ -1,0 +1,1 @@
+"""The tag manager: containers of variables, triggers and tags (docs/tags.md)."""
