@@ -46,6 +46,12 @@ def cmd_project(args: argparse.Namespace) -> None:
     main(get_settings(), args)
 
 
+def cmd_tags(args: argparse.Namespace) -> None:
+    from commands.tags import main
+
+    main(get_settings(), args)
+
+
 def cmd_transform(args: argparse.Namespace) -> None:
     from commands.transform import main
 
@@ -305,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_project_parser(sub)
     sub.choices["project"].set_defaults(func=cmd_project)
+    from commands.tags import add_parser as add_tags_parser
+
+    add_tags_parser(sub)
+    sub.choices["tags"].set_defaults(func=cmd_tags)
     from commands.transform import add_parser as add_transform_parser
 
     add_transform_parser(sub)

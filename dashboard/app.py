@@ -34,6 +34,8 @@ from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.replay import Revalidator
 from headwater.settings import Settings, get_settings
+from headwater.tags.admin import ContainerAdmin
+from headwater.tags.store import ContainerStore
 
 
 def guarded(view: str):
@@ -134,10 +136,13 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
     async def lifespan(app: Starlette):
         store = ProjectStore(settings)
         writer = ProjectWriter(settings) if check_project else None
+        containers = ContainerStore(settings) if writer else None
         await store.start()
-        if writer and check_project:
+        if writer and containers and check_project:
             await writer.start()
+            await containers.start()
             app.state.admin = ProjectAdmin(settings, store, writer, check_project)
+            app.state.containers = ContainerAdmin(settings, store, containers, writer)
         app.state.store, app.state.runner = store, QueryRunner(settings)
         app.state.statuses = StatusBoard(settings)
         await app.state.statuses.start()
@@ -146,6 +151,8 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
         finally:
             await app.state.statuses.stop()
             app.state.runner.close()
+            if containers:
+                await containers.stop()
             if writer:
                 await writer.stop()
             await store.stop()
@@ -167,6 +174,7 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
         Route("/p/{project}/destinations/{action:str}", guarded("destinations")(pages.destination_action),
               methods=["POST"]),
         Route("/p/{project}/alerts/{action:str}", guarded("alerts")(pages.alert_action), methods=["POST"]),
+        Route("/p/{project}/tags/{action:str}", guarded("tags")(pages.tag_action), methods=["POST"]),
         Route("/p/{project}", guarded("overview")(pages.to_overview)),
         Mount("/static", StaticFiles(directory=str(STATIC), check_dir=False), name="static"),
     ]
@@ -174,6 +182,7 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
     app.state.settings = settings
     app.state.revalidator = revalidator
     app.state.admin = None
+    app.state.containers = None
     app.state.templates = templates(settings.geoip_path)
     app.state.sessions = Sessions(settings.admin_token, settings.dashboard_session_hours * 3600, settings.secret_key)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 
 def count(value) -> str:
@@ -41,10 +41,15 @@ def when(value) -> str:
     return str(value)
 
 
+def when_ms(value) -> str:
+    """Milliseconds since 1970 as a UTC time."""
+    return when(datetime.fromtimestamp(value / 1000, UTC)) if isinstance(value, int) else ""
+
+
 def plain(value):
     """A value as JSON can carry it."""
     return value.isoformat() if isinstance(value, (datetime, date)) else value
 
 
 FILTERS = {"count": count, "percent": percent, "duration": duration, "change": change, "figure": figure,
-           "when": when}
+           "when": when, "when_ms": when_ms}

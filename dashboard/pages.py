@@ -4,6 +4,7 @@ state and the view's name (see ``guarded`` in :mod:`dashboard.app`), runs its qu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -348,3 +349,62 @@ async def alert_action(request: Request, context: dict) -> Response:
     except ProjectError as exc:
         return await alerts(request, context, problems=str(exc))
     return await alerts(request, context, done=f"{rule}: a test alert is on its way to the channels ({alert_id})")
+
+
+async def tags(request: Request, context: dict, problems: str = "", done: str = "", draft: str | None = None,
+               chosen: str | None = None) -> Response:
+    """The project's tag manager containers: each one's draft to edit, its versions to publish and roll
+    back to, a preview, and the snippet to place on the site."""
+    project, containers = context["project"], request.app.state.containers
+    listed = containers.summaries(project.id) if containers else []
+    chosen = chosen if chosen is not None else request.query_params.get("container") or (
+        listed[0]["id"] if listed else "")
+    head = None
+    if containers and chosen:
+        with contextlib.suppress(ProjectError):
+            head = containers.get(project.id, chosen)
+    context.update(containers=listed, head=head, chosen=chosen, problems=problems, done=done,
+                   editable=request.app.state.admin is not None and containers is not None,
+                   document=draft if draft is not None else json.dumps(head["draft"] if head else
+                                                                       {"variables": {}, "triggers": {}, "tags": {}},
+                                                                       indent=2))
+    return render(request, "tags.html", context, 400 if problems else 200)
+
+
+TAG_ACTIONS = ("create", "save", "publish", "rollback", "preview")
+
+
+async def tag_action(request: Request, context: dict) -> Response:
+    """Create a container, save its draft, publish it, roll back to a version, or start a preview."""
+    if refused := change_refused(request, "a container change"):
+        return refused
+    action = request.path_params["action"]
+    if action not in TAG_ACTIONS:
+        return problem(request, 404, "No such action", f"a container is changed by {', '.join(TAG_ACTIONS)}")
+    form = await form_fields(request)
+    project_id, containers = context["project"].id, request.app.state.containers
+    container = str(form.get("container") or "")
+    draft = str(form["definition"]) if "definition" in form else None
+    try:
+        if action in ("create", "save"):
+            definition = json.loads(draft) if draft is not None else {}
+            rev = int(form["rev"]) if str(form.get("rev") or "").isdigit() else None
+            await containers.save(project_id, container, str(form.get("name") or ""), definition, rev, by="dashboard")
+            done = "Draft saved: it runs nowhere until it is published (or previewed)."
+        elif action == "publish":
+            head = await containers.publish(project_id, container, str(form.get("note") or ""), by="dashboard")
+            done = f"Version {head['published']} is published: pages get it within the scripts' cache time."
+        elif action == "rollback":
+            version = str(form.get("version") or "")
+            head = await containers.rollback(project_id, container, int(version) if version.isdigit() else 0,
+                                             by="dashboard")
+            done = f"Version {head['published']} is served again."
+        else:
+            token = containers.preview_token(project_id, container)
+            done = f"Preview: open a page of the site with ?hw_tm_preview={token} (this browser tab only)."
+    except (ValueError, ProjectError) as exc:
+        return await tags(request, context, problems=str(exc), draft=draft, chosen=container)
+    except RecursionError:
+        return await tags(request, context, problems="the document is nested too deeply", draft=draft,
+                          chosen=container)
+    return await tags(request, context, done=done, chosen=container)

@@ -18,8 +18,8 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 NAV = (("overview", "Overview"), ("funnels", "Funnels"), ("retention", "Retention"), ("live", "Live"),
        ("sessions", "Sessions"), ("people", "People"), ("failed", "Failed events"), ("flow", "Flow"),
-       ("destinations", "Destinations"), ("alerts", "Alerts"))
-ADMIN_ONLY = {"failed", "flow", "destinations", "alerts"}
+       ("destinations", "Destinations"), ("alerts", "Alerts"), ("tags", "Tags"))
+ADMIN_ONLY = {"failed", "flow", "destinations", "alerts", "tags"}
 
 
 def templates(geoip_path: str = "") -> Jinja2Templates:

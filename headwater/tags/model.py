@@ -109,6 +109,9 @@ class DefinitionError(ValueError):
         self.problems = problems
 
 
+PARTS: dict[str, type] = {"variables": Variable, "triggers": Trigger, "tags": Tag}
+
+
 def parse_definition(raw: object) -> Definition:
     """A checked definition; raises :class:`DefinitionError` naming every problem found."""
     try:
@@ -117,19 +120,42 @@ def parse_definition(raw: object) -> Definition:
         raise DefinitionError([f"not JSON: {exc}"]) from exc
     if size > MAX_DEFINITION_BYTES:
         raise DefinitionError([f"a container's definition is at most {MAX_DEFINITION_BYTES:,} bytes of JSON"])
-    try:
-        definition = msgspec.convert(raw, Definition)
-    except msgspec.ValidationError as exc:
-        raise DefinitionError([str(exc).replace("$.", "")]) from exc
+    if not isinstance(raw, dict):
+        raise DefinitionError(["a definition is an object: variables, triggers and tags"])
+    problems = [f"{key} is not a part of a definition (variables, triggers, tags)" for key in raw if key not in PARTS]
+    parts: dict[str, dict] = {}
+    for part, kind in PARTS.items():
+        items = raw.get(part, {})
+        if not isinstance(items, dict) or len(items) > MAX_ITEMS:
+            problems.append(f"{part} is an object of at most {MAX_ITEMS} entries, by name")
+            continue
+        parts[part] = {}
+        for name, item in items.items():
+            if not re.fullmatch(NAME, name):
+                problems.append(f"{part}.{name[:80]!r}: a name is a letter, then up to 63 letters, digits, "
+                                "spaces, '_', '.' or '-'")
+                continue
+            try:
+                parts[part][name] = msgspec.convert(item, kind)
+            except msgspec.ValidationError as exc:
+                problems.append(_where(f"{part}.{name}", str(exc)))
+    if problems:
+        raise DefinitionError(problems)
+    definition = Definition(**parts)
     problems = _references(definition)
     if problems:
         raise DefinitionError(problems)
     return definition
 
 
+def _where(prefix: str, message: str) -> str:
+    """msgspec's ``message - at `$.path``` as ``prefix.path: message``."""
+    text, _, path = message.partition(" - at `$")
+    return f"{prefix}{path.rstrip('`')}: {text}"
+
+
 def _references(d: Definition) -> list[str]:
-    problems = [f"{part} has more than {MAX_ITEMS} entries" for part, items in
-                (("variables", d.variables), ("triggers", d.triggers), ("tags", d.tags)) if len(items) > MAX_ITEMS]
+    problems = []
     known = set(d.variables) | set(BUILT_IN)
     clash = sorted(set(d.variables) & set(BUILT_IN))
     problems += [f"variables.{name}: the name of a built-in variable" for name in clash]

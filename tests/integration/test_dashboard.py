@@ -413,6 +413,19 @@ def test_the_people_pages_show_one_person_across_two_devices(shown):
                                            "viewed-a-page": [["2026-03-02", 2, [2, 1]]]}
 
 
+def test_the_tags_page_creates_saves_publishes_rolls_back_and_previews_a_container(shown, loaded, stack):
+    seen = shown["pages"]["tags"]
+    assert seen["status"] == 200 and seen["created"] == ["web"] and seen["serves_at_first"] == "nothing"
+    assert seen["saved"].startswith("Draft saved") and seen["published"].startswith("Version 1 is published")
+    assert seen["custom_code"].startswith("Custom code: chat runs code of its own")
+    assert seen["rolled_back"] == "Version 1 is served again." and seen["serves"] == "version 1"
+    assert seen["versions"] == ["2", "1"]
+    assert "?hw_tm_preview=" in seen["preview"]
+    assert "tags.x.kind: Invalid enum value 'hunch'" in seen["refused"] and seen["kept_draft"]
+    served = httpx.get(f"{stack.collector_url}/tm/{loaded['alerts']}/web.js")
+    assert served.status_code == 200 and "https://pixel.test/first" in served.text and "window.chat" not in served.text
+
+
 def test_the_alerts_page_lists_rules_alerts_and_channels_and_sends_a_test(shown, loaded):
     seen = shown["pages"]["alerts"]
     assert seen["status"] == 200

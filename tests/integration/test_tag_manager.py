@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import Admin
+from tests.helpers import Admin, wait_for
 
 pytestmark = pytest.mark.integration
 JS = Path(__file__).resolve().parents[2] / "sdks" / "js"
@@ -79,6 +80,8 @@ DEFINITION = {
         "ticks": {"kind": "timer", "interval_ms": 150, "limit": 2},
         "deep scroll": {"kind": "scroll", "percents": [50, 100]},
         "footer seen": {"kind": "visible", "selector": "#footer", "ratio": 0.5},
+        "hostile selector": {"kind": "click", "selector": 'a[title="</script><script>window.pwned=1</script>"]'},
+        "broken selector": {"kind": "click", "selector": "###"},
     },
     "tags": {
         "pageview": on("all pages", exceptions=["admin pages"],
@@ -96,6 +99,7 @@ DEFINITION = {
         "footer": on("footer seen", url=pixel("visible", text="{{footer text}}")),
         "script": {"kind": "script", "triggers": ["all pages"], "fire": "once_per_page",
                    "url": "https://pixel.test/tag.js?tag=script"},
+        "never": on("hostile selector", "broken selector", url=pixel("never")),
     },
 }
 
@@ -197,8 +201,11 @@ def test_each_trigger_fires_its_tag_with_its_variables_and_exceptions_hold(stack
     assert len(by_tag["timer"]) == 2  # its limit
     assert sorted(h["percent"] for h in by_tag["scroll"]) == ["100", "50"]
     assert by_tag["visible"] == [{"tag": "visible", "text": "Footer"}]
+    # a selector that is not CSS fails its trigger alone, on each click
+    assert "never" not in by_tag and any(line.startswith("  trigger broken selector: failed") for line in shop["log"])
     # the exception: no pageview tag on an admin page, whose other tags still run
-    assert tags_hit(report["admin"]) == ["script"]
+    admin = tags_hit(report["admin"])
+    assert "pageview" not in admin and "script" in admin
 
 
 def test_a_tag_that_throws_leaves_the_others_and_the_page_working(stack, settings, site, tmp_path):
@@ -238,3 +245,115 @@ def test_the_collector_serves_a_container_with_caching_and_refuses_what_is_not_t
     assert '"expired":true' in expired.text and '"preview":false' in expired.text
     assert httpx.get(f"{stack.collector_url}/tm/{container.project}/nothing.js").status_code == 404
     assert httpx.get(f"{stack.collector_url}/tm/{container.project}/web.css").status_code == 404
+
+
+def simple(tag: str, **fields) -> dict:
+    return {"triggers": {"all pages": {"kind": "pageview"}}, "tags": {tag: on("all pages", url=pixel(tag), **fields)}}
+
+
+def test_a_publish_and_a_rollback_change_what_the_page_runs(stack, settings, site, tmp_path):
+    container = Container(stack, settings, site)
+    container.save(simple("one"))
+    assert container.publish("first") == 1
+    assert tags_hit(visit(tmp_path, container, [{"name": "v", "path": "/shop/"}])["v"]) == ["one"]
+    container.save(simple("two"))
+    assert tags_hit(visit(tmp_path, container, [{"name": "v", "path": "/shop/"}])["v"]) == ["one"]  # a draft
+    assert container.publish("second") == 2
+    assert tags_hit(visit(tmp_path, container, [{"name": "v", "path": "/shop/"}])["v"]) == ["two"]
+    rolled = container.call("POST", "/rollback", {"version": 1})["container"]
+    assert rolled["published"] == 1 and [v["note"] for v in rolled["versions"]] == ["first", "second"]
+    report = visit(tmp_path, container, [{"name": "v", "path": "/shop/"}])["v"]
+    assert tags_hit(report) == ["one"] and report["version"] == 1
+    assert container.call("GET", "/versions/2")["version"]["definition"] == simple("two")
+    container.call("POST", "/rollback", {"version": 9}, status=404)
+
+
+def test_a_preview_runs_the_draft_for_the_previewer_only(stack, settings, site, tmp_path):
+    container = Container(stack, settings, site)
+    container.save(simple("published"))
+    container.publish("live")
+    container.save(simple("draft"))
+    token = container.call("POST", "/preview", status=201)["token"]
+    report = visit(tmp_path, container, [
+        {"name": "previewer", "path": f"/shop/?hw_tm_preview={token}",
+         "actions": [["goto", site.url + "/shop/next"]]},  # the same tab, without the parameter
+        {"name": "someone else", "path": "/shop/"},
+        {"name": "previewer, done", "path": f"/shop/?hw_tm_preview={token}",
+         "actions": [["goto", site.url + "/shop/?hw_tm_preview=0"]]},
+        {"name": "forged", "path": "/shop/?hw_tm_preview=" + token[:-4] + "AAAA", "context": "forger"},
+    ])
+    previewer = report["previewer"]
+    assert tags_hit(previewer) == ["draft", "draft"] and previewer["preview"] is True
+    assert previewer["panel"].startswith("Headwater preview: web (draft)") and "draft: fired" in previewer["panel"]
+    other = report["someone else"]
+    assert tags_hit(other) == ["published"] and other["preview"] is False and other["panel"] is None
+    done = report["previewer, done"]
+    assert tags_hit(done) == ["draft", "published"] and done["preview"] is False
+    forged = report["forged"]
+    assert tags_hit(forged) == ["published"] and forged["preview"] is False
+
+
+def test_consent_holds_a_tag_back_until_given_and_do_not_track_keeps_it_back(stack, settings, site, tmp_path):
+    container = Container(stack, settings, site)
+    definition = simple("necessary")
+    definition["tags"]["marketing"] = on("all pages", consent="marketing", url=pixel("marketing"))
+    container.save(definition)
+    container.publish("consent")
+    give = [["wait", 300], ["push", {"consent": {"marketing": True}}]]
+    report = visit(tmp_path, container, [
+        {"name": "asked", "path": "/shop/", "actions": give},
+        {"name": "came back", "path": "/shop/", "context": "asked"},  # the choice is remembered
+        {"name": "do not track", "path": "/shop/", "dnt": True, "actions": give},
+    ])
+    asked = report["asked"]
+    assert [h["tag"] for h in asked["hits"]] == ["necessary", "marketing"]
+    assert asked["log"].index("  marketing: waits for consent to marketing") < asked["log"].index("  marketing: fired")
+    assert tags_hit(report["came back"]) == ["marketing", "necessary"]
+    assert tags_hit(report["do not track"]) == ["necessary"]
+
+
+def test_events_sent_by_tags_land_in_clickhouse(stack, settings, site, tmp_path, clickhouse):
+    container = Container(stack, settings, site)
+    container.save({"variables": {"plan": {"kind": "data_layer", "key": "plan"}},
+                    "triggers": {"signed up": {"kind": "custom_event", "event": "signup_done"}},
+                    "tags": {"signup event": {"kind": "event", "type": "track", "event": "Signup Completed",
+                                              "triggers": ["signed up"],
+                                              "properties": {"plan": {"var": "plan"}, "source": "tag manager"}}}})
+    container.publish("events")
+    report = visit(tmp_path, container, [{"name": "v", "path": "/shop/", "wait_ms": 1500,
+                                          "actions": [["push", {"event": "signup_done"}]]}])["v"]
+    assert report["errors"] == [] and "  signup event: fired" in report["log"]
+
+    def landed() -> list[tuple]:
+        return clickhouse.execute(f"SELECT type, event, properties FROM {container.db}.events ORDER BY timestamp")
+
+    rows = wait_for(lambda: len(landed()) >= 2 and landed(), 60)
+    tracked = [json.loads(props) for kind, event, props in rows if event == "Signup Completed"]
+    assert tracked == [{"plan": "pro", "source": "tag manager"}]
+    assert [kind for kind, _, _ in rows].count("page") == 1  # the tracker the container loaded records the page
+
+
+def headwater(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "headwater", "tags", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_container_goes_through_a_file_with_the_cli_and_is_published(stack, settings, site, tmp_path):
+    container = Container(stack, settings, site)
+    container.save(simple("from git"))
+    exported = headwater("export", container.project, "web")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout) == {"name": "Website", "definition": simple("from git")}
+    path = tmp_path / "web.json"
+    path.write_text(exported.stdout)
+    imported = headwater("import", container.project, "copy", str(path))
+    assert imported.returncode == 0, imported.stderr
+    published = headwater("publish", container.project, "copy", "--note", "from the repository")
+    assert published.returncode == 0 and json.loads(published.stdout)["container"]["published"] == 1
+    listed = json.loads(headwater("list", container.project).stdout)["containers"]
+    assert [(c["id"], c["published"]) for c in listed] == [("copy", 1), ("web", None)]
+    served = httpx.get(f"{stack.collector_url}/tm/{container.project}/copy.js")
+    assert served.status_code == 200 and '"tag=from git"' not in served.text and "from git" in served.text
+    path.write_text(json.dumps({"definition": {"tags": {"x": {"kind": "hunch"}}}}))
+    refused = headwater("import", container.project, "copy", str(path))
+    assert refused.returncode != 0 and "tags.x.kind" in refused.stderr

@@ -203,6 +203,43 @@ async function alerts(page) {
   return { status, rules, recent, channels, tested, refused };
 }
 
+async function tags(page) {
+  const path = `/p/${env.ALERTS_PROJECT}/tags`;
+  const out = { status: await open(page, path) };
+  const submit = (selector) => Promise.all([page.waitForNavigation(), page.click(selector)]);
+  await page.fill("[data-new-container] input[name=container]", "web");
+  await page.fill("[data-new-container] input[name=name]", "Website");
+  await submit("[data-create-container]");
+  out.created = await texts(page, "[data-container]", "data-container");
+  out.serves_at_first = (await page.textContent("[data-serves]")).trim();
+  const pixel = (tag) => ({ triggers: { all: { kind: "pageview" } },
+                            tags: { [tag]: { kind: "pixel", triggers: ["all"], url: `https://pixel.test/${tag}` } } });
+  await page.fill("[data-tags-document]", JSON.stringify(pixel("first")));
+  await submit("[data-save-draft]");
+  out.saved = (await page.textContent("[data-tags-done]")).trim();
+  await page.fill("input[name=note]", "the first pixel");
+  await submit("[data-publish]");
+  out.published = (await page.textContent("[data-tags-done]")).trim();
+  const custom = pixel("second");
+  custom.tags.chat = { kind: "html", triggers: ["all"], code: "<script>window.chat = 1</script>" };
+  await page.fill("[data-tags-document]", JSON.stringify(custom));
+  await submit("[data-save-draft]");
+  out.custom_code = (await page.textContent("[data-custom-code]")).trim();
+  await submit("[data-publish]");
+  await submit("[data-rollback='1']");
+  out.rolled_back = (await page.textContent("[data-tags-done]")).trim();
+  out.serves = (await page.textContent("[data-serves]")).trim();
+  out.versions = await texts(page, "[data-version]", "data-version");
+  await submit("[data-preview]");
+  out.preview = (await page.textContent("[data-tags-done]")).trim();
+  await page.fill("[data-tags-document]", JSON.stringify({ tags: { x: { kind: "hunch" } } }));
+  await submit("[data-save-draft]");
+  out.refused = (await page.textContent("[data-tags-problems]")).trim();
+  out.kept_draft = (await page.inputValue("[data-tags-document]")).includes("hunch");
+  await page.screenshot({ path: `${shots}/tags.png`, fullPage: true });
+  return out;
+}
+
 async function phone(browser, cookie) {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2,
                                              isMobile: true, hasTouch: true });
@@ -270,7 +307,7 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, people, failed, sql, live, flow, alerts })) {
+  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, people, failed, sql, live, flow, alerts, tags })) {
     report.pages[name] = await run(page);
   }
   report.empty = await empty(page);
