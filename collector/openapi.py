@@ -134,6 +134,23 @@ def _script_route(summary: str, operation_id: str) -> dict:
                 "content": {"application/json": {"schema": {"type": "object"}}}}}}}
 
 
+def _container_route() -> dict:
+    script = {"text/javascript": {"schema": {"type": "string"}}}
+    query = [{"name": "v", "in": "query", "required": False, "schema": {"type": "integer"},
+              "description": "a version as it was published (immutable)"},
+             {"name": "preview", "in": "query", "required": False, "schema": {"type": "string"},
+              "description": "a preview token: the draft, never cached (docs/tags.md)"}]
+    path = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("project", "container")]
+    return {"get": {"summary": "A tag manager container, compiled into one script", "operationId": "container",
+                    "parameters": [*path, *query], "responses": {
+                        "200": {"description": "The script, cached for tags_max_age_s, with an ETag",
+                                "content": script},
+                        "304": {"description": "Not modified (If-None-Match holds the current ETag)"},
+                        "404": {"description": "No such container, version, or nothing published yet",
+                                "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+
+
 @functools.cache
 def openapi_document() -> dict:
     paths = {}
@@ -146,6 +163,7 @@ def openapi_document() -> dict:
     paths["/v1/hw"] = _ingest("Events from Headwater's tracking script", "Compact", "compact")
     paths["/hw.js"] = _script_route("Headwater's tracking script", "tracker")
     paths["/hw-outbound.js"] = _script_route("The tracking script's outbound-links extra", "tracker_outbound")
+    paths["/tm/{project}/{container}.js"] = _container_route()
     paths["/healthz"] = _status_route("The process is alive", "healthz")
     paths["/readyz"] = _status_route("Kafka is reachable and the project store is loaded", "readyz", ready=True)
     return {
