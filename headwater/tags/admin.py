@@ -21,7 +21,7 @@ from headwater.tags.store import CONTAINER_ID, ContainerStore, head_key, version
 from headwater.topics import tags_topic
 
 MAX_CONTAINERS = 20
-MAX_VERSIONS = 500
+MAX_VERSIONS = 200  # every process that serves or changes containers keeps them all in memory
 MAX_NOTE = 500
 
 

@@ -18,11 +18,12 @@ PLACEHOLDER = "__HW_CONTAINER__"
 
 def config(definition: Definition, container: str, version: int | None, key: str, preview: bool,
            expired: bool = False) -> dict:
-    """What the runtime reads (``C`` in tm.js): tags in the order they fire (priority, then name)."""
+    """What the runtime reads (``C`` in tm.js): triggers and tags as ``[name, entry]`` pairs, the tags
+    in the order they fire (priority, then name)."""
     tags = sorted(definition.tags.items(), key=lambda item: (-item[1].priority, item[0]))
     return {"c": container, "v": version, "key": key, "preview": preview, "expired": expired,
             "variables": msgspec.to_builtins(definition.variables),
-            "triggers": msgspec.to_builtins(definition.triggers),
+            "triggers": [[name, msgspec.to_builtins(t)] for name, t in definition.triggers.items()],
             "tags": [[name, msgspec.to_builtins(tag)] for name, tag in tags]}
 
 

@@ -34,7 +34,7 @@ Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Selector = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 MAX_ITEMS = 100
 MAX_CODE = 20_000
-MAX_DEFINITION_BYTES = 256_000
+MAX_DEFINITION_BYTES = 200_000  # as Google Tag Manager caps a container
 BUILT_IN = ("event", "page_url", "page_host", "page_path", "page_query", "referrer", "element_text", "element_url",
             "element_id", "element_classes", "scroll_percent")
 URL_PARTS = ("href", "protocol", "host", "path", "query", "fragment")

@@ -66,7 +66,7 @@ def test_a_definition_is_refused_with_where_and_why():
     assert any(p.startswith("triggers.again.conditions[1].value: not a pattern RE2 accepts") for p in found)
     assert any("{\"var\": NAME} of a variable" in p for p in found)
     assert any("download link trigger needs extensions" in p for p in found)
-    assert "at most 256,000 bytes" in problems({"tags": {f"t{i}": {"kind": "html", "code": "x" * 19_000}
+    assert "at most 200,000 bytes" in problems({"tags": {f"t{i}": {"kind": "html", "code": "x" * 19_000}
                                                          for i in range(20)}})[0]
 
 

@@ -16,13 +16,14 @@
     } catch (e) {}
   };
   const src = (d.currentScript || {}).src || "";
+  const make = (tag) => d.createElement(tag);
   const previewKey = "hw_tm_preview_" + C.c;
-  const session = safe((v) => (v === undefined ? sessionStorage[previewKey] : v ? (sessionStorage[previewKey] = v) : sessionStorage.removeItem(previewKey)));
+  const session = safe((v) => (v === undefined ? sessionStorage[previewKey] : (sessionStorage[previewKey] = v))); // "": none
   const asked = new URLSearchParams(loc.search).get("hw_tm_preview");
   if (asked != null) session(asked == "0" ? "" : asked);
   if (C.expired) session("");
   if (!C.preview && session() && src) {
-    const s = d.createElement("script");
+    const s = make("script");
     s.src = src.split("?")[0] + "?preview=" + encodeURIComponent(session());
     return d.head.appendChild(s);
   }
@@ -40,7 +41,7 @@
   const render = () => {
     if (C.preview && d.body) {
       if (!panel) {
-        panel = d.body.appendChild(d.createElement("pre"));
+        panel = d.body.appendChild(make("pre"));
         panel.id = "hw-tm-debug";
         panel.style.cssText = "position:fixed;bottom:0;right:0;max-height:40%;overflow:auto;background:#111;color:#eee;z-index:2147483647";
       }
@@ -62,7 +63,7 @@
   const own = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
   const text = (el) => (el ? el.textContent.trim() : "");
   const kinds = {
-    url: (v) => parts(new URL(loc.href))[v.part],
+    url: (v) => parts(loc)[v.part],
     query: (v) => new URLSearchParams(loc.search).get(v.name),
     referrer: () => d.referrer,
     cookie: (v) => {
@@ -84,10 +85,6 @@
   };
   const builtIn = {
     event: (e) => e.name,
-    page_url: () => loc.href,
-    page_host: () => loc.host,
-    page_path: () => loc.pathname,
-    page_query: () => loc.search.slice(1),
     referrer: () => d.referrer,
     element_text: (e) => text(e.el),
     element_url: (e) => e.el && (e.el.href || e.el.action),
@@ -96,7 +93,11 @@
     scroll_percent: (e) => e.percent,
   };
   const value = (name, e) => {
-    const r = own(C.variables, name) ? kinds[C.variables[name].kind](C.variables[name], e) : builtIn[name](e);
+    const r = own(C.variables, name)
+      ? kinds[C.variables[name].kind](C.variables[name], e)
+      : name.startsWith("page_") // page_url, page_host, page_path, page_query
+        ? parts(loc)[name == "page_url" ? "href" : name.slice(5)]
+        : builtIn[name](e);
     return r == null ? "" : "" + r;
   };
   const ops = {
@@ -135,7 +136,7 @@
     if (w.headwater) return f(w.headwater);
     waiting.push(f);
     if (loading) return;
-    loading = d.createElement("script");
+    loading = make("script");
     loading.src = new URL(src).origin + "/hw.js";
     loading.setAttribute("data-key", C.key);
     loading.onload = () => waiting.splice(0).forEach((g) => g(w.headwater));
@@ -153,16 +154,16 @@
       new Image().src = fill(tag.url, e);
     },
     script: (tag, e) => {
-      const s = d.createElement("script");
+      const s = make("script");
       s.src = fill(tag.url, e);
       d.head.appendChild(s);
     },
     html: (tag) => {
-      const box = d.createElement("div");
+      const box = make("div");
       box.innerHTML = tag.code;
       // scripts parsed by innerHTML do not run: each is made again, and runs once the box is placed
       for (const old of box.querySelectorAll("script")) {
-        const s = d.createElement("script");
+        const s = make("script");
         for (const a of old.attributes) s.setAttribute(a.name, a.value);
         s.text = old.text;
         old.replaceWith(s);
@@ -194,8 +195,7 @@
   const run = (e) => {
     const hit = {};
     e.name = e.name || e.kind;
-    for (const name of Object.keys(C.triggers)) {
-      const t = C.triggers[name];
+    for (const [name, t] of C.triggers) {
       try {
         const x = match(t, name, e);
         if (x && t.conditions.every((c) => holds(c, x))) hit[name] = x;
@@ -251,8 +251,8 @@
     const reached = {};
     const scrolled = safe(() => {
       const percent = ((w.scrollY + w.innerHeight) / d.documentElement.scrollHeight) * 100;
-      for (const name of Object.keys(C.triggers)) {
-        for (const p of C.triggers[name].kind == "scroll" ? C.triggers[name].percents : []) {
+      for (const [name, t] of C.triggers) {
+        for (const p of t.kind == "scroll" ? t.percents : []) {
           if (percent >= p && !reached[name + p]) {
             reached[name + p] = 1;
             run({ kind: "scroll", only: name, percent: p });
@@ -262,8 +262,7 @@
     });
     w.addEventListener("scroll", scrolled, { passive: true });
     scrolled();
-    for (const name of Object.keys(C.triggers)) {
-      const t = C.triggers[name];
+    for (const [name, t] of C.triggers) {
       if (t.kind == "timer") {
         let ticks = 0;
         const id = setInterval(() => {
