@@ -167,9 +167,14 @@ def add_parser(sub) -> None:
     apply.add_argument("--keys", help="JSON {project id: {public_key, server_key}}, used when a project is created")
 
 
-def main(settings: Settings, args: argparse.Namespace) -> None:
+def run_printed(operation, settings: Settings, args: argparse.Namespace) -> None:
+    """Run ``operation(settings, args)`` and print its result as JSON; a refusal exits with its reason."""
     try:
-        result = asyncio.run(run_operation(settings, args))
+        result = asyncio.run(operation(settings, args))
     except ProjectError as exc:
         raise SystemExit(f"error: {exc}") from exc
     print(json.dumps(result, indent=2))
+
+
+def main(settings: Settings, args: argparse.Namespace) -> None:
+    run_printed(run_operation, settings, args)

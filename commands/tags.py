@@ -5,10 +5,10 @@ can live in git: export, edit, commit, import, publish."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 
+from commands.project import run_printed
 from headwater.projects.admin import ProjectError
 from headwater.projects.store import ProjectStore, ProjectWriter
 from headwater.settings import Settings
@@ -85,8 +85,4 @@ def add_parser(sub) -> None:
 
 
 def main(settings: Settings, args: argparse.Namespace) -> None:
-    try:
-        result = asyncio.run(run_operation(settings, args))
-    except ProjectError as exc:
-        raise SystemExit(f"error: {exc}") from exc
-    print(json.dumps(result, indent=2))
+    run_printed(run_operation, settings, args)
