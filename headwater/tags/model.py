@@ -160,7 +160,7 @@ def _references(d: Definition) -> list[str]:
     clash = sorted(set(d.variables) & set(BUILT_IN))
     problems += [f"variables.{name}: the name of a built-in variable" for name in clash]
     for name, variable in d.variables.items():
-        problems += _variable(name, variable, known)
+        problems += _variable(name, variable, known) or _cycle(name, d.variables)
     for name, trigger in d.triggers.items():
         problems += _trigger(name, trigger, known)
     for name, tag in d.tags.items():
@@ -175,6 +175,17 @@ def _variable(name: str, v: Variable, known: set[str]) -> list[str]:
         return [f"{where}: a {v.kind} variable needs {needs[v.kind]}"]
     if v.kind == "lookup" and (v.input not in known or v.input == name):
         return [f"{where}.input: {v.input!r} is not another variable"]
+    return []
+
+
+def _cycle(name: str, variables: dict[str, Variable]) -> list[str]:
+    """A lookup whose inputs lead back to it would never end."""
+    seen, at = [name], variables[name]
+    while at.kind == "lookup" and at.input in variables:
+        if at.input in seen:
+            return [f"variables.{name}.input: the lookups {' → '.join([*seen, at.input])} go round"]
+        seen.append(at.input)
+        at = variables[at.input]
     return []
 
 

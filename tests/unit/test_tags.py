@@ -66,6 +66,8 @@ def test_a_definition_is_refused_with_where_and_why():
     assert any(p.startswith("triggers.again.conditions[1].value: not a pattern RE2 accepts") for p in found)
     assert any("{\"var\": NAME} of a variable" in p for p in found)
     assert any("download link trigger needs extensions" in p for p in found)
+    assert problems({"variables": {"a": {"kind": "lookup", "input": "b"}, "b": {"kind": "lookup", "input": "a"}}}) == [
+        "variables.a.input: the lookups a → b → a go round", "variables.b.input: the lookups b → a → b go round"]
     assert "at most 200,000 bytes" in problems({"tags": {f"t{i}": {"kind": "html", "code": "x" * 19_000}
                                                          for i in range(20)}})[0]
 
