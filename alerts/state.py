@@ -240,7 +240,8 @@ class ProjectAlerts:
                 if given:
                     self._set(key, {**self.values.get(key, {}), **given})
         person = self.lookups.person_of(self.project_id, visitor)
-        previous = self.values.get(state_key("s", person))
+        # an id merged since its last event: its time is under the id until the person's own is written
+        previous = self.values.get(state_key("s", person), self.values.get(state_key("s", visitor)))
         if any(rule.after_ms for rule in rules) and (previous is None or at >= previous + SEEN_STEP_MS):
             self._set(state_key("s", person), at)
         if session_seq != 1:

@@ -85,6 +85,9 @@ def test_a_returning_enterprise_visitor_triggers_exactly_one_webhook_per_session
         event("page", before + MINUTE, "bob-laptop", **page),
     ])
     wait_for(lambda: count_rows(clickhouse, db) == 4, 60)
+    # the identify calls merged each laptop into its user: the alerts role reads the merges as the
+    # identity role commits them, before the indexer loads them
+    wait_for(lambda: clickhouse.execute(f"SELECT uniqExact(distinct_id) FROM {db}.person_ids")[0][0] == 4, 60)
     # ann comes back ten days later: one session of three pages; bob comes back too (not enterprise)
     send(stack, key, [event("page", now + i * MINUTE / 6, who, **page) for i in range(3)
                       for who in ("ann-laptop", "bob-laptop")])

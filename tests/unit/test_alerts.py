@@ -364,3 +364,13 @@ def test_a_busy_visitor_writes_the_latest_event_once_in_ten_minutes_not_once_an_
         state.add(alerts, envelope(T0 + minute * MIN, "v1", type="page"), minute + 1, LATER)
         written += [value for key, value in state.take_changes().items() if key == "s|v1"]
     assert written == [T0, T0 + 10 * MIN, T0 + 20 * MIN]
+
+
+def test_an_id_merged_into_a_person_after_its_last_event_keeps_that_event_as_the_persons():
+    alerts = parse_alerts({"rules": [{"name": "back", "kind": "visitor", "after_days": 3}]})
+    lookups = Merged({})
+    state = ProjectAlerts("shop", LIMITS, lookups)
+    state.add(alerts, envelope(T0, "ann-laptop", type="page"), 1, LATER)  # not merged yet
+    lookups.persons["ann-laptop"] = "ann"  # the identity role merges it
+    (alert,) = state.add(alerts, envelope(T0 + 5 * 86_400_000, "ann-laptop", type="page"), 1, LATER)
+    assert alert.event["properties"]["subject"] == "ann" and "back after 5.0 days" in alert.event["properties"]["text"]
