@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python -m bench.forwarder
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.tags
+	$(BIN)/python -m bench.imports
 
 # faults while events flow (kill -9 of each role, a Kafka restart, ClickHouse down), then the counts
 chaos: install

@@ -46,6 +46,12 @@ def cmd_project(args: argparse.Namespace) -> None:
     main(get_settings(), args)
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    from commands.imports import main
+
+    main(get_settings(), args)
+
+
 def cmd_tags(args: argparse.Namespace) -> None:
     from commands.tags import main
 
@@ -311,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_project_parser(sub)
     sub.choices["project"].set_defaults(func=cmd_project)
+    from commands.imports import add_parser as add_import_parser
+
+    add_import_parser(sub)
+    sub.choices["import"].set_defaults(func=cmd_import)
     from commands.tags import add_parser as add_tags_parser
 
     add_tags_parser(sub)

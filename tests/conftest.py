@@ -89,6 +89,17 @@ def s3_server(stack):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres(stack):
+    """A real PostgreSQL (Debian's package), a cluster of the session's own, for the import tests."""
+    from devstack.postgres import PostgresServer
+
+    server = PostgresServer(stack.settings.local_path / "postgres", 19432)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def receiver():
     """A real webhook receiver on a loopback port (tests.receivers.Receiver), for one test."""
@@ -111,7 +122,7 @@ def mailbox(stack):
     box.stop()
 
 
-SERVER_FIXTURES = {"stack", "clickhouse", "s3_server", "mailbox"}
+SERVER_FIXTURES = {"stack", "clickhouse", "s3_server", "mailbox", "postgres"}
 
 
 def pytest_collection_modifyitems(config, items):
