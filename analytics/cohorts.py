@@ -13,7 +13,12 @@ Rule kinds (:data:`KINDS`):
 - ``did``: the event at least ``at_least`` times (default 1) in the last ``within_days`` days (default 30);
 - ``did_not``: not the event in the last ``within_days`` days (of the persons seen in that time);
 - ``trait``: the trait's latest value, from the person's ``identify`` calls, ``equals`` a value, is
-  ``in`` a list, or ``exists``.
+  ``in`` a list, or ``exists``;
+- ``imported``: a row of an imported table (``headwater import``: ``imported_<name>``) whose ``column``
+  ``equals`` a value, is ``in`` a list, is ``gt`` or ``lt`` a number, or ``exists``, holds one of the
+  person's user ids in its column ``by`` (default ``user_id``). For example "in an organization of more
+  than 500 people": ``{"imported": "user_organizations", "by": "external_id", "column": "size",
+  "gt": 500}``, with a table (or a view at the source) holding each user's organization size.
 
 ``match`` combines them: ``all`` (AND, the default) or ``any`` (OR). A cohort is computed in ClickHouse
 when a query uses it, so it is as fresh as the events: as a filter (``Filters(cohort=…)``) it keeps the
@@ -32,7 +37,8 @@ import orjson
 from analytics.persons import join_of, person_map, who_of
 from headwater.clickhouse import project_database
 
-KINDS = ("did", "did_not", "trait")
+KINDS = ("did", "did_not", "trait", "imported")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 MATCHES = ("all", "any")
 MAX_RULES = 10
 MAX_COHORTS = 20  # the People page computes each one's size as it is drawn
@@ -54,11 +60,13 @@ class Cohort:
         """``SELECT who FROM …``: the members' person hashes (their ids' hashes with ``count_ids``)."""
         db = project_database(self.project_id)
         p = self.prefix
-        columns = ",\n        ".join(f"{_column(p, i, rule)} AS r{i}" for i, rule in enumerate(self.rules))
+        columns = ",\n        ".join(f"{_column(p, i, rule, db)} AS r{i}" for i, rule in enumerate(self.rules))
         joined = f" {'AND' if self.match == 'all' else 'OR'} "
         tests = joined.join(_test(p, i, rule) for i, rule in enumerate(self.rules))
         window = f"timestamp >= now64(3) - toIntervalDay(%({p}_days)s)"
         identifies = " OR type = 'identify'" if any("trait" in rule for rule in self.rules) else ""
+        # an imported row names a user id: every event that carries one counts, however old
+        identifies += " OR user_id != ''" if any("imported" in rule for rule in self.rules) else ""
         return f"""SELECT who FROM (
     SELECT {who_of(count_ids)} AS who,
         {columns}
@@ -85,9 +93,12 @@ class Cohort:
     def params(self) -> dict:
         p = self.prefix
         params: dict = {f"{p}_days": max((rule.get("within_days", 30) for rule in self.rules
-                                          if "trait" not in rule), default=1)}
+                                          if "did" in rule or "did_not" in rule), default=1)}
         for i, rule in enumerate(self.rules):
-            if "did" in rule or "did_not" in rule:
+            if "imported" in rule:
+                given = next((rule[op] for op in ("equals", "in", "gt", "lt") if op in rule), None)
+                params[f"{p}_{i}_value"] = tuple(given) if isinstance(given, list) else given
+            elif "did" in rule or "did_not" in rule:
                 params[f"{p}_{i}_event"] = rule.get("did", rule.get("did_not"))
                 params[f"{p}_{i}_days"] = rule.get("within_days", 30)
                 params[f"{p}_{i}_times"] = rule.get("at_least", 1)
@@ -116,7 +127,13 @@ def for_breakdown(project_id: str, cohorts: list[dict], names: list[str]) -> lis
     return [dataclasses.replace(find(project_id, cohorts, name), prefix=f"by{j}") for j, name in enumerate(names)]
 
 
-def _column(p: str, i: int, rule: dict) -> str:
+def _column(p: str, i: int, rule: dict, db: str) -> str:
+    if "imported" in rule:
+        test = {"equals": "= %(v)s", "in": "IN %(v)s", "gt": "> %(v)s", "lt": "< %(v)s", "exists": "IS NOT NULL"}
+        op = next(name for name in test if name in rule)
+        column = f"`{rule['column']}` {test[op].replace('%(v)s', f'%({p}_{i}_value)s')}"
+        return (f"max(user_id != '' AND user_id IN (SELECT toString(`{rule.get('by', 'user_id')}`) "
+                f"FROM {db}.`imported_{rule['imported']}` FINAL WHERE {column}))")
     if "trait" in rule:
         return (f"argMaxIf(JSONExtractRaw(traits, %({p}_{i}_trait)s), timestamp, type = 'identify' "
                 f"AND JSONHas(traits, %({p}_{i}_trait)s))")
@@ -124,6 +141,8 @@ def _column(p: str, i: int, rule: dict) -> str:
 
 
 def _test(p: str, i: int, rule: dict) -> str:
+    if "imported" in rule:
+        return f"r{i} = 1"
     if "did" in rule:
         return f"r{i} >= %({p}_{i}_times)s"
     if "did_not" in rule:
@@ -191,11 +210,14 @@ def _check_rule(rule: object) -> list[str]:
         return [f"a rule has exactly one of {', '.join(KINDS)}"]
     kind = kinds[0]
     allowed = {"did": {"did", "at_least", "within_days"}, "did_not": {"did_not", "within_days"},
-               "trait": {"trait", "equals", "in", "exists"}}[kind]
+               "trait": {"trait", "equals", "in", "exists"},
+               "imported": {"imported", "by", "column", "equals", "in", "gt", "lt", "exists"}}[kind]
     problems = [f"{key} does not go with {kind}" for key in rule if key not in allowed]
     if not isinstance(rule[kind], str) or not 0 < len(rule[kind]) <= MAX_TEXT:
         problems.append(f"{kind} must be a name of 1 to {MAX_TEXT} characters")
     problems += _whole(rule, "within_days", 1, 3650) + _whole(rule, "at_least", 1, 1_000_000)
+    if kind == "imported":
+        return problems + _imported_rule(rule)
     if kind == "trait":
         tests = [test for test in ("equals", "in", "exists") if test in rule]
         if len(tests) != 1:
@@ -206,6 +228,28 @@ def _check_rule(rule: object) -> list[str]:
             problems.append("exists must be true")
         elif "equals" in rule and isinstance(rule["equals"], dict | list):
             problems.append("equals must be a text, number, true, false or null")
+    return problems
+
+
+def _imported_rule(rule: dict) -> list[str]:
+    problems = [f"{name} must be a column name (letters, digits, _)" for name in ("column", "by")
+                if name in rule or name == "column"
+                if not isinstance(rule.get(name), str) or not IDENTIFIER.match(rule[name])]
+    if not IDENTIFIER.match(str(rule["imported"])) or not str(rule["imported"]).islower():
+        problems.append("imported must be the name of an imported table (imported_<name>)")
+    tests = [test for test in ("equals", "in", "gt", "lt", "exists") if test in rule]
+    if len(tests) != 1:
+        return [*problems, "an imported rule has exactly one of equals, in, gt, lt, exists"]
+    value = rule[tests[0]]
+    if tests[0] in ("gt", "lt") and (isinstance(value, bool) or not isinstance(value, int | float)):
+        problems.append(f"{tests[0]} must be a number")
+    elif tests[0] == "in" and (not isinstance(value, list) or not 1 <= len(value) <= 100
+                               or any(isinstance(v, dict | list | bool) or v is None for v in value)):
+        problems.append("in must be a list of 1 to 100 texts or numbers")
+    elif tests[0] == "equals" and (isinstance(value, dict | list | bool) or value is None):
+        problems.append("equals must be a text or a number")
+    elif tests[0] == "exists" and value is not True:
+        problems.append("exists must be true")
     return problems
 
 

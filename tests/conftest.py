@@ -100,6 +100,17 @@ def postgres(stack):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def mysql(stack):
+    """A real MySQL-compatible server (Debian's MariaDB), of the session's own, for the import tests."""
+    from devstack.mysql import MySQLServer
+
+    server = MySQLServer(stack.settings.local_path / "mysql", 19306)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def receiver():
     """A real webhook receiver on a loopback port (tests.receivers.Receiver), for one test."""
@@ -122,7 +133,7 @@ def mailbox(stack):
     box.stop()
 
 
-SERVER_FIXTURES = {"stack", "clickhouse", "s3_server", "mailbox", "postgres"}
+SERVER_FIXTURES = {"stack", "clickhouse", "s3_server", "mailbox", "postgres", "mysql"}
 
 
 def pytest_collection_modifyitems(config, items):

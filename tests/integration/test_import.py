@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from analytics import cohorts
+from analytics.filters import Filters
 from tests.helpers import Admin, count_rows, post, wait_for
 
 pytestmark = pytest.mark.integration
@@ -174,3 +176,47 @@ def test_the_epics_question_is_answered_over_imported_tables_and_events(stack, c
     size = {i: i * 30 for i in range(1, 41)}
     expected = sorted(f"user-{i}" for i in exporters if size[1 + i % 40] > 500)
     assert answer == expected and len(expected) > 10
+
+    # the same question through the query library: a view at the source gives each user's organization
+    # size, imported; a cohort of its users is a filter (and a breakdown) like any other
+    postgres.psql(f"""CREATE VIEW {schema}.user_sizes AS SELECT external_id, organization_id * 30 AS size
+                      FROM {schema}.users""")
+    plan.write_text(json.dumps({"project": project_id, "tables": [
+        {"name": "user_sizes", "key": ["external_id"], "user_id": "external_id",
+         "source": {"kind": "postgresql", "host": "127.0.0.1", "port": postgres.port, "schema": schema,
+                    "table": "user_sizes", "user": postgres.USER}}]}))
+    assert headwater_import(plan)["imported_user_sizes"]["rows_in_table"] == 200
+    big = {"name": "big-orgs", "rules": [{"imported": "user_sizes", "by": "external_id", "column": "size", "gt": 500}]}
+    reply = Admin(stack.settings).call("PATCH", f"/v1/projects/{project_id}/config", {"cohorts": [big]})
+    assert reply.status_code == 200, reply.text
+    members = cohorts.find(project_id, [big], "big-orgs")
+    assert clickhouse.execute(*cohorts.size_sql(members, count_ids=False))[0][0] == sum(
+        1 for i in range(1, 201) if size[1 + i % 40] > 500)
+    only_big = Filters(cohort="big-orgs").resolve(project_id, [big])
+    exported = clickhouse.execute(f"SELECT uniqExact(user_id) FROM {db}.events WHERE event = 'Report Exported'"
+                                  f"{only_big.events_condition()}", only_big.params())[0][0]
+    assert exported == len(expected)
+
+
+def test_a_mysql_table_loads_incrementally_and_a_rerun_duplicates_nothing(stack, clickhouse, mysql, project,
+                                                                         tmp_path):
+    project_id, db, _ = project
+    database = f"app_{uuid.uuid4().hex[:8]}"
+    mysql.sql(f"""CREATE DATABASE {database}; USE {database};
+        CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(40) NOT NULL, total DECIMAL(10, 2),
+                             changed_at DATETIME(3) NOT NULL);
+        INSERT INTO orders SELECT seq, CONCAT('user-', seq % 50), seq * 1.5, '2026-11-02 09:00:00' + INTERVAL seq SECOND
+        FROM seq_1_to_300;""")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"project": project_id, "tables": [
+        {"name": "orders", "key": ["id"], "cursor": "changed_at", "user_id": "customer",
+         "source": {"kind": "mysql", "host": "127.0.0.1", "port": mysql.port, "database": database,
+                    "table": "orders", "user": mysql.USER}}]}))
+    assert headwater_import(plan)["imported_orders"]["rows_loaded"] == 300
+    mysql.sql("UPDATE orders SET total = 1 WHERE id = 7; UPDATE orders SET changed_at = '2026-11-09 00:00:00' "
+              "WHERE id = 7; INSERT INTO orders VALUES (301, 'user-1', 2.5, '2026-11-09 00:00:00');", database)
+    second = headwater_import(plan)["imported_orders"]
+    assert (second["rows_loaded"], second["rows_in_table"]) == (3, 301)  # 300 (the boundary), 7, 301
+    assert headwater_import(plan)["imported_orders"]["rows_in_table"] == 301
+    assert table(clickhouse, db, "orders", "id, toFloat64(total)")[6] == (7, 1.0)
+    assert duplicates(clickhouse, db, "orders") == 0

@@ -22,7 +22,13 @@ def test_good_cohorts_pass():
     ({"name": "x"}, "cohorts must be a list"),
     ([{"name": "bad name!", "rules": [{"did": "A"}]}], "name must be"),
     ([{"name": "c", "rules": []}], "rules must be a list of 1 to 10"),
-    ([{"name": "c", "rules": [{"did": "A", "did_not": "B"}]}], "exactly one of did, did_not, trait"),
+    ([{"name": "c", "rules": [{"did": "A", "did_not": "B"}]}], "exactly one of did, did_not, trait, imported"),
+    ([{"name": "c", "rules": [{"imported": "orgs", "column": "size", "gt": "500"}]}], "gt must be a number"),
+    ([{"name": "c", "rules": [{"imported": "orgs", "column": "size`; DROP", "gt": 5}]}], "column must be a column name"),
+    ([{"name": "c", "rules": [{"imported": "Orgs!", "column": "size", "exists": True}]}], "imported must be the name"),
+    ([{"name": "c", "rules": [{"imported": "orgs", "column": "size", "by": "x y", "exists": True}]}], "by must be a column"),
+    ([{"name": "c", "rules": [{"imported": "orgs", "column": "size"}]}], "exactly one of equals, in, gt, lt, exists"),
+    ([{"name": "c", "rules": [{"imported": "orgs", "column": "plan", "in": [None]}]}], "in must be a list of 1 to 100"),
     ([{"name": "c", "rules": [{"did": "A", "at_least": 0}]}], "at_least must be a whole number"),
     ([{"name": "c", "rules": [{"did_not": "A", "at_least": 2}]}], "at_least does not go with did_not"),
     ([{"name": "c", "rules": [{"trait": "plan"}]}], "exactly one of equals, in, exists"),
@@ -69,3 +75,16 @@ def test_a_breakdown_gives_each_cohort_its_own_parameters():
     assert params["by0_0_event"] == "Order Completed" and params["by1_0_trait"] == "plan"
     with pytest.raises(ValueError):
         membership([], count_ids=True)
+
+
+def test_an_imported_rule_is_a_condition_on_the_imported_table_with_its_values_as_parameters():
+    big = {"name": "big-orgs", "rules": [{"imported": "user_organizations", "by": "external_id", "column": "size",
+                                          "gt": 500}]}
+    assert check_cohorts([big]) == []
+    filters = Filters(cohort="big-orgs").resolve("shop", [big])
+    sql, params = filters.events_condition(), filters.params()
+    assert "FROM hw_shop.`imported_user_organizations` FINAL WHERE `size` > %(cohort_0_value)s" in sql
+    assert "toString(`external_id`)" in sql and "OR user_id != ''" in sql and params["cohort_0_value"] == 500
+    listed = find("shop", [{"name": "plans", "rules": [{"imported": "users", "column": "plan", "in": ["pro", 2]}]}],
+                  "plans")
+    assert listed.params()["cohort_0_value"] == ("pro", 2)
