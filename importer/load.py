@@ -80,6 +80,17 @@ def clickhouse_type(arrow: pa.DataType) -> str:
     return f"Nullable({kind})"
 
 
+def column_values(column: pa.Array) -> list:
+    """A column as the Python values clickhouse-driver writes: timestamps as microseconds since 1970
+    (its raw form for DateTime64(6), without a datetime object each: a twentieth of the time),
+    decimals as floats."""
+    if pa.types.is_timestamp(column.type):
+        return column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64()).to_pylist()
+    if pa.types.is_decimal(column.type):
+        return column.cast(pa.float64()).to_pylist()
+    return column.to_pylist()
+
+
 def file_batches(source: Source) -> tuple[pa.Schema, Iterator[pa.RecordBatch], int]:
     """The file's schema, its record batches, and its size in bytes (what the progress counts up to)."""
     if not os.path.isfile(source.path):
@@ -216,7 +227,7 @@ class TableLoader:
                     batch = batch.filter(at_least(batch.column(spec.cursor), since))
                 if batch.num_rows:
                     self.client.execute(f"INSERT INTO {self.db}.{target} ({names}) VALUES",
-                                        [column.to_pylist() for column in batch.columns], columnar=True)
+                                        [column_values(column) for column in batch.columns], columnar=True)
                     loaded += batch.num_rows
                     self.progress(batch.num_rows, 0)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:

@@ -66,3 +66,16 @@ def test_a_missing_or_broken_file_is_refused(tmp_path):
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(SourceError, match="not a parquet file"):
         file_batches(Source(kind="parquet", path=str(tmp_path / "bad.parquet")))
+
+
+def test_timestamps_go_to_clickhouse_as_microseconds_since_1970_and_decimals_as_floats():
+    from decimal import Decimal
+
+    from importer.load import column_values
+
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    expected = int(moment.timestamp() * 1_000_000)
+    assert column_values(pa.array([moment, None], pa.timestamp("us", tz="UTC"))) == [expected, None]
+    assert column_values(pa.array([moment.replace(tzinfo=None)], pa.timestamp("s"))) == [expected]  # naive: UTC
+    assert column_values(pa.array([Decimal("1.50")], pa.decimal128(10, 2))) == [1.5]
+    assert column_values(pa.array(["a", None])) == ["a", None]
