@@ -1,7 +1,8 @@
 """A PostgreSQL server for the import tests and benchmarks: Debian's package (installed by
 deploy/local/install-system.sh), a fresh cluster in a directory of the project's, on a loopback port.
 PostgreSQL refuses to run as root, so as root the cluster belongs to, and runs as, the ``postgres``
-user the package creates."""
+user the package creates, in a directory of its own under the system's temporary directory (a
+checkout's directories may not be open to that user: a fresh clone in ``mktemp -d`` is not)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +23,8 @@ def _binaries() -> Path:
 
 
 class PostgresServer:
-    """A cluster in ``root`` on ``127.0.0.1:port``, user ``USER`` without a password (trust, loopback)."""
+    """A cluster in ``root`` (as root: a temporary directory) on ``127.0.0.1:port``, user ``USER`` without
+    a password (trust, loopback)."""
 
     USER = "headwater"
 
@@ -34,10 +37,12 @@ class PostgresServer:
         subprocess.run([*self.as_owner, *command], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
         if self.as_owner:
+            self.root = Path(tempfile.mkdtemp(prefix="headwater-postgres-"))
             shutil.chown(self.root, "postgres")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root.mkdir(parents=True)
         data = self.root / "data"
         self._run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", self.USER, "--no-sync")
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.root / "postgres.log"), "-w", "-o",
@@ -59,3 +64,5 @@ class PostgresServer:
     def stop(self) -> None:
         subprocess.run([*self.as_owner, str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
                         "stop"], capture_output=True, timeout=60)
+        if self.as_owner:
+            shutil.rmtree(self.root, ignore_errors=True)
