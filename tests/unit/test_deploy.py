@@ -176,6 +176,29 @@ def test_the_external_values_render_for_existing_clusters(tools):
     assert projects["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["project", "apply"]
 
 
+def test_the_chart_runs_each_import_on_its_schedule(tools, tmp_path):
+    plan = {"project": "shop", "tables": [{"name": "users", "key": ["id"], "cursor": "updated_at", "source": {
+        "kind": "postgresql", "host": "db.internal", "table": "users", "user": "reader",
+        "password_env": "APP_DB_PASSWORD"}}]}
+    values = tmp_path / "imports.yaml"
+    values.write_text(yaml.safe_dump({"imports": [{"name": "app-db", "schedule": "15 * * * *",
+                                                   "passwordsSecret": "app-db-import", "plan": plan}]}))
+    lint = subprocess.run([tools["helm"], "lint", str(CHART), *TRIAL_SECRETS, "-f", str(values)], capture_output=True,
+                          text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    manifests = render_chart(tools, "-f", str(values))
+    cron = next(d for d in manifests if d["kind"] == "CronJob")
+    assert (cron["spec"]["schedule"], cron["spec"]["concurrencyPolicy"]) == ("15 * * * *", "Forbid")
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["import", "/etc/headwater/import/plan.json"]
+    assert container["envFrom"] == [{"secretRef": {"name": "app-db-import"}}]
+    plan_map = next(d for d in manifests if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("import-app-db"))
+    from importer.plan import parse_plan
+
+    assert parse_plan(plan_map["data"]["plan.json"].encode()).tables[0].table == "imported_users"
+    assert not [d for d in render_chart(tools) if d["kind"] == "CronJob"]  # none without imports
+
+
 def test_compose_runs_kafka_with_sasl_acls_and_a_user_per_kind_of_role():
     """The deployment files ran Kafka unauthenticated: anyone who reached the broker read the HMAC
     secrets and could rewrite a project."""
