@@ -79,14 +79,21 @@ def clickhouse(stack):
     client.disconnect()
 
 
+def running(server):
+    """A server started for the fixture's scope, and stopped after it: any of devstack's or tests.receivers'."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def s3_server(stack):
     """The S3-compatible server the lake destination writes to, with a bucket ``lake``."""
-    server = S3Server(stack.settings.local_path / "s3", 19070)
-    server.start()
-    (server.root / "lake").mkdir(exist_ok=True)  # a bucket is a directory of the POSIX backend
-    yield server
-    server.stop()
+    for server in running(S3Server(stack.settings.local_path / "s3", 19070)):
+        (server.root / "lake").mkdir(exist_ok=True)  # a bucket is a directory of the POSIX backend
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -94,10 +101,7 @@ def postgres(stack):
     """A real PostgreSQL (Debian's package), a cluster of the session's own, for the import tests."""
     from devstack.postgres import PostgresServer
 
-    server = PostgresServer(stack.settings.local_path / "postgres", 19432)
-    server.start()
-    yield server
-    server.stop()
+    yield from running(PostgresServer(stack.settings.local_path / "postgres", 19432))
 
 
 @pytest.fixture(scope="session")
@@ -105,10 +109,7 @@ def mysql(stack):
     """A real MySQL-compatible server (Debian's MariaDB), of the session's own, for the import tests."""
     from devstack.mysql import MySQLServer
 
-    server = MySQLServer(stack.settings.local_path / "mysql", 19306)
-    server.start()
-    yield server
-    server.stop()
+    yield from running(MySQLServer(stack.settings.local_path / "mysql", 19306))
 
 
 @pytest.fixture
@@ -116,10 +117,7 @@ def receiver():
     """A real webhook receiver on a loopback port (tests.receivers.Receiver), for one test."""
     from tests.receivers import Receiver
 
-    receiver = Receiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
+    yield from running(Receiver())
 
 
 @pytest.fixture(scope="session")
@@ -127,10 +125,7 @@ def mailbox(stack):
     """A real SMTP server (aiosmtpd) where the email destination's messages arrive."""
     from tests.receivers import Mailbox
 
-    box = Mailbox(int(stack.settings.smtp_port))
-    box.start()
-    yield box
-    box.stop()
+    yield from running(Mailbox(int(stack.settings.smtp_port)))
 
 
 SERVER_FIXTURES = {"stack", "clickhouse", "s3_server", "mailbox", "postgres", "mysql"}
