@@ -13,7 +13,9 @@ Then it times, through the query library as analysts would run them:
 - the event catalogue for the month, from the table its materialized view keeps, and the same answer
   scanned from ``events`` (what the catalogue would cost each time without its table),
 - a cohort's size (reached checkout, did not pay), the ids of its members (what the alerts role reads
-  for a visitor rule naming it), the daily trends by browser of its members, and the funnel and weekly
+  for a visitor rule naming it), the size of a cohort of an imported column (users of organizations of
+  more than 500, from an ``imported_user_sizes`` table made beside the events) and the daily trends by
+  browser filtered by it, the daily trends by browser of its members, and the funnel and weekly
   retention broken down by it, and the month's first sessions of persons,
 - the People page's list for the month and its search by id, and one person's profile and timeline,
 
@@ -159,6 +161,7 @@ def load(client, project: str, events: int, start: datetime = START) -> dict:
                        "WHERE toDate(timestamp) = %(day)s", {"day": day})
     client.execute(DERIVE_SESSIONS.format(db=db), settings={"max_threads": 2})
     client.execute(DERIVE_PERSON_IDS.format(db=db, visitors=visitors, start=start.strftime("%Y-%m-%d %H:%M:%S")))
+    client.execute(IMPORTED_SIZES.format(db=db, visitors=visitors))
     loaded = time.perf_counter() - started
     client.execute(f"DROP TABLE {db}.events_staging SYNC")
     rows, visitors_seen = client.execute(f"SELECT count(), uniqExact(anonymous_id) FROM {db}.events")[0]
@@ -173,6 +176,17 @@ def part_count(client, db: str) -> int:
                           "AND active")[0][0]
 
 
+# what `headwater import` would have loaded: each user's organization size, as imported_<name> tables are
+IMPORTED_SIZES = """
+CREATE TABLE {db}.imported_user_sizes (external_id Nullable(String), size Nullable(Int64), _imported_at DateTime64(3)
+    DEFAULT now64(3)) ENGINE = ReplacingMergeTree(_imported_at) ORDER BY external_id SETTINGS allow_nullable_key = 1
+AS SELECT concat('user', toString(number)) AS external_id, toInt64(cityHash64(number) % 1000) AS size,
+    now64(3) AS _imported_at FROM numbers({visitors})
+"""
+# a cohort of the users in organizations of more than 500 people, from that table
+BIG_ORGS = {"name": "big-orgs", "rules": [{"imported": "user_sizes", "by": "external_id", "column": "size",
+                                           "gt": 500}]}
+
 # a cohort of the generated visitors: reached checkout but did not pay, in the last 90 days (the month
 # loaded is within them)
 ABANDONED = {"name": "abandoned-checkout", "rules": [{"did": "Checkout", "within_days": 90},
@@ -186,6 +200,12 @@ def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Qu
     one_person = ["person1", "v2", "v3"]  # the ids of a person on two devices (as DERIVE_PERSON_IDS names them)
     return {
         "cohort_size": queries.Query(*cohorts.size_sql(cohort, filters.count_ids), ("members",)),
+        "imported_cohort_size": queries.Query(*cohorts.size_sql(cohorts.find(project, [BIG_ORGS], "big-orgs"),
+                                                                filters.count_ids), ("members",)),
+        "trends_daily_by_browser_in_imported_cohort": queries.trends(
+            project, START, until, interval="day", breakdown="browser",
+            filters=dataclasses.replace(filters, cohort="big-orgs",
+                                        definition=cohorts.find(project, [BIG_ORGS], "big-orgs"))),
         # what the alerts role reads for a visitor rule naming the cohort: every id of its members
         "cohort_member_ids_for_alerts": queries.Query(f"SELECT who FROM ({cohort.ids_sql(filters.count_ids)})",
                                                       cohort.params(), ("who",)),
