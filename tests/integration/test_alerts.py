@@ -169,20 +169,25 @@ def test_a_kill_9_mid_window_neither_loses_the_count_nor_repeats_an_alert(stack,
 def test_a_visitors_threshold_counts_distinct_visitors(stack, settings, clickhouse, receiver):
     rule = {"name": "crowd", "kind": "threshold", "when": {"event": "Checkout"}, "window_s": 60,
             "count": "visitors", "above": 2}
-    marker = {"name": "first-seen", "kind": "event", "when": {"field": "properties.first", "equals": True}}
+    marker = {"name": "seen", "kind": "event", "when": {"field": "properties.crowd", "equals": True}}
     project, key, db = new_project(settings, [rule, marker], [channel("ops", "webhook", {"url": receiver.url})])
     window = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
-    crowd = [event("track", window + timedelta(seconds=s), who, event="Checkout", properties={"first": s == 0})
+    crowd = [event("track", window + timedelta(seconds=s), who, event="Checkout", properties={"crowd": True})
              for s, who in ((0, "v1"), (5, "v2"), (6, "v2"), (9, "v3"))]
     alone = [event("track", window + MINUTE + timedelta(seconds=s), "v1", event="Checkout") for s in range(5)]
-    # the rule's first event, at the window's start, so it counts from that window; its marker alert
-    # says the role has read it before the other visitors' (on other partitions, read in any order)
+
+    def seen() -> int:
+        return len([a for a in alerts_of(receiver, project) if a["rule"] == "seen"])
+
+    # each crowd event's marker alert says the role has read it: the first, at the window's start, so
+    # the rule counts from that window; then the others (on other partitions, read in any order)
+    # before the later events move event time past the window's end, which closes it
     send(stack, key, crowd[:1])
-    wait_for(lambda: alerts_of(receiver, project), 60)
-    send(stack, key, crowd[1:] + alone)
+    wait_for(lambda: seen() == 1, 60)
+    send(stack, key, crowd[1:])
+    wait_for(lambda: seen() == 4, 60)
+    send(stack, key, alone)
     wait_for(lambda: count_rows(clickhouse, db) == 9, 60)
-    # no later event moves event time on: the windows close on the clock once the project has been
-    # idle for alerts_idle_s, after the role has read everything, whatever the partitions' order
 
     def crowds() -> list[dict]:
         return [a for a in alerts_of(receiver, project) if a["rule"] == "crowd"]
