@@ -36,14 +36,14 @@ def _when(text: str, tz: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=zone)
 
 
-def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
+def range_of(args: argparse.Namespace) -> tuple[datetime, datetime]:
     until = _when(args.to, args.tz) if args.to else datetime.now(UTC)
     since = _when(args.since, args.tz) if args.since else until - timedelta(days=30)
     return since, until
 
 
 def _build(args: argparse.Namespace) -> Query:
-    since, until = _range(args)
+    since, until = range_of(args)
     p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids", cohort=args.cohort or "")
     if args.cohort:
         f = f.resolve(p, _project_cohorts(p))
@@ -106,10 +106,10 @@ def _run(command: str, build: Callable[[], Query], show: Callable[[object, Query
         query = build()
     except (QueryError, ValueError) as exc:
         raise SystemExit(f"headwater {command}: {exc}") from exc
-    _on_clickhouse(command, project_id, lambda client: rendered_sql(client, query) if sql_only else show(client, query))
+    on_clickhouse(command, project_id, lambda client: rendered_sql(client, query) if sql_only else show(client, query))
 
 
-def _on_clickhouse(command: str, project_id: str | None, work: Callable[[object], str]) -> None:
+def on_clickhouse(command: str, project_id: str | None, work: Callable[[object], str]) -> None:
     """Print what ``work`` makes with a client (the project must exist). Whatever goes wrong is one
     line on stderr, not a traceback."""
     client = None
@@ -143,7 +143,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise SystemExit("headwater export: --format is required (or --person ID)")
 
     def build() -> Query:
-        since, until = _range(args)
+        since, until = range_of(args)
         return export_query(args.project, args.table, since, until, args.format, args.output)
 
     def show(client, query: Query) -> str:
@@ -156,7 +156,7 @@ def _export_person(args: argparse.Namespace) -> None:
     """Everything stored about one person, as one JSON document on stdout (a right-of-access request)."""
     from analytics.people import export_person
 
-    _on_clickhouse("export", args.project, lambda client: json.dumps(
+    on_clickhouse("export", args.project, lambda client: json.dumps(
         export_person(client, args.project, args.person), indent=2, ensure_ascii=False, default=str) + "\n")
 
 
@@ -171,7 +171,7 @@ def cmd_sql(args: argparse.Namespace) -> None:
     _run("sql", lambda: Query(args.query, {}, ()), show, False)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", required=True)
     parser.add_argument("--from", dest="since", help="start, included (default: 30 days before --to)")
     parser.add_argument("--to", help="end, excluded (default: now)")
@@ -194,7 +194,7 @@ def add_parsers(sub) -> None:
     made = {}
     for name, help_text in parsers.items():
         made[name] = kinds.add_parser(name, help=help_text)
-        _common(made[name])
+        common_arguments(made[name])
         made[name].add_argument("--format", choices=["table", "json"], default="table")
         made[name].add_argument("--include-bots", action="store_true",
                                 help="count events whose user agent is on the crawler list (left out by default)")
@@ -228,7 +228,7 @@ def add_parsers(sub) -> None:
     sql.set_defaults(func=cmd_sql)
 
     exporter = sub.add_parser("export", help="bulk export of a table, written by ClickHouse as parquet or jsonl")
-    _common(exporter)
+    common_arguments(exporter)
     exporter.add_argument("--format", choices=sorted(FORMATS), help="required for a table's export")
     exporter.add_argument("--person", metavar="ID", help="instead: everything stored about the person of this id "
                           "(any of its ids), as JSON on stdout (a right-of-access request)")

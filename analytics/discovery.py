@@ -381,18 +381,27 @@ class Discovery:
     queries: dict[str, Query]
 
 
-async def discover(records: Records, project_id: str, since: datetime, until: datetime, filters: Filters = NONE,
-                   target: str | None = None, path_step: str | None = None, direction: str = "from",
-                   depth: int = 4, rank: str = "volume", sample_events: int = MINING_SAMPLE_EVENTS) -> Discovery:
-    """Mine candidate funnels (ending at ``target`` when given) and count them exactly; with
-    ``target``, test the drivers of reaching it; with ``path_step``, the paths ``from`` or ``to`` it.
-    ``records`` runs named queries (concurrently, in the dashboard) and returns their rows."""
+def first_queries(project_id: str, since: datetime, until: datetime, filters: Filters = NONE,
+                  target: str | None = None, path_step: str | None = None, direction: str = "from", depth: int = 4,
+                  sample_events: int = MINING_SAMPLE_EVENTS) -> dict[str, Query]:
+    """The queries :func:`discover` runs first, at once: ``mining``, and ``drivers`` with a target and
+    ``paths`` with a step. (The exact ``recount`` is built from what mining finds.)"""
     first = {"mining": mining_query(project_id, since, until, filters, sample_events,
                                     0.001 if target else 0.01, target)}
     if target:
         first["drivers"] = drivers_query(project_id, target, since, until, filters)
     if path_step:
         first["paths"] = paths_query(project_id, path_step, since, until, direction, depth, filters)
+    return first
+
+
+async def discover(records: Records, project_id: str, since: datetime, until: datetime, filters: Filters = NONE,
+                   target: str | None = None, path_step: str | None = None, direction: str = "from",
+                   depth: int = 4, rank: str = "volume", sample_events: int = MINING_SAMPLE_EVENTS) -> Discovery:
+    """Mine candidate funnels (ending at ``target`` when given) and count them exactly; with
+    ``target``, test the drivers of reaching it; with ``path_step``, the paths ``from`` or ``to`` it.
+    ``records`` runs named queries (concurrently, in the dashboard) and returns their rows."""
+    first = first_queries(project_id, since, until, filters, target, path_step, direction, depth, sample_events)
     rows = await records(first)
     candidates = candidate_funnels(rows["mining"], target)
     queries = dict(first)

@@ -391,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     from analytics.cli import add_parsers as add_analytics_parsers
 
     add_analytics_parsers(sub)
+    from analytics.discover_cli import add_parser as add_discover_parser
+
+    add_discover_parser(sub)
     sub.add_parser("check", help="check every flow and processor configuration").set_defaults(func=cmd_check)
     sub.add_parser("up", help="start Kafka, ClickHouse and every role locally").set_defaults(func=cmd_up)
     deploy = sub.add_parser("deploy", help="generate the deployment files from the topic and role definitions")

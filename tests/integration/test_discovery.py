@@ -6,7 +6,10 @@ count must match an independent computation over the same events in Python."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -210,3 +213,28 @@ def test_a_filter_narrows_discovery(planted, clickhouse):
     events = [e for e in planted[1] if e["device"] == "Mobile"]
     assert mobile.drivers.visitors == len({e["anonymous_id"] for e in events})
     assert mobile.drivers.converted == sum(e["event"] == TARGET for e in events)
+
+
+def headwater(stack, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "headwater", *args], env=stack.env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_command_line_prints_what_discovery_found(stack, planted, untargeted, targeted):
+    window = ["--project", planted[0], "--from", SINCE.isoformat(), "--to", UNTIL.isoformat()]
+    funnels = headwater(stack, "discover", "funnels", *window, "--format", "json")
+    assert funnels.returncode == 0, funnels.stderr[-2000:]
+    assert json.loads(funnels.stdout)["funnels"] == [f.as_dict() for f in untargeted.funnels]
+    drivers = headwater(stack, "discover", "drivers", *window, "--target", TARGET)
+    assert drivers.returncode == 0, drivers.stderr[-2000:]
+    first = drivers.stdout.splitlines()[2]
+    top = targeted.drivers.drivers[0]
+    assert first.startswith(f"{top.dimension} = {top.value}") and first.endswith("yes")
+    paths = headwater(stack, "discover", "paths", "/landing", *window, "--format", "json")
+    assert json.loads(paths.stdout) == targeted.paths
+    sql = headwater(stack, "discover", "funnels", *window, "--target", TARGET, "--sql")
+    assert sql.returncode == 0 and "-- mining\n" in sql.stdout and "hasSubsequence" not in sql.stdout
+    refused = headwater(stack, "discover", "paths", "/landing", *window, "--depth", "40")
+    assert refused.returncode != 0 and "depth must be" in refused.stderr and "Traceback" not in refused.stderr
+    missing = headwater(stack, "discover", "funnels", "--project", "no_such_project")
+    assert missing.returncode != 0 and "no project" in missing.stderr
