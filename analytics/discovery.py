@@ -76,6 +76,17 @@ def _steps_in_range(project_id: str, filters: Filters, sample: bool = False, whe
         WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND {STEP_TYPES} AND step != ''{where}{filters.events_condition()}"""
 
 
+def steps_seen(project_id: str, since: datetime, until: datetime, filters: Filters = NONE, limit: int = 200) -> Query:
+    """The ``limit`` steps most sessions did in the range, to pick a target or a path's step from."""
+    params = {**time_range(since, until), **filters.params(), "limit": limit}
+    sql = f"""SELECT step, uniq(sequence) AS sessions
+FROM ({_steps_in_range(project_id, filters)})
+GROUP BY step
+ORDER BY sessions DESC, step
+LIMIT %(limit)s"""
+    return Query(sql, params, ("step", "sessions"))
+
+
 def _combinations() -> str:
     """Every increasing index list of 1 to ``MAX_FUNNEL_STEPS`` positions among ``MINING_PREFIX``, as
     a ClickHouse array literal: the subsequences mining enumerates."""

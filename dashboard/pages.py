@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from analytics import activity, cohorts
+from analytics import activity, cohorts, discovery
 from analytics import people as people_queries
 from analytics.catalogue import catalogue_document
-from analytics.queries import Query
+from analytics.queries import Query, QueryError
 from dashboard import views
 from dashboard.access import from_this_site
 from dashboard.formatting import plain
@@ -80,6 +80,24 @@ async def retention(request: Request, context: dict) -> Response:
         segments = [("", views.cohort_grid(rows["retention"], state.periods, state.period, last_day))]
     context.update(segments=segments, grid=any(grid for _, grid in segments))
     return render(request, "retention.html", context)
+
+
+async def discover(request: Request, context: dict) -> Response:
+    """Candidate funnels (ending at the target, when one is set), the drivers of the target, and the
+    paths from or to a step, with the steps seen in the range to pick from."""
+    state, project_id = context["state"], context["project"].id
+    runner = request.app.state.runner
+    since, until = state.bounds()
+    try:
+        known, found = await asyncio.gather(
+            runner.records({"steps": discovery.steps_seen(project_id, since, until, state.filters)}),
+            discovery.discover(runner.records, project_id, since, until, state.filters, state.target or None,
+                               state.path or None, state.direction, rank=state.rank))
+    except QueryError as exc:
+        return problem(request, 400, "Cannot discover that", str(exc))
+    context.update(found=found, known=known["steps"], rankings=discovery.RANKINGS,
+                   directions=discovery.DIRECTIONS)
+    return render(request, "discover.html", context)
 
 
 async def _live_rows(request: Request, context: dict) -> dict:
@@ -206,6 +224,10 @@ async def sql(request: Request, context: dict) -> Response:
     if of not in views.QUERIES or of == "live":
         return problem(request, 404, "No such view", f"There is no view {of!r} with SQL to show.")
     queries = views.QUERIES[of](context["project"].id, context["state"])
+    if of == "discover" and block == "recount":
+        recount = await views.discover_recount(request.app.state.runner.records, context["project"].id,
+                                               context["state"])
+        queries = {"recount": recount} if recount else {}
     if block not in queries:
         return problem(request, 404, "No such block", f"The {of} view has no block {block!r}.")
     text = await request.app.state.runner.sql(queries[block])

@@ -16,7 +16,8 @@ from headwater.geodata import attribution
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
-NAV = (("overview", "Overview"), ("funnels", "Funnels"), ("retention", "Retention"), ("live", "Live"),
+NAV = (("overview", "Overview"), ("funnels", "Funnels"), ("retention", "Retention"), ("discover", "Discover"),
+       ("live", "Live"),
        ("sessions", "Sessions"), ("people", "People"), ("failed", "Failed events"), ("flow", "Flow"),
        ("destinations", "Destinations"), ("alerts", "Alerts"), ("tags", "Tags"))
 ADMIN_ONLY = {"failed", "flow", "destinations", "alerts", "tags"}

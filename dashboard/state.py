@@ -4,7 +4,8 @@ Parameters (all optional): ``range`` (``today``, ``24h``, ``7d``, ``30d``, ``90d
 ``from`` and ``to`` as dates, both included), ``tz`` (an IANA time zone), ``interval`` (the trend's
 ``hour``/``day``/``week``/``month``; by default hours for ranges up to two days, else days), the
 filters of :mod:`analytics.filters`, and each page's own: ``step`` (repeated) and ``window`` for
-funnels, ``period`` and ``periods`` for retention.
+funnels, ``period`` and ``periods`` for retention, ``target``, ``rank``, ``path`` and ``direction`` for
+discovery.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from analytics.cohorts import Cohort, for_breakdown
+from analytics.discovery import DIRECTIONS, MAX_STEP, RANKINGS
 from analytics.filters import BOTS, COHORT, COUNT, FIELDS, FilterError, Filters
 from analytics.queries import INTERVALS, RETENTION_PERIODS
 
@@ -44,6 +46,10 @@ class ViewState:
     periods: int = 8
     by_cohorts: bool = False  # by=cohorts: a funnel and a retention grid per cohort of the project
     breakdown: tuple[Cohort, ...] = ()  # those cohorts, looked up in the project (see :meth:`resolve`)
+    target: str = ""  # discovery: the conversion whose funnels and drivers to find
+    rank: str = "volume"  # discovery: candidate funnels by volume or by dropoff
+    path: str = ""  # discovery: the step whose paths to draw
+    direction: str = "from"  # discovery: the paths from the step or to it
 
     def resolve(self, project_id: str, cohorts: list[dict]) -> ViewState:
         """The state with its cohort filter's definition and, with ``by_cohorts``, the project's cohorts
@@ -104,6 +110,8 @@ class ViewState:
             out["periods"] = state.periods
         if state.by_cohorts:
             out["by"] = "cohorts"
+        out.update({name: getattr(state, name) for name, default in DISCOVERY_DEFAULTS.items()
+                    if getattr(state, name) != default})
         return out
 
     def query_string(self, **changes) -> str:
@@ -123,6 +131,7 @@ class ViewState:
         return self.query_string(filters=filters)
 
 
+DISCOVERY_DEFAULTS = {"target": "", "rank": "volume", "path": "", "direction": "from"}
 EARLIEST, LATEST = date(1970, 1, 1), date(2299, 12, 30)  # what a DateTime64 holds, with a day to spare
 
 
@@ -184,4 +193,14 @@ def parse_state(params) -> ViewState:
     by = params.get("by") or ""
     if by not in ("", "cohorts"):
         raise StateError("by must be cohorts")
-    return ViewState(range_, start, end, tz, interval, filters, steps, window, period, periods, by == "cohorts")
+    return ViewState(range_, start, end, tz, interval, filters, steps, window, period, periods, by == "cohorts",
+                     **_discovery(params))
+
+
+def _discovery(params) -> dict:
+    steps = {name: (params.get(name) or "").strip() for name in ("target", "path")}
+    for name, step in steps.items():
+        if len(step) > MAX_STEP:
+            raise StateError(f"{name} must be a step of at most {MAX_STEP} characters")
+    return {**steps, "rank": _choice(params.get("rank"), RANKINGS, "rank", "volume"),
+            "direction": _choice(params.get("direction"), DIRECTIONS, "direction", "from")}

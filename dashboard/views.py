@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from analytics import activity, overview, people, queries
+from analytics import activity, discovery, overview, people, queries
 from analytics.queries import Query
 from dashboard.state import ViewState
 from headwater.destinations import destination_group
@@ -131,9 +131,25 @@ def destinations_queries(project_id: str, state: ViewState) -> dict[str, Query]:
             "dead_letters": activity.dead_letters_by_step(project_id, since, until)}
 
 
+def discover_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    """The Discover page's first queries (``mining``, ``drivers``, ``paths``); the ``recount`` that
+    counts the mined funnels exactly is built from mining's rows (:func:`discover_recount`)."""
+    since, until = state.bounds()
+    return discovery.first_queries(project_id, since, until, state.filters, state.target or None,
+                                   state.path or None, state.direction)
+
+
+async def discover_recount(records, project_id: str, state: ViewState) -> Query | None:
+    """The exact count of the funnels mining finds for ``state``, as the page ran it (``None``: none)."""
+    since, until = state.bounds()
+    mined = await records({"mining": discover_queries(project_id, state)["mining"]})
+    candidates = discovery.candidate_funnels(mined["mining"], state.target or None)
+    return discovery.recount_query(project_id, candidates, since, until, state.filters) if candidates else None
+
+
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
            "live": live_queries, "sessions": sessions_queries, "people": people_queries, "failed": failed_queries,
-           "alerts": alerts_queries,
+           "alerts": alerts_queries, "discover": discover_queries,
            "flow": flow_queries, "destinations": destinations_queries}
 
 MEDIATOR = "mediator"

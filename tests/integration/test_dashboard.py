@@ -7,6 +7,7 @@ taken the same way from demo data)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,9 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from analytics import activity, overview, queries
+from analytics import activity, discovery, overview, queries
 from analytics.filters import Filters
 from analytics.run import records
+from headwater.migrations import migrate_project
+from tests import planted
 from tests.helpers import Admin, dashboard_session, post, wait_for
 from tests.receivers import Receiver
 
@@ -125,8 +128,12 @@ def loaded(stack, clickhouse):
     assert reply.status_code == 200, reply.text
     alerts_db = alerting["project"]["database"]
     wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {alerts_db}.alerts")[0][0] == 1, 60)
+    discovering = admin.create_project(prefix="dash_discover")["project"]["id"]
+    migrate_project(clickhouse, discovering)  # (idempotent) the database exists before the first insert
+    planted.insert(clickhouse, discovering, planted.generate())
     yield {"project": project, "empty": empty, "read_token": read.json()["read_token"], "write_key": key,
-           "people": people["project"]["id"], "alerts": alerting["project"]["id"], "receiver": receiver}
+           "people": people["project"]["id"], "alerts": alerting["project"]["id"], "receiver": receiver,
+           "discover": discovering}
     receiver.stop()
 
 
@@ -138,7 +145,9 @@ def shown(stack, loaded, tmp_path_factory):
            "READ_TOKEN": loaded["read_token"], "PROJECT": loaded["project"], "EMPTY_PROJECT": loaded["empty"],
            "STATE": STATE, "STEPS": json.dumps(STEPS), "COLLECTOR": stack.collector_url,
            "WRITE_KEY": loaded["write_key"], "LIVE_ID": f"live-{uuid.uuid4()}", "NEW_FLOW": json.dumps(NEW_FLOW),
-           "SCREENSHOTS": str(shots), "PEOPLE_PROJECT": loaded["people"], "ALERTS_PROJECT": loaded["alerts"]}
+           "SCREENSHOTS": str(shots), "PEOPLE_PROJECT": loaded["people"], "ALERTS_PROJECT": loaded["alerts"],
+           "DISCOVER_PROJECT": loaded["discover"], "DISCOVER_STATE": planted.STATE, "DISCOVER_TARGET": planted.TARGET,
+           "DISCOVER_PATH": planted.FUNNEL[0]}
     done = subprocess.run(["node", "test/browser.mjs"], cwd=WEB, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -166,6 +175,26 @@ def test_overview_figures_are_the_events_and_the_query_results(shown, loaded, cl
     assert (metrics["visitors"], metrics["pageviews"]) == (traffic["visitors"], traffic["pageviews"])
     assert metrics["sessions"] == engagement["sessions"]
     assert metrics["average_duration_s"] == pytest.approx(engagement["average_duration_s"])
+
+
+def test_the_discover_page_shows_what_discovery_finds(shown, loaded, clickhouse):
+    seen = shown["pages"]["discover"]
+    assert seen["status"] == 200
+
+    async def run_records(named):
+        return {name: records(clickhouse, query) for name, query in named.items()}
+
+    found = asyncio.run(discovery.discover(run_records, loaded["discover"], planted.SINCE, planted.UNTIL,
+                                           target=planted.TARGET, path_step=planted.FUNNEL[0]))
+    assert seen["funnels"] == [{"steps": " → ".join(f.steps), "reached": list(f.reached)} for f in found.funnels]
+    assert seen["drivers"][:3] == [{"driver": f"{d.dimension}={d.value}", "significant": True, "lift": str(d.lift)}
+                                   for d in found.drivers.drivers[:3]]
+    assert {d["driver"] for d in seen["drivers"] if d["significant"]} >= {"step=/pricing", "step=/error"}
+    diagram = seen["diagram"]
+    assert diagram["nodes"] == diagram["rects"] == len(found.paths["nodes"])
+    assert diagram["links"] == diagram["paths"] == len(found.paths["links"])
+    assert planted.FUNNEL[0] in diagram["labels"] and planted.FUNNEL[1] in diagram["labels"]
+    assert seen["opened"]["url"].count("step=") == len(found.funnels[0].steps) == seen["opened"]["steps"]
 
 
 def test_the_trend_axis_spans_the_views_range(shown):

@@ -1,6 +1,8 @@
-// The dashboard's behaviour: the trend chart (uPlot), the live page's refresh, auto-submitting
-// selects, and copying SQL. The pages work without it; it only draws and refreshes.
+// The dashboard's behaviour: the trend chart (uPlot), the paths diagram (d3-sankey), the live page's
+// refresh, auto-submitting selects, and copying SQL. The pages work without it; it only draws and
+// refreshes.
 import uPlot from "uplot";
+import { sankey, sankeyLinkHorizontal } from "d3-sankey";
 
 const LIVE_EVERY_MS = 5000;
 
@@ -48,6 +50,52 @@ function trendChart(box) {
   }).observe(box);
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgElement(name, attributes, parent) {
+  const element = document.createElementNS(SVG, name);
+  Object.entries(attributes).forEach(([key, value]) => element.setAttribute(key, value));
+  parent.append(element);
+  return element;
+}
+
+// The paths from or to a step: one column per distance from it (a node's offset), links as wide as
+// their sessions. Each node and link says its sessions in a tooltip.
+function pathsDiagram(box) {
+  const graph = JSON.parse(box.querySelector("script").textContent);
+  const first = Math.min(...graph.nodes.map((n) => n.offset));
+  const width = Math.max(box.clientWidth, 480);
+  const height = Math.max(240, 28 * Math.max(...Object.values(graph.nodes.reduce((count, n) => {
+    count[n.offset] = (count[n.offset] || 0) + 1;
+    return count;
+  }, {}))));
+  const layout = sankey().nodeId((n) => n.id).nodeWidth(12).nodePadding(12)
+    .nodeAlign((n) => n.offset - first).extent([[1, 1], [width - 1, height - 1]]);
+  const { nodes, links } = layout({
+    nodes: graph.nodes.map((n) => ({ ...n })),
+    links: graph.links.map((l) => ({ source: l.source, target: l.target, value: l.sessions })),
+  });
+  const svg = svgElement("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img" }, box);
+  const link = sankeyLinkHorizontal();
+  links.forEach((l, i) => {
+    const path = svgElement("path", { d: link(l), class: "sankey-link", "stroke-width": Math.max(1, l.width),
+                                      stroke: PALETTE[i % PALETTE.length] }, svg);
+    svgElement("title", {}, path).textContent = `${l.source.step} → ${l.target.step}: ${l.value.toLocaleString("en")}`;
+  });
+  nodes.forEach((n) => {
+    const rect = svgElement("rect", { x: n.x0, y: n.y0, width: n.x1 - n.x0, height: Math.max(1, n.y1 - n.y0),
+                                      class: "sankey-node", "data-node": n.id }, svg);
+    svgElement("title", {}, rect).textContent = `${n.step}: ${n.sessions.toLocaleString("en")} sessions`;
+    const right = n.x0 < width / 2;
+    const label = svgElement("text", { x: right ? n.x1 + 4 : n.x0 - 4, y: (n.y0 + n.y1) / 2, dy: "0.35em",
+                                       "text-anchor": right ? "start" : "end", class: "sankey-label" }, svg);
+    label.textContent = n.step;
+  });
+  box.dataset.nodes = String(nodes.length);
+  box.dataset.links = String(links.length);
+  box.dataset.drawn = "true";
+}
+
 function cell(text) {
   const td = document.createElement("td");
   td.textContent = text;
@@ -84,6 +132,7 @@ function liveRefresh(panel) {
 
 function start() {
   document.querySelectorAll("[data-chart=trend]").forEach(trendChart);
+  document.querySelectorAll("[data-chart=paths]").forEach(pathsDiagram);
   document.querySelectorAll("[data-live]").forEach(liveRefresh);
   document.querySelectorAll("[data-autosubmit]").forEach((select) =>
     select.addEventListener("change", () => select.form.requestSubmit()));

@@ -5,7 +5,8 @@
 // string of the range holding the loaded events), STEPS (JSON list of funnel steps), COLLECTOR and
 // WRITE_KEY (to send an event while the live page is open), LIVE_ID (its messageId), NEW_FLOW (a flow
 // document to save on the Flow page), SCREENSHOTS (a directory for one PNG per page), PEOPLE_PROJECT (the
-// People pages' project) and ALERTS_PROJECT (a project with alert rules, a channel and one alert raised).
+// People pages' project), ALERTS_PROJECT (a project with alert rules, a channel and one alert raised) and
+// DISCOVER_PROJECT with DISCOVER_STATE, DISCOVER_TARGET and DISCOVER_PATH (planted sessions to discover).
 import { chromium } from "playwright-core";
 
 const env = process.env;
@@ -128,6 +129,29 @@ async function people(page) {
   await page.screenshot({ path: `${shots}/retention-by-cohort.png` });
   return { status, list, count_ids: countIds, search, person, cohorts, cohort_overview: cohortOverview,
            unknown_cohort: unknownCohort, trend_by_cohort: trendByCohort, funnels_by_cohort: funnelsByCohort, retention_by_cohort: retentionByCohort };
+}
+
+async function discover(page) {
+  const project = env.DISCOVER_PROJECT;
+  const query = `${env.DISCOVER_STATE}&target=${encodeURIComponent(env.DISCOVER_TARGET)}` +
+    `&path=${encodeURIComponent(env.DISCOVER_PATH)}`;
+  const status = await open(page, `/p/${project}/discover${query}`);
+  await page.waitForSelector("[data-chart=paths][data-drawn=true] svg", { state: "attached" });
+  const funnels = await page.$$eval("[data-funnel]", (nodes) =>
+    nodes.map((n) => ({ steps: n.dataset.funnel, reached: n.dataset.reached.split(",").map(Number) })));
+  const drivers = await page.$$eval("[data-driver]", (nodes) => nodes.map((n) => ({
+    driver: n.dataset.driver, significant: n.dataset.significant === "yes", lift: n.dataset.lift })));
+  const diagram = await page.$eval("[data-chart=paths]", (box) => ({
+    nodes: Number(box.dataset.nodes), links: Number(box.dataset.links),
+    rects: box.querySelectorAll("svg rect.sankey-node").length, paths: box.querySelectorAll("svg path.sankey-link").length,
+    labels: [...box.querySelectorAll("svg text")].map((t) => t.textContent),
+    width: box.querySelector("svg").getBoundingClientRect().width,
+  }));
+  await page.screenshot({ path: `${shots}/discover.png`, fullPage: true });
+  // a candidate's link opens it on the Funnels page
+  await Promise.all([page.waitForNavigation(), page.click("[data-funnel] a")]);
+  const opened = { url: page.url(), steps: await page.$$eval("[data-step]", (nodes) => nodes.length) };
+  return { status, funnels, drivers, diagram, opened };
 }
 
 async function failed(page) {
@@ -307,7 +331,7 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  for (const [name, run] of Object.entries({ overview, funnels, retention, sessions, people, failed, sql, live, flow, alerts, tags })) {
+  for (const [name, run] of Object.entries({ overview, funnels, retention, discover, sessions, people, failed, sql, live, flow, alerts, tags })) {
     report.pages[name] = await run(page);
   }
   report.empty = await empty(page);
