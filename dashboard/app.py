@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
+from clickhouse_driver.errors import ErrorCodes, ServerException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -36,6 +37,8 @@ from headwater.replay import Revalidator
 from headwater.settings import Settings, get_settings
 from headwater.tags.admin import ContainerAdmin
 from headwater.tags.store import ContainerStore
+
+TIMEOUT_EXCEEDED = ErrorCodes.TIMEOUT_EXCEEDED
 
 
 def guarded(view: str):
@@ -64,6 +67,12 @@ def guarded(view: str):
                 return await handler(request, {"viewer": viewer, "project": project, "state": state, "view": view})
             except QueryError as exc:
                 return problem(request, 400, "Cannot run this query", str(exc))
+            except ServerException as exc:
+                if exc.code != TIMEOUT_EXCEEDED:
+                    raise
+                limit = request.app.state.settings.dashboard_query_timeout_s
+                return problem(request, 503, "Too much to read",
+                               f"A query of this page ran longer than {limit} s; narrow the range or the filters.")
 
         return endpoint
 

@@ -19,11 +19,14 @@ from headwater.settings import Settings
 
 
 class QueryRunner:
+    """Each query may run ``dashboard_query_timeout_s`` on ClickHouse; past that ClickHouse stops it and
+    the page answers 503 with the reason (:func:`dashboard.app.guarded`)."""
+
     def __init__(self, settings: Settings, connections: int = 4) -> None:
         self.settings = settings
         self.pool: queue.SimpleQueue[Client] = queue.SimpleQueue()
         for _ in range(connections):
-            self.pool.put(make_client(settings))
+            self.pool.put(make_client(settings, max_execution_time=settings.dashboard_query_timeout_s))
 
     def _with_client(self, work):
         client = self.pool.get()

@@ -76,6 +76,9 @@ class Settings:
     dashboard_cookie_secure: bool = False  # set behind HTTPS: the login cookie is then sent over HTTPS only
     dashboard_session_hours: float = 12.0  # how long a dashboard login lasts
     dashboard_live_minutes: int = 30  # how far back the live page looks
+    # Each dashboard query may run this long on ClickHouse (its max_execution_time), so that no viewer's
+    # page (discovery over a year of a busy project, say) can hold the server's cores for everyone else
+    dashboard_query_timeout_s: float = 60.0
 
     max_request_bytes: int = 500 * 1024
     max_event_bytes: int = 32 * 1024

@@ -5,6 +5,7 @@ count must match an independent computation over the same events in Python."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -187,3 +188,18 @@ def test_the_command_line_prints_what_discovery_found(stack, planted, untargeted
     assert refused.returncode != 0 and "depth must be" in refused.stderr and "Traceback" not in refused.stderr
     missing = headwater(stack, "discover", "funnels", "--project", "no_such_project")
     assert missing.returncode != 0 and "no project" in missing.stderr
+
+
+def test_the_dashboards_queries_stop_at_their_time_limit(stack, planted):
+    from clickhouse_driver.errors import ServerException
+
+    from dashboard.app import TIMEOUT_EXCEEDED
+    from dashboard.runner import QueryRunner
+
+    hurried = QueryRunner(dataclasses.replace(stack.settings, dashboard_query_timeout_s=0.001), connections=1)
+    try:
+        with pytest.raises(ServerException) as stopped:
+            asyncio.run(hurried.records({"drivers": discovery.drivers_query(planted[0], TARGET, SINCE, UNTIL)}))
+        assert stopped.value.code == TIMEOUT_EXCEEDED
+    finally:
+        hurried.close()
