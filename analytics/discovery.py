@@ -5,11 +5,13 @@ A **step** is what the funnels and paths queries call one: a page's path (``/pri
 name, or a tracked event's name. A **sequence** is one session's steps in time order (the visitor's
 events when they have no session), with a step repeated back to back kept once.
 
-- **Funnels** (:func:`mining_query`, :func:`candidate_funnels`, :func:`recount_query`): the frequent
-  ordered subsequences of two to four distinct steps, mined on a sample of sessions (``SAMPLE`` on
-  ``visitor_hash``, whole visitors), then counted exactly on every session of the range: for each
-  candidate, the sessions that did its first step, its first two in order, and so on. A session does
-  steps "in order" when they appear in its sequence in that order, with anything between.
+- **Funnels** (:func:`mining_query`, :func:`candidate_funnels`, :func:`recount_query`,
+  :func:`funnel_rows`): the frequent ordered pairs of steps are mined on a sample of sessions
+  (``SAMPLE`` on ``visitor_hash``, whole visitors); chains of two to four steps whose every pair is
+  frequent and done mostly in that order are the candidates; each is then counted exactly on every
+  session of the range: the sessions that did its first step, its first two in order, and so on. A
+  session does steps "in order" when they appear in its sequence in that order, with anything
+  between.
 - **Paths** (:func:`paths_query`, :func:`sankey`): the steps sessions take after (or before) a step,
   level by level, for a Sankey diagram.
 - **Drivers** (:func:`drivers_query`, then :mod:`analytics.lift`): for a target step, how many
@@ -39,12 +41,14 @@ SEQUENCE = f"if(session_id != '', session_id, {VISITOR})"
 MAX_STEP = 1000  # characters in a step named in a request
 
 ALPHABET = 40  # the most common steps that mining considers
-MINING_PREFIX = 8  # the first steps of each sequence that mining enumerates subsequences of
+DISTINCT_STEPS = 16  # of them, the first this many distinct ones of each session
 MAX_FUNNEL_STEPS = 4
 MINING_SAMPLE_EVENTS = 2_000_000  # about 200,000 sessions of ten events
 MINING_ROWS = 5000
-ABSORBED = 0.9  # a pattern whose extension keeps this share of its sessions is shown as the extension
-CANDIDATES = 15
+DIRECTED = 2.0  # a funnel's order is done this many times as often as the other order of each pair
+CHAINS = 20  # candidates of each length counted exactly
+PER_LENGTH = 5  # funnels of each length shown
+ABSORBED = 0.9  # a funnel whose extension keeps this share of its sessions is shown as the extension
 
 DIRECTIONS = ("from", "to")
 END, START = "(end)", "(start)"
@@ -87,22 +91,13 @@ LIMIT %(limit)s"""
     return Query(sql, params, ("step", "sessions"))
 
 
-def _combinations() -> str:
-    """Every increasing index list of 1 to ``MAX_FUNNEL_STEPS`` positions among ``MINING_PREFIX``, as
-    a ClickHouse array literal: the subsequences mining enumerates."""
-    combos = [list(c) for n in range(1, MAX_FUNNEL_STEPS + 1)
-              for c in itertools.combinations(range(1, MINING_PREFIX + 1), n)]
-    return "[" + ", ".join("[" + ", ".join(map(str, c)) + "]" for c in combos) + "]"
-
-
 def mining_query(project_id: str, since: datetime, until: datetime, filters: Filters = NONE,
                  sample_events: int = MINING_SAMPLE_EVENTS, min_share: float = 0.01, target: str | None = None) -> Query:
-    """The frequent ordered patterns of 1 to 4 distinct steps among a sample of about ``sample_events``
-    events (whole visitors): the ``ALPHABET`` most common steps are kept, each sequence is cut to its
-    first ``MINING_PREFIX`` of them (``target`` is always kept), and every subsequence of those is
-    counted once per session. Rows:
-    ``steps`` (the pattern), ``sessions`` (sampled sessions that have it) and ``sampled`` (all the
-    sampled sessions); patterns done by fewer than ``min_share`` of them are left out."""
+    """The steps and ordered pairs of distinct steps done by at least ``min_share`` of the sessions of
+    a sample of about ``sample_events`` events (whole visitors). Of the ``ALPHABET`` most common steps
+    (``target`` always among them), each session's first ``DISTINCT_STEPS`` distinct ones are kept; a
+    pair (a, b) counts when some a comes before some b (a's first time before b's last). Rows: ``steps``
+    (one step, or a pair), ``sessions`` (sampled sessions that did it) and ``sampled`` (all of them)."""
     if not 1000 <= sample_events <= 10**9:
         raise QueryError("the mining sample must be from 1,000 to 1,000,000,000 events")
     if not 0 < min_share < 1:
@@ -116,24 +111,25 @@ def mining_query(project_id: str, since: datetime, until: datetime, filters: Fil
         FROM ({_steps_in_range(project_id, filters, sample=True)})
         GROUP BY step ORDER BY sessions DESC, step LIMIT %(alphabet_size)s
     )) AS alphabet
-SELECT arrayMap(c -> alphabet[c], pattern) AS steps, sum(weight) AS sessions, any(total) AS sampled
+SELECT if(pair.1 = pair.2, [alphabet[pair.1]], [alphabet[pair.1], alphabet[pair.2]]) AS steps,
+    sum(weight) AS sessions, any(total) AS sampled
 FROM (
-    SELECT codes, count() AS weight, sum(count()) OVER () AS total
+    SELECT raw, count() AS weight, sum(count()) OVER () AS total,
+        arraySlice(arrayDistinct(raw), 1, {DISTINCT_STEPS}) AS distinct_steps,
+        arrayMap(x -> indexOf(raw, x), distinct_steps) AS firsts,
+        arrayMap(x -> length(raw) + 1 - indexOf(arrayReverse(raw), x), distinct_steps) AS lasts,
+        range(1, length(distinct_steps) + 1) AS positions
     FROM (
-        SELECT arraySlice({_dedup("raw")}, 1, {MINING_PREFIX}) AS codes
-        FROM (
-            SELECT arrayFilter(c -> c > 0, arrayMap(e -> indexOf(alphabet, e.2),
-                arraySort(groupArray((timestamp, step))))) AS raw
-            FROM ({_steps_in_range(project_id, filters, sample=True)})
-            GROUP BY sequence
-        )
+        SELECT arrayFilter(c -> c > 0, arrayMap(e -> indexOf(alphabet, e.2),
+            arraySort(groupArray((timestamp, step))))) AS raw
+        FROM ({_steps_in_range(project_id, filters, sample=True)})
+        GROUP BY sequence
     )
-    GROUP BY codes
+    GROUP BY raw
 )
-ARRAY JOIN arrayDistinct(arrayMap(c -> arrayMap(i -> codes[i], c),
-    arrayFilter(c -> c[-1] <= length(codes), {_combinations()}))) AS pattern
-WHERE length(arrayDistinct(pattern)) = length(pattern)
-GROUP BY pattern
+ARRAY JOIN arrayMap(p -> (distinct_steps[p.1], distinct_steps[p.2]), arrayFilter(p -> p.1 = p.2 OR firsts[p.1] < lasts[p.2],
+    arrayFlatten(arrayMap(i -> arrayMap(j -> (i, j), positions), positions)))) AS pair
+GROUP BY pair
 HAVING sessions >= greatest(2, %(min_share)s * sampled)
 ORDER BY sessions DESC, steps
 LIMIT %(rows)s"""
@@ -145,21 +141,33 @@ def _is_subsequence(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
     return all(step in remaining for step in short)
 
 
-def candidate_funnels(rows: list[dict], target: str | None = None, limit: int = CANDIDATES) -> list[tuple[str, ...]]:
-    """The funnels worth counting, from :func:`mining_query`'s rows: patterns of two or more steps
-    (ending at ``target`` when one is given), most sessions first; a pattern is left out when one step
-    more keeps ``ABSORBED`` of its sessions, since that longer funnel shows it too."""
-    support = {tuple(r["steps"]): r["sessions"] for r in rows}
-    patterns = [p for p in support if len(p) >= 2 and (target is None or p[-1] == target)]
-    longer: dict[int, list[tuple[str, ...]]] = defaultdict(list)
-    for p in patterns:
-        longer[len(p)].append(p)
+def candidate_funnels(rows: list[dict], target: str | None = None, limit: int = CHAINS) -> list[tuple[str, ...]]:
+    """The funnels worth counting exactly, from :func:`mining_query`'s rows. A pair is a **link** when
+    its order is done at least ``DIRECTED`` times as often as the other (steps that merely happen in
+    the same sessions, such as two popular pages, are no funnel). Candidates are chains of 2 to
+    ``MAX_FUNNEL_STEPS`` steps every pair of which, in order, is a link, scored by their weakest pair
+    (an upper bound of their sessions); the ``limit`` best of each length, ending at ``target`` when
+    one is given."""
+    pairs = {tuple(r["steps"]): int(r["sessions"]) for r in rows if len(r["steps"]) == 2}
+    links = {p: n for p, n in pairs.items() if n >= DIRECTED * pairs.get((p[1], p[0]), 0)}
+    after: dict[str, list[str]] = defaultdict(list)
+    for first, second in links:
+        after[first].append(second)
 
-    def absorbed(p: tuple[str, ...]) -> bool:
-        return any(support[q] >= ABSORBED * support[p] and _is_subsequence(p, q) for q in longer[len(p) + 1])
+    def score(chain: tuple[str, ...]) -> int:
+        return min(links.get((a, b), 0) for a, b in itertools.combinations(chain, 2))
 
-    kept = [p for p in patterns if not absorbed(p)]
-    return sorted(kept, key=lambda p: (-support[p], -len(p), p))[:limit]
+    def best(chains) -> list[tuple[str, ...]]:
+        ending = [c for c in chains if target is None or c[-1] == target]
+        return sorted(ending, key=lambda c: (-score(c), c))[:limit]
+
+    level = sorted(links, key=lambda c: (-links[c], c))
+    chosen = best(level)
+    for _length in range(3, MAX_FUNNEL_STEPS + 1):
+        grown = {c + (step,) for c in level[:limit * 10] for step in after[c[-1]] if step not in c}
+        level = sorted((c for c in grown if score(c) > 0), key=lambda c: (-score(c), c))
+        chosen += best(level)
+    return chosen
 
 
 def _code(index: int) -> str:
@@ -246,17 +254,34 @@ class DiscoveredFunnel:
 RANKINGS = ("volume", "dropoff")
 
 
-def funnel_rows(funnels: list[tuple[str, ...]], counts: dict, rank: str = "volume") -> list[DiscoveredFunnel]:
-    """The candidates with their counts (the one row of :func:`recount_query`), ranked by ``volume``
-    (sessions completing the funnel) or by ``dropoff`` (sessions lost at the worst step)."""
+def funnel_rows(funnels: list[tuple[str, ...]], counts: dict, rank: str = "volume",
+                per_length: int = PER_LENGTH) -> list[DiscoveredFunnel]:
+    """The candidates with their exact counts (the one row of :func:`recount_query`): the
+    ``per_length`` best of each length, longest first, each length ranked by ``volume`` (sessions
+    completing) or by ``dropoff`` (sessions lost at the worst step). A funnel is left out when a
+    candidate one step longer that holds its steps keeps ``ABSORBED`` of its sessions: that one
+    shows it."""
     if rank not in RANKINGS:
         raise QueryError(f"rank must be one of {', '.join(RANKINGS)}")
     index = {p: i for i, p in enumerate(prefixes_of(funnels))}
     found = [DiscoveredFunnel(f, tuple(int(counts[f"prefix_{index[f[:k]]}"]) for k in range(1, len(f) + 1)))
              for f in funnels]
-    if rank == "volume":
-        return sorted(found, key=lambda f: (-f.completed, -len(f.steps), f.steps))
-    return sorted(found, key=lambda f: (-f.lost_at_worst, f.steps))
+    by_length: dict[int, list[DiscoveredFunnel]] = defaultdict(list)
+    for f in found:
+        by_length[len(f.steps)].append(f)
+
+    def absorbed(f: DiscoveredFunnel) -> bool:
+        return any(g.completed >= ABSORBED * f.completed and _is_subsequence(f.steps, g.steps)
+                   for g in by_length[len(f.steps) + 1])
+
+    def key(f: DiscoveredFunnel) -> tuple:
+        return (-f.completed, f.steps) if rank == "volume" else (-f.lost_at_worst, f.steps)
+
+    shown = []
+    for length in sorted(by_length, reverse=True):
+        kept = sorted((f for f in by_length[length] if f.completed and not absorbed(f)), key=key)
+        shown += kept[:per_length]
+    return shown
 
 
 def paths_query(project_id: str, step: str, since: datetime, until: datetime, direction: str = "from",
@@ -343,26 +368,24 @@ def drivers_query(project_id: str, target: str, since: datetime, until: datetime
     params = {**time_range(since, until), **filters.params(), "target": _step_name(target, "the target"),
               "min_visitors": min_visitors, "features": MAX_FEATURES}
     # (aliases unlike the columns': an alias named like a column would replace it in WHERE)
-    firsts = ", ".join(f"argMin({d}, timestamp) AS touch_{d}" for d in DIMENSIONS)
-    first_touch = ", ".join(f"argMin(touch_{d}, first_at) AS first_{d}" for d in DIMENSIONS)
-    properties = ", ".join(f"('{d}', first_{d})" for d in DIMENSIONS)
+    touch = ", ".join(DIMENSIONS)
+    properties = ", ".join(f"('{d}', first_touch.{i})" for i, d in enumerate(DIMENSIONS, start=1))
+    # One pass per visitor: every step with its time, kept until the visitor's first target is known
+    # (2.2 times faster on 10 M events than first grouping by visitor and step).
     sql = f"""SELECT feature.1 AS dimension, feature.2 AS value, count() AS visitors, countIf(converted) AS converted
 FROM (
     SELECT converted, arrayFilter(f -> f.2 != '' OR f.1 = '', arrayConcat([('', '')],
-        arrayMap(s -> ('{STEP_DIMENSION}', s.1), arrayFilter(s -> NOT converted OR s.2 < converted_at, steps)),
+        arrayMap(s -> ('{STEP_DIMENSION}', s), arrayDistinct(arrayMap(s -> s.1,
+            arrayFilter(s -> s.1 != %(target)s AND (NOT converted OR s.2 < converted_at), steps)))),
         [{properties}])) AS features
     FROM (
-        SELECT who,
-            max(step = %(target)s) AS converted,
-            minIf(first_at, step = %(target)s) AS converted_at,
-            groupArrayIf((step, first_at), step != %(target)s) AS steps,
-            {first_touch}
-        FROM (
-            SELECT {persons.who(filters)} AS who, {STEP} AS step, min(timestamp) AS first_at, {firsts}
-            FROM {project_database(project_id)}.events{_indentation(persons.join(project_id, filters))}
-            WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND {STEP_TYPES} AND step != ''{filters.events_condition()}
-            GROUP BY who, step
-        )
+        SELECT {persons.who(filters)} AS who,
+            max({STEP} = %(target)s) AS converted,
+            minIf(timestamp, {STEP} = %(target)s) AS converted_at,
+            groupArray(({STEP}, timestamp)) AS steps,
+            argMin(({touch}), timestamp) AS first_touch
+        FROM {project_database(project_id)}.events{_indentation(persons.join(project_id, filters))}
+        WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND {STEP_TYPES} AND {STEP} != ''{filters.events_condition()}
         GROUP BY who
     )
 )
@@ -375,7 +398,7 @@ LIMIT %(features)s"""
 
 
 def _indentation(join: str) -> str:
-    return join.replace("\n", "\n            ")
+    return join.replace("\n", "\n        ")
 
 
 Records = Callable[[dict[str, Query]], Awaitable[dict[str, list[dict]]]]

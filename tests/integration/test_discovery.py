@@ -73,20 +73,22 @@ def test_the_planted_funnel_is_the_first_three_step_candidate_and_every_count_is
     first_three = next(f for f in untargeted.funnels if len(f.steps) == 3)
     assert first_three.steps == FUNNEL
     assert first_three.worst_step == 3  # 60% go on to sign up, and half of those to the welcome page
-    assert untargeted.funnels[0].steps == FUNNEL[:2]  # the most sessions, and not absorbed (40% drop)
+    # noise pages visited in random order are done in either order: no funnel
+    assert not any(set(f.steps) <= set(NOISE) for f in untargeted.funnels)
+    assert [len(f.steps) for f in untargeted.funnels] == sorted((len(f.steps) for f in untargeted.funnels),
+                                                              reverse=True)
     reference = sequences(planted[1])
     assert untargeted.sampled == len(reference)  # a small project: the sample is every session
     for funnel in untargeted.funnels:
         expected = tuple(sum(has_in_order(seq, funnel.steps[:k]) for seq in reference.values())
                          for k in range(1, len(funnel.steps) + 1))
         assert funnel.reached == expected, funnel.steps
-    noise_pairs = [f for f in untargeted.funnels if set(f.steps) <= set(NOISE)]
-    assert all(f.completed < first_three.completed for f in noise_pairs)
 
 
 def test_targeted_funnels_end_at_the_target(targeted):
     assert targeted.funnels and all(f.steps[-1] == TARGET for f in targeted.funnels)
-    assert targeted.funnels[0].steps in {("/pricing", TARGET), ("/landing", TARGET)}
+    assert next(f for f in targeted.funnels if len(f.steps) == 2).steps == ("/pricing", TARGET)
+    assert (*FUNNEL, TARGET) in [f.steps for f in targeted.funnels]
 
 
 def test_the_planted_drivers_are_significant_and_the_nulls_are_not(targeted, planted):

@@ -45,23 +45,35 @@ def test_a_feature_no_one_else_converts_without_has_no_finite_lift():
     assert only.lift is None and only.low is None and only.significant
 
 
-def test_candidates_leave_out_a_pattern_its_extension_absorbs():
-    rows = [{"steps": ["a"], "sessions": 100}, {"steps": ["b"], "sessions": 80},
-            {"steps": ["a", "b"], "sessions": 60}, {"steps": ["b", "c"], "sessions": 50},
-            {"steps": ["a", "b", "c"], "sessions": 48}, {"steps": ["a", "c"], "sessions": 49}]
-    assert discovery.candidate_funnels(rows) == [("a", "b"), ("a", "b", "c")]
-    assert discovery.candidate_funnels(rows, target="b") == [("a", "b")]
+def pairs(*counted: tuple[str, str, int]) -> list[dict]:
+    return [{"steps": [a, b], "sessions": n} for a, b, n in counted]
 
 
-def test_funnel_rows_map_prefix_counts_and_rank():
-    funnels = [("a", "b", "c"), ("x", "y")]
+def test_candidates_are_chains_of_steps_done_mostly_in_their_order():
+    rows = pairs(("/", "/pricing", 500), ("/pricing", "/", 480),  # popular pages in either order: no funnel
+                 ("Cart", "Checkout", 90), ("Checkout", "Cart", 10), ("Checkout", "Paid", 80),
+                 ("Cart", "Paid", 85), ("Paid", "Cart", 40), ("/pricing", "Cart", 60))
+    rows.append({"steps": ["Cart"], "sessions": 120})
+    candidates = discovery.candidate_funnels(rows)
+    assert candidates[:4] == [("Cart", "Checkout"), ("Cart", "Paid"), ("Checkout", "Paid"), ("/pricing", "Cart")]
+    assert ("/", "/pricing") not in candidates and ("/pricing", "/") not in candidates
+    assert ("Cart", "Checkout", "Paid") in candidates  # every pair of it, in order, is a link
+    assert ("/pricing", "Cart", "Checkout") not in candidates  # /pricing → Checkout was not seen
+    assert discovery.candidate_funnels(rows, target="Checkout") == [("Cart", "Checkout")]
+
+
+def test_funnel_rows_show_the_longest_first_ranked_and_leave_out_the_absorbed():
+    funnels = [("a", "b"), ("a", "b", "c"), ("x", "y"), ("b", "c")]
     prefixes = discovery.prefixes_of(funnels)
-    counts = {f"prefix_{i}": {("a",): 100, ("a", "b"): 90, ("a", "b", "c"): 30, ("x",): 500,
-                              ("x", "y"): 20}[p] for i, p in enumerate(prefixes)}
+    exact = {("a",): 100, ("a", "b"): 90, ("a", "b", "c"): 30, ("x",): 500, ("x", "y"): 20, ("b",): 95,
+             ("b", "c"): 31}
+    counts = {f"prefix_{i}": exact[p] for i, p in enumerate(prefixes)}
     by_volume = discovery.funnel_rows(funnels, counts)
-    assert [f.steps for f in by_volume] == [("a", "b", "c"), ("x", "y")]
+    # b → c is left out: a → b → c keeps 30 of its 31 sessions
+    assert [f.steps for f in by_volume] == [("a", "b", "c"), ("a", "b"), ("x", "y")]
     assert by_volume[0].reached == (100, 90, 30) and by_volume[0].worst_step == 3
-    assert [f.steps for f in discovery.funnel_rows(funnels, counts, "dropoff")] == [("x", "y"), ("a", "b", "c")]
+    by_dropoff = discovery.funnel_rows(funnels, counts, "dropoff")
+    assert [f.steps for f in by_dropoff] == [("a", "b", "c"), ("x", "y"), ("a", "b")]
     with pytest.raises(QueryError):
         discovery.funnel_rows(funnels, counts, "luck")
     assert DiscoveredFunnel(("a", "b"), (0, 0)).conversion == 0
