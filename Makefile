@@ -65,6 +65,7 @@ bench: install
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.tags
 	$(BIN)/python -m bench.imports
+	$(BIN)/python -m bench.discovery
 
 # faults while events flow (kill -9 of each role, a Kafka restart, ClickHouse down), then the counts
 chaos: install

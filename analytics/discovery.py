@@ -23,6 +23,7 @@ command line prints its SQL and the dashboard opens it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 from collections import defaultdict
@@ -120,8 +121,7 @@ FROM (
         arrayMap(x -> length(raw) + 1 - indexOf(arrayReverse(raw), x), distinct_steps) AS lasts,
         range(1, length(distinct_steps) + 1) AS positions
     FROM (
-        SELECT arrayFilter(c -> c > 0, arrayMap(e -> indexOf(alphabet, e.2),
-            arraySort(groupArray((timestamp, step))))) AS raw
+        SELECT arrayFilter(c -> c > 0, arrayMap(e -> e.2, arraySort(groupArray((timestamp, indexOf(alphabet, step)))))) AS raw
         FROM ({_steps_in_range(project_id, filters, sample=True)})
         GROUP BY sequence
     )
@@ -199,7 +199,7 @@ def recount_query(project_id: str, funnels: list[tuple[str, ...]], since: dateti
 FROM (
     SELECT arrayStringConcat(arrayMap(c -> char(32 + c), {_dedup("raw")})) AS sequence, count() AS weight
     FROM (
-        SELECT arrayMap(e -> indexOf(%(alphabet)s, e.2), arraySort(groupArray((timestamp, step)))) AS raw
+        SELECT arrayMap(e -> e.2, arraySort(groupArray((timestamp, indexOf(%(alphabet)s, step))))) AS raw
         FROM ({_steps_in_range(project_id, filters, where=" AND step IN %(alphabet)s")})
         GROUP BY sequence
     )
@@ -434,16 +434,26 @@ async def discover(records: Records, project_id: str, since: datetime, until: da
                    depth: int = 4, rank: str = "volume", sample_events: int = MINING_SAMPLE_EVENTS) -> Discovery:
     """Mine candidate funnels (ending at ``target`` when given) and count them exactly; with
     ``target``, test the drivers of reaching it; with ``path_step``, the paths ``from`` or ``to`` it.
-    ``records`` runs named queries (concurrently, in the dashboard) and returns their rows."""
+    ``records`` runs named queries (concurrently, in the dashboard) and returns their rows. The drivers
+    and paths run beside mining and then the exact count, which needs mining's answer."""
     first = first_queries(project_id, since, until, filters, target, path_step, direction, depth, sample_events)
-    rows = await records(first)
-    candidates = candidate_funnels(rows["mining"], target)
     queries = dict(first)
-    funnels: list[DiscoveredFunnel] = []
-    if candidates:
+
+    async def funnels() -> tuple[list[DiscoveredFunnel], int]:
+        mined = (await records({"mining": first["mining"]}))["mining"]
+        candidates = candidate_funnels(mined, target)
+        sampled = int(mined[0]["sampled"]) if mined else 0
+        if not candidates:
+            return [], sampled
         queries["recount"] = recount_query(project_id, candidates, since, until, filters)
         counted = (await records({"recount": queries["recount"]}))["recount"]
-        funnels = funnel_rows(candidates, counted[0], rank)
-    return Discovery(funnels, int(rows["mining"][0]["sampled"]) if rows["mining"] else 0,
-                     lift.drivers(rows["drivers"]) if target else None,
+        return funnel_rows(candidates, counted[0], rank), sampled
+
+    beside = {name: query for name, query in first.items() if name != "mining"}
+    (found, sampled), rows = await asyncio.gather(funnels(), records(beside) if beside else _nothing())
+    return Discovery(found, sampled, lift.drivers(rows["drivers"]) if target else None,
                      sankey(rows["paths"]) if path_step else None, queries)
+
+
+async def _nothing() -> dict[str, list[dict]]:
+    return {}

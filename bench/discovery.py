@@ -27,10 +27,10 @@ from datetime import timedelta
 
 from analytics import discovery, lift
 from analytics.run import records
+from bench.clickhouse import bench_clickhouse
 from bench.queries import DAYS, FUNNEL, RESULTS, START, load
 from dashboard.runner import QueryRunner
-from devstack.stack import Stack
-from headwater.clickhouse import make_client, project_database
+from headwater.clickhouse import project_database
 from headwater.settings import get_settings
 
 PROJECT = "bench_discovery"
@@ -52,14 +52,11 @@ def main() -> None:
     settings = get_settings()
     events = int(os.environ.get("BENCH_QUERY_EVENTS", 10_000_000))
     runs = int(os.environ.get("BENCH_DISCOVERY_RUNS", 3))
-    stack = None
-    client = make_client(settings)
-    try:
-        client.execute("SELECT 1")
-    except Exception:  # nothing running: start ClickHouse only
-        stack = Stack(settings)
-        stack.restart("clickhouse")
-        client = make_client(settings)
+    with bench_clickhouse(settings) as client:
+        run(settings, client, events, runs)
+
+
+def run(settings, client, events: int, runs: int) -> None:
     runner = QueryRunner(settings)
     try:
         result: dict = {"load": load(client, PROJECT, events)}
@@ -98,9 +95,6 @@ def main() -> None:
         print(json.dumps(result, indent=2))
     finally:
         runner.close()
-        client.disconnect()
-        if stack:
-            stack.clickhouse.stop()
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.clickhouse import bench_clickhouse
 from bench.run import RESULTS
 from devstack.postgres import PostgresServer
-from devstack.stack import Stack
-from headwater.clickhouse import make_client, project_database
+from headwater.clickhouse import project_database
 from headwater.settings import get_settings
 from importer.load import TableLoader, table_function
 from importer.plan import Source, TableImport
@@ -48,14 +48,11 @@ def parquet_file(path) -> None:
 
 def main() -> None:
     settings = get_settings()
-    client = make_client(settings)
-    stack = None
-    try:
-        client.execute("SELECT 1")
-    except Exception:  # nothing running: start ClickHouse only
-        stack = Stack(settings)
-        stack.restart("clickhouse")
-        client = make_client(settings)
+    with bench_clickhouse(settings) as client:
+        run(settings, client)
+
+
+def run(settings, client) -> None:
     postgres = PostgresServer(settings.local_path / "bench-postgres", 19532)
     postgres.start()
     try:
@@ -94,10 +91,7 @@ def main() -> None:
         (RESULTS / "imports.json").write_text(json.dumps(result, indent=2) + "\n")
     finally:
         client.execute(f"DROP DATABASE IF EXISTS {project_database(PROJECT)} SYNC")
-        client.disconnect()
         postgres.stop()
-        if stack is not None:
-            stack.clickhouse.stop()
 
 
 if __name__ == "__main__":

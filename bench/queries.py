@@ -45,9 +45,9 @@ from pathlib import Path
 
 from analytics import cohorts, people, queries
 from analytics.filters import NONE, Filters
+from bench.clickhouse import bench_clickhouse
 from dashboard.runner import QueryRunner
-from devstack.stack import Stack
-from headwater.clickhouse import make_client, project_database
+from headwater.clickhouse import project_database
 from headwater.migrations import migrate_project
 from headwater.settings import get_settings
 
@@ -297,15 +297,7 @@ def main() -> None:
     settings = get_settings()
     events = int(os.environ.get("BENCH_QUERY_EVENTS", 10_000_000))
     runs = int(os.environ.get("BENCH_QUERY_RUNS", 5))
-    stack = None
-    client = make_client(settings)
-    try:
-        client.execute("SELECT 1")
-    except Exception:  # nothing running: start ClickHouse only
-        stack = Stack(settings)
-        stack.restart("clickhouse")  # starts it and waits until it answers
-        client = make_client(settings)
-    try:
+    with bench_clickhouse(settings) as client:
         project = "bench_queries"
         result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(),
                   "load": load(client, project, events)}
@@ -327,10 +319,6 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "queries.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
-    finally:
-        client.disconnect()
-        if stack:
-            stack.clickhouse.stop()
 
 
 def table_size(client, db: str) -> dict:
