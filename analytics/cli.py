@@ -20,6 +20,8 @@ from clickhouse_driver.errors import ServerException
 
 from analytics import queries
 from analytics.cohorts import for_breakdown
+from analytics.conditions import Condition, ConditionError
+from analytics.conditions import parse as parse_condition
 from analytics.export import FORMATS, TIME_COLUMN, export, export_query
 from analytics.filters import Filters
 from analytics.queries import Query, QueryError
@@ -44,12 +46,14 @@ def range_of(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 def _build(args: argparse.Namespace) -> Query:
     since, until = range_of(args)
-    p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids", cohort=args.cohort or "")
+    p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids", cohort=args.cohort or "",
+                                 where=conditions_of(args))
     if args.cohort:
         f = f.resolve(p, _project_cohorts(p))
     by = tuple(for_breakdown(p, _project_cohorts(p), args.by_cohorts)) if getattr(args, "by_cohorts", None) else ()
     if args.query == "trends":
-        return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f, by)
+        return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f, by,
+                              args.breakdown_limit, args.metric, args.of)
     if args.query == "funnel":
         return queries.funnel(p, args.steps, since, until, args.window, f, by)
     if args.query == "retention":
@@ -62,6 +66,20 @@ def _build(args: argparse.Namespace) -> Query:
     if args.query == "catalogue":
         return queries.catalogue(p, since, until)
     return queries.sessions(p, since, until, f)
+
+
+def conditions_of(args: argparse.Namespace) -> tuple[Condition, ...]:
+    """``--where`` conditions, checked (a bad one raises :class:`QueryError` with the reason)."""
+    try:
+        return tuple(parse_condition(text) for text in args.where or ())
+    except ConditionError as exc:
+        raise QueryError(str(exc)) from exc
+
+
+def where_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--where", action="append", metavar="KEY:OP:VALUE",
+                        help="only events meeting this condition on any property, e.g. properties.plan:eq:pro "
+                             "(repeatable; docs/queries.md)")
 
 
 def _project_cohorts(project_id: str) -> list[dict]:
@@ -196,6 +214,7 @@ def add_parsers(sub) -> None:
         made[name] = kinds.add_parser(name, help=help_text)
         common_arguments(made[name])
         made[name].add_argument("--format", choices=["table", "json"], default="table")
+        where_argument(made[name])
         made[name].add_argument("--include-bots", action="store_true",
                                 help="count events whose user agent is on the crawler list (left out by default)")
         made[name].add_argument("--cohort", metavar="NAME", help="only the events and sessions of this cohort's "
@@ -207,9 +226,17 @@ def add_parsers(sub) -> None:
     for name in ("trends", "funnel", "retention"):
         made[name].add_argument("--by-cohorts", nargs="+", metavar="NAME",
                                 help="one series, funnel or grid per cohort of these, of its members")
-    made["trends"].add_argument("--event", help="only this event (default: every event)")
+    made["trends"].add_argument("--event", help="only this event, or page views of a path starting with / "
+                                                 "(default: every event)")
     made["trends"].add_argument("--interval", choices=queries.INTERVALS, default="day")
-    made["trends"].add_argument("--breakdown", choices=queries.BREAKDOWNS)
+    made["trends"].add_argument("--breakdown", metavar="KEY", help="a column (" + ", ".join(queries.BREAKDOWNS) +
+                                ") or any property, properties.NAME")
+    made["trends"].add_argument("--metric", choices=queries.METRICS,
+                                help="a value column more: events, persons, sessions, or the sum, average, median or "
+                                     "90th percentile of the numeric property --of")
+    made["trends"].add_argument("--of", metavar="properties.NAME", help="the numeric property of --metric")
+    made["trends"].add_argument("--breakdown-limit", type=int, default=25,
+                                help="the most frequent values kept; the rest are counted as (other)")
     made["funnel"].add_argument("steps", nargs="+", help="the events, in order")
     made["funnel"].add_argument("--window", type=int, default=86_400, help="seconds from the first step (1 day)")
     made["retention"].add_argument("--period", choices=queries.RETENTION_PERIODS, default="week")

@@ -15,7 +15,7 @@ import asyncio
 import json
 
 from analytics import discovery
-from analytics.cli import common_arguments, on_clickhouse, range_of
+from analytics.cli import common_arguments, conditions_of, on_clickhouse, range_of, where_argument
 from analytics.discovery import Discovery
 from analytics.filters import Filters
 from analytics.lift import Drivers
@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
         common_arguments(made)
         made.add_argument("--format", choices=["table", "json"], default="table")
         made.add_argument("--include-bots", action="store_true", help="count events from crawlers too")
+        where_argument(made)
         made.set_defaults(func=cmd_discover)
     funnels.add_argument("--target", help="only funnels ending at this step (an event, or a page path)")
     funnels.add_argument("--rank", choices=discovery.RANKINGS, default="volume",
@@ -57,10 +58,10 @@ def _options(args: argparse.Namespace) -> dict:
 
 def cmd_discover(args: argparse.Namespace) -> None:
     since, until = range_of(args)
-    filters = Filters(include_bots=args.include_bots)
     options = _options(args)
 
     def work(client) -> str:
+        filters = Filters(include_bots=args.include_bots, where=conditions_of(args))
         if args.sql:
             first = discovery.first_queries(args.project, since, until, filters,
                                             **{k: v for k, v in options.items() if k != "rank"})

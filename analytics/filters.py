@@ -7,6 +7,9 @@ Filters combine with AND. They are conditions on each event's own columns, so "c
 events sent from Germany (a visitor who travels is counted where each event was sent from). On the
 ``sessions`` table the same filters keep sessions whose entry matches (country, device and campaign are
 taken from a session's first event there), and a page filter keeps sessions that viewed the page.
+
+``where`` conditions (:mod:`analytics.conditions`) test any property, custom ones included: an event
+must meet them all; a session is kept when one of its events in the range does.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from analytics.cohorts import Cohort, find
+from analytics.conditions import MAX_CONDITIONS, Condition, ConditionError, parse
 from headwater.clickhouse import project_database
 
 # filter name -> events column; each is matched for equality
@@ -29,6 +33,7 @@ SESSION_FIELDS = {name: column for name, column in FIELDS.items() if name != "pa
 BOTS, INCLUDE = "bots", "include"
 COUNT, IDS = "count", "ids"  # count=ids: count distinct ids, not persons (analytics/persons.py)
 COHORT = "cohort"  # cohort=NAME: only the events and sessions of a cohort's members (analytics/cohorts.py)
+WHERE = "where"  # where=KEY:OP:VALUE, repeatable: conditions on any property (analytics/conditions.py)
 MAX_VALUE = 1000
 
 
@@ -48,6 +53,7 @@ class Filters:
     count_ids: bool = False  # not a filter: what counts as one visitor (analytics/persons.py)
     cohort: str = ""  # a cohort's name; :meth:`resolve` finds its definition
     definition: Cohort | None = None
+    where: tuple[Condition, ...] = ()  # conditions on any property, all of which an event meets
 
     def __post_init__(self) -> None:
         for name in FIELDS:
@@ -56,6 +62,8 @@ class Filters:
                 raise FilterError(f"filter {name} must be text of at most {MAX_VALUE} characters")
         if not isinstance(self.cohort, str) or len(self.cohort) > 80:
             raise FilterError("filter cohort must be a cohort's name")
+        if len(self.where) > MAX_CONDITIONS:
+            raise FilterError(f"at most {MAX_CONDITIONS} conditions (where)")
 
     @classmethod
     def from_mapping(cls, values) -> Filters:
@@ -66,8 +74,13 @@ class Filters:
             raise FilterError(f"count must be persons or {IDS}, not {count[:40]!r}")
         count_ids = count == IDS
         fields: dict = {name: str(values.get(name) or "").strip() for name in FIELDS}
+        texts = values.get(WHERE) or []
+        try:
+            where = tuple(parse(text) for text in ([texts] if isinstance(texts, str) else texts) if text.strip())
+        except ConditionError as exc:
+            raise FilterError(str(exc)) from exc
         return cls(**fields, include_bots=include_bots, count_ids=count_ids,
-                   cohort=str(values.get(COHORT) or "").strip())
+                   cohort=str(values.get(COHORT) or "").strip(), where=where)
 
     def resolve(self, project_id: str, cohorts: list[dict]) -> Filters:
         """These filters with the definition of their cohort, among the project's ``cohorts``; raises
@@ -91,15 +104,24 @@ class Filters:
             active[COUNT] = IDS
         return active
 
+    def conditions(self) -> list[str]:
+        """The conditions, as their ``where`` URL parameters."""
+        return [str(c) for c in self.where]
+
     def _equalities(self) -> list[str]:
         return [name for name in FIELDS if getattr(self, name)]
 
     def __bool__(self) -> bool:
-        return bool(self._equalities()) or self.include_bots or bool(self.cohort)
+        return bool(self._equalities()) or self.include_bots or bool(self.cohort) or bool(self.where)
 
     def params(self) -> dict:
         own = {f"filter_{name}": getattr(self, name) for name in self._equalities()}
+        for i, condition in enumerate(self.where):
+            own.update(condition.sql(f"where{i}")[1])
         return {**own, **self._cohort().params()} if self.cohort else own
+
+    def _where(self) -> str:
+        return "".join(f" AND {condition.sql(f'where{i}')[0]}" for i, condition in enumerate(self.where))
 
     def _cohort(self) -> Cohort:
         if self.definition is None:
@@ -115,7 +137,7 @@ class Filters:
     def events_condition(self) -> str:
         """`` AND …`` for a query on ``events``; parameters from :meth:`params`."""
         return (self._bots() + "".join(f" AND {FIELDS[name]} = %(filter_{name})s" for name in self._equalities())
-                + self._cohort_condition())
+                + self._where() + self._cohort_condition())
 
     def sessions_condition(self, project_id: str, since: str, until: str) -> str:
         """`` AND …`` for a query on ``sessions``; a page filter looks up the sessions that viewed the page
@@ -126,6 +148,9 @@ class Filters:
         if "page" in active:
             sql += (f" AND session_id IN (SELECT session_id FROM {project_database(project_id)}.events"
                     f" WHERE timestamp >= {since} AND timestamp < {until} AND url_path = %(filter_page)s)")
+        if self.where:
+            sql += (f" AND session_id IN (SELECT session_id FROM {project_database(project_id)}.events"
+                    f" WHERE timestamp >= {since} AND timestamp < {until}{self._where()})")
         return sql
 
 

@@ -25,14 +25,14 @@ from zoneinfo import ZoneInfo
 
 from analytics import persons
 from analytics.cohorts import Cohort, membership
+from analytics.conditions import COLUMNS, ConditionError, check_key, value_sql
 from analytics.filters import NONE, Filters
 from headwater.clickhouse import project_database
 
 INTERVALS = ("hour", "day", "week", "month")
 RETENTION_PERIODS = ("day", "week")
-# Columns a trend may be broken down by, and what ``top`` ranks.
-BREAKDOWNS = ("event", "type", "browser", "os", "device", "country", "region", "city", "url_host", "url_path",
-              "referrer_host", "referrer_source", "referrer_medium", "utm_source", "utm_medium", "utm_campaign")
+# Columns a trend may be broken down by (or any property: ``properties.NAME``), and what ``top`` ranks.
+BREAKDOWNS = COLUMNS
 TOP = {
     "pages": ("url_path", "type = 'page'"),
     "events": ("event", "type = 'track'"),
@@ -114,29 +114,95 @@ def _by_cohorts(by_cohorts: tuple[Cohort, ...], filters: Filters, params: dict) 
     return expression
 
 
+OTHER = "(other)"
+
+
+def _breakdown(project_id: str, breakdown: str, limit: int, filters: Filters, params: dict) -> tuple[str, str]:
+    """A breakdown by a column or a property (``properties.plan``): the ``WITH`` of its ``limit`` most
+    frequent values in the range, and the expression that groups the others under ``(other)``."""
+    try:
+        value, key_params = value_sql(check_key(breakdown), "by")
+    except ConditionError as exc:
+        raise QueryError(f"breakdown: {exc}") from exc
+    if not 1 <= limit <= 1000:
+        raise QueryError("breakdown_limit must be from 1 to 1000")
+    params.update(key_params, breakdown_limit=limit, other=OTHER)
+    top = f"""WITH (
+    SELECT groupArray(value) FROM (
+        SELECT {value} AS value FROM {_events(project_id, final=False)}
+        WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
+        GROUP BY value ORDER BY count() DESC, value LIMIT %(breakdown_limit)s
+    )
+) AS top_values
+"""
+    return top, f"if(has(top_values, {value}), {value}, %(other)s)"
+
+
+METRICS = ("count", "persons", "sessions", "sum", "avg", "median", "p90")
+NUMERIC_METRICS = {"sum": "sumIf({x}, {has})", "avg": "ifNotFinite(avgIf({x}, {has}), 0)",
+                   "median": "ifNotFinite(quantileExactIf(0.5)({x}, {has}), 0)",
+                   "p90": "ifNotFinite(quantileExactIf(0.9)({x}, {has}), 0)"}
+
+
+def _metric(metric: str, of: str | None, filters: Filters, params: dict) -> str:
+    """The aggregate of a trend's ``value`` column: events (``count``), ``persons``, ``sessions``, or the
+    sum, average, median or 90th percentile of the numeric property ``of`` over the events that have it
+    (0 in a period where none has it)."""
+    if metric not in METRICS:
+        raise QueryError(f"metric must be one of {', '.join(METRICS)}")
+    if metric in NUMERIC_METRICS:
+        if not of or not of.startswith("properties."):
+            raise QueryError(f"the {metric} metric needs a numeric property to add up: properties.NAME")
+        try:
+            _, key_params = value_sql(check_key(of), "of")
+        except ConditionError as exc:
+            raise QueryError(f"metric property: {exc}") from exc
+        params.update(key_params)
+        keys = ", ".join(f"%({name})s" for name in key_params)
+        return NUMERIC_METRICS[metric].format(x=f"JSONExtractFloat(properties, {keys})",
+                                              has=f"JSONHas(properties, {keys})")
+    return {"count": "count()", "persons": f"uniqExact({persons.who(filters)})",
+            "sessions": "uniqExactIf(session_id, session_id != '')"}[metric]
+
+
+def _event_condition(event: str | None) -> str:
+    """An event's name, or, starting with ``/``, page views of that path."""
+    if not event:
+        return ""
+    return " AND type = 'page' AND url_path = %(event)s" if event.startswith("/") else " AND event = %(event)s"
+
+
 def trends(project_id: str, since: datetime, until: datetime, event: str | None = None, interval: str = "day",
            breakdown: str | None = None, tz: str = "UTC", filters: Filters = NONE,
-           by_cohorts: tuple[Cohort, ...] = ()) -> Query:
+           by_cohorts: tuple[Cohort, ...] = (), breakdown_limit: int = 25, metric: str | None = None,
+           of: str | None = None) -> Query:
     """Events and unique visitors per period (and per breakdown value, or per cohort of ``by_cohorts``
-    their visitors are members of): one row per non-empty group."""
+    their visitors are members of): one row per non-empty group. ``event`` is an event's name or,
+    starting with ``/``, a page's path. A breakdown is a column of ``BREAKDOWNS`` or any property
+    (``properties.plan``); its ``breakdown_limit`` most frequent values in the range are kept and the
+    rest counted together as ``(other)``. With ``metric``, a ``value`` column more: see
+    :func:`_metric` (``of`` names the property of a numeric metric)."""
     if interval not in INTERVALS:
         raise QueryError(f"interval must be one of {', '.join(INTERVALS)}")
-    if breakdown is not None and breakdown not in BREAKDOWNS:
-        raise QueryError(f"breakdown must be one of {', '.join(BREAKDOWNS)}")
     if breakdown and by_cohorts:
         raise QueryError("break down by a column or by cohorts, not both")
     params = {**time_range(since, until), "event": event, **filters.params()}
-    split = _by_cohorts(by_cohorts, filters, params) if by_cohorts else breakdown or "''"
-    sql = f"""SELECT
+    top, split = "", "''"
+    if by_cohorts:
+        split = _by_cohorts(by_cohorts, filters, params)
+    elif breakdown:
+        top, split = _breakdown(project_id, breakdown, breakdown_limit, filters, params)
+    value = f",\n    {_metric(metric, of, filters, params)} AS value" if metric else ""
+    sql = f"""{top}SELECT
     {_period(interval, _zone(tz))} AS period,
     {split} AS breakdown,
     count() AS events,
-    uniqExact({persons.who(filters)}) AS visitors
+    uniqExact({persons.who(filters)}) AS visitors{value}
 FROM {_events(project_id)}{persons.join(project_id, filters)}
-WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{" AND event = %(event)s" if event else ""}{filters.events_condition()}
+WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{_event_condition(event)}{filters.events_condition()}
 GROUP BY period, breakdown
 ORDER BY period, events DESC, breakdown{FINAL_SETTINGS}"""
-    return Query(sql, params, ("period", "breakdown", "events", "visitors"))
+    return Query(sql, params, ("period", "breakdown", "events", "visitors", *(("value",) if metric else ())))
 
 
 def _step_condition(i: int, step: str) -> str:

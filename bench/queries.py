@@ -43,7 +43,7 @@ import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analytics import cohorts, people, queries
+from analytics import cohorts, conditions, people, queries
 from analytics.filters import NONE, Filters
 from bench.clickhouse import bench_clickhouse
 from dashboard.runner import QueryRunner
@@ -224,6 +224,13 @@ def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Qu
                                               filters=filters),
         "trends_daily_by_browser": queries.trends(project, START, until, interval="day", breakdown="browser",
                                                   filters=filters),
+        # a custom property (the generated track events' "sku", 40 values) as the breakdown, the 25 most
+        # frequent kept and the rest as (other); and a numeric condition on one ("price" above 50)
+        "trends_daily_by_property_sku": queries.trends(project, START, until, interval="day",
+                                                       breakdown="properties.sku", filters=filters),
+        "trends_daily_where_price_above_50": queries.trends(
+            project, START, until, interval="day",
+            filters=dataclasses.replace(filters, where=(conditions.parse("properties.price:gt:50"),))),
         # what the admin API and the Flow page read, from the table its view keeps, against the same
         # answer scanned from the events (what each look at the catalogue would cost without it)
         "catalogue_30_days": queries.catalogue(project, START, until),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 
 def count(value) -> str:
@@ -46,10 +47,24 @@ def when_ms(value) -> str:
     return when(datetime.fromtimestamp(value / 1000, UTC)) if isinstance(value, int) else ""
 
 
+def number(value) -> str:
+    """A count with thousands separators, or a measure with two decimals."""
+    value = value or 0
+    return f"{value:,}" if isinstance(value, int) else f"{float(value):,.2f}"
+
+
+def period(epoch: int, interval: str, tz: str) -> str:
+    """A trend's period start (seconds) as the page names it: an hour in the view's time zone, or a day
+    (the start of a week or month)."""
+    if interval == "hour":
+        return datetime.fromtimestamp(epoch, ZoneInfo(tz)).strftime("%Y-%m-%d %H:00")
+    return datetime.fromtimestamp(epoch, UTC).date().isoformat()
+
+
 def plain(value):
     """A value as JSON can carry it."""
     return value.isoformat() if isinstance(value, (datetime, date)) else value
 
 
 FILTERS = {"count": count, "percent": percent, "duration": duration, "change": change, "figure": figure,
-           "when": when, "when_ms": when_ms}
+           "when": when, "when_ms": when_ms, "number": number, "period": period}

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from analytics import activity, cohorts, discovery
+from analytics import activity, cohorts, discovery, queries
 from analytics import people as people_queries
 from analytics.catalogue import catalogue_document
 from analytics.queries import Query, QueryError
@@ -80,6 +80,14 @@ async def retention(request: Request, context: dict) -> Response:
         segments = [("", views.cohort_grid(rows["retention"], state.periods, state.period, last_day))]
     context.update(segments=segments, grid=any(grid for _, grid in segments))
     return render(request, "retention.html", context)
+
+
+async def trends(request: Request, context: dict) -> Response:
+    """Lines of any events or pages, by a chosen metric, optionally broken down or beside the period
+    before."""
+    rows = await _run(request, context, "trends")
+    context.update(lines=views.trend_lines(rows, context["state"]), metrics=queries.METRICS, lines_sql=list(rows))
+    return render(request, "trends.html", context)
 
 
 async def discover(request: Request, context: dict) -> Response:

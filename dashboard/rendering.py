@@ -16,10 +16,10 @@ from headwater.geodata import attribution
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
-NAV = (("overview", "Overview"), ("funnels", "Funnels"), ("retention", "Retention"), ("discover", "Discover"),
-       ("live", "Live"),
-       ("sessions", "Sessions"), ("people", "People"), ("failed", "Failed events"), ("flow", "Flow"),
-       ("destinations", "Destinations"), ("alerts", "Alerts"), ("tags", "Tags"))
+NAV = (("overview", "Overview"), ("trends", "Trends"), ("funnels", "Funnels"), ("retention", "Retention"),
+       ("discover", "Discover"), ("live", "Live"), ("sessions", "Sessions"), ("people", "People"),
+       ("failed", "Failed events"), ("flow", "Flow"), ("destinations", "Destinations"), ("alerts", "Alerts"),
+       ("tags", "Tags"))
 ADMIN_ONLY = {"failed", "flow", "destinations", "alerts", "tags"}
 
 

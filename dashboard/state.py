@@ -17,9 +17,10 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from analytics.cohorts import Cohort, for_breakdown
+from analytics.conditions import ConditionError, check_key
 from analytics.discovery import DIRECTIONS, MAX_STEP, RANKINGS
-from analytics.filters import BOTS, COHORT, COUNT, FIELDS, FilterError, Filters
-from analytics.queries import INTERVALS, RETENTION_PERIODS
+from analytics.filters import BOTS, COHORT, COUNT, FIELDS, WHERE, FilterError, Filters
+from analytics.queries import INTERVALS, METRICS, RETENTION_PERIODS
 
 RANGES = {"today": "Today", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
           "90d": "Last 90 days", "custom": "Custom"}
@@ -50,6 +51,11 @@ class ViewState:
     rank: str = "volume"  # discovery: candidate funnels by volume or by dropoff
     path: str = ""  # discovery: the step whose paths to draw
     direction: str = "from"  # discovery: the paths from the step or to it
+    series: tuple[str, ...] = ()  # trends: the events (or page paths) drawn, each a line; "" is every event
+    metric: str = "count"  # trends: what each line counts (analytics.queries.METRICS)
+    of: str = ""  # trends: the numeric property of a sum, average, median or p90
+    split: str = ""  # trends: a column or property to break the one series down by (URL: breakdown)
+    compare: bool = False  # trends: each line beside its previous period of the same length
 
     def resolve(self, project_id: str, cohorts: list[dict]) -> ViewState:
         """The state with its cohort filter's definition and, with ``by_cohorts``, the project's cohorts
@@ -100,6 +106,8 @@ class ViewState:
         if state.interval:
             out["interval"] = state.interval
         out.update(state.filters.active())
+        if state.filters.where:
+            out[WHERE] = state.filters.conditions()
         if state.steps:
             out["step"] = list(state.steps)
         if state.window != "86400":
@@ -112,6 +120,16 @@ class ViewState:
             out["by"] = "cohorts"
         out.update({name: getattr(state, name) for name, default in DISCOVERY_DEFAULTS.items()
                     if getattr(state, name) != default})
+        if state.series:
+            out["series"] = list(state.series)
+        if state.metric != "count":
+            out["metric"] = state.metric
+        if state.of:
+            out["of"] = state.of
+        if state.split:
+            out["breakdown"] = state.split
+        if state.compare:
+            out["compare"] = "previous"
         return out
 
     def query_string(self, **changes) -> str:
@@ -125,6 +143,10 @@ class ViewState:
         filters = dataclasses.replace(self.filters, **change)
         return self.query_string(filters=filters)
 
+    def without_condition(self, index: int) -> str:
+        where = self.filters.where[:index] + self.filters.where[index + 1:]
+        return self.query_string(filters=dataclasses.replace(self.filters, where=where))
+
     def with_filter(self, name: str, value: str) -> str:
         change: dict[str, Any] = {name: value}
         filters = dataclasses.replace(self.filters, **change)
@@ -132,6 +154,7 @@ class ViewState:
 
 
 DISCOVERY_DEFAULTS = {"target": "", "rank": "volume", "path": "", "direction": "from"}
+MAX_SERIES = 5
 EARLIEST, LATEST = date(1970, 1, 1), date(2299, 12, 30)  # what a DateTime64 holds, with a day to spare
 
 
@@ -181,7 +204,8 @@ def parse_state(params) -> ViewState:
     if interval and interval not in INTERVALS:
         raise StateError(f"interval must be one of {', '.join(INTERVALS)}")
     try:
-        filters = Filters.from_mapping({name: params.get(name) for name in (*FIELDS, BOTS, COUNT, COHORT)})
+        filters = Filters.from_mapping({**{name: params.get(name) for name in (*FIELDS, BOTS, COUNT, COHORT)},
+                                        WHERE: params.getlist(WHERE)})
     except FilterError as exc:
         raise StateError(str(exc)) from exc
     steps = tuple(s.strip() for s in params.getlist("step") if s.strip())
@@ -194,7 +218,25 @@ def parse_state(params) -> ViewState:
     if by not in ("", "cohorts"):
         raise StateError("by must be cohorts")
     return ViewState(range_, start, end, tz, interval, filters, steps, window, period, periods, by == "cohorts",
-                     **_discovery(params))
+                     **_discovery(params), **_trends(params))
+
+
+def _trends(params) -> dict:
+    series = tuple(s.strip() for s in params.getlist("series"))
+    if len(series) > MAX_SERIES or any(len(s) > MAX_STEP for s in series):
+        raise StateError(f"a trend has at most {MAX_SERIES} series, each an event or a page path of at most "
+                         f"{MAX_STEP} characters")
+    of, split = (params.get("of") or "").strip(), (params.get("breakdown") or "").strip()
+    try:
+        for key in (k for k in (of, split) if k):
+            check_key(key)
+    except ConditionError as exc:
+        raise StateError(str(exc)) from exc
+    compare = params.get("compare") or ""
+    if compare not in ("", "previous"):
+        raise StateError("compare must be previous")
+    return {"series": series, "metric": _choice(params.get("metric"), METRICS, "metric", "count"), "of": of,
+            "split": split, "compare": compare == "previous"}
 
 
 def _discovery(params) -> dict:

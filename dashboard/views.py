@@ -131,6 +131,43 @@ def destinations_queries(project_id: str, state: ViewState) -> dict[str, Query]:
             "dead_letters": activity.dead_letters_by_step(project_id, since, until)}
 
 
+def trends_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    """One query per series (``series0`` …; every event when none is chosen), and with ``compare`` the
+    same over the period of the same length before (``previous0`` …). A breakdown applies to a single
+    series."""
+    since, until = state.bounds()
+    span = until - since
+    split = state.split if len(state.series) <= 1 else None
+    out = {}
+    for i, event in enumerate(state.series or ("",)):
+        def query(start: datetime, end: datetime, event: str = event) -> Query:
+            return queries.trends(project_id, start, end, event or None, state.trend_interval(), split or None,
+                                  state.tz, state.filters, metric=state.metric, of=state.of or None)
+        out[f"series{i}"] = query(since, until)
+        if state.compare:
+            out[f"previous{i}"] = query(since - span, since)
+    return out
+
+
+def trend_lines(rows: dict[str, list[dict]], state: ViewState) -> dict:
+    """The Trends page's chart and table: one line per series (per breakdown value, with one series
+    broken down), and with ``compare`` each series' previous period moved forward onto this one; the
+    x axis is the periods' start times (seconds), each line's values the ``value`` of each period (0
+    where it had no events)."""
+    since, until = state.bounds()
+    shift = int((until - since).total_seconds())
+    lines: dict[str, dict[int, float]] = {}
+    for i, event in enumerate(state.series or ("",)):
+        label = event or "every event"
+        for name, moved, suffix in ((f"series{i}", 0, ""), (f"previous{i}", shift, " (previous period)")):
+            for row in rows.get(name, []):
+                key = label + (f" · {row['breakdown']}" if state.split and len(state.series) <= 1 else "") + suffix
+                lines.setdefault(key, {})[_epoch(row["period"]) + moved] = row["value"]
+    x = sorted({t for values in lines.values() for t in values})
+    return {"x": x, "from": int(since.timestamp()), "to": int(until.timestamp()),
+            "cohorts": [{"name": name, "visitors": [values.get(t, 0) for t in x]} for name, values in lines.items()]}
+
+
 def discover_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     """The Discover page's first queries (``mining``, ``drivers``, ``paths``); the ``recount`` that
     counts the mined funnels exactly is built from mining's rows (:func:`discover_recount`)."""
@@ -149,7 +186,7 @@ async def discover_recount(records, project_id: str, state: ViewState) -> Query 
 
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
            "live": live_queries, "sessions": sessions_queries, "people": people_queries, "failed": failed_queries,
-           "alerts": alerts_queries, "discover": discover_queries,
+           "alerts": alerts_queries, "discover": discover_queries, "trends": trends_queries,
            "flow": flow_queries, "destinations": destinations_queries}
 
 MEDIATOR = "mediator"

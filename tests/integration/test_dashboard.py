@@ -177,6 +177,26 @@ def test_overview_figures_are_the_events_and_the_query_results(shown, loaded, cl
     assert metrics["average_duration_s"] == pytest.approx(engagement["average_duration_s"])
 
 
+def test_the_trends_page_shows_each_series_its_previous_period_and_a_property_breakdown(shown, loaded, clickhouse):
+    seen = shown["pages"]["trends"]
+    assert seen["status"] == 200
+    span = UNTIL - SINCE
+    expected = {}
+    for series in ("/", "/pricing"):
+        for name, since, until in ((series, SINCE, UNTIL), (f"{series} (previous period)", SINCE - span, SINCE)):
+            rows = run(clickhouse, queries.trends(loaded["project"], since, until, series, "hour", metric="persons"))
+            expected[name] = sum(r["value"] for r in rows)
+    compared = seen["compared"]
+    assert {name: sum(values) for name, values in compared["lines"].items()} == {
+        name: total for name, total in expected.items() if total or "previous" not in name}
+    assert expected["/"] == 3 and expected["/pricing"] == 3  # one person in each of three hours
+    assert compared["drawn"] == len(compared["lines"])
+    filtered = seen["filtered"]
+    assert "where=properties.plan%3Aeq%3Apro" in filtered["url"] and "breakdown=properties.plan" in filtered["url"]
+    assert filtered["chips"] == ["properties.plan:eq:pro"]
+    assert filtered["lines"] == {"Signed Up · pro": [1]}
+
+
 def test_the_discover_page_shows_what_discovery_finds(shown, loaded, clickhouse):
     seen = shown["pages"]["discover"]
     assert seen["status"] == 200

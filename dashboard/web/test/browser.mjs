@@ -131,6 +131,29 @@ async function people(page) {
            unknown_cohort: unknownCohort, trend_by_cohort: trendByCohort, funnels_by_cohort: funnelsByCohort, retention_by_cohort: retentionByCohort };
 }
 
+async function trendCells(page) {
+  return page.$$eval("[data-line]", (cells) => cells.reduce((lines, cell) => {
+    (lines[cell.dataset.line] = lines[cell.dataset.line] || []).push(Number(cell.dataset.value));
+    return lines;
+  }, {}));
+}
+
+// Two series by unique persons beside their previous period; then one event broken down by a custom
+// property, with a condition on it typed into the filter bar as a person would.
+async function trends(page) {
+  const status = await open(page, `/p/${project}/trends${state}&series=%2F&series=%2Fpricing&metric=persons&compare=previous`);
+  await page.waitForSelector("[data-chart=trend][data-drawn=true] canvas", { state: "attached" });
+  const compared = { lines: await trendCells(page), drawn: Number(await page.$eval("[data-chart=trend]", (b) => b.dataset.lines)) };
+  await page.screenshot({ path: `${shots}/trends.png` });
+  await open(page, `/p/${project}/trends${state}&series=Signed%20Up&breakdown=properties.plan`);
+  await page.click("[data-controls] details.filters summary");
+  await page.fill("[data-controls] input[name=where] >> nth=-1", "properties.plan:eq:pro");
+  await Promise.all([page.waitForNavigation(), page.click("[data-controls] > button")]);
+  const filtered = { url: page.url(), lines: await trendCells(page),
+                     chips: await texts(page, "[data-condition]", "data-condition") };
+  return { status, compared, filtered };
+}
+
 async function discover(page) {
   const project = env.DISCOVER_PROJECT;
   const query = `${env.DISCOVER_STATE}&target=${encodeURIComponent(env.DISCOVER_TARGET)}` +
@@ -331,7 +354,7 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  for (const [name, run] of Object.entries({ overview, funnels, retention, discover, sessions, people, failed, sql, live, flow, alerts, tags })) {
+  for (const [name, run] of Object.entries({ overview, trends, funnels, retention, discover, sessions, people, failed, sql, live, flow, alerts, tags })) {
     report.pages[name] = await run(page);
   }
   report.empty = await empty(page);
