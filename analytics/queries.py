@@ -115,21 +115,23 @@ def _by_cohorts(by_cohorts: tuple[Cohort, ...], filters: Filters, params: dict) 
 
 
 OTHER = "(other)"
+BREAKDOWN_SAMPLE = 1_000_000  # events (whole visitors) that choose a breakdown's most frequent values
 
 
 def _breakdown(project_id: str, breakdown: str, limit: int, filters: Filters, params: dict) -> tuple[str, str]:
     """A breakdown by a column or a property (``properties.plan``): the ``WITH`` of its ``limit`` most
-    frequent values in the range, and the expression that groups the others under ``(other)``."""
+    frequent values in the range (among about ``BREAKDOWN_SAMPLE`` events of whole visitors: all of a
+    smaller project's), and the expression that groups the others under ``(other)``."""
     try:
         value, key_params = value_sql(check_key(breakdown), "by")
     except ConditionError as exc:
         raise QueryError(f"breakdown: {exc}") from exc
     if not 1 <= limit <= 1000:
         raise QueryError("breakdown_limit must be from 1 to 1000")
-    params.update(key_params, breakdown_limit=limit, other=OTHER)
+    params.update(key_params, breakdown_limit=limit, other=OTHER, breakdown_sample=BREAKDOWN_SAMPLE)
     top = f"""WITH (
     SELECT groupArray(value) FROM (
-        SELECT {value} AS value FROM {_events(project_id, final=False)}
+        SELECT {value} AS value FROM {_events(project_id, final=False)} SAMPLE %(breakdown_sample)s
         WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
         GROUP BY value ORDER BY count() DESC, value LIMIT %(breakdown_limit)s
     )
