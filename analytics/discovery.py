@@ -429,6 +429,17 @@ def first_queries(project_id: str, since: datetime, until: datetime, filters: Fi
     return first
 
 
+async def mine(records: Records, mining: Query, project_id: str, since: datetime, until: datetime,
+               filters: Filters = NONE, target: str | None = None
+               ) -> tuple[list[dict], list[tuple[str, ...]], Query | None]:
+    """Run ``mining``; its rows, the candidate funnels they give, and the query that counts those
+    exactly (``None`` when there are none)."""
+    mined = (await records({"mining": mining}))["mining"]
+    candidates = candidate_funnels(mined, target)
+    recount = recount_query(project_id, candidates, since, until, filters) if candidates else None
+    return mined, candidates, recount
+
+
 async def discover(records: Records, project_id: str, since: datetime, until: datetime, filters: Filters = NONE,
                    target: str | None = None, path_step: str | None = None, direction: str = "from",
                    depth: int = 4, rank: str = "volume", sample_events: int = MINING_SAMPLE_EVENTS) -> Discovery:
@@ -440,13 +451,12 @@ async def discover(records: Records, project_id: str, since: datetime, until: da
     queries = dict(first)
 
     async def funnels() -> tuple[list[DiscoveredFunnel], int]:
-        mined = (await records({"mining": first["mining"]}))["mining"]
-        candidates = candidate_funnels(mined, target)
+        mined, candidates, recount = await mine(records, first["mining"], project_id, since, until, filters, target)
         sampled = int(mined[0]["sampled"]) if mined else 0
-        if not candidates:
+        if recount is None:
             return [], sampled
-        queries["recount"] = recount_query(project_id, candidates, since, until, filters)
-        counted = (await records({"recount": queries["recount"]}))["recount"]
+        queries["recount"] = recount
+        counted = (await records({"recount": recount}))["recount"]
         return funnel_rows(candidates, counted[0], rank), sampled
 
     beside = {name: query for name, query in first.items() if name != "mining"}

@@ -131,13 +131,18 @@ def destinations_queries(project_id: str, state: ViewState) -> dict[str, Query]:
             "dead_letters": activity.dead_letters_by_step(project_id, since, until)}
 
 
+def _split(state: ViewState) -> str:
+    """The Trends page's breakdown: it applies to a single series."""
+    return state.split if len(state.series) <= 1 else ""
+
+
 def trends_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     """One query per series (``series0`` …; every event when none is chosen), and with ``compare`` the
     same over the period of the same length before (``previous0`` …). A breakdown applies to a single
     series."""
     since, until = state.bounds()
     span = until - since
-    split = state.split if len(state.series) <= 1 else None
+    split = _split(state)
     out = {}
     for i, event in enumerate(state.series or ("",)):
         def query(start: datetime, end: datetime, event: str = event) -> Query:
@@ -161,7 +166,7 @@ def trend_lines(rows: dict[str, list[dict]], state: ViewState) -> dict:
         label = event or "every event"
         for name, moved, suffix in ((f"series{i}", 0, ""), (f"previous{i}", shift, " (previous period)")):
             for row in rows.get(name, []):
-                key = label + (f" · {row['breakdown']}" if state.split and len(state.series) <= 1 else "") + suffix
+                key = label + (f" · {row['breakdown']}" if _split(state) else "") + suffix
                 lines.setdefault(key, {})[_epoch(row["period"]) + moved] = row["value"]
     x = sorted({t for values in lines.values() for t in values})
     return {"x": x, "from": int(since.timestamp()), "to": int(until.timestamp()),
@@ -179,9 +184,9 @@ def discover_queries(project_id: str, state: ViewState) -> dict[str, Query]:
 async def discover_recount(records, project_id: str, state: ViewState) -> Query | None:
     """The exact count of the funnels mining finds for ``state``, as the page ran it (``None``: none)."""
     since, until = state.bounds()
-    mined = await records({"mining": discover_queries(project_id, state)["mining"]})
-    candidates = discovery.candidate_funnels(mined["mining"], state.target or None)
-    return discovery.recount_query(project_id, candidates, since, until, state.filters) if candidates else None
+    *_, recount = await discovery.mine(records, discover_queries(project_id, state)["mining"], project_id, since,
+                                       until, state.filters, state.target or None)
+    return recount
 
 
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
