@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from analytics.channels import CHANNEL_SQL
 from analytics.cohorts import Cohort, find
 from analytics.conditions import MAX_CONDITIONS, Condition, ConditionError, parse
 from headwater.clickhouse import project_database
@@ -28,6 +29,7 @@ FIELDS = {
     "utm_medium": "utm_medium",
     "utm_campaign": "utm_campaign",
     "page": "url_path",
+    "channel": CHANNEL_SQL,  # analytics/channels.py: a rule over utm tags and the referrer, on events and sessions
 }
 SESSION_FIELDS = {name: column for name, column in FIELDS.items() if name != "page"}
 BOTS, INCLUDE = "bots", "include"
@@ -49,6 +51,7 @@ class Filters:
     utm_medium: str = ""
     utm_campaign: str = ""
     page: str = ""
+    channel: str = ""
     include_bots: bool = False
     count_ids: bool = False  # not a filter: what counts as one visitor (analytics/persons.py)
     cohort: str = ""  # a cohort's name; :meth:`resolve` finds its definition

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from analytics import persons, queries
+from analytics.channels import CHANNEL_SQL
 from analytics.filters import NONE, Filters
 from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, Query, QueryError, _events, _utc_ms, time_range
 from headwater.clickhouse import project_database
@@ -17,7 +18,7 @@ from headwater.clickhouse import project_database
 PREVIOUS = "toDateTime64(%(previous)s, 3, 'UTC')"
 SESSION_PAGES = {"entry": "entry_page", "exit": "exit_page"}
 # What brought visitors, and with what, by their sessions' first events (as Plausible counts them).
-SOURCES = {"referrers": "referrer_source", "campaigns": "utm_campaign", "countries": "country",
+SOURCES = {"channels": CHANNEL_SQL, "referrers": "referrer_source", "campaigns": "utm_campaign", "countries": "country",
            "browsers": "browser", "os": "os", "devices": "device"}
 
 

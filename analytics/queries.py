@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from analytics import persons
+from analytics.channels import CHANNEL_SQL
 from analytics.cohorts import Cohort, membership
 from analytics.conditions import COLUMNS, ConditionError, check_key, value_sql
 from analytics.filters import NONE, Filters
@@ -36,6 +37,7 @@ BREAKDOWNS = COLUMNS
 TOP = {
     "pages": ("url_path", "type = 'page'"),
     "events": ("event", "type = 'track'"),
+    "channels": (CHANNEL_SQL, "type IN ('page', 'screen')"),
     "referrers": ("referrer_source", "type = 'page' AND referrer_source != '' AND referrer_medium != 'internal'"),
     "campaigns": ("utm_campaign", "utm_campaign != ''"),
     "countries": ("country", "country != ''"),

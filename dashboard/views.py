@@ -22,6 +22,7 @@ TOP_BLOCKS = {  # block -> (title, what the query library ranks, the filter a ro
     "pages": ("Top pages", "pages", "page"),
     "entry_pages": ("Entry pages", "entry", "page"),
     "exit_pages": ("Exit pages", "exit", "page"),
+    "channels": ("Channels", "channels", "channel"),
     "referrers": ("Referrers", "referrers", None),
     "campaigns": ("UTM campaigns", "campaigns", "utm_campaign"),
     "countries": ("Countries", "countries", "country"),

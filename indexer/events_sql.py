@@ -28,7 +28,8 @@ _ENRICHED = (
     "longitude Nullable(Float32)), "
     "page Tuple(url String, host String, path String, query String), "
     "referrer Tuple(url String, host String, medium String, source String), "
-    "campaign Tuple(source String, medium String, campaign String, term String, content String), "
+    "campaign Tuple(source String, medium String, campaign String, term String, content String, gclid String, "
+    "fbclid String, msclkid String), "
     f"session {_SESSION}, transforms Array(String))"
 )
 ENVELOPES = (f"Array(Tuple(project_id String, message_id String, received_at_ms Int64, request_id String, "
@@ -85,6 +86,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     *((column, f"rf.{field}") for column, field in (
         ("referrer", "url"), ("referrer_host", "host"), ("referrer_medium", "medium"), ("referrer_source", "source"))),
     *((f"utm_{field}", f"cp.{field}") for field in ("source", "medium", "campaign", "term", "content")),
+    *((click_id, f"cp.{click_id}") for click_id in ("gclid", "fbclid", "msclkid")),
 )
 
 

@@ -1,10 +1,4 @@
-"""Referrer -> medium and source, from a maintained referrer database.
-
-The database is Matomo's search-engine, social-network and AI-assistant lists
-(matomo-org/searchengine-and-social-list, CC0-1.0: ``data/matomo-referrers.json``, host lists only),
-and Headwater's own additions (``data/headwater-referrers.json``: webmail and mail apps, networks the
-upstream list lacks). Snowplow's referer-parser data would serve too, but it is GPL-3.0, which an
-Apache-2.0 project cannot ship.
+"""Referrer -> medium and source, from the maintained referrer lists of :mod:`headwater.referrers`.
 
 Mediums: ``direct`` (no referrer), ``internal`` (the site itself, ``www.`` or not, and its subdomains),
 ``email`` (``utm_medium=email``, or a webmail host or mail app), ``search``, ``social``, ``ai``, else
@@ -23,9 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / "data"
-UPSTREAM, OWN = DATA / "matomo-referrers.json", DATA / "headwater-referrers.json"
-MEDIUMS = ("search", "social", "ai", "email")
+from headwater.referrers import MEDIUMS, UPSTREAM, lists
+
 COMPOUND_TLDS = {"com", "org", "net", "co", "it", "edu", "ac", "gov", "ne", "or"}
 EMAIL_MEDIUMS = {"email", "e-mail", "newsletter"}
 MAX_LABELS = 10
@@ -94,7 +87,7 @@ class Referrers:
 
 @functools.cache
 def database() -> Referrers:
-    return Referrers([json.loads(OWN.read_text()), json.loads(UPSTREAM.read_text())])
+    return Referrers(list(lists()))
 
 
 def same_site(referrer_host: str, page_host: str) -> bool:
@@ -124,7 +117,7 @@ def _hosts(yaml_document: dict, nested: bool) -> dict[str, list[str]]:
 
 
 def main(paths: list[str]) -> None:
-    """Rewrite ``data/matomo-referrers.json`` from Matomo's SearchEngines.yml, Socials.yml and
+    """Rewrite ``headwater/referrer_data/matomo-referrers.json`` from Matomo's SearchEngines.yml, Socials.yml and
     AIAssistants.yml (needs PyYAML)."""
     import yaml
 

@@ -87,3 +87,14 @@ def test_trend_lines_overlay_the_previous_period_and_fill_empty_periods():
     assert lines["x"] == [march_2, march_2 + day]
     assert lines["cohorts"] == [{"name": "a", "visitors": [5, 7]},
                                 {"name": "a (previous period)", "visitors": [2, 0]}]
+
+
+def test_the_channel_rules_are_the_ones_documented():
+    from pathlib import Path
+
+    from analytics.channels import DEFAULT, RULES
+
+    documented = Path(__file__).resolve().parents[2].joinpath("docs", "queries.md").read_text()
+    for rule in RULES:
+        assert f"| {rule.channel} | {rule.when} |" in documented
+    assert f"| {DEFAULT} |" in documented
