@@ -18,15 +18,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from clickhouse_driver.errors import Error as ClickHouseError
 from clickhouse_driver.errors import ServerException
 
-from analytics import queries
+from analytics import overview, queries
 from analytics.cohorts import for_breakdown
 from analytics.conditions import Condition, ConditionError
 from analytics.conditions import parse as parse_condition
 from analytics.export import FORMATS, TIME_COLUMN, export, export_query
 from analytics.filters import Filters
+from analytics.goals import parse_goals
 from analytics.queries import Query, QueryError
 from analytics.run import as_json_lines, as_table, rendered_sql, rows
 from headwater.clickhouse import project_database
+from headwater.projects.model import Project
 
 
 def _when(text: str, tz: str) -> datetime:
@@ -47,15 +49,20 @@ def range_of(args: argparse.Namespace) -> tuple[datetime, datetime]:
 def _build(args: argparse.Namespace) -> Query:
     since, until = range_of(args)
     p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids", cohort=args.cohort or "",
-                                 where=conditions_of(args))
-    if args.cohort:
-        f = f.resolve(p, _project_cohorts(p))
-    by = tuple(for_breakdown(p, _project_cohorts(p), args.by_cohorts)) if getattr(args, "by_cohorts", None) else ()
+                                 where=conditions_of(args), goal=args.goal or "")
+    project = _project(p) if args.cohort or args.goal or args.query in ("funnel", "goals") or getattr(
+        args, "by_cohorts", None) else None
+    cohorts, goals = (project.cohorts, project.goals) if project else ([], [])
+    if args.cohort or args.goal:
+        f = f.resolve(p, cohorts, goals)
+    by = tuple(for_breakdown(p, cohorts, args.by_cohorts)) if getattr(args, "by_cohorts", None) else ()
     if args.query == "trends":
         return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f, by,
                               args.breakdown_limit, args.metric, args.of)
     if args.query == "funnel":
-        return queries.funnel(p, args.steps, since, until, args.window, f, by)
+        return queries.funnel(p, args.steps, since, until, args.window, f, by, parse_goals(goals))
+    if args.query == "goals":
+        return overview.goals(p, parse_goals(goals), since, until, f)
     if args.query == "retention":
         return queries.retention(p, since, until, args.period, args.periods, args.cohort_event,
                                  args.return_event, args.tz, f, by)
@@ -82,19 +89,18 @@ def where_argument(parser: argparse.ArgumentParser) -> None:
                              "(repeatable; docs/queries.md)")
 
 
-def _project_cohorts(project_id: str) -> list[dict]:
-    """The project's cohorts, as the project registry (the projects topic) holds them."""
+def _project(project_id: str) -> Project | None:
+    """The project, as the project registry (the projects topic) holds it."""
     import asyncio
 
     from headwater.projects.store import ProjectStore
     from headwater.settings import get_settings
 
-    async def load() -> list[dict]:
+    async def load() -> Project | None:
         store = ProjectStore(get_settings())
         await store.start()
         await store.stop()
-        project = store.get(project_id)
-        return project.cohorts if project else []
+        return store.get(project_id)
 
     return asyncio.run(load())
 
@@ -208,6 +214,7 @@ def add_parsers(sub) -> None:
         "paths": "the most common paths to an event",
         "sessions": "session count, bounce rate and average duration",
         "catalogue": "each event name, its properties and their types, with volumes and first/last seen",
+        "goals": "each of the project's goals: visitors converted, conversion rate, conversions and their value",
     }
     made = {}
     for name, help_text in parsers.items():
@@ -217,6 +224,8 @@ def add_parsers(sub) -> None:
         where_argument(made[name])
         made[name].add_argument("--include-bots", action="store_true",
                                 help="count events whose user agent is on the crawler list (left out by default)")
+        made[name].add_argument("--goal", metavar="NAME", help="only this goal's events, and the sessions that "
+                                "converted (one of the project's goals)")
         made[name].add_argument("--cohort", metavar="NAME", help="only the events and sessions of this cohort's "
                                 "members (one of the project's cohorts)")
         made[name].add_argument("--count", choices=["persons", "ids"], default="persons",
@@ -237,7 +246,8 @@ def add_parsers(sub) -> None:
     made["trends"].add_argument("--of", metavar="properties.NAME", help="the numeric property of --metric")
     made["trends"].add_argument("--breakdown-limit", type=int, default=25,
                                 help="the most frequent values kept; the rest are counted as (other)")
-    made["funnel"].add_argument("steps", nargs="+", help="the events, in order")
+    made["funnel"].add_argument("steps", nargs="+", help="the steps, in order: an event's name, /PATH for a page, "
+                                                             "goal:NAME for one of the project's goals")
     made["funnel"].add_argument("--window", type=int, default=86_400, help="seconds from the first step (1 day)")
     made["retention"].add_argument("--period", choices=queries.RETENTION_PERIODS, default="week")
     made["retention"].add_argument("--periods", type=int, default=8)

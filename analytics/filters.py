@@ -9,7 +9,8 @@ events sent from Germany (a visitor who travels is counted where each event was 
 taken from a session's first event there), and a page filter keeps sessions that viewed the page.
 
 ``where`` conditions (:mod:`analytics.conditions`) test any property, custom ones included: an event
-must meet them all; a session is kept when one of its events in the range does.
+must meet them all; a session is kept when one of its events in the range does. A ``goal``
+(:mod:`analytics.goals`) is a condition alike: its conversions, and the sessions that converted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import dataclasses
 from analytics.channels import CHANNEL_SQL
 from analytics.cohorts import Cohort, find
 from analytics.conditions import MAX_CONDITIONS, Condition, ConditionError, parse
+from analytics.goals import Goal, GoalError
+from analytics.goals import find as find_goal
 from headwater.clickhouse import project_database
 
 # filter name -> events column; each is matched for equality
@@ -35,6 +38,7 @@ SESSION_FIELDS = {name: column for name, column in FIELDS.items() if name != "pa
 BOTS, INCLUDE = "bots", "include"
 COUNT, IDS = "count", "ids"  # count=ids: count distinct ids, not persons (analytics/persons.py)
 COHORT = "cohort"  # cohort=NAME: only the events and sessions of a cohort's members (analytics/cohorts.py)
+GOAL = "goal"  # goal=NAME: only a goal's events, and the sessions that converted (analytics/goals.py)
 WHERE = "where"  # where=KEY:OP:VALUE, repeatable: conditions on any property (analytics/conditions.py)
 MAX_VALUE = 1000
 
@@ -57,14 +61,17 @@ class Filters:
     cohort: str = ""  # a cohort's name; :meth:`resolve` finds its definition
     definition: Cohort | None = None
     where: tuple[Condition, ...] = ()  # conditions on any property, all of which an event meets
+    goal: str = ""  # a goal's name; :meth:`resolve` finds its definition
+    goal_definition: Goal | None = None
 
     def __post_init__(self) -> None:
         for name in FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str) or len(value) > MAX_VALUE:
                 raise FilterError(f"filter {name} must be text of at most {MAX_VALUE} characters")
-        if not isinstance(self.cohort, str) or len(self.cohort) > 80:
-            raise FilterError("filter cohort must be a cohort's name")
+        for name in (COHORT, GOAL):
+            if not isinstance(getattr(self, name), str) or len(getattr(self, name)) > 80:
+                raise FilterError(f"filter {name} must be a {name}'s name")
         if len(self.where) > MAX_CONDITIONS:
             raise FilterError(f"at most {MAX_CONDITIONS} conditions (where)")
 
@@ -83,17 +90,20 @@ class Filters:
         except ConditionError as exc:
             raise FilterError(str(exc)) from exc
         return cls(**fields, include_bots=include_bots, count_ids=count_ids,
-                   cohort=str(values.get(COHORT) or "").strip(), where=where)
+                   cohort=str(values.get(COHORT) or "").strip(), where=where, goal=str(values.get(GOAL) or "").strip())
 
-    def resolve(self, project_id: str, cohorts: list[dict]) -> Filters:
-        """These filters with the definition of their cohort, among the project's ``cohorts``; raises
-        :class:`FilterError` when the project has no cohort of that name."""
-        if not self.cohort:
-            return self
+    def resolve(self, project_id: str, cohorts: list[dict], goals: list[dict] | None = None) -> Filters:
+        """These filters with the definitions of their cohort and goal, among the project's ``cohorts``
+        and ``goals``; raises :class:`FilterError` when the project has none of that name."""
+        resolved = self
         try:
-            return dataclasses.replace(self, definition=find(project_id, cohorts, self.cohort))
-        except ValueError as exc:
+            if self.cohort:
+                resolved = dataclasses.replace(resolved, definition=find(project_id, cohorts, self.cohort))
+            if self.goal:
+                resolved = dataclasses.replace(resolved, goal_definition=find_goal(goals or [], self.goal))
+        except (ValueError, GoalError) as exc:
             raise FilterError(str(exc)) from exc
+        return resolved
 
     def active(self) -> dict[str, str]:
         """The filters that narrow anything, as URL parameters (``bots=include`` widens, ``count=ids``
@@ -101,6 +111,8 @@ class Filters:
         active = {name: getattr(self, name) for name in FIELDS if getattr(self, name)}
         if self.cohort:
             active[COHORT] = self.cohort
+        if self.goal:
+            active[GOAL] = self.goal
         if self.include_bots:
             active[BOTS] = INCLUDE
         if self.count_ids:
@@ -115,16 +127,26 @@ class Filters:
         return [name for name in FIELDS if getattr(self, name)]
 
     def __bool__(self) -> bool:
-        return bool(self._equalities()) or self.include_bots or bool(self.cohort) or bool(self.where)
+        return (bool(self._equalities()) or self.include_bots or bool(self.cohort) or bool(self.where)
+                or bool(self.goal))
 
     def params(self) -> dict:
         own = {f"filter_{name}": getattr(self, name) for name in self._equalities()}
         for i, condition in enumerate(self.where):
             own.update(condition.sql(f"where{i}")[1])
+        if self.goal:
+            own.update(self._goal().sql("goal_filter")[1])
         return {**own, **self._cohort().params()} if self.cohort else own
 
     def _where(self) -> str:
-        return "".join(f" AND {condition.sql(f'where{i}')[0]}" for i, condition in enumerate(self.where))
+        """The conditions every event must meet: ``where`` and the goal's."""
+        goal = f" AND {self._goal().sql('goal_filter')[0]}" if self.goal else ""
+        return "".join(f" AND {condition.sql(f'where{i}')[0]}" for i, condition in enumerate(self.where)) + goal
+
+    def _goal(self) -> Goal:
+        if self.goal_definition is None:
+            raise FilterError(f"the goal {self.goal!r} was not looked up in the project (Filters.resolve)")
+        return self.goal_definition
 
     def _cohort(self) -> Cohort:
         if self.definition is None:
@@ -151,7 +173,7 @@ class Filters:
         if "page" in active:
             sql += (f" AND session_id IN (SELECT session_id FROM {project_database(project_id)}.events"
                     f" WHERE timestamp >= {since} AND timestamp < {until} AND url_path = %(filter_page)s)")
-        if self.where:
+        if self.where or self.goal:
             sql += (f" AND session_id IN (SELECT session_id FROM {project_database(project_id)}.events"
                     f" WHERE timestamp >= {since} AND timestamp < {until}{self._where()})")
         return sql

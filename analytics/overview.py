@@ -12,6 +12,7 @@ from datetime import datetime
 from analytics import persons, queries
 from analytics.channels import CHANNEL_SQL
 from analytics.filters import NONE, Filters
+from analytics.goals import REVENUE, Goal
 from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, Query, QueryError, _events, _utc_ms, time_range
 from headwater.clickhouse import project_database
 
@@ -108,3 +109,36 @@ def top_list(project_id: str, what: str, since: datetime, until: datetime, limit
     if what in SOURCES:
         return sources(project_id, what, since, until, limit, filters)
     return queries.top(project_id, what, since, until, limit, filters)
+
+
+def goals(project_id: str, goals: tuple[Goal, ...], since: datetime, until: datetime,
+          filters: Filters = NONE) -> Query:
+    """Per goal, in one pass over the range: ``visitors`` who converted, ``conversion_rate`` (of all the
+    visitors in the range, filters applied), ``conversions`` (goal events) and ``value`` (the sum of
+    their ``revenue``)."""
+    if not goals:
+        raise QueryError("the project has no goals")
+    params = {**time_range(since, until), **filters.params(), "goal_names": [g.name for g in goals]}
+    tests = []
+    for i, goal in enumerate(goals):
+        test, more = goal.sql(f"goal{i}")
+        tests.append(test)
+        params.update(more)
+    who = persons.who(filters)
+    sql = f"""SELECT
+    name AS goal,
+    converted AS visitors,
+    if(total = 0, 0, converted / total) AS conversion_rate,
+    events AS conversions,
+    worth AS value
+FROM (
+    SELECT
+        uniqExact({who}) AS total,
+        [{', '.join(f'uniqExactIf({who}, {t})' for t in tests)}] AS converted_,
+        [{', '.join(f'countIf({t})' for t in tests)}] AS events_,
+        [{', '.join(f'sumIf({REVENUE}, {t})' for t in tests)}] AS worth_
+    FROM {_events(project_id)}{persons.join(project_id, filters)}
+    WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
+)
+ARRAY JOIN %(goal_names)s AS name, converted_ AS converted, events_ AS events, worth_ AS worth{FINAL_SETTINGS}"""
+    return Query(sql, params, ("goal", "visitors", "conversion_rate", "conversions", "value"))

@@ -28,6 +28,7 @@ from analytics.channels import CHANNEL_SQL
 from analytics.cohorts import Cohort, membership
 from analytics.conditions import COLUMNS, ConditionError, check_key, value_sql
 from analytics.filters import NONE, Filters
+from analytics.goals import STEP_PREFIX, Goal
 from headwater.clickhouse import project_database
 
 INTERVALS = ("hour", "day", "week", "month")
@@ -209,16 +210,40 @@ ORDER BY period, events DESC, breakdown{FINAL_SETTINGS}"""
     return Query(sql, params, ("period", "breakdown", "events", "visitors", *(("value",) if metric else ())))
 
 
-def _step_condition(i: int, step: str) -> str:
-    """A funnel step is an event's name, or a page's path (starting with ``/``)."""
+def _step_condition(i: int, step: str | Goal, params: dict) -> str:
+    """A funnel step is an event's name, a page's path (starting with ``/``), or a goal."""
+    if isinstance(step, Goal):
+        sql, more = step.sql(f"step{i}")
+        params.update(more)
+        return sql
+    params[f"step{i}"] = step
     return f"(type = 'page' AND url_path = %(step{i})s)" if step.startswith("/") else f"event = %(step{i})s"
 
 
-def _steps_prefilter(steps: list[str], params: dict) -> str:
+def _funnel_steps(steps: list[str], goals: tuple[Goal, ...]) -> list[str | Goal]:
+    """The steps, each ``goal:NAME`` as that goal of ``goals``."""
+    named = {goal.name: goal for goal in goals}
+    found: list[str | Goal] = []
+    for step in steps:
+        if step.startswith(STEP_PREFIX):
+            if step[len(STEP_PREFIX):] not in named:
+                raise QueryError(f"{step[:100]!r}: the project has no such goal (it has: "
+                                 f"{', '.join(named) or 'none'})")
+            found.append(named[step[len(STEP_PREFIX):]])
+        else:
+            found.append(step)
+    return found
+
+
+def _steps_prefilter(steps: list[str | Goal], params: dict) -> str:
     """Only the events that can be a step: by name (the sorting key) and, for page steps, by path."""
-    events = tuple(s for s in steps if not s.startswith("/"))
-    pages = tuple(s for s in steps if s.startswith("/"))
+    events = tuple(s for s in steps if isinstance(s, str) and not s.startswith("/"))
+    pages = tuple(s for s in steps if isinstance(s, str) and s.startswith("/"))
     parts = []
+    for i, goal in enumerate(s for s in steps if isinstance(s, Goal)):
+        sql, more = goal.prefilter(f"step_goal{i}")
+        parts.append(sql)
+        params.update(more)
     if events:
         params["step_events"] = events
         parts.append("event IN %(step_events)s")
@@ -229,12 +254,13 @@ def _steps_prefilter(steps: list[str], params: dict) -> str:
 
 
 def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, window_s: int,
-           filters: Filters = NONE, by_cohorts: tuple[Cohort, ...] = ()) -> Query:
+           filters: Filters = NONE, by_cohorts: tuple[Cohort, ...] = (), goals: tuple[Goal, ...] = ()) -> Query:
     """An ordered funnel: how many visitors reached each step within ``window_s`` of their first step
     (``windowFunnel``, equal times count as in order), with the median and average seconds from the
     previous step on each visitor's first chain that reaches their level. Visitors enter when their
     first step happens in the range; later steps may happen after ``until`` but within the window.
-    A step is an event's name or, starting with ``/``, a page view of that path. With ``by_cohorts``,
+    A step is an event's name or, starting with ``/``, a page view of that path, or ``goal:NAME``, one
+    of ``goals`` (:mod:`analytics.goals`). With ``by_cohorts``,
     one funnel per cohort of its members (a ``cohort`` column first)."""
     if len(steps) < 2:
         raise QueryError("a funnel needs at least two steps")
@@ -242,11 +268,11 @@ def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, 
         raise QueryError("funnel steps must be distinct events")
     if window_s <= 0:
         raise QueryError("the window must be positive")
-    params = {**time_range(since, until), "window_ms": window_s * 1000, **filters.params(),
-              **{f"step{i}": step for i, step in enumerate(steps, start=1)}}
-    n = len(steps)
-    step_of = "multiIf(" + ", ".join(f"{_step_condition(i, step)}, {i}" for i, step in enumerate(steps, 1)) + ", 0)"
-    prefilter = _steps_prefilter(steps, params)
+    params = {**time_range(since, until), "window_ms": window_s * 1000, **filters.params()}
+    n, defined = len(steps), _funnel_steps(steps, goals)
+    step_of = ("multiIf(" + ", ".join(f"{_step_condition(i, step, params)}, {i}" for i, step in enumerate(defined, 1))
+               + ", 0)")
+    prefilter = _steps_prefilter(defined, params)
     conditions = ", ".join(f"step = {i}" for i in range(1, n + 1))
     # Each visitor's first chain reaching their level: walk greedily from every first-step event.
     chains = ("arrayMap(i -> arrayFold((chain, e) -> if(e.2 = length(chain) + 1 AND e.1 - chain[1] <= %(window_ms)s,"

@@ -108,12 +108,13 @@ WHERE ts < toDateTime64('{start}', 3, 'UTC') + toIntervalDay({days} + 7)
 # The sessions the sessionizer would have written for the generated events: one live row each.
 DERIVE_SESSIONS = """
 INSERT INTO {db}.sessions (project_id, session_id, visitor_id, user_id, start_at, end_at, duration_s, pageviews,
-    events, entry_page, exit_page, referrer, referrer_source, referrer_medium, utm_campaign, country, device,
-    browser, os, is_bot, is_bounce, is_new_visitor, sign, version)
+    events, entry_page, exit_page, referrer, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign,
+    country, device, browser, os, is_bot, is_bounce, is_new_visitor, sign, version)
 SELECT any(project_id), session_id, any(anonymous_id), any(user_id), min(timestamp), max(timestamp),
     dateDiff('second', min(timestamp), max(timestamp)), countIf(type = 'page'), count(),
     argMinIf(url_path, timestamp, type = 'page'), argMaxIf(url_path, timestamp, type = 'page'),
-    any(referrer_host), any(referrer_source), any(referrer_medium), any(utm_campaign), any(country), any(device),
+    any(referrer_host), any(referrer_source), any(referrer_medium), any(utm_source), any(utm_medium), any(utm_campaign),
+    any(country), any(device),
     any(browser), any(os), any(is_bot), count() = 1, endsWith(session_id, '-0'), 1, 1
 FROM {db}.events
 GROUP BY session_id

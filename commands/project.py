@@ -162,7 +162,8 @@ def add_parser(sub) -> None:
     read.add_argument("--revoke", action="store_true", help="revoke every read token of the project instead")
     apply = actions.add_parser("apply", help="create or update projects from a JSON list of definitions "
                                              "(id, name, origins, flow, privacy, enrich, validation, sessions, "
-                                             "retention_days, destinations, identity, cohorts); idempotent")
+                                             "retention_days, destinations, identity, cohorts, goals, alerts); "
+                                             "idempotent")
     apply.add_argument("file")
     apply.add_argument("--keys", help="JSON {project id: {public_key, server_key}}, used when a project is created")
 

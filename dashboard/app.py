@@ -60,7 +60,7 @@ def guarded(view: str):
                 return problem(request, 403, "Admins only", "This page needs the admin token; log in with it.")
             try:
                 state = parse_state(request.query_params)
-                state = state.resolve(project.id, project.cohorts)
+                state = state.resolve(project.id, project.cohorts, project.goals)
             except (StateError, FilterError) as exc:
                 return problem(request, 400, "Cannot show this view", str(exc))
             try:

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from analytics.cohorts import Cohort, for_breakdown
 from analytics.conditions import ConditionError, check_key
 from analytics.discovery import DIRECTIONS, MAX_STEP, RANKINGS
-from analytics.filters import BOTS, COHORT, COUNT, FIELDS, WHERE, FilterError, Filters
+from analytics.filters import BOTS, COHORT, COUNT, FIELDS, GOAL, WHERE, FilterError, Filters
+from analytics.goals import Goal, parse_goals
 from analytics.queries import INTERVALS, METRICS, RETENTION_PERIODS
 
 RANGES = {"today": "Today", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
@@ -47,6 +48,7 @@ class ViewState:
     periods: int = 8
     by_cohorts: bool = False  # by=cohorts: a funnel and a retention grid per cohort of the project
     breakdown: tuple[Cohort, ...] = ()  # those cohorts, looked up in the project (see :meth:`resolve`)
+    goals: tuple[Goal, ...] = ()  # the project's goals (see :meth:`resolve`): the overview's block, funnel steps
     target: str = ""  # discovery: the conversion whose funnels and drivers to find
     rank: str = "volume"  # discovery: candidate funnels by volume or by dropoff
     path: str = ""  # discovery: the step whose paths to draw
@@ -57,15 +59,16 @@ class ViewState:
     split: str = ""  # trends: a column or property to break the one series down by (URL: breakdown)
     compare: bool = False  # trends: each line beside its previous period of the same length
 
-    def resolve(self, project_id: str, cohorts: list[dict]) -> ViewState:
+    def resolve(self, project_id: str, cohorts: list[dict], goals: list[dict] | None = None) -> ViewState:
         """The state with its cohort filter's definition and, with ``by_cohorts``, the project's cohorts
-        to break down by; raises :class:`FilterError` for an unknown cohort."""
+        to break down by, and the project's goals; raises :class:`FilterError` for an unknown cohort or goal."""
         names = [c["name"] for c in cohorts if isinstance(c, dict) and "name" in c] if self.by_cohorts else []
         try:
             breakdown = tuple(for_breakdown(project_id, cohorts, names))
         except ValueError as exc:
             raise FilterError(str(exc)) from exc
-        return dataclasses.replace(self, filters=self.filters.resolve(project_id, cohorts), breakdown=breakdown)
+        return dataclasses.replace(self, filters=self.filters.resolve(project_id, cohorts, goals), breakdown=breakdown,
+                                   goals=parse_goals(goals or []))
 
     @property
     def zone(self) -> ZoneInfo:
@@ -138,7 +141,8 @@ class ViewState:
 
     def without_filter(self, name: str) -> str:
         resets: dict[str, dict[str, Any]] = {BOTS: {"include_bots": False}, COUNT: {"count_ids": False},
-                                             COHORT: {"cohort": "", "definition": None}}
+                                             COHORT: {"cohort": "", "definition": None},
+                                             GOAL: {"goal": "", "goal_definition": None}}
         change = resets.get(name, {name: ""})
         filters = dataclasses.replace(self.filters, **change)
         return self.query_string(filters=filters)
@@ -204,7 +208,7 @@ def parse_state(params) -> ViewState:
     if interval and interval not in INTERVALS:
         raise StateError(f"interval must be one of {', '.join(INTERVALS)}")
     try:
-        filters = Filters.from_mapping({**{name: params.get(name) for name in (*FIELDS, BOTS, COUNT, COHORT)},
+        filters = Filters.from_mapping({**{name: params.get(name) for name in (*FIELDS, BOTS, COUNT, COHORT, GOAL)},
                                         WHERE: params.getlist(WHERE)})
     except FilterError as exc:
         raise StateError(str(exc)) from exc

@@ -45,6 +45,8 @@ def overview_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     }
     for block, (_title, what, _filter) in TOP_BLOCKS.items():
         out[block] = overview.top_list(project_id, what, since, until, TOP_LIMIT, f)
+    if state.goals:
+        out["goals"] = overview.goals(project_id, state.goals, since, until, f)
     return out
 
 
@@ -53,7 +55,7 @@ def funnel_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     out = {"events": queries.top(project_id, "events", since, until, 20, state.filters)}
     if len(state.steps) >= 2 and len(set(state.steps)) == len(state.steps):
         out["funnel"] = queries.funnel(project_id, list(state.steps), since, until, int(state.window), state.filters,
-                                       state.breakdown)
+                                       state.breakdown, state.goals)
     return out
 
 

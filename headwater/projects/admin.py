@@ -74,6 +74,7 @@ class Configuration(msgspec.Struct, forbid_unknown_fields=True):
     destinations: list[dict] = []
     identity: dict = {}
     cohorts: list[dict] = []
+    goals: list[dict] = []
     alerts: dict = {}
 
 
@@ -99,11 +100,12 @@ def describe(project: Project) -> dict:
             "event_schemas": {event: [v["version"] for v in versions]
                               for event, versions in project.event_schemas.items()},
             "hash_key_ids": [k["id"] for k in project.hash_keys], "destinations": shown(project.destinations),
-            "identity": project.identity, "cohorts": project.cohorts, "alerts": project.alerts}
+            "identity": project.identity, "cohorts": project.cohorts, "goals": project.goals,
+            "alerts": project.alerts}
 
 
 CONFIGURABLE = ("flow", "privacy", "enrich", "validation", "sessions", "retention_days", "destinations", "identity",
-                "cohorts", "alerts")
+                "cohorts", "goals", "alerts")
 
 
 def new_hash_key() -> dict:

@@ -66,6 +66,7 @@ class Project:
     destinations: list[dict] = dataclasses.field(default_factory=list)  # headwater/destinations.py
     identity: dict = dataclasses.field(default_factory=dict)  # identity/graph.py IdentityOptions
     cohorts: list[dict] = dataclasses.field(default_factory=list)  # analytics/cohorts.py
+    goals: list[dict] = dataclasses.field(default_factory=list)  # analytics/goals.py
     alerts: dict = dataclasses.field(default_factory=dict)  # headwater/alerts.py
 
     @property
