@@ -11,7 +11,8 @@ A goal is part of the project's configuration (``goals``, through the admin API'
 - ``event``: a track event of that name, meeting every condition of ``where`` (at most 10, the syntax
   of :mod:`analytics.conditions`: ``properties.plan:eq:pro``).
 
-A goal event's value is its ``revenue`` property (Segment's), so each goal has a conversion value.
+A goal event's value is its ``revenue`` property (Segment's; :mod:`analytics.revenue`), so each goal
+has a conversion value.
 
 Where goals show: :func:`analytics.overview.goals` (the overview's Goals block: visitors who converted, the
 conversion rate, conversions and their value), a funnel step ``goal:NAME``
@@ -30,7 +31,6 @@ MAX_GOALS = 30
 MAX_TEXT = 200
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/()-]{0,79}$")
 STEP_PREFIX = "goal:"  # a funnel step naming a goal
-REVENUE = "JSONExtractFloat(properties, 'revenue')"
 
 
 class GoalError(ValueError):

@@ -12,8 +12,9 @@ from datetime import datetime
 from analytics import persons, queries
 from analytics.channels import CHANNEL_SQL
 from analytics.filters import NONE, Filters
-from analytics.goals import REVENUE, Goal
+from analytics.goals import Goal
 from analytics.queries import FINAL_SETTINGS, SINCE, UNTIL, Query, QueryError, _events, _utc_ms, time_range
+from analytics.revenue import AMOUNT, CURRENCY, HAS_REVENUE
 from headwater.clickhouse import project_database
 
 PREVIOUS = "toDateTime64(%(previous)s, 3, 'UTC')"
@@ -114,8 +115,9 @@ def top_list(project_id: str, what: str, since: datetime, until: datetime, limit
 def goals(project_id: str, goals: tuple[Goal, ...], since: datetime, until: datetime,
           filters: Filters = NONE) -> Query:
     """Per goal, in one pass over the range: ``visitors`` who converted, ``conversion_rate`` (of all the
-    visitors in the range, filters applied), ``conversions`` (goal events) and ``value`` (the sum of
-    their ``revenue``)."""
+    visitors in the range, filters applied), ``conversions`` (goal events), ``value`` (the sum of their
+    ``revenue``) and ``currencies`` (the currencies of that revenue, comma-separated: a value over
+    several is a sum of different units, which the dashboard does not show)."""
     if not goals:
         raise QueryError("the project has no goals")
     params = {**time_range(since, until), **filters.params(), "goal_names": [g.name for g in goals]}
@@ -130,15 +132,17 @@ def goals(project_id: str, goals: tuple[Goal, ...], since: datetime, until: date
     converted AS visitors,
     if(total = 0, 0, converted / total) AS conversion_rate,
     events AS conversions,
-    worth AS value
+    worth AS value,
+    arrayStringConcat(arraySort(units), ',') AS currencies
 FROM (
     SELECT
         uniqExact({who}) AS total,
         [{', '.join(f'uniqExactIf({who}, {t})' for t in tests)}] AS converted_,
         [{', '.join(f'countIf({t})' for t in tests)}] AS events_,
-        [{', '.join(f'sumIf({REVENUE}, {t})' for t in tests)}] AS worth_
+        [{', '.join(f'sumIf({AMOUNT}, {t})' for t in tests)}] AS worth_,
+        [{', '.join(f'groupUniqArrayIf({CURRENCY}, {t} AND {HAS_REVENUE})' for t in tests)}] AS units_
     FROM {_events(project_id)}{persons.join(project_id, filters)}
     WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
 )
-ARRAY JOIN %(goal_names)s AS name, converted_ AS converted, events_ AS events, worth_ AS worth{FINAL_SETTINGS}"""
-    return Query(sql, params, ("goal", "visitors", "conversion_rate", "conversions", "value"))
+ARRAY JOIN %(goal_names)s AS name, converted_ AS converted, events_ AS events, worth_ AS worth, units_ AS units{FINAL_SETTINGS}"""
+    return Query(sql, params, ("goal", "visitors", "conversion_rate", "conversions", "value", "currencies"))

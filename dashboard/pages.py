@@ -90,6 +90,14 @@ async def trends(request: Request, context: dict) -> Response:
     return render(request, "trends.html", context)
 
 
+async def revenue(request: Request, context: dict) -> Response:
+    """Revenue over time per currency, by where the buyers came from, and by product."""
+    rows = await _run(request, context, "revenue")
+    context.update(rows=rows, lines=views.revenue_lines(rows["over_time"], context["state"]),
+                   blocks=views.REVENUE_BLOCKS)
+    return render(request, "revenue.html", context)
+
+
 async def discover(request: Request, context: dict) -> Response:
     """Candidate funnels (ending at the target, when one is set), the drivers of the target, and the
     paths from or to a step, with the steps seen in the range to pick from."""

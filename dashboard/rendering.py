@@ -17,6 +17,7 @@ from headwater.geodata import attribution
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 NAV = (("overview", "Overview"), ("trends", "Trends"), ("funnels", "Funnels"), ("retention", "Retention"),
+       ("revenue", "Revenue"),
        ("discover", "Discover"), ("live", "Live"), ("sessions", "Sessions"), ("people", "People"),
        ("failed", "Failed events"), ("flow", "Flow"), ("destinations", "Destinations"), ("alerts", "Alerts"),
        ("tags", "Tags"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from analytics import activity, discovery, overview, people, queries
+from analytics import activity, discovery, overview, people, queries, revenue
 from analytics.queries import Query
 from dashboard.state import ViewState
 from headwater.destinations import destination_group
@@ -171,9 +171,57 @@ def trend_lines(rows: dict[str, list[dict]], state: ViewState) -> dict:
             for row in rows.get(name, []):
                 key = label + (f" · {row['breakdown']}" if _split(state) else "") + suffix
                 lines.setdefault(key, {})[_epoch(row["period"]) + moved] = row["value"]
-    x = sorted({t for values in lines.values() for t in values})
+    return _lines(lines, since, until, state)
+
+
+def _lines(lines: dict[str, dict[int, float]], since: datetime, until: datetime, state: ViewState) -> dict:
+    """A chart's data from each line's value per period start (seconds): every period of the range on
+    the x axis (a day, week or month without a value is 0), each line's values in that order."""
+    x = sorted({t for values in lines.values() for t in values} | set(period_starts(state)))
     return {"x": x, "from": int(since.timestamp()), "to": int(until.timestamp()),
             "cohorts": [{"name": name, "visitors": [values.get(t, 0) for t in x]} for name, values in lines.items()]}
+
+
+def period_starts(state: ViewState) -> list[int]:
+    """The start of every day, week or month of the range, as the queries name them (a date, read as
+    UTC midnight); none for hours, whose starts the rows give."""
+    interval = state.trend_interval()
+    if interval == "hour":
+        return []
+    since, until = state.bounds()
+    day, last = since.astimezone(state.zone).date(), (until - timedelta(microseconds=1)).astimezone(state.zone).date()
+    if interval == "week":
+        day -= timedelta(days=day.weekday())
+    elif interval == "month":
+        day = day.replace(day=1)
+    starts = []
+    while day <= last:
+        starts.append(_epoch(day))
+        day = (day + timedelta(days=7 if interval == "week" else 1) if interval != "month"
+               else (day.replace(day=28) + timedelta(days=4)).replace(day=1))
+    return starts
+
+
+REVENUE_BLOCKS = {"channels": "Revenue by channel", "campaigns": "Revenue by campaign",
+                  "referrers": "Revenue by referrer"}
+
+
+def revenue_queries(project_id: str, state: ViewState) -> dict[str, Query]:
+    """Revenue per period and currency, by the sessions' channel, campaign and referrer, and by product."""
+    since, until = state.bounds()
+    out = {"over_time": revenue.over_time(project_id, since, until, state.trend_interval(), state.tz, state.filters),
+           "products": revenue.products(project_id, since, until, TOP_LIMIT, state.filters)}
+    for what in REVENUE_BLOCKS:
+        out[what] = revenue.by_source(project_id, what, since, until, TOP_LIMIT, state.filters)
+    return out
+
+
+def revenue_lines(rows: list[dict], state: ViewState) -> dict:
+    """The Revenue page's chart: one line per currency (``(no currency)`` for orders without one)."""
+    lines: dict[str, dict[int, float]] = {}
+    for row in rows:
+        lines.setdefault(row["currency"] or "(no currency)", {})[_epoch(row["period"])] = row["revenue"]
+    return _lines(lines, *state.bounds(), state)
 
 
 def discover_queries(project_id: str, state: ViewState) -> dict[str, Query]:
@@ -195,6 +243,7 @@ async def discover_recount(records, project_id: str, state: ViewState) -> Query 
 QUERIES = {"overview": overview_queries, "funnels": funnel_queries, "retention": retention_queries,
            "live": live_queries, "sessions": sessions_queries, "people": people_queries, "failed": failed_queries,
            "alerts": alerts_queries, "discover": discover_queries, "trends": trends_queries,
+           "revenue": revenue_queries,
            "flow": flow_queries, "destinations": destinations_queries}
 
 MEDIATOR = "mediator"

@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from analytics import activity, discovery, overview, queries
+from analytics import activity, discovery, overview, queries, revenue
 from analytics.filters import Filters
+from analytics.goals import parse_goals
 from analytics.run import records
 from headwater.migrations import migrate_project
 from tests import planted
@@ -79,6 +80,26 @@ PEOPLE_EVENTS = [
     identify("phone", "2026-03-03T08:01:00Z", "alice", PHONE,
              {"plan": "team", "$set_once": {"first_plan": "free", "plan": "not set: plan has a value"}}),
 ]
+# For goals and revenue, in a shop of their own: s1 comes from a Google ad, sees pricing, signs up for
+# pro and buys (EUR); s2 comes from a newsletter and buys (USD); s3 comes directly, sees pricing and
+# signs up for free.
+SHOP_GOALS = [{"name": "Saw pricing", "page": "/pricing/*"},
+              {"name": "Pro signup", "event": "Signed Up", "where": ["properties.plan:eq:pro"]},
+              {"name": "Purchase", "event": "Order Completed"}]
+SHOP_EVENTS = [
+    page("s1", "2026-03-02T10:00:00Z", "/", GB, DESKTOP, "?utm_source=google&utm_medium=cpc"),
+    page("s1", "2026-03-02T10:01:00Z", "/pricing/pro", GB, DESKTOP),
+    track("s1", "2026-03-02T10:02:00Z", "Signed Up", GB, DESKTOP, {"plan": "pro"}),
+    track("s1", "2026-03-02T10:03:00Z", "Order Completed", GB, DESKTOP, {
+        "revenue": 49.5, "currency": "EUR", "products": [{"product_id": "p1", "name": "Mug", "price": 12.5, "quantity": 2},
+                                                         {"product_id": "p2", "name": "Shirt", "price": 24.5}]}),
+    page("s2", "2026-03-02T11:00:00Z", "/", AU, PHONE, "?utm_source=newsletter&utm_medium=email"),
+    track("s2", "2026-03-02T11:05:00Z", "Order Completed", AU, PHONE, {
+        "revenue": 20, "currency": "usd", "products": [{"product_id": "p2", "name": "Shirt", "price": 20}]}),
+    page("s3", "2026-03-03T09:00:00Z", "/", GB, DESKTOP),
+    page("s3", "2026-03-03T09:01:00Z", "/pricing/team", GB, DESKTOP),
+    track("s3", "2026-03-03T09:02:00Z", "Signed Up", GB, DESKTOP, {"plan": "free"}),
+]
 SIGNUP_SCHEMA = {"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}
 
 
@@ -128,12 +149,20 @@ def loaded(stack, clickhouse):
     assert reply.status_code == 200, reply.text
     alerts_db = alerting["project"]["database"]
     wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {alerts_db}.alerts")[0][0] == 1, 60)
+    shop = admin.create_project(prefix="dash_shop")
+    reply = admin.call("PATCH", f"/v1/projects/{shop['project']['id']}/config", {"goals": SHOP_GOALS})
+    assert reply.status_code == 200, reply.text
+    reply = post(stack.collector_url, "/v1/batch", {"batch": SHOP_EVENTS}, shop["keys"]["public_key"])
+    assert reply.status_code == 200, reply.text
+    shop_db = shop["project"]["database"]
+    wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {shop_db}.events")[0][0] == len(SHOP_EVENTS), 60)
+    wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {shop_db}.sessions")[0][0] == 3, 60)
     discovering = admin.create_project(prefix="dash_discover")["project"]["id"]
     migrate_project(clickhouse, discovering)  # (idempotent) the database exists before the first insert
     planted.insert(clickhouse, discovering, planted.generate())
     yield {"project": project, "empty": empty, "read_token": read.json()["read_token"], "write_key": key,
            "people": people["project"]["id"], "alerts": alerting["project"]["id"], "receiver": receiver,
-           "discover": discovering}
+           "discover": discovering, "shop": shop["project"]["id"]}
     receiver.stop()
 
 
@@ -147,7 +176,7 @@ def shown(stack, loaded, tmp_path_factory):
            "WRITE_KEY": loaded["write_key"], "LIVE_ID": f"live-{uuid.uuid4()}", "NEW_FLOW": json.dumps(NEW_FLOW),
            "SCREENSHOTS": str(shots), "PEOPLE_PROJECT": loaded["people"], "ALERTS_PROJECT": loaded["alerts"],
            "DISCOVER_PROJECT": loaded["discover"], "DISCOVER_STATE": planted.STATE, "DISCOVER_TARGET": planted.TARGET,
-           "DISCOVER_PATH": planted.FUNNEL[0]}
+           "DISCOVER_PATH": planted.FUNNEL[0], "SHOP_PROJECT": loaded["shop"]}
     done = subprocess.run(["node", "test/browser.mjs"], cwd=WEB, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -215,6 +244,31 @@ def test_the_discover_page_shows_what_discovery_finds(shown, loaded, clickhouse)
     assert diagram["links"] == diagram["paths"] == len(found.paths["links"])
     assert planted.FUNNEL[0] in diagram["labels"] and planted.FUNNEL[1] in diagram["labels"]
     assert seen["opened"]["url"].count("step=") == len(found.funnels[0].steps) == seen["opened"]["steps"]
+
+
+def test_goals_show_on_the_overview_filter_it_and_are_funnel_steps(shown, loaded, clickhouse):
+    seen = shown["pages"]["shop"]
+    assert seen["status"] == 200
+    expected = run(clickhouse, overview.goals(loaded["shop"], parse_goals(SHOP_GOALS), SINCE, UNTIL))
+    assert seen["goals"] == [[r["goal"], r["visitors"], r["conversion_rate"], r["currencies"]] for r in expected]
+    # from the events: s1 and s3 saw pricing, s1 signed up for pro, s1 and s2 bought (in EUR and USD)
+    assert seen["goals"] == [["Saw pricing", 2, 2 / 3, ""], ["Pro signup", 1, 1 / 3, ""],
+                             ["Purchase", 2, 2 / 3, "EUR,USD"]]
+    assert seen["channels"] == [["Direct", 1], ["Email", 1], ["Paid Search", 1]]
+    filtered = seen["filtered"]
+    assert "goal=Pro+signup" in filtered["url"] and filtered["chips"] == ["goal"]
+    assert filtered["visitors"] == 1 and filtered["channels"] == [["Paid Search", 1]]
+    assert seen["funnel"] == [[1, 3], [2, 1]]  # everyone saw /, one signed up for pro
+
+
+def test_the_revenue_page_shows_revenue_per_currency_by_channel_and_product(shown, loaded, clickhouse):
+    seen = shown["pages"]["shop"]["revenue"]
+    assert seen["status"] == 200 and seen["drawn"] == 2  # a line per currency
+    assert seen["over_time"] == [["2026-03-02", "EUR", 49.5], ["2026-03-02", "USD", 20]]
+    expected = run(clickhouse, revenue.over_time(loaded["shop"], SINCE, UNTIL, "hour"))
+    assert sorted((r["currency"], r["revenue"]) for r in expected) == [("EUR", 49.5), ("USD", 20)]
+    assert seen["channels"] == [["Paid Search", "EUR", 49.5], ["Email", "USD", 20]]
+    assert seen["products"] == [["Mug", "EUR", 25], ["Shirt", "EUR", 24.5], ["Shirt", "USD", 20]]
 
 
 def test_the_trend_axis_spans_the_views_range(shown):

@@ -121,6 +121,8 @@ def test_each_goal_counts_what_python_counts(loaded, clickhouse):
         assert row["conversion_rate"] == pytest.approx(len(converted) / len(everyone))
         worth = sum(_properties(e).get("revenue", 0) for e in hits)
         assert row["value"] == pytest.approx(worth), goal
+        units = {_properties(e).get("currency", "").upper() for e in hits if "revenue" in _properties(e)}
+        assert row["currencies"] == ",".join(sorted(units)), goal
 
 
 def test_a_goal_is_a_funnel_step_and_a_filter(loaded, clickhouse):

@@ -154,6 +154,41 @@ async function trends(page) {
   return { status, compared, filtered };
 }
 
+const rows = (page, block, ...fields) => page.$$eval(`[data-block=${block}] [data-row]`, (nodes, names) =>
+  nodes.map((n) => [n.dataset.row, ...names.map((f) => (isNaN(Number(n.dataset[f])) ? n.dataset[f] : Number(n.dataset[f])))]), fields);
+
+// A shop's goals on the overview, then the goal picked in the filter bar as a person would; a goal as
+// a funnel step; the revenue page.
+async function shop(page) {
+  const shop = env.SHOP_PROJECT;
+  const status = await open(page, `/p/${shop}/overview${state}`);
+  const goals = await page.$$eval("[data-block=goals] [data-row]", (nodes) => nodes.map((n) => [
+    n.dataset.row, Number(n.dataset.visitors), Number(n.dataset.rate),
+    n.querySelector("[data-currencies]").dataset.currencies]));
+  const channels = await rows(page, "channels", "count");
+  await page.screenshot({ path: `${shots}/goals.png` });
+  await page.click("[data-controls] details.filters summary");
+  await page.selectOption("[data-controls] select[name=goal]", "Pro signup");
+  await Promise.all([page.waitForNavigation(), page.click("[data-controls] > button")]);
+  const filtered = { url: page.url(), chips: await texts(page, "[data-filter]", "data-filter"),
+                     visitors: Number(await page.getAttribute("[data-metric=visitors]", "data-value")),
+                     channels: await rows(page, "channels", "count") };
+  await open(page, `/p/${shop}/funnels${state}&step=%2F&step=${encodeURIComponent("goal:Pro signup")}`);
+  const funnel = await page.$$eval("[data-step]", (nodes) => nodes.map((n) => [Number(n.dataset.step), Number(n.dataset.visitors)]));
+  const revenueStatus = await open(page, `/p/${shop}/revenue${state}&interval=day`);
+  await page.waitForSelector("[data-chart=trend][data-drawn=true] canvas", { state: "attached" });
+  const revenue = {
+    status: revenueStatus,
+    drawn: Number(await page.$eval("[data-chart=trend]", (b) => b.dataset.lines)),
+    over_time: await page.$$eval("[data-block=revenue] tr[data-period]", (nodes) => nodes.map((n) => [
+      n.dataset.period, n.dataset.currency, Number(n.dataset.revenue)])),
+    channels: await rows(page, "channels", "currency", "revenue"),
+    products: await rows(page, "products", "currency", "revenue"),
+  };
+  await page.screenshot({ path: `${shots}/revenue.png` });
+  return { status, goals, channels, filtered, funnel, revenue };
+}
+
 async function discover(page) {
   const project = env.DISCOVER_PROJECT;
   const query = `${env.DISCOVER_STATE}&target=${encodeURIComponent(env.DISCOVER_TARGET)}` +
@@ -354,7 +389,7 @@ try {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  for (const [name, run] of Object.entries({ overview, trends, funnels, retention, discover, sessions, people, failed, sql, live, flow, alerts, tags })) {
+  for (const [name, run] of Object.entries({ overview, trends, shop, funnels, retention, discover, sessions, people, failed, sql, live, flow, alerts, tags })) {
     report.pages[name] = await run(page);
   }
   report.empty = await empty(page);
