@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from clickhouse_driver.errors import Error as ClickHouseError
 from clickhouse_driver.errors import ServerException
 
-from analytics import overview, queries
+from analytics import overview, queries, revenue
 from analytics.cohorts import for_breakdown
 from analytics.conditions import Condition, ConditionError
 from analytics.conditions import parse as parse_condition
@@ -63,6 +63,12 @@ def _build(args: argparse.Namespace) -> Query:
         return queries.funnel(p, args.steps, since, until, args.window, f, by, parse_goals(goals))
     if args.query == "goals":
         return overview.goals(p, parse_goals(goals), since, until, f)
+    if args.query == "revenue":
+        if args.by == "products":
+            return revenue.products(p, since, until, args.limit, f)
+        if args.by:
+            return revenue.by_source(p, args.by, since, until, args.limit, f)
+        return revenue.over_time(p, since, until, args.interval, args.tz, f)
     if args.query == "retention":
         return queries.retention(p, since, until, args.period, args.periods, args.cohort_event,
                                  args.return_event, args.tz, f, by)
@@ -215,6 +221,7 @@ def add_parsers(sub) -> None:
         "sessions": "session count, bounce rate and average duration",
         "catalogue": "each event name, its properties and their types, with volumes and first/last seen",
         "goals": "each of the project's goals: visitors converted, conversion rate, conversions and their value",
+        "revenue": "revenue per currency over time, by where the buyers came from (--by), or by product",
     }
     made = {}
     for name, help_text in parsers.items():
@@ -249,6 +256,11 @@ def add_parsers(sub) -> None:
     made["funnel"].add_argument("steps", nargs="+", help="the steps, in order: an event's name, /PATH for a page, "
                                                              "goal:NAME for one of the project's goals")
     made["funnel"].add_argument("--window", type=int, default=86_400, help="seconds from the first step (1 day)")
+    made["revenue"].add_argument("--by", choices=[*revenue.BY, "products"],
+                                 help="by the sessions' channel, referrer, utm_source or campaign, or by product "
+                                 "(default: over time)")
+    made["revenue"].add_argument("--interval", choices=queries.INTERVALS, default="day")
+    made["revenue"].add_argument("--limit", type=int, default=10)
     made["retention"].add_argument("--period", choices=queries.RETENTION_PERIODS, default="week")
     made["retention"].add_argument("--periods", type=int, default=8)
     made["retention"].add_argument("--cohort-event", help="the event that puts a visitor in a cohort (any)")

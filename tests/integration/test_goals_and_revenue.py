@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -182,3 +184,23 @@ def test_revenue_by_channel_campaign_and_product_matches_python(loaded, clickhou
     rows = records(clickhouse, revenue.products(project, SINCE, UNTIL, limit=100))
     assert {(r["product"], r["currency"]): [pytest.approx(r["revenue"]), r["quantity"]] for r in rows} == \
         {k: [v[0], v[1]] for k, v in by_product.items()}
+
+
+def test_the_command_line_shows_revenue_by_product_and_refuses_an_unknown_goal(stack, loaded):
+    project, events, _ = loaded
+    args = [sys.executable, "-m", "headwater", "query", "revenue", "--project", project, "--from", SINCE.isoformat(),
+            "--to", UNTIL.isoformat(), "--format", "json"]
+    shown = subprocess.run([*args, "--by", "products", "--limit", "100"], env=stack.env, capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    quantities: dict = defaultdict(int)
+    for e in events:
+        for item in _properties(e).get("products", []):
+            quantities[item["name"] or item["product_id"]] += item["quantity"]
+    got: dict = defaultdict(int)
+    for line in shown.stdout.splitlines():
+        row = json.loads(line)
+        got[row["product"]] += row["quantity"]
+    assert got == quantities
+    refused = subprocess.run([*args, "--goal", "Nope"], env=stack.env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "no goal 'Nope'" in refused.stderr and "Traceback" not in refused.stderr
