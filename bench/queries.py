@@ -18,6 +18,10 @@ Then it times, through the query library as analysts would run them:
   browser filtered by it, the daily trends by browser of its members, and the funnel and weekly
   retention broken down by it, and the month's first sessions of persons,
 - the People page's list for the month and its search by id, and one person's profile and timeline,
+- insights: the daily trend by a custom property and with a condition on one, the funnel with that
+  condition, a funnel to a goal, two goals' conversions, the sessions by channel, revenue by day, by
+  channel and by product (the generated Paid events carry Segment's revenue, currency and products),
+  and the overview with those goals,
 
 each as the library runs it by default (counting persons, bots left out: 3% of the generated visitors
 are bots), again counting ids instead of persons (``*_count_ids``: what joining each id to its person
@@ -43,8 +47,9 @@ import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analytics import cohorts, conditions, people, queries
+from analytics import cohorts, conditions, overview, people, queries, revenue
 from analytics.filters import NONE, Filters
+from analytics.goals import parse_goals
 from bench.clickhouse import bench_clickhouse
 from dashboard.runner import QueryRunner
 from headwater.clickhouse import project_database
@@ -62,12 +67,12 @@ FUNNEL = ["Viewed Product", "Added To Cart", "Checkout", "Paid"]
 GENERATE = """
 INSERT INTO {db}.events_staging (project_id, message_id, type, event, name, anonymous_id, user_id, session_id,
     session_seq, timestamp, received_at, properties, browser, os, device, is_bot, country, url, url_host, url_path,
-    referrer_host, referrer_source, referrer_medium, utm_campaign, kafka_partition, kafka_offset)
+    referrer_host, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign, kafka_partition, kafka_offset)
 SELECT
     '{project}', toString(generateUUIDv4(v * 1000 + s * 50 + e)), type, event, if(type = 'page', path, ''),
     concat('v', toString(v)), if(h % 5 = 0, concat('user', toString(v)), ''), concat('v', toString(v), '-', toString(s)),
-    e + 1, ts, ts, if(type = 'track', concat('{{"sku":"k', toString(cityHash64(v, s, e) % 40), '","price":', toString(cityHash64(v, e) % 100), '}}'), concat('{{"path":"', path, '"}}')), browser, os, device, bitShiftRight(h, 40) % 100 < 3, country,
-    concat('https://shop.example', path), 'shop.example', path, referrer, source, medium, utm,
+    e + 1, ts, ts, if(type = 'track', concat('{{"sku":"k', toString(cityHash64(v, s, e) % 40), '","price":', toString(cityHash64(v, e) % 100), if(event = 'Paid', concat(',"revenue":', toString(10 + cityHash64(v, s) % 200), ',"currency":"', if(h % 4 = 0, 'USD', 'EUR'), '","products":[{{"product_id":"k', toString(cityHash64(v, s, e) % 40), '","price":', toString(5 + cityHash64(v, s) % 100), ',"quantity":', toString(1 + cityHash64(v, s, 'q') % 3), '}}]'), ''), '}}'), concat('{{"path":"', path, '"}}')), browser, os, device, bitShiftRight(h, 40) % 100 < 3, country,
+    concat('https://shop.example', path), 'shop.example', path, referrer, source, medium, if(utm != '', 'google', ''), if(utm != '', 'cpc', ''), utm,
     65535, v * 1000 + s * 50 + e  -- no real partition: the indexer never mistakes these for its own rows
 FROM (
     SELECT v, s, e, h, browser, os, device, country, referrer, source, medium, utm,
@@ -194,6 +199,11 @@ ABANDONED = {"name": "abandoned-checkout", "rules": [{"did": "Checkout", "within
                                                      {"did_not": "Paid", "within_days": 90}]}
 
 
+# two goals: a page pattern, and an event with a condition on a custom property
+GOALS = parse_goals([{"name": "Product pages", "page": "/products/*"},
+                     {"name": "Paid over 50", "event": "Paid", "where": ["properties.price:gt:50"]}])
+
+
 def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Query]:
     until = START + timedelta(days=DAYS)
     cohort = cohorts.find(project, [ABANDONED], ABANDONED["name"])
@@ -232,6 +242,16 @@ def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Qu
         "trends_daily_where_price_above_50": queries.trends(
             project, START, until, interval="day",
             filters=dataclasses.replace(filters, where=(conditions.parse("properties.price:gt:50"),))),
+        "funnel_4_steps_where_price_above_50": queries.funnel(
+            project, FUNNEL, START, until, 7 * 86_400,
+            dataclasses.replace(filters, where=(conditions.parse("properties.price:gt:50"),))),
+        "funnel_to_a_goal": queries.funnel(project, ["/", "goal:Paid over 50"], START, until, 7 * 86_400, filters,
+                                           goals=GOALS),
+        "goals_month": overview.goals(project, GOALS, START, until, filters),
+        "channels_of_sessions": overview.sources(project, "channels", START, until, filters=filters),
+        "revenue_daily": revenue.over_time(project, START, until, "day", filters=filters),
+        "revenue_by_channel": revenue.by_source(project, "channels", START, until, filters=filters),
+        "revenue_by_product": revenue.products(project, START, until, filters=filters),
         # what the admin API and the Flow page read, from the table its view keeps, against the same
         # answer scanned from the events (what each look at the catalogue would cost without it)
         "catalogue_30_days": queries.catalogue(project, START, until),
@@ -271,16 +291,17 @@ def both(settings, client, project: str, runs: int) -> dict:
     return timings
 
 
-def time_overview(settings, project: str, runs: int, filters: Filters = NONE) -> dict:
-    """The dashboard's overview for the whole month: its 12 queries (run as the dashboard runs them,
-    several at once) and its rendering, the server's part of showing the page."""
+def time_overview(settings, project: str, runs: int, filters: Filters = NONE, goals: tuple = ()) -> dict:
+    """The dashboard's overview for the whole month: its 13 queries (run as the dashboard runs them,
+    several at once; with ``goals``, the Goals block's too) and its rendering, the server's part of
+    showing the page."""
     from dashboard.pages import overview_data
     from dashboard.rendering import templates
     from dashboard.state import ViewState
 
     runner, template = QueryRunner(settings), templates().get_template("overview.html")
     state = ViewState(range="custom", start=START.date(), end=(START + timedelta(days=DAYS - 1)).date(),
-                      filters=filters)
+                      filters=filters, goals=goals)
     context = {"project": types.SimpleNamespace(id=project, name=project), "state": state, "view": "overview",
                "viewer": types.SimpleNamespace(admin=True)}
     try:
@@ -312,6 +333,7 @@ def main() -> None:
         print(json.dumps(result["load"]), flush=True)
         result["unmerged"] = time_queries(client, project, runs)
         result["unmerged"]["dashboard_overview"] = time_overview(settings, project, runs)
+        result["unmerged"]["dashboard_overview_with_goals"] = time_overview(settings, project, runs, goals=GOALS)
         result["unmerged_count_ids"] = by_ids(settings, client, project, runs)
         result["unmerged_bots_included"] = both(settings, client, project, runs)
         started = time.perf_counter()
@@ -320,6 +342,7 @@ def main() -> None:
         result["merged_parts"] = part_count(client, project_database(project))
         result["merged"] = time_queries(client, project, runs)
         result["merged"]["dashboard_overview"] = time_overview(settings, project, runs)
+        result["merged"]["dashboard_overview_with_goals"] = time_overview(settings, project, runs, goals=GOALS)
         result["merged_count_ids"] = by_ids(settings, client, project, runs)
         result["merged_bots_included"] = both(settings, client, project, runs)
         result["sizes"] = table_size(client, project_database(project))
