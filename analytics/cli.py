@@ -60,7 +60,8 @@ def _build(args: argparse.Namespace) -> Query:
         return queries.trends(p, since, until, args.event, args.interval, args.breakdown, args.tz, f, by,
                               args.breakdown_limit, args.metric, args.of)
     if args.query == "funnel":
-        return queries.funnel(p, args.steps, since, until, args.window, f, by, parse_goals(goals))
+        return queries.funnel(p, args.steps, since, until, args.window, f, by, parse_goals(goals), args.breakdown,
+                              args.breakdown_limit)
     if args.query == "goals":
         return overview.goals(p, parse_goals(goals), since, until, f)
     if args.query == "revenue":
@@ -245,13 +246,15 @@ def add_parsers(sub) -> None:
     made["trends"].add_argument("--event", help="only this event, or page views of a path starting with / "
                                                  "(default: every event)")
     made["trends"].add_argument("--interval", choices=queries.INTERVALS, default="day")
-    made["trends"].add_argument("--breakdown", metavar="KEY", help="a column (" + ", ".join(queries.BREAKDOWNS) +
-                                ") or any property, properties.NAME")
+    for name in ("trends", "funnel"):
+        made[name].add_argument("--breakdown", metavar="KEY", help="a column (" + ", ".join(queries.BREAKDOWNS) +
+                                ") or any property, properties.NAME (a funnel: its value on the first step)")
     made["trends"].add_argument("--metric", choices=queries.METRICS,
                                 help="a value column more: events, persons, sessions, or the sum, average, median or "
                                      "90th percentile of the numeric property --of")
     made["trends"].add_argument("--of", metavar="properties.NAME", help="the numeric property of --metric")
-    made["trends"].add_argument("--breakdown-limit", type=int, default=25,
+    for name, limit in (("trends", 25), ("funnel", 10)):
+        made[name].add_argument("--breakdown-limit", type=int, default=limit,
                                 help="the most frequent values kept; the rest are counted as (other)")
     made["funnel"].add_argument("steps", nargs="+", help="the steps, in order: an event's name, /PATH for a page, "
                                                              "goal:NAME for one of the project's goals")

@@ -78,7 +78,10 @@ class Filters:
     @classmethod
     def from_mapping(cls, values) -> Filters:
         """The filters named in ``values`` (query-string parameters); unknown names are ignored."""
-        include_bots = str(values.get(BOTS) or "").strip() == INCLUDE
+        bots = str(values.get(BOTS) or "").strip()
+        if bots not in ("", INCLUDE):
+            raise FilterError(f"bots must be {INCLUDE}, not {bots[:40]!r}")
+        include_bots = bots == INCLUDE
         count = str(values.get(COUNT) or "").strip()
         if count not in ("", "persons", IDS):
             raise FilterError(f"count must be persons or {IDS}, not {count[:40]!r}")

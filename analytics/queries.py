@@ -121,10 +121,15 @@ OTHER = "(other)"
 BREAKDOWN_SAMPLE = 1_000_000  # events (whole visitors) that choose a breakdown's most frequent values
 
 
+def _bucket(value: str) -> str:
+    """A breakdown's value, or ``(other)`` when it is not one of the ``top_values`` of :func:`_breakdown`."""
+    return f"if(has(top_values, {value}), {value}, %(other)s)"
+
+
 def _breakdown(project_id: str, breakdown: str, limit: int, filters: Filters, params: dict) -> tuple[str, str]:
     """A breakdown by a column or a property (``properties.plan``): the ``WITH`` of its ``limit`` most
     frequent values in the range (among about ``BREAKDOWN_SAMPLE`` events of whole visitors: all of a
-    smaller project's), and the expression that groups the others under ``(other)``."""
+    smaller project's), and the value on each event (:func:`_bucket` groups the others)."""
     try:
         value, key_params = value_sql(check_key(breakdown), "by")
     except ConditionError as exc:
@@ -140,7 +145,7 @@ def _breakdown(project_id: str, breakdown: str, limit: int, filters: Filters, pa
     )
 ) AS top_values
 """
-    return top, f"if(has(top_values, {value}), {value}, %(other)s)"
+    return top, value
 
 
 METRICS = ("count", "persons", "sessions", "sum", "avg", "median", "p90")
@@ -196,7 +201,8 @@ def trends(project_id: str, since: datetime, until: datetime, event: str | None 
     if by_cohorts:
         split = _by_cohorts(by_cohorts, filters, params)
     elif breakdown:
-        top, split = _breakdown(project_id, breakdown, breakdown_limit, filters, params)
+        top, value = _breakdown(project_id, breakdown, breakdown_limit, filters, params)
+        split = _bucket(value)
     value = f",\n    {_metric(metric, of, filters, params)} AS value" if metric else ""
     sql = f"""{top}SELECT
     {_period(interval, _zone(tz))} AS period,
@@ -254,20 +260,25 @@ def _steps_prefilter(steps: list[str | Goal], params: dict) -> str:
 
 
 def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, window_s: int,
-           filters: Filters = NONE, by_cohorts: tuple[Cohort, ...] = (), goals: tuple[Goal, ...] = ()) -> Query:
+           filters: Filters = NONE, by_cohorts: tuple[Cohort, ...] = (), goals: tuple[Goal, ...] = (),
+           breakdown: str | None = None, breakdown_limit: int = 10) -> Query:
     """An ordered funnel: how many visitors reached each step within ``window_s`` of their first step
     (``windowFunnel``, equal times count as in order), with the median and average seconds from the
     previous step on each visitor's first chain that reaches their level. Visitors enter when their
     first step happens in the range; later steps may happen after ``until`` but within the window.
     A step is an event's name or, starting with ``/``, a page view of that path, or ``goal:NAME``, one
-    of ``goals`` (:mod:`analytics.goals`). With ``by_cohorts``,
-    one funnel per cohort of its members (a ``cohort`` column first)."""
+    of ``goals`` (:mod:`analytics.goals`). With ``by_cohorts``, one funnel per cohort of its members
+    (a ``cohort`` column first); with ``breakdown`` (a column or ``properties.NAME``), one funnel per
+    value of it on each visitor's first step (a ``breakdown`` column first; the ``breakdown_limit`` most
+    frequent values, the rest as ``(other)``)."""
     if len(steps) < 2:
         raise QueryError("a funnel needs at least two steps")
     if len(set(steps)) != len(steps):
         raise QueryError("funnel steps must be distinct events")
     if window_s <= 0:
         raise QueryError("the window must be positive")
+    if breakdown and by_cohorts:
+        raise QueryError("break down by a column or by cohorts, not both")
     params = {**time_range(since, until), "window_ms": window_s * 1000, **filters.params()}
     n, defined = len(steps), _funnel_steps(steps, goals)
     step_of = ("multiIf(" + ", ".join(f"{_step_condition(i, step, params)}, {i}" for i, step in enumerate(defined, 1))
@@ -284,10 +295,18 @@ def funnel(project_id: str, steps: list[str], since: datetime, until: datetime, 
         return "[" + ", ".join("0" if k == 1 else template.format(k=k) for k in range(1, n + 1)) + "]"
 
     reached = "[" + ", ".join(f"countIf(level >= {k})" for k in range(1, n + 1)) + "]"
-    by = f", {_by_cohorts(by_cohorts, filters, params)} AS cohort" if by_cohorts else ""
-    cohort, per_cohort = ("cohort, ", "\n    GROUP BY cohort") if by_cohorts else ("", "")
-    sql = f"""SELECT
-    {cohort}step,
+    top, by, cohort, per_cohort, first_of, named = "", "", "", "", "", ""
+    if by_cohorts:  # a visitor is in each of their cohorts' funnels
+        by, first_of = f", {_by_cohorts(by_cohorts, filters, params)} AS cohort", "cohort, "
+    elif breakdown:  # a visitor is in the funnel of the value on their first step
+        top, value = _breakdown(project_id, breakdown, breakdown_limit, filters, params)
+        by, first_of = f", {value} AS bv", f"{_bucket('argMinIf(bv, ts, step = 1)')} AS cohort, "
+    if by:
+        cohort, per_cohort = "cohort, ", "\n    GROUP BY cohort"
+        named = "cohort, " if by_cohorts else "cohort AS breakdown, "
+    grouped = "cohort, visitor" if by_cohorts else "visitor"
+    sql = f"""{top}SELECT
+    {named}step,
     reached[step] AS visitors,
     medians[step] AS median_s,
     averages[step] AS average_s
@@ -303,7 +322,7 @@ FROM (
             arrayMap(k -> toInt64(chain[k + 1]) - toInt64(chain[k]), range(1, length(chain))) AS gaps
         FROM (
             SELECT
-                {cohort}who AS visitor,
+                {first_of}who AS visitor,
                 windowFunnel(%(window_ms)s)(ts, {conditions}) AS level,
                 arraySort(groupArray((ts, step))) AS evs
             FROM (
@@ -314,14 +333,15 @@ FROM (
                   AND {prefilter}{filters.events_condition()}
                   AND (step != 1 OR ts < %(until_ms)s)
             )
-            GROUP BY {cohort}visitor
+            GROUP BY {grouped}
             HAVING has(arrayMap(e -> e.2, evs), 1)
         )
     ){per_cohort}
 )
 ARRAY JOIN range(1, {n + 1}) AS step
 ORDER BY {cohort}step"""
-    return Query(sql, params, (*(("cohort",) if by_cohorts else ()), "step", "visitors", "median_s", "average_s"))
+    split = ("cohort",) if by_cohorts else ("breakdown",) if breakdown else ()
+    return Query(sql, params, (*split, "step", "visitors", "median_s", "average_s"))
 
 
 def retention(project_id: str, since: datetime, until: datetime, period: str = "week", periods: int = 8,

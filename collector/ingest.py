@@ -40,12 +40,12 @@ from collector.body import read_json
 from collector.compact import Invalid, expand
 from collector.errors import ApiError
 from collector.network import ClientAddress
-from collector.ratelimit import TokenBuckets, retry_after
 from collector.request import IngestRequest
 from collector.stamp import TimeWindow, stamp
 from headwater.envelope import Envelope, TooDeep, event_size
 from headwater.projects.model import Project
 from headwater.projects.store import ProjectStore
+from headwater.ratelimit import TokenBuckets, retry_after
 from headwater.schemas import Schema, load_schema
 from headwater.settings import Settings
 

@@ -40,6 +40,7 @@ ADMIN = "admin"
 class Viewer:
     admin: bool
     project_ids: frozenset[str]  # for read tokens; an admin sees every project
+    subject: str = ADMIN  # who: "admin", or the read token's hash (what the Stats API limits by)
 
     def may_see(self, project_id: str) -> bool:
         return self.admin or project_id in self.project_ids
@@ -52,7 +53,7 @@ def _read_viewer(store: ProjectStore, hashed: str) -> Viewer | None:
     project, key = found
     if key.kind != READ or not key.active(int(time.time() * 1000)):
         return None
-    return Viewer(False, frozenset({project.id}))
+    return Viewer(False, frozenset({project.id}), hashed)
 
 
 def viewer_for(token: str, admin_token: str, store: ProjectStore) -> Viewer | None:

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
-from clickhouse_driver.errors import ErrorCodes, ServerException
+from clickhouse_driver.errors import ServerException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -26,9 +26,11 @@ from analytics.filters import FilterError
 from analytics.queries import QueryError
 from dashboard import pages
 from dashboard.access import COOKIE, Sessions, from_this_site, viewer_for, viewer_of
+from dashboard.api import PREFIX, StatsAPI, query_refusal
 from dashboard.rendering import ADMIN_ONLY, NAV, STATIC, form_fields, problem, render, templates
 from dashboard.runner import QueryRunner
 from dashboard.state import StateError, parse_state
+from dashboard.stats_openapi import openapi_document
 from headwater.destination_status import StatusBoard
 from headwater.projects.admin import ProjectAdmin
 from headwater.projects.model import Project
@@ -37,8 +39,6 @@ from headwater.replay import Revalidator
 from headwater.settings import Settings, get_settings
 from headwater.tags.admin import ContainerAdmin
 from headwater.tags.store import ContainerStore
-
-TIMEOUT_EXCEEDED = ErrorCodes.TIMEOUT_EXCEEDED
 
 
 def guarded(view: str):
@@ -68,11 +68,9 @@ def guarded(view: str):
             except QueryError as exc:
                 return problem(request, 400, "Cannot run this query", str(exc))
             except ServerException as exc:
-                if exc.code != TIMEOUT_EXCEEDED:
+                if (refused := query_refusal(exc, request.app.state.settings)) is None:
                     raise
-                limit = request.app.state.settings.dashboard_query_timeout_s
-                return problem(request, 503, "Too much to read",
-                               f"A query of this page ran longer than {limit} s; narrow the range or the filters.")
+                return problem(request, *refused)
 
         return endpoint
 
@@ -166,6 +164,7 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
                 await writer.stop()
             await store.stop()
 
+    stats = StatsAPI(settings)
     project_pages = [Route(f"/p/{{project}}/{view}", guarded(view)(getattr(pages, view))) for view, _ in NAV]
     routes = [
         Route("/healthz", healthz),
@@ -185,6 +184,9 @@ def create_app(revalidator: Revalidator, settings: Settings | None = None,
         Route("/p/{project}/alerts/{action:str}", guarded("alerts")(pages.alert_action), methods=["POST"]),
         Route("/p/{project}/tags/{action:str}", guarded("tags")(pages.tag_action), methods=["POST"]),
         Route("/p/{project}", guarded("overview")(pages.to_overview)),
+        Route(f"{PREFIX}/openapi.json", lambda request: JSONResponse(openapi_document())),
+        Route(f"{PREFIX}/projects/{{project}}/{{view}}", stats.endpoint),
+        Route(f"{PREFIX}/projects/{{project}}/{{view}}/{{block}}", stats.endpoint),
         Mount("/static", StaticFiles(directory=str(STATIC), check_dir=False), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])

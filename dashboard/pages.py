@@ -18,6 +18,7 @@ from analytics.catalogue import catalogue_document
 from analytics.queries import Query, QueryError
 from dashboard import views
 from dashboard.access import from_this_site
+from dashboard.api import view_queries
 from dashboard.formatting import plain
 from dashboard.rendering import ADMIN_ONLY, form_fields, problem, render
 from dashboard.runner import QueryRunner
@@ -30,7 +31,7 @@ from headwater.replay import Replayer
 
 
 async def _run(request: Request, context: dict, view: str, **extra) -> dict:
-    queries = views.QUERIES[view](context["project"].id, context["state"], **extra)
+    queries = view_queries(view, context["project"].id, context["state"], **extra)
     return await request.app.state.runner.records(queries)
 
 
@@ -63,6 +64,9 @@ async def funnels(request: Request, context: dict) -> Response:
     funnel, breakdown = rows.get("funnel", []), context["state"].breakdown
     if breakdown:
         segments = [(c.name, views.funnel_steps([r for r in funnel if r["cohort"] == c.name])) for c in breakdown]
+    elif context["state"].split:  # largest first
+        values = [r["breakdown"] for r in sorted(funnel, key=lambda r: -r["visitors"]) if r["step"] == 1]
+        segments = [(v, views.funnel_steps([r for r in funnel if r["breakdown"] == v])) for v in values]
     else:
         segments = [("", views.funnel_steps(funnel))]
     context.update(rows=rows, issue=issue, steps="funnel" in rows, segments=segments)
@@ -85,8 +89,13 @@ async def retention(request: Request, context: dict) -> Response:
 async def trends(request: Request, context: dict) -> Response:
     """Lines of any events or pages, by a chosen metric, optionally broken down or beside the period
     before."""
-    rows = await _run(request, context, "trends")
-    context.update(lines=views.trend_lines(rows, context["state"]), metrics=queries.METRICS, lines_sql=list(rows))
+    try:
+        rows = await _run(request, context, "trends")
+    except QueryError as exc:  # a choice the form allows but cannot chart: said beside the form
+        context.update(lines={"x": [], "cohorts": []}, metrics=queries.METRICS, lines_sql=[], issue=str(exc))
+        return render(request, "trends.html", context, 400)
+    context.update(lines=views.trend_lines(rows, context["state"]), metrics=queries.METRICS, lines_sql=list(rows),
+                   issue="")
     return render(request, "trends.html", context)
 
 

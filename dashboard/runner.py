@@ -19,14 +19,16 @@ from headwater.settings import Settings
 
 
 class QueryRunner:
-    """Each query may run ``dashboard_query_timeout_s`` on ClickHouse; past that ClickHouse stops it and
-    the page answers 503 with the reason (:func:`dashboard.app.guarded`)."""
+    """Each query may run ``dashboard_query_timeout_s`` on ClickHouse and read ``query_max_rows_to_read``
+    rows; past either ClickHouse stops it (before it starts, when it can tell) and the page or the API
+    answers with the reason (:func:`dashboard.api.query_refusal`)."""
 
     def __init__(self, settings: Settings, connections: int = 4) -> None:
         self.settings = settings
         self.pool: queue.SimpleQueue[Client] = queue.SimpleQueue()
         for _ in range(connections):
-            self.pool.put(make_client(settings, max_execution_time=settings.dashboard_query_timeout_s))
+            self.pool.put(make_client(settings, max_execution_time=settings.dashboard_query_timeout_s,
+                                      max_rows_to_read=settings.query_max_rows_to_read))
 
     def _with_client(self, work):
         client = self.pool.get()

@@ -56,7 +56,7 @@ class ViewState:
     series: tuple[str, ...] = ()  # trends: the events (or page paths) drawn, each a line; "" is every event
     metric: str = "count"  # trends: what each line counts (analytics.queries.METRICS)
     of: str = ""  # trends: the numeric property of a sum, average, median or p90
-    split: str = ""  # trends: a column or property to break the one series down by (URL: breakdown)
+    split: str = ""  # trends, funnels: a column or property to break down by (URL: breakdown)
     compare: bool = False  # trends: each line beside its previous period of the same length
 
     def resolve(self, project_id: str, cohorts: list[dict], goals: list[dict] | None = None) -> ViewState:
@@ -193,6 +193,9 @@ def parse_state(params) -> ViewState:
     says what is wrong with a bad one."""
     range_ = _choice(params.get("range"), RANGES, "range", DEFAULT_RANGE)
     start = end = None
+    for name in ("from", "to"):  # a bad date is refused even where the range does not use it
+        if params.get(name) and range_ != "custom":
+            _date(params.get(name), name)
     if range_ == "custom":
         start, end = _date(params.get("from"), "from"), _date(params.get("to"), "to")
         if end < start:
@@ -213,8 +216,9 @@ def parse_state(params) -> ViewState:
     except FilterError as exc:
         raise StateError(str(exc)) from exc
     steps = tuple(s.strip() for s in params.getlist("step") if s.strip())
-    if len(steps) > MAX_STEPS:
-        raise StateError(f"a funnel has at most {MAX_STEPS} steps")
+    if len(steps) > MAX_STEPS or any(len(s) > MAX_STEP for s in steps):
+        raise StateError(f"a funnel has at most {MAX_STEPS} steps, each an event, a page path or a goal of at most "
+                         f"{MAX_STEP} characters")
     window = str(whole_number(params.get("window"), "window", 1, 90 * 86400, 86400))
     period = _choice(params.get("period"), RETENTION_PERIODS, "period", "week")
     periods = whole_number(params.get("periods"), "periods", 1, 52, 8)

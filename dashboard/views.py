@@ -55,7 +55,7 @@ def funnel_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     out = {"events": queries.top(project_id, "events", since, until, 20, state.filters)}
     if len(state.steps) >= 2 and len(set(state.steps)) == len(state.steps):
         out["funnel"] = queries.funnel(project_id, list(state.steps), since, until, int(state.window), state.filters,
-                                       state.breakdown, state.goals)
+                                       state.breakdown, state.goals, state.split or None)
     return out
 
 

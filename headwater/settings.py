@@ -79,6 +79,16 @@ class Settings:
     # Each dashboard query may run this long on ClickHouse (its max_execution_time), so that no viewer's
     # page (discovery over a year of a busy project, say) can hold the server's cores for everyone else
     dashboard_query_timeout_s: float = 60.0
+    # A dashboard page's or Stats API request's query that would read more rows than this is refused
+    # (ClickHouse's max_rows_to_read, checked before reading as well): 422 with the reason
+    query_max_rows_to_read: int = 1_000_000_000
+    # Stats API requests per token (docs/stats-api.md): a token bucket of stats_api_burst requests,
+    # refilled at stats_api_requests_per_minute; past it, 429 with Retry-After
+    stats_api_requests_per_minute: float = 120.0
+    stats_api_burst: int = 30
+    # and at most this many of a token's requests answered at once (the dashboard's ClickHouse
+    # connections are shared: one token's slow queries must not hold them all); past it, 429
+    stats_api_concurrent_requests: int = 2
 
     max_request_bytes: int = 500 * 1024
     max_event_bytes: int = 32 * 1024

@@ -46,6 +46,10 @@ TEST_ENV = {
     "HEADWATER_ALERTS_GRACE_S": "2",
     "HEADWATER_ALERTS_IDLE_S": "5",
     "HEADWATER_ALERTS_COHORT_REFRESH_S": "1",
+    # Schemathesis sends the Stats API thousands of requests; its rate limit is tested on an app of its own
+    "HEADWATER_STATS_API_REQUESTS_PER_MINUTE": "1000000",
+    "HEADWATER_STATS_API_BURST": "100000",
+    "HEADWATER_STATS_API_CONCURRENT_REQUESTS": "100",
 }
 os.environ.update(TEST_ENV)
 

@@ -26,6 +26,7 @@ from headwater.migrations import migrate_project
 from tests import planted
 from tests.helpers import Admin, dashboard_session, post, wait_for
 from tests.receivers import Receiver
+from tests.shop import AU, DESKTOP, GB, PHONE, SHOP_GOALS, create_shop, page, track
 
 pytestmark = pytest.mark.integration
 WEB = Path(__file__).resolve().parents[2] / "dashboard" / "web"
@@ -33,24 +34,6 @@ SINCE = datetime(2026, 3, 2, tzinfo=UTC)
 UNTIL = datetime(2026, 3, 4, tzinfo=UTC)  # the view's range: 2026-03-02 and 2026-03-03
 STATE = "?range=custom&from=2026-03-02&to=2026-03-03"
 STEPS = ["/", "/pricing", "Signed Up"]
-DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
-PHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-         "Version/17.4 Mobile/15E148 Safari/604.1")
-GB, AU = "81.2.69.10", "203.0.113.7"
-
-
-def page(visitor: str, at: str, path: str, ip: str, ua: str, query: str = "") -> dict:
-    url = f"https://shop.example{path}{query}"
-    return {"type": "page", "anonymousId": visitor, "timestamp": at, "messageId": str(uuid.uuid4()),
-            "properties": {"url": url, "path": path},
-            "context": {"ip": ip, "userAgent": ua, "page": {"url": url, "path": path}}}
-
-
-def track(visitor: str, at: str, event: str, ip: str, ua: str, properties: dict) -> dict:
-    return {"type": "track", "event": event, "anonymousId": visitor, "timestamp": at,
-            "messageId": str(uuid.uuid4()), "properties": properties, "context": {"ip": ip, "userAgent": ua}}
-
-
 # a: two visits (GB, desktop, from a campaign), signs up on the first; b: one visit (AU, phone);
 # c: one page, a bounce (GB, phone); and one sign-up that fails its schema.
 EVENTS = [
@@ -79,26 +62,6 @@ PEOPLE_EVENTS = [
     page("phone", "2026-03-03T08:00:00Z", "/", GB, PHONE),
     identify("phone", "2026-03-03T08:01:00Z", "alice", PHONE,
              {"plan": "team", "$set_once": {"first_plan": "free", "plan": "not set: plan has a value"}}),
-]
-# For goals and revenue, in a shop of their own: s1 comes from a Google ad, sees pricing, signs up for
-# pro and buys (EUR); s2 comes from a newsletter and buys (USD); s3 comes directly, sees pricing and
-# signs up for free.
-SHOP_GOALS = [{"name": "Saw pricing", "page": "/pricing/*"},
-              {"name": "Pro signup", "event": "Signed Up", "where": ["properties.plan:eq:pro"]},
-              {"name": "Purchase", "event": "Order Completed"}]
-SHOP_EVENTS = [
-    page("s1", "2026-03-02T10:00:00Z", "/", GB, DESKTOP, "?utm_source=google&utm_medium=cpc"),
-    page("s1", "2026-03-02T10:01:00Z", "/pricing/pro", GB, DESKTOP),
-    track("s1", "2026-03-02T10:02:00Z", "Signed Up", GB, DESKTOP, {"plan": "pro"}),
-    track("s1", "2026-03-02T10:03:00Z", "Order Completed", GB, DESKTOP, {
-        "revenue": 49.5, "currency": "EUR", "products": [{"product_id": "p1", "name": "Mug", "price": 12.5, "quantity": 2},
-                                                         {"product_id": "p2", "name": "Shirt", "price": 24.5}]}),
-    page("s2", "2026-03-02T11:00:00Z", "/", AU, PHONE, "?utm_source=newsletter&utm_medium=email"),
-    track("s2", "2026-03-02T11:05:00Z", "Order Completed", AU, PHONE, {
-        "revenue": 20, "currency": "usd", "products": [{"product_id": "p2", "name": "Shirt", "price": 20}]}),
-    page("s3", "2026-03-03T09:00:00Z", "/", GB, DESKTOP),
-    page("s3", "2026-03-03T09:01:00Z", "/pricing/team", GB, DESKTOP),
-    track("s3", "2026-03-03T09:02:00Z", "Signed Up", GB, DESKTOP, {"plan": "free"}),
 ]
 SIGNUP_SCHEMA = {"type": "object", "required": ["plan"], "properties": {"plan": {"type": "string"}}}
 
@@ -149,14 +112,7 @@ def loaded(stack, clickhouse):
     assert reply.status_code == 200, reply.text
     alerts_db = alerting["project"]["database"]
     wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {alerts_db}.alerts")[0][0] == 1, 60)
-    shop = admin.create_project(prefix="dash_shop")
-    reply = admin.call("PATCH", f"/v1/projects/{shop['project']['id']}/config", {"goals": SHOP_GOALS})
-    assert reply.status_code == 200, reply.text
-    reply = post(stack.collector_url, "/v1/batch", {"batch": SHOP_EVENTS}, shop["keys"]["public_key"])
-    assert reply.status_code == 200, reply.text
-    shop_db = shop["project"]["database"]
-    wait_for(lambda: clickhouse.execute(f"SELECT count() FROM {shop_db}.events")[0][0] == len(SHOP_EVENTS), 60)
-    wait_for(lambda: clickhouse.execute(f"SELECT sum(sign) FROM {shop_db}.sessions")[0][0] == 3, 60)
+    shop = create_shop(stack, clickhouse, admin, "dash_shop")
     discovering = admin.create_project(prefix="dash_discover")["project"]["id"]
     migrate_project(clickhouse, discovering)  # (idempotent) the database exists before the first insert
     planted.insert(clickhouse, discovering, planted.generate())

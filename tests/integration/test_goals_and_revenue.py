@@ -10,7 +10,7 @@ import random
 import subprocess
 import sys
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -204,3 +204,34 @@ def test_the_command_line_shows_revenue_by_product_and_refuses_an_unknown_goal(s
     assert got == quantities
     refused = subprocess.run([*args, "--goal", "Nope"], env=stack.env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "no goal 'Nope'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_funnel_breaks_down_by_the_first_steps_column_or_property(loaded, clickhouse):
+    project, events, _ = loaded
+    by_visitor: dict = defaultdict(list)
+    for e in sorted(events, key=lambda e: e["timestamp"]):
+        by_visitor[e["anonymous_id"]].append(e)
+    expected: dict = defaultdict(lambda: [0, 0])
+    for visitor_events in by_visitor.values():
+        signup = next((e for e in visitor_events if e["event"] == "Signed Up"), None)
+        if signup is None:
+            continue
+        cell = expected[_properties(signup)["plan"]]
+        cell[0] += 1
+        cell[1] += any(e["event"] == "Order Completed" and e["timestamp"] >= signup["timestamp"]
+                       for e in visitor_events)
+    rows = records(clickhouse, queries.funnel(project, ["Signed Up", "Order Completed"], SINCE, UNTIL, 86_400,
+                                              breakdown="properties.plan"))
+    got: dict = defaultdict(lambda: [0, 0])
+    for r in rows:
+        got[r["breakdown"]][r["step"] - 1] = r["visitors"]
+    assert got == expected and set(got) == {"pro", "free"}
+    by_campaign = records(clickhouse, queries.funnel(project, ["/landing", "goal:Bought"], SINCE, UNTIL, 86_400,
+                                                     breakdown="utm_campaign", breakdown_limit=2,
+                                                     goals=parse_goals(GOALS)))
+    first = {r["breakdown"]: r["visitors"] for r in by_campaign if r["step"] == 1}
+    campaigns = [v[0]["utm_campaign"] for v in by_visitor.values()]
+    counted = Counter(e["utm_campaign"] for e in events)  # the most frequent values among the range's events
+    top = sorted(counted, key=lambda c: (-counted[c], c))[:2]
+    assert sum(first.values()) == 300 and set(first) == {*top, "(other)"}
+    assert first["(other)"] == sum(c not in top for c in campaigns)

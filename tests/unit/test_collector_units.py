@@ -9,8 +9,8 @@ from collector.compact import Invalid, expand
 from collector.errors import ApiError
 from collector.network import ClientAddress
 from collector.openapi import openapi_document
-from collector.ratelimit import TokenBuckets, retry_after
 from collector.request import IngestRequest
+from headwater.ratelimit import TokenBuckets, retry_after
 from headwater.schemas import load_schema
 
 
@@ -38,7 +38,7 @@ def test_real_ip_and_garbage_from_a_trusted_proxy():
 
 def test_token_bucket_allows_the_burst_then_says_how_long_to_wait(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr("collector.ratelimit.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("headwater.ratelimit.time.monotonic", lambda: now[0])
     buckets = TokenBuckets(rate=2, burst=3)
     assert [buckets.take("ip") for _ in range(3)] == [0.0, 0.0, 0.0]
     wait = buckets.take("ip")
@@ -96,3 +96,16 @@ def test_the_access_log_is_off_unless_asked_for():
 
     assert load_settings({}).access_log is False
     assert load_settings({"HEADWATER_ACCESS_LOG": "true"}).access_log is True
+
+
+def test_in_flight_refuses_a_keys_request_past_its_limit_until_one_leaves():
+    from headwater.ratelimit import InFlight
+
+    gate = InFlight(2)
+    assert gate.enter("a") and gate.enter("a") and not gate.enter("a")
+    assert gate.enter("b")  # another key, its own count
+    gate.leave("a")
+    assert gate.enter("a") and not gate.enter("a")
+    for _ in range(3):
+        gate.leave("a")
+    assert gate.counts == {"b": 1}

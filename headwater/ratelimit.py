@@ -1,7 +1,8 @@
-"""Token buckets: one per client IP (requests) and one per project (events).
+"""Token buckets, by key: the collector keeps one per client IP (requests) and one per project
+(events), the Stats API one per token (requests).
 
-Each collector replica keeps its own buckets, so the effective limit is the configured one times the
-number of replicas. Idle buckets are forgotten after a minute.
+Each replica keeps its own buckets, so the effective limit is the configured one times the number of
+replicas. Idle buckets are forgotten after a minute.
 """
 
 from __future__ import annotations
@@ -40,6 +41,28 @@ class TokenBuckets:
     def _sweep(self, now: float) -> None:
         self.last_sweep = now
         self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < self.idle_s}
+
+
+class InFlight:
+    """How many requests of each key are being answered; :meth:`enter` refuses one past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+
+    def enter(self, key: str) -> bool:
+        """Count a request of ``key`` in, unless ``limit`` of its requests are being answered already."""
+        if self.counts.get(key, 0) >= self.limit:
+            return False
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return True
+
+    def leave(self, key: str) -> None:
+        left = self.counts.get(key, 0) - 1
+        if left > 0:
+            self.counts[key] = left
+        else:
+            self.counts.pop(key, None)
 
 
 def retry_after(seconds: float) -> str:

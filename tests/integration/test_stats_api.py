@@ -1,0 +1,171 @@
+"""The Stats API (dashboard/api.py) on the running dashboard, over the shop's events sent through the
+whole pipeline: each view's blocks are the query library's rows, as JSON and as CSV; the page and the
+API agree; tokens see what they may; bad parameters are refused with the reason; a token's rate limit
+and the rows a query may read hold; the served document is the one in docs; Schemathesis finds no 5xx
+and no answer the document does not describe."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.datastructures import QueryParams
+from starlette.testclient import TestClient
+
+from analytics import overview, queries, revenue
+from analytics.goals import parse_goals
+from analytics.run import records
+from dashboard.api import VIEWS, view_queries
+from dashboard.app import create_app
+from dashboard.state import parse_state
+from dashboard.stats_openapi import BLOCKS, openapi_document
+from tests.helpers import Admin
+from tests.integration.test_collector_fuzz import generated
+from tests.shop import SHOP_GOALS, create_shop
+
+pytestmark = pytest.mark.integration
+SINCE, UNTIL = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
+STATE = {"range": "custom", "from": "2026-03-02", "to": "2026-03-03"}
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "stats-api.json"
+
+
+@pytest.fixture(scope="module")
+def shop(stack, clickhouse):
+    admin = Admin(stack.settings)
+    created = create_shop(stack, clickhouse, admin, "api_shop")
+    project = created["project"]["id"]
+    read = admin.call("POST", f"/v1/projects/{project}/read-tokens")
+    other = admin.create_project(prefix="api_other")["project"]["id"]
+    other_read = admin.call("POST", f"/v1/projects/{other}/read-tokens")
+    assert read.status_code == other_read.status_code == 201
+    return {"project": project, "token": read.json()["read_token"], "other_token": other_read.json()["read_token"]}
+
+
+def api(stack, path: str, token: str | None, **params) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(f"{stack.dashboard_url}/api/v1/projects/{path}", params={**STATE, **params}, headers=headers,
+                     timeout=60)
+
+
+def plain(rows: list[dict]) -> list[dict]:
+    """Rows as the API's JSON holds them: dates and times as ISO text."""
+    return [{k: v.isoformat() if isinstance(v, datetime | date) else v for k, v in row.items()} for row in rows]
+
+
+def test_each_view_answers_the_query_librarys_rows(stack, clickhouse, shop):
+    project, token = shop["project"], shop["token"]
+    answer = api(stack, f"{project}/overview", token)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["view"], body["since"], body["until"]) == ("overview", SINCE.isoformat(), UNTIL.isoformat())
+    blocks = body["blocks"]
+    assert blocks["goals"] == plain(records(clickhouse, overview.goals(project, parse_goals(SHOP_GOALS), SINCE,
+                                                                        UNTIL)))
+    assert blocks["channels"] == plain(records(clickhouse, overview.sources(project, "channels", SINCE, UNTIL)))
+    assert [r for r in blocks["traffic"] if r["current"]][0]["visitors"] == 3
+    trends = api(stack, f"{project}/trends", token, series="Order Completed", metric="sum", of="properties.revenue",
+                 interval="day").json()["blocks"]["series0"]
+    assert trends == plain(records(clickhouse, queries.trends(project, SINCE, UNTIL, "Order Completed", "day",
+                                                              metric="sum", of="properties.revenue")))
+    assert [r["value"] for r in trends] == [69.5]
+    funnel = api(stack, f"{project}/funnels/funnel", token, step=["/", "goal:Purchase"]).json()["blocks"]["funnel"]
+    assert [r["visitors"] for r in funnel] == [3, 2]
+    money = api(stack, f"{project}/revenue", token, interval="day").json()["blocks"]
+    assert money["over_time"] == plain(records(clickhouse, revenue.over_time(project, SINCE, UNTIL, "day")))
+    assert {(r["value"], r["currency"]): r["revenue"] for r in money["channels"]} == {
+        ("Paid Search", "EUR"): 49.5, ("Email", "USD"): 20}
+
+
+def test_a_block_as_csv(stack, clickhouse, shop):
+    answer = api(stack, f"{shop['project']}/revenue/products", shop["token"], format="csv")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    expected = records(clickhouse, revenue.products(shop["project"], SINCE, UNTIL))
+    assert [(r["product"], r["currency"], float(r["revenue"])) for r in rows] == \
+        [(r["product"], r["currency"], r["revenue"]) for r in expected] == \
+        [("Mug", "EUR", 25), ("Shirt", "EUR", 24.5), ("Shirt", "USD", 20)]
+
+
+def test_the_page_shows_what_the_api_answers(stack, shop):
+    answer = api(stack, f"{shop['project']}/overview/engagement", shop["token"]).json()["blocks"]["engagement"]
+    page = httpx.get(f"{stack.dashboard_url}/p/{shop['project']}/overview", params=STATE,
+                     headers={"Authorization": f"Bearer {shop['token']}"}).text
+    sessions = next(r["sessions"] for r in answer if r["current"])
+    assert f'data-metric="sessions" data-value="{sessions}"' in page
+
+
+def test_tokens_see_what_they_may_and_bad_requests_say_why(stack, shop):
+    project = shop["project"]
+    assert api(stack, f"{project}/overview", None).status_code == 401
+    assert api(stack, f"{project}/overview", "not-a-token").status_code == 401
+    assert api(stack, f"{project}/overview", shop["other_token"]).status_code == 404
+    assert api(stack, f"{project}/overview/traffic", stack.settings.admin_token).status_code == 200
+    refusals = [(f"{project}/nope", {}, 404, "views:"), (f"{project}/overview/nope", {}, 404, "blocks here"),
+                (f"{project}/overview", {"format": "csv"}, 400, "CSV holds one block"),
+                (f"{project}/overview", {"goal": "Nope"}, 400, "no goal"),
+                (f"{project}/trends", {"metric": "sum"}, 400, "numeric property"),
+                (f"{project}/funnels", {"step": ["/", "goal:Nope"]}, 400, "no such goal"),
+                (f"{project}/overview", {"where": "properties.x:gt:many"}, 400, "number"),
+                (f"{project}/overview", {"range": "forever"}, 400, "range")]
+    for path, params, status, reason in refusals:
+        answer = api(stack, path, shop["token"], **params)
+        assert answer.status_code == status and reason in answer.json()["message"], (path, params, answer.text)
+
+
+def test_a_tokens_rate_limit_and_the_rows_a_query_may_read(stack, shop):
+    strict = dataclasses.replace(stack.settings, stats_api_requests_per_minute=1, stats_api_burst=2,
+                                 query_max_rows_to_read=5)
+    with TestClient(create_app(None, strict)) as client:  # type: ignore[arg-type]  # no replays here
+        headers = {"Authorization": f"Bearer {shop['token']}"}
+        path = f"/api/v1/projects/{shop['project']}/overview/traffic"
+        first = client.get(path, params=STATE, headers=headers)
+        assert first.status_code == 422 and "more than 5 rows" in first.json()["message"]
+        assert client.get(path, params=STATE, headers=headers).status_code == 422
+        limited = client.get(path, params=STATE, headers=headers)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        admin = client.get(path, params=STATE, headers={"Authorization": f"Bearer {stack.settings.admin_token}"})
+        assert admin.status_code == 422  # another token, another bucket
+
+
+def test_the_served_document_is_the_one_in_docs_and_names_every_block(stack, shop):
+    served = httpx.get(f"{stack.dashboard_url}/api/v1/openapi.json").json()
+    assert served == openapi_document() == json.loads(DOCS.read_text())
+    state = parse_state(QueryParams("step=/&step=/pricing&series=a&series=b&compare=previous")).resolve(
+        shop["project"], [], SHOP_GOALS)
+    for view in VIEWS:
+        assert set(view_queries(view, shop["project"], state)) <= set(BLOCKS[view]), view
+
+
+def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(stack, shop, tmp_path):
+    """The served document with the shop as the only project, so that the generated requests reach
+    the queries; every check but positive_data_acceptance (a custom range needs from and to, which a
+    schema of independent parameters cannot say)."""
+    document = httpx.get(f"{stack.dashboard_url}/api/v1/openapi.json").json()
+    for path in document["paths"].values():
+        path["get"]["parameters"][0]["schema"] = {"type": "string", "enum": [shop["project"]]}
+    schema = tmp_path / "stats-api.json"
+    schema.write_text(json.dumps(document))
+    argv = [str(Path(sys.executable).with_name("schemathesis")), "run", str(schema), "--url", stack.dashboard_url,
+            "-H", f"Authorization: Bearer {shop['token']}", "--max-examples", "200", "--seed", "1", "-w", "2",
+            "--no-color", "--request-timeout", "30", "--checks", "all", "--exclude-checks",
+            "positive_data_acceptance", "--phases", "examples,fuzzing"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    print(f"schemathesis: {generated(output)} cases on the Stats API")
+    assert done.returncode == 0, output[-6000:]
+    assert generated(output) > 200
+
+
+def test_the_trends_page_says_beside_its_form_what_it_cannot_chart(stack, shop):
+    page = httpx.get(f"{stack.dashboard_url}/p/{shop['project']}/trends", params={**STATE, "metric": "sum"},
+                     headers={"Authorization": f"Bearer {shop['token']}"})
+    assert page.status_code == 400
+    assert "data-error>the sum metric needs a numeric property" in page.text and 'name="of"' in page.text
