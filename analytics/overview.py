@@ -116,16 +116,22 @@ def goals(project_id: str, goals: tuple[Goal, ...], since: datetime, until: date
           filters: Filters = NONE) -> Query:
     """Per goal, in one pass over the range: ``visitors`` who converted, ``conversion_rate`` (of all the
     visitors in the range, filters applied), ``conversions`` (goal events), ``value`` (the sum of their
-    ``revenue``) and ``currencies`` (the currencies of that revenue, comma-separated: a value over
-    several is a sum of different units, which the dashboard does not show)."""
+    ``revenue``; 0 for a page goal) and ``currencies`` (the currencies of that revenue,
+    comma-separated: a value over several is a sum of different units, which the dashboard does not
+    show)."""
     if not goals:
         raise QueryError("the project has no goals")
     params = {**time_range(since, until), **filters.params(), "goal_names": [g.name for g in goals]}
-    tests = []
+    tests, worth, units = [], [], []
     for i, goal in enumerate(goals):
         test, more = goal.sql(f"goal{i}")
         tests.append(test)
         params.update(more)
+        # an aggregate's -If evaluates its argument on every row: the if() parses properties on the
+        # goal's events only; a page view has no revenue
+        has = f"{test} AND {HAS_REVENUE}"
+        worth.append("0" if goal.page else f"sumIf(if({has}, {AMOUNT}, 0), {has})")
+        units.append("[]" if goal.page else f"groupUniqArrayIf(if({has}, {CURRENCY}, ''), {has})")
     who = persons.who(filters)
     sql = f"""SELECT
     name AS goal,
@@ -139,8 +145,8 @@ FROM (
         uniqExact({who}) AS total,
         [{', '.join(f'uniqExactIf({who}, {t})' for t in tests)}] AS converted_,
         [{', '.join(f'countIf({t})' for t in tests)}] AS events_,
-        [{', '.join(f'sumIf({AMOUNT}, {t})' for t in tests)}] AS worth_,
-        [{', '.join(f'groupUniqArrayIf({CURRENCY}, {t} AND {HAS_REVENUE})' for t in tests)}] AS units_
+        [{', '.join(worth)}] AS worth_,
+        [{', '.join(units)}] AS units_
     FROM {_events(project_id)}{persons.join(project_id, filters)}
     WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
 )
