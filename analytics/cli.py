@@ -72,7 +72,7 @@ def _build(args: argparse.Namespace) -> Query:
         return revenue.over_time(p, since, until, args.interval, args.tz, f)
     if args.query == "retention":
         return queries.retention(p, since, until, args.period, args.periods, args.cohort_event,
-                                 args.return_event, args.tz, f, by)
+                                 args.return_event, args.tz, f, by, args.breakdown, args.breakdown_limit)
     if args.query == "top":
         return queries.top(p, args.what, since, until, args.limit, f)
     if args.query == "paths":
@@ -246,14 +246,15 @@ def add_parsers(sub) -> None:
     made["trends"].add_argument("--event", help="only this event, or page views of a path starting with / "
                                                  "(default: every event)")
     made["trends"].add_argument("--interval", choices=queries.INTERVALS, default="day")
-    for name in ("trends", "funnel"):
+    for name in ("trends", "funnel", "retention"):
         made[name].add_argument("--breakdown", metavar="KEY", help="a column (" + ", ".join(queries.BREAKDOWNS) +
-                                ") or any property, properties.NAME (a funnel: its value on the first step)")
+                                ") or any property, properties.NAME (a funnel or retention: its value on each "
+                                "visitor's first step or cohort event)")
     made["trends"].add_argument("--metric", choices=queries.METRICS,
                                 help="a value column more: events, persons, sessions, or the sum, average, median or "
                                      "90th percentile of the numeric property --of")
     made["trends"].add_argument("--of", metavar="properties.NAME", help="the numeric property of --metric")
-    for name, limit in (("trends", 25), ("funnel", 10)):
+    for name, limit in (("trends", 25), ("funnel", 10), ("retention", 10)):
         made[name].add_argument("--breakdown-limit", type=int, default=limit,
                                 help="the most frequent values kept; the rest are counted as (other)")
     made["funnel"].add_argument("steps", nargs="+", help="the steps, in order: an event's name, /PATH for a page, "

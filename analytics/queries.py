@@ -346,11 +346,14 @@ ORDER BY {cohort}step"""
 
 def retention(project_id: str, since: datetime, until: datetime, period: str = "week", periods: int = 8,
               cohort_event: str | None = None, return_event: str | None = None, tz: str = "UTC",
-              filters: Filters = NONE, by_cohorts: tuple[Cohort, ...] = ()) -> Query:
+              filters: Filters = NONE, by_cohorts: tuple[Cohort, ...] = (), breakdown: str | None = None,
+              breakdown_limit: int = 10) -> Query:
     """Cohorts by the period of each visitor's first ``cohort_event`` (any event when ``None``) in the
     range; for each, the cohort's size and how many of its visitors did ``return_event`` (any event)
     ``k`` periods later, for k = 0 … ``periods``, within the range. With ``by_cohorts``, one grid per
-    saved cohort of its members (a ``segment`` column first: ``cohort`` is the period's)."""
+    saved cohort of its members (a ``segment`` column first: ``cohort`` is the period's); with
+    ``breakdown`` (a column or ``properties.NAME``), one grid per value of it on each visitor's first
+    cohort event (in ``segment``; the ``breakdown_limit`` most frequent values, the rest ``(other)``)."""
     if period not in RETENTION_PERIODS:
         raise QueryError(f"period must be one of {', '.join(RETENTION_PERIODS)}")
     if not 1 <= periods <= 366:
@@ -359,9 +362,17 @@ def retention(project_id: str, since: datetime, until: datetime, period: str = "
               "return_event": return_event, **filters.params()}
     is_cohort = "event = %(cohort_event)s" if cohort_event else "1"
     is_return = "event = %(return_event)s" if return_event else "1"
-    by = f"{_by_cohorts(by_cohorts, filters, params)} AS segment,\n                " if by_cohorts else ""
-    segment = "segment, " if by_cohorts else ""
-    sql = f"""SELECT {segment}cohort, size AS cohort_size, greatest(k, 0) AS periods_later, if(k < 0, 0, n) AS visitors
+    if breakdown and by_cohorts:
+        raise QueryError("break down by a column or by cohorts, not both")
+    top, by, segment, grouped = "", "", "", "visitor"
+    if by_cohorts:  # a visitor is in each of their cohorts' grids
+        by, segment, grouped = f"{_by_cohorts(by_cohorts, filters, params)} AS segment,\n                ", \
+            "segment, ", "segment, visitor"
+    elif breakdown:  # a visitor is in the grid of the value on their first cohort event
+        top, value = _breakdown(project_id, breakdown, breakdown_limit, filters, params)
+        by, segment = f"{_bucket(f'argMinIf({value}, timestamp, {is_cohort})')} AS segment,\n                ", \
+            "segment, "
+    sql = f"""{top}SELECT {segment}cohort, size AS cohort_size, greatest(k, 0) AS periods_later, if(k < 0, 0, n) AS visitors
 FROM (
     SELECT {segment}cohort, k, n,
         max(if(k = -1, n, 0)) OVER (PARTITION BY {segment}cohort) AS size,
@@ -376,7 +387,7 @@ FROM (
                 groupUniqArrayIf({_period(period, tz)}, {is_return}) AS returns
             FROM {_events(project_id, final=False)}{_indent(persons.join(project_id, filters), 12)}
             WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
-            GROUP BY {segment}visitor
+            GROUP BY {grouped}
             HAVING countIf({is_cohort}) > 0
         )
         ARRAY JOIN arrayPushFront(arrayFilter(d -> d BETWEEN 0 AND %(periods)s,
@@ -386,8 +397,8 @@ FROM (
 )
 WHERE k >= 0 OR rows_in_cohort = 1
 ORDER BY {segment}cohort, periods_later"""
-    return Query(sql, params, (*(("segment",) if by_cohorts else ()), "cohort", "cohort_size", "periods_later",
-                               "visitors"))
+    return Query(sql, params, (*(("segment",) if by_cohorts or breakdown else ()), "cohort", "cohort_size",
+                               "periods_later", "visitors"))
 
 
 def top(project_id: str, what: str, since: datetime, until: datetime, limit: int = 10,

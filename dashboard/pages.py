@@ -80,6 +80,13 @@ async def retention(request: Request, context: dict) -> Response:
     if state.breakdown:
         segments = [(c.name, views.cohort_grid([r for r in rows["retention"] if r["segment"] == c.name],
                                                state.periods, state.period, last_day)) for c in state.breakdown]
+    elif state.split:  # largest first
+        sizes: dict[str, int] = {}
+        for r in rows["retention"]:
+            if r["periods_later"] == 0:
+                sizes[r["segment"]] = sizes.get(r["segment"], 0) + r["cohort_size"]
+        segments = [(v, views.cohort_grid([r for r in rows["retention"] if r["segment"] == v], state.periods,
+                                          state.period, last_day)) for v in sorted(sizes, key=lambda v: -sizes[v])]
     else:
         segments = [("", views.cohort_grid(rows["retention"], state.periods, state.period, last_day))]
     context.update(segments=segments, grid=any(grid for _, grid in segments))

@@ -62,7 +62,8 @@ def funnel_queries(project_id: str, state: ViewState) -> dict[str, Query]:
 def retention_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = state.bounds()
     return {"retention": queries.retention(project_id, since, until, state.period, state.periods, tz=state.tz,
-                                           filters=state.filters, by_cohorts=state.breakdown)}
+                                           filters=state.filters, by_cohorts=state.breakdown,
+                                           breakdown=state.split or None)}
 
 
 def live_window(minutes: int) -> tuple[datetime, datetime]:

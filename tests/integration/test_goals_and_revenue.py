@@ -235,3 +235,19 @@ def test_a_funnel_breaks_down_by_the_first_steps_column_or_property(loaded, clic
     top = sorted(counted, key=lambda c: (-counted[c], c))[:2]
     assert sum(first.values()) == 300 and set(first) == {*top, "(other)"}
     assert first["(other)"] == sum(c not in top for c in campaigns)
+
+
+def test_retention_breaks_down_by_the_first_cohort_events_value(loaded, clickhouse):
+    project, events, _ = loaded
+    first: dict = {}
+    for e in sorted(events, key=lambda e: e["timestamp"]):
+        first.setdefault(e["anonymous_id"], e)
+    expected: dict = defaultdict(lambda: defaultdict(int))
+    for e in first.values():
+        expected[e["utm_campaign"]][e["timestamp"].date()] += 1
+    rows = records(clickhouse, queries.retention(project, SINCE, UNTIL, "day", 2, breakdown="utm_campaign"))
+    got: dict = defaultdict(dict)
+    for r in rows:
+        if r["periods_later"] == 0:
+            got[r["segment"]][r["cohort"]] = r["cohort_size"]
+    assert got == {campaign: dict(days) for campaign, days in expected.items()} and len(got) == 3
