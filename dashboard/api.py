@@ -66,11 +66,23 @@ def _plain(value: object) -> object:
     return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula: a sender's property value
+# (=HYPERLINK(…)) must stay text when an analyst opens the CSV (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    value = _plain(value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _as_csv(columns: tuple[str, ...], rows: list[dict]) -> Response:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
-    writer.writerows([_plain(row[c]) for c in columns] for row in rows)
+    writer.writerows([_cell(row[c]) for c in columns] for row in rows)
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
 
 

@@ -143,3 +143,10 @@ def test_sessions_are_never_signed_with_a_key_anyone_could_know():
     with_token = Sessions("the-admin-token", 3600)
     assert with_token.viewer(with_token.cookie_for("the-admin-token", "the-admin-token"), FixedProjects()).admin
     assert with_token.viewer(Sessions("another-token", 3600).serializer.dumps(ADMIN), FixedProjects()) is None
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_stays_text():
+    from dashboard.api import _cell
+
+    assert _cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert [_cell(v) for v in ("@SUM(A1)", "-2+3", "Mug", -2.5, 7)] == ["'@SUM(A1)", "'-2+3", "Mug", -2.5, 7]
