@@ -28,6 +28,9 @@ SINCE, UNTIL = T0, T0 + timedelta(days=21)
 STEPS = ["Viewed Product", "Added To Cart", "Checkout", "Paid"]
 WINDOW_S = 3600
 PAGES = ["/", "/pricing", "/docs", "/blog/launch", "/signup"]
+MEDIUMS = {"Google": "search", "Twitter": "social", "Newsletter": "email", "": ""}
+# the channel of a visit without campaign tags, by its referrer's medium (analytics/channels.py)
+CHANNELS = {"search": "Organic Search", "social": "Organic Social", "email": "Email", "": "Direct"}
 
 
 def event(visitor: str, ts: datetime, name: str, *, page: str = "", user: str = "", session: str = "",
@@ -50,7 +53,7 @@ def generate(seed: int = 11) -> list[dict]:
             session = f"{visitor}-s{s}"
             for _ in range(rng.randint(1, 5)):
                 out.append(event(visitor, ts, "", page=rng.choice(PAGES), session=session, browser=browser,
-                                 country=country, referrer_source=source, **kind))
+                                 country=country, referrer_source=source, referrer_medium=MEDIUMS[source], **kind))
                 ts += timedelta(seconds=rng.randint(1, 600))
             for step in STEPS[:rng.randint(0, 4)]:
                 out.append(event(visitor, ts, step, session=session, browser=browser, country=country, **kind))
@@ -283,10 +286,12 @@ def test_top(clickhouse, data, what):
                   "referrers": lambda e: e["type"] == "page" and e.get("referrer_source", ""),
                   "countries": lambda e: e.get("country", ""), "browsers": lambda e: e.get("browser", ""),
                   "campaigns": lambda e: e.get("utm_campaign", ""), "os": lambda e: e.get("os", ""),
-                  "devices": lambda e: e.get("device", ""), "events": lambda e: e["type"] == "track"}
-    column = queries.TOP[what][0]
+                  "devices": lambda e: e.get("device", ""), "events": lambda e: e["type"] == "track",
+                  "channels": lambda e: e["type"] == "page"}
+    column = "channel" if what == "channels" else queries.TOP[what][0]
+    seen = [{**e, "channel": CHANNELS[e.get("referrer_medium", "")]} for e in events]
     got = rows(clickhouse, queries.top(project, what, SINCE, UNTIL, limit=5))
-    assert got == expected_top(events, column, conditions[what], 5) and got
+    assert got == expected_top(seen, column, conditions[what], 5) and got
 
 
 @pytest.mark.parametrize("target,depth", [("Paid", 3), ("/signup", 2), ("Checkout", 1)])
