@@ -24,7 +24,7 @@ from analytics.conditions import Condition, ConditionError
 from analytics.conditions import parse as parse_condition
 from analytics.export import FORMATS, TIME_COLUMN, export, export_query
 from analytics.filters import Filters
-from analytics.goals import parse_goals
+from analytics.goals import STEP_PREFIX, parse_goals
 from analytics.queries import Query, QueryError
 from analytics.run import as_json_lines, as_table, rendered_sql, rows
 from headwater.clickhouse import project_database
@@ -50,8 +50,10 @@ def _build(args: argparse.Namespace) -> Query:
     since, until = range_of(args)
     p, f = args.project, Filters(include_bots=args.include_bots, count_ids=args.count == "ids", cohort=args.cohort or "",
                                  where=conditions_of(args), goal=args.goal or "")
-    project = _project(p) if args.cohort or args.goal or args.query in ("funnel", "goals") or getattr(
-        args, "by_cohorts", None) else None
+    goal_steps = any(step.startswith(STEP_PREFIX) for step in getattr(args, "steps", ()))
+    # the project is read from its Kafka topic only when the query names its cohorts or goals
+    wanted = args.cohort or args.goal or goal_steps or args.query == "goals" or getattr(args, "by_cohorts", None)
+    project = _project(p) if wanted else None
     cohorts, goals = (project.cohorts, project.goals) if project else ([], [])
     if args.cohort or args.goal:
         f = f.resolve(p, cohorts, goals)
