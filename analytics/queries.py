@@ -422,6 +422,53 @@ LIMIT %(limit)s{FINAL_SETTINGS}"""
     return Query(sql, {**time_range(since, until), "limit": limit, **filters.params()}, ("value", "visitors", "events"))
 
 
+def breakdown(project_id: str, by: str, since: datetime, until: datetime, limit: int = 10,
+              filters: Filters = NONE) -> Query:
+    """Visitors and events per value of a column or a property (``properties.plan``) in the range: its
+    ``limit`` most frequent values (chosen as for :func:`trends`), the rest together as ``(other)``,
+    which comes last; the others most visitors first."""
+    params = {**time_range(since, until), **filters.params()}
+    top, value = _breakdown(project_id, by, limit, filters, params)
+    sql = f"""{top}SELECT
+    {_bucket(value)} AS value,
+    uniqExact({persons.who(filters)}) AS visitors,
+    count() AS events
+FROM {_events(project_id)}{persons.join(project_id, filters)}
+WHERE timestamp >= {SINCE} AND timestamp < {UNTIL}{filters.events_condition()}
+GROUP BY value
+ORDER BY value = %(other)s, visitors DESC, events DESC, value{FINAL_SETTINGS}"""
+    return Query(sql, params, ("value", "visitors", "events"))
+
+
+def sessions_by(project_id: str, by: str, since: datetime, until: datetime, limit: int = 10,
+                filters: Filters = NONE) -> Query:
+    """The figures of :func:`sessions` per value of a column or a property on each session's first
+    event: the ``limit`` most frequent values among the range's events, the rest together as
+    ``(other)`` (last). A session's first event is in the range whenever the session started in it,
+    so the range's events name every counted session's value."""
+    params = {**time_range(since, until), **filters.params()}
+    top, value = _breakdown(project_id, by, limit, filters, params)
+    database = project_database(project_id)
+    sql = f"""{top}SELECT
+    {_bucket("first_value")} AS value,
+    sum(sign) AS sessions,
+    if(sessions = 0, 0, sum(sign * is_bounce) / sessions) AS bounce_rate,
+    if(sessions = 0, 0, sum(sign * duration_s) / sessions) AS average_duration_s,
+    if(sessions = 0, 0, sum(sign * pageviews) / sessions) AS pageviews_per_session
+FROM {database}.sessions
+INNER JOIN (
+    SELECT session_id, argMin({value}, timestamp) AS first_value
+    FROM {_events(project_id, final=False)}
+    WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND session_id != ''
+    GROUP BY session_id
+) AS firsts USING session_id
+WHERE start_at >= {SINCE} AND start_at < {UNTIL}{filters.sessions_condition(project_id, SINCE, UNTIL)}
+GROUP BY value
+HAVING sessions > 0
+ORDER BY value = %(other)s, sessions DESC, value"""
+    return Query(sql, params, ("value", "sessions", "bounce_rate", "average_duration_s", "pageviews_per_session"))
+
+
 def sessions(project_id: str, since: datetime, until: datetime, filters: Filters = NONE) -> Query:
     """Sessions that started in the range: count, bounce rate (sessions of one event) and average
     duration in seconds. The sessions table collapses updates by ``sign``: see docs/schema.md."""

@@ -21,7 +21,8 @@ Then it times, through the query library as analysts would run them:
 - insights: the daily trend by a custom property and with a condition on one, the funnel with that
   condition, a funnel to a goal, two goals' conversions, the sessions by channel, revenue by day, by
   channel and by product (the generated Paid events carry Segment's revenue, currency and products),
-  and the overview with those goals,
+  goal by goal, the overview's and the Sessions page's breakdowns by a custom property and by a column
+  (beside the sessions' summary), and the overview with those goals and with the event goal alone,
 
 each as the library runs it by default (counting persons, bots left out: 3% of the generated visitors
 are bots), again counting ids instead of persons (``*_count_ids``: what joining each id to its person
@@ -248,6 +249,14 @@ def bench_queries(project: str, filters: Filters = NONE) -> dict[str, queries.Qu
         "funnel_to_a_goal": queries.funnel(project, ["/", "goal:Paid over 50"], START, until, 7 * 86_400, filters,
                                            goals=GOALS),
         "goals_month": overview.goals(project, GOALS, START, until, filters),
+        "goal_event_month": overview.goals(project, GOALS[1:], START, until, filters),
+        "goal_page_month": overview.goals(project, GOALS[:1], START, until, filters),
+        # the overview's and the Sessions page's breakdowns, by a custom property and by a column
+        "breakdown_by_property_sku": queries.breakdown(project, "properties.sku", START, until, filters=filters),
+        "breakdown_by_browser": queries.breakdown(project, "browser", START, until, filters=filters),
+        "sessions_by_property_sku": queries.sessions_by(project, "properties.sku", START, until, filters=filters),
+        "sessions_by_browser": queries.sessions_by(project, "browser", START, until, filters=filters),
+        "sessions_month": queries.sessions(project, START, until, filters),
         "channels_of_sessions": overview.sources(project, "channels", START, until, filters=filters),
         "revenue_daily": revenue.over_time(project, START, until, "day", filters=filters),
         "revenue_by_channel": revenue.by_source(project, "channels", START, until, filters=filters),
@@ -334,6 +343,8 @@ def main() -> None:
         result["unmerged"] = time_queries(client, project, runs)
         result["unmerged"]["dashboard_overview"] = time_overview(settings, project, runs)
         result["unmerged"]["dashboard_overview_with_goals"] = time_overview(settings, project, runs, goals=GOALS)
+        result["unmerged"]["dashboard_overview_with_one_goal"] = time_overview(settings, project, runs,
+                                                                         goals=GOALS[1:])
         result["unmerged_count_ids"] = by_ids(settings, client, project, runs)
         result["unmerged_bots_included"] = both(settings, client, project, runs)
         started = time.perf_counter()
@@ -343,6 +354,8 @@ def main() -> None:
         result["merged"] = time_queries(client, project, runs)
         result["merged"]["dashboard_overview"] = time_overview(settings, project, runs)
         result["merged"]["dashboard_overview_with_goals"] = time_overview(settings, project, runs, goals=GOALS)
+        result["merged"]["dashboard_overview_with_one_goal"] = time_overview(settings, project, runs,
+                                                                         goals=GOALS[1:])
         result["merged_count_ids"] = by_ids(settings, client, project, runs)
         result["merged_bots_included"] = both(settings, client, project, runs)
         result["sizes"] = table_size(client, project_database(project))

@@ -2,10 +2,12 @@
 
 ``GET /api/v1/projects/{project}/{view}`` answers every block of a view (its named queries, the ones
 each of the page's blocks shows), ``GET /api/v1/projects/{project}/{view}/{block}`` one of them, as
-JSON or, with ``format=csv``, CSV. The query string is the dashboard's own URL state (range, filters,
-conditions, goal, cohort and each view's parameters: :mod:`dashboard.state`), so a page's link with
-``/p/`` turned into ``/api/v1/projects/`` answers its figures. Pages and API run the same
-:func:`view_queries` on the same runner: one query path.
+JSON or, with ``format=csv``, CSV. A JSON answer that holds a chart's blocks has the chart's data too
+(``chart``: :func:`dashboard.views.chart`), and the pages' charts draw what it answers. The query
+string is the dashboard's own URL state (range, filters, conditions, goal, cohort and each view's
+parameters: :mod:`dashboard.state`), so a page's link with ``/p/`` turned into ``/api/v1/projects/``
+answers its figures. Pages and API run the same :func:`view_queries` on the same runner: one query
+path.
 
 Read-only: a read token sees its project, the admin token every project (``Authorization: Bearer``,
 or the dashboard's login cookie). Each token has a token bucket of requests (``stats_api_burst``,
@@ -144,4 +146,6 @@ class StatsAPI:
         body = {"project": project.id, "view": view, "since": since.isoformat(), "until": until.isoformat(),
                 "blocks": {name: [{k: _plain(v) for k, v in row.items()} for row in found]
                            for name, found in rows.items()}}
+        if (chart := views.chart(view, rows, state)) is not None:
+            body["chart"] = chart
         return JSONResponse(body)

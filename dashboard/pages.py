@@ -35,21 +35,33 @@ async def _run(request: Request, context: dict, view: str, **extra) -> dict:
     return await request.app.state.runner.records(queries)
 
 
+async def _run_beside_chart(request: Request, context: dict, view: str) -> dict:
+    """A view's queries but its chart's, which the page's script asks the Stats API for (so the
+    chart's query runs once, on the path programs use too)."""
+    queries = view_queries(view, context["project"].id, context["state"])
+    queries.pop(views.CHART_BLOCKS[view], None)
+    return await request.app.state.runner.records(queries)
+
+
 async def to_overview(request: Request, context: dict) -> Response:
     return RedirectResponse(f"/p/{context['project'].id}/overview{context['state'].query_string()}", 303)
 
 
-async def overview_data(runner: QueryRunner, project_id: str, state: ViewState) -> dict:
-    """Everything the overview shows (``make bench`` times this and its rendering on 10M events)."""
-    rows = await runner.records(views.overview_queries(project_id, state))
+async def overview_data(runner: QueryRunner, project_id: str, state: ViewState, chart: bool = True) -> dict:
+    """Everything the overview shows, the chart's data with ``chart`` (the page's script asks the Stats
+    API for it; ``make bench`` times this with it, and its rendering, on 10M events)."""
+    queries = views.overview_queries(project_id, state)
+    if not chart:
+        queries.pop(views.CHART_BLOCKS["overview"])
+    rows = await runner.records(queries)
     return {"headline": views.headline(rows["traffic"], rows["engagement"]),
-            "trend": views.trend_series(rows["trend"], *state.bounds(), tuple(c.name for c in state.breakdown)),
-            "top_blocks": views.TOP_BLOCKS, "rows": rows,
+            "trend": views.chart("overview", rows, state), "top_blocks": views.TOP_BLOCKS, "rows": rows,
             "no_events": not any(r["current"] for r in rows["traffic"])}
 
 
 async def overview(request: Request, context: dict) -> Response:
-    context.update(await overview_data(request.app.state.runner, context["project"].id, context["state"]))
+    context.update(await overview_data(request.app.state.runner, context["project"].id, context["state"],
+                                       chart=False))
     return render(request, "overview.html", context)
 
 
@@ -96,21 +108,19 @@ async def retention(request: Request, context: dict) -> Response:
 async def trends(request: Request, context: dict) -> Response:
     """Lines of any events or pages, by a chosen metric, optionally broken down or beside the period
     before."""
-    try:
-        rows = await _run(request, context, "trends")
+    context.update(metrics=queries.METRICS, lines_sql=[], issue="")
+    try:  # built, not run: the chart and its table are the Stats API's answer, which the script draws
+        context["lines_sql"] = list(view_queries("trends", context["project"].id, context["state"]))
     except QueryError as exc:  # a choice the form allows but cannot chart: said beside the form
-        context.update(lines={"x": [], "cohorts": []}, metrics=queries.METRICS, lines_sql=[], issue=str(exc))
+        context["issue"] = str(exc)
         return render(request, "trends.html", context, 400)
-    context.update(lines=views.trend_lines(rows, context["state"]), metrics=queries.METRICS, lines_sql=list(rows),
-                   issue="")
     return render(request, "trends.html", context)
 
 
 async def revenue(request: Request, context: dict) -> Response:
     """Revenue over time per currency, by where the buyers came from, and by product."""
-    rows = await _run(request, context, "revenue")
-    context.update(rows=rows, lines=views.revenue_lines(rows["over_time"], context["state"]),
-                   blocks=views.REVENUE_BLOCKS)
+    rows = await _run_beside_chart(request, context, "revenue")
+    context.update(rows=rows, blocks=views.REVENUE_BLOCKS)
     return render(request, "revenue.html", context)
 
 

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
 from analytics.filters import FIELDS
+from analytics.queries import OTHER
 from dashboard import formatting
 from dashboard.state import RANGES, WINDOWS
 from headwater.geodata import attribution
@@ -29,7 +30,7 @@ def templates(geoip_path: str = "") -> Jinja2Templates:
     env = Jinja2Templates(directory=str(HERE / "templates"))
     env.env.filters.update(formatting.FILTERS)
     env.env.globals.update(nav=NAV, ranges=RANGES, windows=WINDOWS, filter_names=list(FIELDS),
-                           admin_only=ADMIN_ONLY, built=(STATIC / "dashboard.js").is_file(),
+                           admin_only=ADMIN_ONLY, other=OTHER, built=(STATIC / "dashboard.js").is_file(),
                            geo_attribution=attribution(geoip_path))
     return env
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from analytics.cohorts import Cohort, for_breakdown
-from analytics.conditions import ConditionError, check_key
+from analytics.conditions import Condition, ConditionError, check_key
 from analytics.discovery import DIRECTIONS, MAX_STEP, RANKINGS
 from analytics.filters import BOTS, COHORT, COUNT, FIELDS, GOAL, WHERE, FilterError, Filters
 from analytics.goals import Goal, parse_goals
@@ -149,6 +149,11 @@ class ViewState:
 
     def without_condition(self, index: int) -> str:
         where = self.filters.where[:index] + self.filters.where[index + 1:]
+        return self.query_string(filters=dataclasses.replace(self.filters, where=where))
+
+    def with_condition(self, key: str, value: str) -> str:
+        """The URL with one more condition: ``key`` equals ``value`` (a breakdown row's link)."""
+        where = (*self.filters.where, Condition(key, "eq", value))
         return self.query_string(filters=dataclasses.replace(self.filters, where=where))
 
     def with_filter(self, name: str, value: str) -> str:

@@ -25,14 +25,14 @@ ERRORS = {
     "503": "A query ran longer than `dashboard_query_timeout_s`; narrow the range or the filters",
 }
 # each view's blocks; some only with some parameters: goals (with goals), previousN (compare=previous),
-# funnel (two or more steps)
+# funnel (two or more steps), breakdown and by (with breakdown)
 BLOCKS = {
     "overview": ("traffic", "engagement", "trend", "goals", "pages", "entry_pages", "exit_pages", "channels",
-                 "referrers", "campaigns", "countries", "browsers", "os", "devices"),
+                 "referrers", "campaigns", "countries", "browsers", "os", "devices", "breakdown"),
     "trends": (*(f"series{i}" for i in range(MAX_SERIES)), *(f"previous{i}" for i in range(MAX_SERIES))),
     "funnels": ("events", "funnel"),
     "retention": ("retention",),
-    "sessions": ("sessions", "summary", "new"),
+    "sessions": ("sessions", "summary", "new", "by"),
     "revenue": ("over_time", "products", "channels", "campaigns", "referrers"),
 }
 
@@ -71,7 +71,8 @@ def _parameters() -> list[dict]:
         _query("series", _text(), f"trends: an event or a page path (at most {MAX_SERIES})", array=True),
         _query("metric", {"type": "string", "enum": list(METRICS)}, "trends: what each line counts"),
         _query("of", _text(), "trends: the numeric property of sum, avg, median, p90"),
-        _query("breakdown", _text(), "trends: a column or properties.NAME to split one series by"),
+        _query("breakdown", _text(), "a column or properties.NAME to break down by: one trend series, a funnel, "
+               "a retention grid, the overview (block breakdown) or sessions (block by)"),
         _query("compare", {"type": "string", "enum": ["previous"]}, "trends: each series' previous period too"),
         _query("step", _text(), f"funnels: an event, a page path or goal:NAME (2 to {MAX_STEPS})", array=True),
         _query("window", {"type": "integer", "minimum": 1, "maximum": 90 * 86400}, "funnels: seconds"),
@@ -117,6 +118,20 @@ def _path(block: bool) -> dict:
                     "responses": _responses(block)}}
 
 
+def _chart() -> dict:
+    numbers = {"type": "array", "items": {"type": "number"}}
+    line = {"type": "object", "required": ["name", "visitors"],
+            "properties": {"name": {"type": "string"}, "visitors": numbers}}
+    return {"type": "object", "required": ["x", "from", "to"],
+            "description": "with a chart's blocks (overview: trend; trends: every series; revenue: over_time): "
+                           "the period starts (x, seconds), the range (from, to, seconds) and the lines, "
+                           "each value at the period of the same place in x: events and visitors, or one "
+                           "line per cohort, series or currency (cohorts)",
+            "properties": {"x": {"type": "array", "items": {"type": "integer"}}, "from": {"type": "integer"},
+                           "to": {"type": "integer"}, "events": numbers, "visitors": numbers,
+                           "cohorts": {"type": "array", "items": line}}}
+
+
 @functools.cache
 def openapi_document() -> dict:
     rows = {"type": "array", "items": {"type": "object"}}
@@ -124,7 +139,8 @@ def openapi_document() -> dict:
               "properties": {"project": {"type": "string"}, "view": {"type": "string"},
                              "since": {"type": "string", "format": "date-time"},
                              "until": {"type": "string", "format": "date-time"},
-                             "blocks": {"type": "object", "additionalProperties": rows}}}
+                             "blocks": {"type": "object", "additionalProperties": rows},
+                             "chart": _chart()}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Headwater Stats API", "version": "1",

@@ -47,6 +47,8 @@ def overview_queries(project_id: str, state: ViewState) -> dict[str, Query]:
         out[block] = overview.top_list(project_id, what, since, until, TOP_LIMIT, f)
     if state.goals:
         out["goals"] = overview.goals(project_id, state.goals, since, until, f)
+    if state.split:
+        out["breakdown"] = queries.breakdown(project_id, state.split, since, until, TOP_LIMIT, f)
     return out
 
 
@@ -81,7 +83,9 @@ def sessions_queries(project_id: str, state: ViewState) -> dict[str, Query]:
     since, until = state.bounds()
     return {"sessions": activity.recent_sessions(project_id, since, until, 50, state.filters),
             "summary": queries.sessions(project_id, since, until, state.filters),
-            "new": queries.new_sessions(project_id, since, until, state.filters)}
+            "new": queries.new_sessions(project_id, since, until, state.filters),
+            **({"by": queries.sessions_by(project_id, state.split, since, until, TOP_LIMIT, state.filters)}
+               if state.split else {})}
 
 
 def people_queries(project_id: str, state: ViewState, search: str = "") -> dict[str, Query]:
@@ -223,6 +227,24 @@ def revenue_lines(rows: list[dict], state: ViewState) -> dict:
     for row in rows:
         lines.setdefault(row["currency"] or "(no currency)", {})[_epoch(row["period"])] = row["revenue"]
     return _lines(lines, *state.bounds(), state)
+
+
+CHART_BLOCKS = {"overview": "trend", "trends": "", "revenue": "over_time"}  # "": every block of the view
+
+
+def chart(view: str, rows: dict[str, list[dict]], state: ViewState) -> dict | None:
+    """The data of the chart a view draws, from its rows (``None``: the view has no chart, or its
+    chart's block is not among ``rows``): the period starts (``x``, seconds), the range (``from``,
+    ``to``) and the lines (see :func:`trend_series` and :func:`trend_lines`). The pages' script gets it
+    from the Stats API, which answers it beside the blocks."""
+    block = CHART_BLOCKS.get(view)
+    if block is None or (block and block not in rows) or not rows:
+        return None
+    if view == "overview":
+        return trend_series(rows["trend"], *state.bounds(), tuple(c.name for c in state.breakdown))
+    if view == "revenue":
+        return revenue_lines(rows["over_time"], state)
+    return trend_lines(rows, state)
 
 
 def discover_queries(project_id: str, state: ViewState) -> dict[str, Query]:

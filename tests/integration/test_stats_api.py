@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import html
 import io
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -27,9 +29,9 @@ from dashboard.api import VIEWS, view_queries
 from dashboard.app import create_app
 from dashboard.state import parse_state
 from dashboard.stats_openapi import BLOCKS, openapi_document
-from tests.helpers import Admin
+from tests.helpers import Admin, wait_for
 from tests.integration.test_collector_fuzz import generated
-from tests.shop import SHOP_GOALS, create_shop
+from tests.shop import AU, GB, SHOP_EVENTS, SHOP_GOALS, create_shop
 
 pytestmark = pytest.mark.integration
 SINCE, UNTIL = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
@@ -46,7 +48,11 @@ def shop(stack, clickhouse):
     other = admin.create_project(prefix="api_other")["project"]["id"]
     other_read = admin.call("POST", f"/v1/projects/{other}/read-tokens")
     assert read.status_code == other_read.status_code == 201
-    return {"project": project, "token": read.json()["read_token"], "other_token": other_read.json()["read_token"]}
+    found = {"project": project, "token": read.json()["read_token"], "other_token": other_read.json()["read_token"]}
+    # the dashboard learns of new tokens from the projects' topic: wait until it knows both
+    wait_for(lambda: api(stack, f"{project}/overview/traffic", found["token"]).status_code == 200, 60)
+    wait_for(lambda: api(stack, f"{other}/overview/traffic", found["other_token"]).status_code == 200, 60)
+    return found
 
 
 def api(stack, path: str, token: str | None, **params) -> httpx.Response:
@@ -162,6 +168,79 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(stack, sh
     print(f"schemathesis: {generated(output)} cases on the Stats API")
     assert done.returncode == 0, output[-6000:]
     assert generated(output) > 200, output[-4000:]
+
+
+COUNTRY = {GB: "GB", AU: "AU"}
+
+
+def _by_visitor() -> dict[str, list[dict]]:
+    """The shop's events per visitor (each visitor had one session)."""
+    out: dict[str, list[dict]] = {}
+    for event in SHOP_EVENTS:
+        out.setdefault(event["anonymousId"], []).append(event)
+    return out
+
+
+def test_the_overview_and_the_sessions_break_down_by_any_property(stack, shop):
+    project, token = shop["project"], shop["token"]
+    plans: dict[str, dict] = {}
+    for event in SHOP_EVENTS:  # the independent count: visitors and events per value of properties.plan
+        counted = plans.setdefault(event["properties"].get("plan", ""), {"visitors": set(), "events": 0})
+        counted["visitors"].add(event["anonymousId"])
+        counted["events"] += 1
+    expected = sorted(({"value": v, "visitors": len(c["visitors"]), "events": c["events"]} for v, c in plans.items()),
+                      key=lambda r: (-r["visitors"], -r["events"], r["value"]))
+    answer = api(stack, f"{project}/overview/breakdown", token, breakdown="properties.plan")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["blocks"]["breakdown"] == expected
+    assert [r["value"] for r in expected] == ["", "free", "pro"]
+    countries: dict[str, list] = {}
+    for events in _by_visitor().values():
+        first, last = events[0], events[-1]
+        seconds = (datetime.fromisoformat(last["timestamp"]) - datetime.fromisoformat(first["timestamp"])).seconds
+        pages = sum(e["type"] == "page" for e in events)
+        countries.setdefault(COUNTRY[first["context"]["ip"]], []).append((seconds, pages))
+    by = api(stack, f"{project}/sessions/by", token, breakdown="country").json()["blocks"]["by"]
+    assert [(r["value"], r["sessions"], r["average_duration_s"], r["pageviews_per_session"]) for r in by] == [
+        (country, len(found), sum(s for s, _ in found) / len(found), sum(p for _, p in found) / len(found))
+        for country, found in sorted(countries.items(), key=lambda item: -len(item[1]))]
+    assert [r["value"] for r in by] == ["GB", "AU"]
+    headers = {"Authorization": f"Bearer {token}"}
+    overview_page = httpx.get(f"{stack.dashboard_url}/p/{project}/overview", headers=headers,
+                              params={**STATE, "breakdown": "properties.plan"}).text
+    shown = re.findall(r'<tr data-row="([^"]*)" data-count="(\d+)" data-events="(\d+)">', overview_page)
+    assert shown == [(r["value"], str(r["visitors"]), str(r["events"])) for r in expected]
+    assert "where=properties.plan%3Aeq%3Apro" in overview_page  # a row filters to its value
+    sessions_page = httpx.get(f"{stack.dashboard_url}/p/{project}/sessions", headers=headers,
+                              params={**STATE, "breakdown": "country"}).text
+    assert re.findall(r'<tr data-row="([^"]*)" data-sessions="(\d+)"', sessions_page) == [
+        (r["value"], str(r["sessions"])) for r in by]
+
+
+def test_the_pages_charts_draw_the_apis_answer(stack, shop):
+    """A chart's page names the Stats API request its script makes; the answer's chart is the lines of
+    the events, every day of the range on the x axis."""
+    project, headers = shop["project"], {"Authorization": f"Bearer {shop['token']}"}
+    signups = {e["properties"]["plan"]: e["timestamp"][:10] for e in SHOP_EVENTS if e.get("event") == "Signed Up"}
+    days = ["2026-03-02", "2026-03-03"]
+    for view, params, block in (("trends", {"series": "Signed Up", "breakdown": "properties.plan"}, ""),
+                                ("overview", {}, "/trend"), ("revenue", {}, "/over_time")):
+        page = httpx.get(f"{stack.dashboard_url}/p/{project}/{view}", headers=headers,
+                         params={**STATE, "interval": "day", **params})
+        assert page.status_code == 200, page.text[-2000:]
+        source = html.unescape(re.search(r'data-chart="trend" data-source="([^"]+)"', page.text).group(1))
+        assert source.startswith(f"/api/v1/projects/{project}/{view}{block}?")
+        answer = httpx.get(f"{stack.dashboard_url}{source}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        chart = answer.json()["chart"]
+        assert [datetime.fromtimestamp(t, UTC).date().isoformat() for t in chart["x"]] == days, view
+        if view == "trends":
+            assert {line["name"]: line["visitors"] for line in chart["cohorts"]} == {
+                f"Signed Up · {plan}": [int(day == signed) for day in days] for plan, signed in signups.items()}
+        elif view == "overview":
+            assert chart["events"] == [sum(e["timestamp"].startswith(day) for e in SHOP_EVENTS) for day in days]
+        else:
+            assert {line["name"]: line["visitors"] for line in chart["cohorts"]} == {"EUR": [49.5, 0], "USD": [20, 0]}
 
 
 def test_the_trends_page_says_beside_its_form_what_it_cannot_chart(stack, shop):

@@ -1,6 +1,6 @@
-// The dashboard's behaviour: the trend chart (uPlot), the paths diagram (d3-sankey), the live page's
-// refresh, auto-submitting selects, and copying SQL. The pages work without it; it only draws and
-// refreshes.
+// The dashboard's behaviour: the trend charts (uPlot) and their tables, drawn from the Stats API's
+// answers; the paths diagram (d3-sankey), the live page's refresh, auto-submitting selects, and copying
+// SQL. The pages' other blocks work without it.
 import uPlot from "uplot";
 import { sankey, sankeyLinkHorizontal } from "d3-sankey";
 
@@ -26,8 +26,7 @@ function trendLines(data) {
   };
 }
 
-function trendChart(box) {
-  const data = JSON.parse(box.querySelector("script").textContent);
+function trendChart(box, data) {
   const lines = trendLines(data);
   const options = (width) => ({
     width, height: 260,
@@ -48,6 +47,101 @@ function trendChart(box) {
     clearTimeout(pending);
     pending = setTimeout(() => plot.setSize({ width: box.clientWidth, height: 260 }), 100);
   }).observe(box);
+}
+
+const MAX_RETRIES = 3;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The Stats API's answer for a chart (data-source), waiting as Retry-After says when the token is over
+// its rate limit; an error's message is thrown.
+async function answer(source) {
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch(source, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const body = await response.json().catch(() => ({}));
+    if (response.ok) return body;
+    if (response.status !== 429 || attempt === MAX_RETRIES) throw new Error(body.message || `HTTP ${response.status}`);
+    await sleep(1000 * Math.max(1, Number(response.headers.get("Retry-After")) || 1));
+  }
+}
+
+function periodLabel(seconds, interval, timeZone) {
+  if (interval !== "hour") return new Date(seconds * 1000).toISOString().slice(0, 10);
+  const hour = new Intl.DateTimeFormat("sv-SE", { timeZone, year: "numeric", month: "2-digit", day: "2-digit",
+                                                  hour: "2-digit", hourCycle: "h23" }).format(new Date(seconds * 1000));
+  return `${hour}:00`;
+}
+
+const figure = (value) => (Number.isInteger(value) ? value.toLocaleString("en")
+  : Number(value).toLocaleString("en", { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
+
+function row(attributes, cells) {
+  const tr = document.createElement("tr");
+  Object.assign(tr.dataset, attributes);
+  cells.forEach(([text, numeric, data]) => {
+    const td = cell(text);
+    if (numeric) td.className = "num";
+    Object.assign(td.dataset, data || {});
+    tr.append(td);
+  });
+  return tr;
+}
+
+function head(names) {
+  const thead = document.createElement("thead");
+  const tr = document.createElement("tr");
+  names.forEach((name) => { const th = document.createElement("th"); th.textContent = name; tr.append(th); });
+  thead.append(tr);
+  return thead;
+}
+
+// The table beside a chart: each period's value of each line (Trends), or the revenue block's rows.
+const TABLES = {
+  lines(table, body, box) {
+    const lines = body.chart.cohorts;
+    const rows = body.chart.x.map((t, i) => row({ period: String(t) }, [
+      [periodLabel(t, box.dataset.interval, box.dataset.tz)],
+      ...lines.map((line) => [figure(line.visitors[i]), true, { line: line.name, value: String(line.visitors[i]) }]),
+    ]));
+    const tbody = document.createElement("tbody");
+    tbody.append(...rows);
+    table.replaceChildren(head(["Period", ...lines.map((line) => line.name)]), tbody);
+  },
+  over_time(table, body) {
+    const tbody = document.createElement("tbody");
+    tbody.append(...body.blocks.over_time.map((r) => row(
+      { period: r.period, currency: r.currency, revenue: String(r.revenue) },
+      [[r.period], [r.currency || "(no currency)"], [figure(r.revenue), true], [figure(r.orders), true],
+       [figure(r.payers), true], [figure(r.per_payer), true]])));
+    table.replaceChildren(head(["Period", "Currency", "Revenue", "Orders", "Payers", "Per payer"]), tbody);
+  },
+};
+
+async function fetchedChart(box) {
+  const status = box.querySelector("[data-chart-status]");
+  let body;
+  try {
+    body = await answer(box.dataset.source);
+  } catch (error) {
+    status.textContent = `Could not load the chart: ${error.message}`;
+    status.className = "error";
+    box.dataset.failed = "true";
+    return;
+  }
+  status.remove();
+  const table = box.parentElement.querySelector("[data-chart-table]");
+  const lines = body.chart.cohorts ? body.chart.cohorts.length : 2;
+  if (!body.chart.x.length || !lines) {
+    const empty = document.createElement("div");
+    empty.className = "empty";
+    empty.dataset.empty = "";
+    empty.textContent = box.dataset.emptyText;
+    box.replaceWith(empty);
+    table?.remove();
+    return;
+  }
+  box.dataset.range = JSON.stringify([body.chart.from, body.chart.to]);
+  if (table) TABLES[table.dataset.chartTable](table, body, box);
+  trendChart(box, body.chart);
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -131,7 +225,7 @@ function liveRefresh(panel) {
 }
 
 function start() {
-  document.querySelectorAll("[data-chart=trend]").forEach(trendChart);
+  document.querySelectorAll("[data-chart=trend][data-source]").forEach(fetchedChart);
   document.querySelectorAll("[data-chart=paths]").forEach(pathsDiagram);
   document.querySelectorAll("[data-live]").forEach(liveRefresh);
   document.querySelectorAll("[data-autosubmit]").forEach((select) =>

@@ -35,7 +35,7 @@ async function overview(page) {
   ])));
   const axis = await page.$eval("[data-chart=trend]", (box) => ({
     shown: JSON.parse(box.dataset.xRange),
-    range: (({ from, to }) => [from, to])(JSON.parse(box.querySelector("script").textContent)),
+    range: JSON.parse(box.dataset.range),
   }));
   await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });  // the one full-length shot
   return { status, metrics, blocks, axis };
@@ -149,6 +149,7 @@ async function trends(page) {
   await page.click("[data-controls] details.filters summary");
   await page.fill("[data-controls] input[name=where] >> nth=-1", "properties.plan:eq:pro");
   await Promise.all([page.waitForNavigation(), page.click("[data-controls] > button")]);
+  await page.waitForSelector("[data-chart=trend][data-drawn=true]", { state: "attached" });
   const filtered = { url: page.url(), lines: await trendCells(page),
                      chips: await texts(page, "[data-condition]", "data-condition") };
   return { status, compared, filtered };
