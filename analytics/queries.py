@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from analytics import persons
 from analytics.channels import CHANNEL_SQL
 from analytics.cohorts import Cohort, membership
-from analytics.conditions import COLUMNS, ConditionError, check_key, value_sql
+from analytics.conditions import COLUMNS, PROPERTIES, ConditionError, check_key, value_sql
 from analytics.filters import NONE, Filters
 from analytics.goals import STEP_PREFIX, Goal
 from headwater.clickhouse import project_database
@@ -440,6 +440,24 @@ ORDER BY value = %(other)s, visitors DESC, events DESC, value{FINAL_SETTINGS}"""
     return Query(sql, params, ("value", "visitors", "events"))
 
 
+def _first_values(project_id: str, key: str, value: str) -> str:
+    """Each session's ``value`` on its first event in the range (``session_id``, ``first_value``). A
+    property is read from the first event's properties alone: taking the first of every event's value
+    would parse the properties of every event."""
+    first = f"""
+    FROM {_events(project_id, final=False)}
+    WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND session_id != ''
+    GROUP BY session_id"""
+    if key.startswith(PROPERTIES):
+        return f"""
+    SELECT session_id, {value} AS first_value
+    FROM (SELECT session_id, argMin(properties, timestamp) AS properties{_indent(first, 4)})
+"""
+    return f"""
+    SELECT session_id, argMin({value}, timestamp) AS first_value{first}
+"""
+
+
 def sessions_by(project_id: str, by: str, since: datetime, until: datetime, limit: int = 10,
                 filters: Filters = NONE) -> Query:
     """The figures of :func:`sessions` per value of a column or a property on each session's first
@@ -456,12 +474,7 @@ def sessions_by(project_id: str, by: str, since: datetime, until: datetime, limi
     if(sessions = 0, 0, sum(sign * duration_s) / sessions) AS average_duration_s,
     if(sessions = 0, 0, sum(sign * pageviews) / sessions) AS pageviews_per_session
 FROM {database}.sessions
-INNER JOIN (
-    SELECT session_id, argMin({value}, timestamp) AS first_value
-    FROM {_events(project_id, final=False)}
-    WHERE timestamp >= {SINCE} AND timestamp < {UNTIL} AND session_id != ''
-    GROUP BY session_id
-) AS firsts USING session_id
+INNER JOIN ({_first_values(project_id, by, value)}) AS firsts USING session_id
 WHERE start_at >= {SINCE} AND start_at < {UNTIL}{filters.sessions_condition(project_id, SINCE, UNTIL)}
 GROUP BY value
 HAVING sessions > 0

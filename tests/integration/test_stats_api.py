@@ -205,6 +205,12 @@ def test_the_overview_and_the_sessions_break_down_by_any_property(stack, shop):
         (country, len(found), sum(s for s, _ in found) / len(found), sum(p for _, p in found) / len(found))
         for country, found in sorted(countries.items(), key=lambda item: -len(item[1]))]
     assert [r["value"] for r in by] == ["GB", "AU"]
+    first_paths: dict[str, int] = {}
+    for events in _by_visitor().values():
+        path = events[0]["properties"].get("path", "")
+        first_paths[path] = first_paths.get(path, 0) + 1
+    by_path = api(stack, f"{project}/sessions/by", token, breakdown="properties.path").json()["blocks"]["by"]
+    assert [(r["value"], r["sessions"]) for r in by_path] == sorted(first_paths.items(), key=lambda i: -i[1])
     headers = {"Authorization": f"Bearer {token}"}
     overview_page = httpx.get(f"{stack.dashboard_url}/p/{project}/overview", headers=headers,
                               params={**STATE, "breakdown": "properties.plan"}).text
