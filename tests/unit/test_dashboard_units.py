@@ -150,3 +150,24 @@ def test_a_csv_cell_a_spreadsheet_would_run_stays_text():
 
     assert _cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
     assert [_cell(v) for v in ("@SUM(A1)", "-2+3", "Mug", -2.5, 7)] == ["'@SUM(A1)", "'-2+3", "Mug", -2.5, 7]
+
+
+def test_a_views_chart_comes_from_its_chart_block_only():
+    state = parse_state(QueryParams("range=custom&from=2026-03-02&to=2026-03-03&interval=day"))
+    over_time = [{"period": date(2026, 3, 3), "currency": "EUR", "revenue": 5.0}]
+    chart = views.chart("revenue", {"over_time": over_time, "products": []}, state)
+    assert chart is not None and chart["cohorts"] == [{"name": "EUR", "visitors": [0, 5.0]}]
+    assert [datetime.fromtimestamp(t, UTC).date() for t in chart["x"]] == [date(2026, 3, 2), date(2026, 3, 3)]
+    assert views.chart("revenue", {"products": []}, state) is None  # one block, not the chart's
+    assert views.chart("funnels", {"funnel": []}, state) is None  # a view without a chart
+    assert views.chart("trends", {}, state) is None
+    trend = views.chart("overview", {"trend": [{"period": date(2026, 3, 2), "breakdown": "", "events": 4,
+                                                "visitors": 2}]}, state)
+    assert trend is not None and (trend["events"], trend["visitors"]) == ([4], [2])
+
+
+def test_a_breakdown_rows_link_adds_its_condition_to_the_state():
+    state = parse_state(QueryParams("range=7d&breakdown=properties.plan"))
+    linked = parse_state(QueryParams(state.with_condition("properties.plan", "pro: yearly")[1:]))
+    assert [str(c) for c in linked.filters.where] == ["properties.plan:eq:pro: yearly"]
+    assert linked.split == "properties.plan"
