@@ -66,7 +66,8 @@ class Condition:
         text, params = value_sql(self.key, name)
         if self.path:
             keys = ", ".join(f"%({name}_k{i})s" for i in range(len(self.path)))
-            present, number = f"JSONHas(properties, {keys})", f"JSONExtractFloat(properties, {keys})"
+            present = f"{may_have(name)} AND JSONHas(properties, {keys})"
+            number = f"JSONExtractFloat(properties, {keys})"
         else:
             present, number = f"{self.key} != ''", ""
         value = f"%({name}_v)s"
@@ -90,16 +91,26 @@ class Condition:
         return f"({sql})", params
 
 
+def may_have(name: str) -> str:
+    """SQL that is false only for an event whose properties cannot hold the key of :func:`value_sql`'s
+    ``{name}_needle``: text without a backslash is JSON without escapes, in which a key is written as
+    it is, so neither the quoted name nor a backslash means the key is absent and there is nothing to
+    parse (a quarter of a property breakdown's time on 10 M events)."""
+    return f"(position(properties, %({name}_needle)s) > 0 OR position(properties, '\\\\') > 0)"
+
+
 def value_sql(key: str, name: str) -> tuple[str, dict]:
-    """A key's value on each event as text, and its parameters (``{name}_k0`` …): a column as it is; a
-    property as its text when it is a string, else its JSON (``5``, ``true``; ``''`` when absent or
-    ``null``)."""
+    """A key's value on each event as text, and its parameters (``{name}_k0`` …, ``{name}_needle``): a
+    column as it is; a property as its text when it is a string, else its JSON (``5``, ``true``; ``''``
+    when absent or ``null``)."""
     if not key.startswith(PROPERTIES):
         return VIRTUAL.get(key, key), {}
     path = key[len(PROPERTIES):].split(".")
     keys = ", ".join(f"%({name}_k{i})s" for i in range(len(path)))
+    params = {f"{name}_k{i}": part for i, part in enumerate(path)}
+    params[f"{name}_needle"] = f'"{path[-1]}"'
     # (read as Dynamic: one parse, a third faster on 10 M events than testing the type first)
-    return f"toString(JSONExtract(properties, {keys}, 'Dynamic'))", {f"{name}_k{i}": part for i, part in enumerate(path)}
+    return f"if({may_have(name)}, toString(JSONExtract(properties, {keys}, 'Dynamic')), '')", params
 
 
 def check_key(key: str) -> str:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from analytics import queries
-from analytics.conditions import parse
+from analytics.conditions import parse, value_sql
 from analytics.filters import Filters
 from analytics.run import records
 from bench.queries import DERIVE_SESSIONS
@@ -183,3 +183,29 @@ def test_a_trend_of_any_metric_matches_python(loaded, clickhouse):
         queries.trends(project, SINCE, UNTIL, metric="sum")
     with pytest.raises(queries.QueryError, match="metric must be one of"):
         queries.trends(project, SINCE, UNTIL, metric="mode")
+
+
+PROPERTY_TEXTS = ['{"plan":"pro"}', '{"\\u0070lan":"team"}', '{"a":{"plan":5}}', '{"other":"plan"}',
+                  '{"pl\\/an":"slash"}', '{}', '{"note":"say \\"plan\\""}', '{"plan":null}', '{"a":{"pl\\u0061n":7}}']
+
+
+@pytest.mark.parametrize("key", ["properties.plan", "properties.a.plan", "properties.pl/an"])
+def test_a_property_is_read_whether_its_key_is_written_plainly_or_escaped(clickhouse, key):
+    """Properties whose text cannot hold the key are not parsed (conditions.may_have); the values and
+    the presence must be what Python's json reads from every text."""
+    expression, params = value_sql(key, "by")
+    present, present_params = parse(f"{key}:set").sql("w0")
+    rows = clickhouse.execute(f"SELECT {expression}, {present} FROM (SELECT arrayJoin(%(texts)s) AS properties)",
+                              {**params, **present_params, "texts": PROPERTY_TEXTS})
+    assert [(value, bool(has)) for value, has in rows] == [_lookup(text, key) for text in PROPERTY_TEXTS]
+
+
+def _lookup(text: str, key: str) -> tuple[str, bool]:
+    """A property's value as the queries read it ('' when absent or null; JSON for a number) and
+    whether the key is there."""
+    found = json.loads(text)
+    for part in key.removeprefix("properties.").split("."):
+        if not isinstance(found, dict) or part not in found:
+            return "", False
+        found = found[part]
+    return ("" if found is None else found if isinstance(found, str) else json.dumps(found)), True

@@ -43,7 +43,7 @@ def test_bad_conditions_are_refused_with_the_reason(text, reason):
 def test_values_and_keys_are_parameters_never_sql():
     sql, params = Condition("properties.it's", "eq", "'; DROP TABLE events; --").sql("w0")
     assert "DROP" not in sql and "it's" not in sql
-    assert params == {"w0_k0": "it's", "w0_v": "'; DROP TABLE events; --"}
+    assert params == {"w0_k0": "it's", "w0_needle": '"it\'s"', "w0_v": "'; DROP TABLE events; --"}
 
 
 def test_the_url_keeps_each_condition_and_refuses_a_bad_one():
