@@ -301,9 +301,9 @@ def both(settings, client, project: str, runs: int) -> dict:
 
 
 def time_overview(settings, project: str, runs: int, filters: Filters = NONE, goals: tuple = ()) -> dict:
-    """The dashboard's overview for the whole month: its 13 queries (run as the dashboard runs them,
-    several at once; with ``goals``, the Goals block's too) and its rendering, the server's part of
-    showing the page."""
+    """The dashboard's overview for the whole month: its 14 queries (run as the dashboard runs them,
+    several at once; the chart's, which the page's script asks the Stats API for, included; with
+    ``goals``, the Goals block's too) and its rendering: the servers' part of showing the page."""
     from dashboard.pages import overview_data
     from dashboard.rendering import templates
     from dashboard.state import ViewState
