@@ -66,7 +66,7 @@ class Condition:
         text, params = value_sql(self.key, name)
         if self.path:
             keys = ", ".join(f"%({name}_k{i})s" for i in range(len(self.path)))
-            present = f"{may_have(name)} AND JSONHas(properties, {keys})"
+            present = f"({may_have(name)} AND JSONHas(properties, {keys}))"
             number = f"JSONExtractFloat(properties, {keys})"
         else:
             present, number = f"{self.key} != ''", ""

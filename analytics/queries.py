@@ -168,7 +168,7 @@ def _metric(metric: str, of: str | None, filters: Filters, params: dict) -> str:
         except ConditionError as exc:
             raise QueryError(f"metric property: {exc}") from exc
         params.update(key_params)
-        keys = ", ".join(f"%({name})s" for name in key_params)
+        keys = ", ".join(f"%({name})s" for name in key_params if name.startswith("of_k"))
         return NUMERIC_METRICS[metric].format(x=f"JSONExtractFloat(properties, {keys})",
                                               has=f"JSONHas(properties, {keys})")
     return {"count": "count()", "persons": f"uniqExact({persons.who(filters)})",
