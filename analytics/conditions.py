@@ -65,7 +65,7 @@ class Condition:
         """The condition as SQL on ``events`` and its parameters, each named ``{name}_…``."""
         text, params = value_sql(self.key, name)
         if self.path:
-            keys = ", ".join(f"%({name}_k{i})s" for i in range(len(self.path)))
+            keys = path_args(self.key, name)
             present = f"({may_have(name)} AND JSONHas(properties, {keys}))"
             number = f"JSONExtractFloat(properties, {keys})"
         else:
@@ -99,6 +99,12 @@ def may_have(name: str) -> str:
     return f"(position(properties, %({name}_needle)s) > 0 OR position(properties, '\\\\') > 0)"
 
 
+def path_args(key: str, name: str) -> str:
+    """The JSON path of a property key (``properties.a.b``) as the arguments of a JSON function: the
+    parameters ``{name}_k0`` … that :func:`value_sql` sets."""
+    return ", ".join(f"%({name}_k{i})s" for i in range(len(key[len(PROPERTIES):].split("."))))
+
+
 def value_sql(key: str, name: str) -> tuple[str, dict]:
     """A key's value on each event as text, and its parameters (``{name}_k0`` …, ``{name}_needle``): a
     column as it is; a property as its text when it is a string, else its JSON (``5``, ``true``; ``''``
@@ -106,7 +112,7 @@ def value_sql(key: str, name: str) -> tuple[str, dict]:
     if not key.startswith(PROPERTIES):
         return VIRTUAL.get(key, key), {}
     path = key[len(PROPERTIES):].split(".")
-    keys = ", ".join(f"%({name}_k{i})s" for i in range(len(path)))
+    keys = path_args(key, name)
     params = {f"{name}_k{i}": part for i, part in enumerate(path)}
     params[f"{name}_needle"] = f'"{path[-1]}"'
     # (read as Dynamic: one parse, a third faster on 10 M events than testing the type first)

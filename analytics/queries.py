@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from analytics import persons
 from analytics.channels import CHANNEL_SQL
 from analytics.cohorts import Cohort, membership
-from analytics.conditions import COLUMNS, PROPERTIES, ConditionError, check_key, value_sql
+from analytics.conditions import COLUMNS, PROPERTIES, ConditionError, check_key, path_args, value_sql
 from analytics.filters import NONE, Filters
 from analytics.goals import STEP_PREFIX, Goal
 from headwater.clickhouse import project_database
@@ -168,7 +168,7 @@ def _metric(metric: str, of: str | None, filters: Filters, params: dict) -> str:
         except ConditionError as exc:
             raise QueryError(f"metric property: {exc}") from exc
         params.update(key_params)
-        keys = ", ".join(f"%({name})s" for name in key_params if name.startswith("of_k"))
+        keys = path_args(of, "of")
         return NUMERIC_METRICS[metric].format(x=f"JSONExtractFloat(properties, {keys})",
                                               has=f"JSONHas(properties, {keys})")
     return {"count": "count()", "persons": f"uniqExact({persons.who(filters)})",
