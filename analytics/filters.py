@@ -86,7 +86,10 @@ class Filters:
         if count not in ("", "persons", IDS):
             raise FilterError(f"count must be persons or {IDS}, not {count[:40]!r}")
         count_ids = count == IDS
-        fields: dict = {name: str(values.get(name) or "").strip() for name in FIELDS}
+        sent: dict = {name: str(values.get(name) or "") for name in FIELDS}
+        if long := [name for name, value in sent.items() if len(value) > MAX_VALUE]:  # as sent, spaces too
+            raise FilterError(f"filter {long[0]} must be text of at most {MAX_VALUE} characters")
+        fields = {name: value.strip() for name, value in sent.items()}
         texts = values.get(WHERE) or []
         try:
             where = tuple(parse(text) for text in ([texts] if isinstance(texts, str) else texts) if text.strip())
